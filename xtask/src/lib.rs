@@ -84,58 +84,58 @@ pub struct ExpectedLibrary {
 pub const EXPECTED_LIBRARIES: [ExpectedLibrary; 11] = [
     ExpectedLibrary {
         name: "libc++.so",
-        size: 0,
-        sha256: "",
+        size: 1365580,
+        sha256: "65a44e3f7ad79ff246b82b61782789a35d0683f56f823cca22496fd6d597b9f3",
     },
     ExpectedLibrary {
         name: "libc++abi.so",
-        size: 0,
-        sha256: "",
+        size: 285328,
+        sha256: "f93f92bc4fa31c3ccf86a140e1ba68254b5a937434b41fa0ba8b7feefa7d0e0e",
     },
     ExpectedLibrary {
         name: "libc.so",
-        size: 0,
-        sha256: "",
+        size: 652596,
+        sha256: "f1b113e24a8c7774f361d7318ababd98124f3b75889f8b5fc0ab10f97c17e42d",
     },
     ExpectedLibrary {
         name: "libcomponentize_py_runtime_async.so",
-        size: 0,
-        sha256: "",
+        size: 443247,
+        sha256: "ac27ef58168289f1f022c05bb48fc4e2664b3eec86bb422c72afa145ec9bc317",
     },
     ExpectedLibrary {
         name: "libcomponentize_py_runtime_sync.so",
-        size: 0,
-        sha256: "",
+        size: 393370,
+        sha256: "b13c07aad7ea665f2cc60d741cd2224a3616938097ae2fdda8a7fbc6555cad2a",
     },
     ExpectedLibrary {
         name: "libdl.so",
-        size: 0,
-        sha256: "",
+        size: 1728,
+        sha256: "6d6ea03a4a671db91be183077b6665866106a61c84739580773a7e5b6bd9f256",
     },
     ExpectedLibrary {
         name: "libpython3.14.so",
-        size: 0,
-        sha256: "",
+        size: 9388441,
+        sha256: "0ab4ec14447dc6a983de96b294d904a9a2b77126a1b96ff1a6ae340c72405549",
     },
     ExpectedLibrary {
         name: "libwasi-emulated-getpid.so",
-        size: 0,
-        sha256: "",
+        size: 407,
+        sha256: "9c09b6361fcf03bfa26a11e39177462472a2c293dbed9d9020b0c08b47166e8b",
     },
     ExpectedLibrary {
         name: "libwasi-emulated-mman.so",
-        size: 0,
-        sha256: "",
+        size: 1010,
+        sha256: "2a46491aae39bac9819508c7d95ab1d50d4b152884e48215b264a489caad2d58",
     },
     ExpectedLibrary {
         name: "libwasi-emulated-process-clocks.so",
-        size: 0,
-        sha256: "",
+        size: 1072,
+        sha256: "4d9173a2b8dbeaf1f6aca286c50eec651ef03bbe5c4c61cc8e2a5c0f3f3141c0",
     },
     ExpectedLibrary {
         name: "libwasi-emulated-signal.so",
-        size: 0,
-        sha256: "",
+        size: 3567,
+        sha256: "e6758eba79ff4f6daf93e4cab0ea6768ccb0d2657b00369ff4599d0593c1f4e9",
     },
 ];
 
@@ -202,7 +202,9 @@ pub enum Error {
         source: io::Error,
     },
     /// The Python interpreter could not be started.
-    #[error("cannot run `{python}`, which is needed to download the componentize-py wheel with pip")]
+    #[error(
+        "cannot run `{python}`, which is needed to download the componentize-py wheel with pip"
+    )]
     PythonNotFound {
         /// The interpreter that was tried.
         python: String,
@@ -335,7 +337,22 @@ pub fn corpus() -> Result<Vec<CorpusEntry>, Error> {
 /// replaces `dir` with the result. An existing `dir` is only replaced if it holds nothing but
 /// corpus files.
 pub fn ensure_corpus(dir: &Path) -> Result<Vec<CorpusEntry>, Error> {
-    if let Some(entries) = complete_corpus(dir, &EXPECTED_LIBRARIES) {
+    ensure_with(dir, &EXPECTED_LIBRARIES, |cache_dir| {
+        let wheel = fetch_wheel(cache_dir)?;
+        let libraries = extract_wheel(&wheel)?;
+        check_libraries(&wheel, &libraries, &EXPECTED_LIBRARIES)?;
+        Ok(libraries)
+    })
+}
+
+/// [`ensure_corpus`] with the expectations and the producer of the libraries as parameters.
+/// `produce` gets the directory to cache downloads in and must return exactly `expected`.
+fn ensure_with(
+    dir: &Path,
+    expected: &[ExpectedLibrary],
+    produce: impl FnOnce(&Path) -> Result<Vec<Library>, Error>,
+) -> Result<Vec<CorpusEntry>, Error> {
+    if let Some(entries) = complete_corpus(dir, expected) {
         return Ok(entries);
     }
     let (parent, dir_name) = split_dir(dir)?;
@@ -343,14 +360,11 @@ pub fn ensure_corpus(dir: &Path) -> Result<Vec<CorpusEntry>, Error> {
 
     let _lock = lock(&parent.join(format!(".{dir_name}.lock")))?;
     // Someone else may have built it while we waited for the lock.
-    if let Some(entries) = complete_corpus(dir, &EXPECTED_LIBRARIES) {
+    if let Some(entries) = complete_corpus(dir, expected) {
         return Ok(entries);
     }
-
-    let wheel = fetch_wheel(&parent)?;
-    let libraries = extract_wheel(&wheel)?;
-    check_libraries(&wheel, &libraries, &EXPECTED_LIBRARIES)?;
-    install(dir, &libraries, &EXPECTED_LIBRARIES)
+    let libraries = produce(&parent)?;
+    install(dir, &libraries, expected)
 }
 
 /// Re-hashes every library of the corpus in `dir` against [`EXPECTED_LIBRARIES`].
@@ -500,14 +514,14 @@ fn check_libraries(
     Ok(())
 }
 
-/// The contents of [`SUMS_FILE`] for `expected`, in `sha256sum` format.
+/// The contents of [`SUMS_FILE`] for `expected`, in `sha256sum` format, sorted by name.
 fn render_sums(expected: &[ExpectedLibrary]) -> String {
-    let mut lines: Vec<String> = expected
+    let mut libraries: Vec<&ExpectedLibrary> = expected.iter().collect();
+    libraries.sort_by_key(|lib| lib.name);
+    libraries
         .iter()
         .map(|lib| format!("{}  {}\n", lib.sha256, lib.name))
-        .collect();
-    lines.sort();
-    lines.concat()
+        .collect()
 }
 
 /// The corpus in `dir` if it is complete: its sums file lists exactly the pinned hashes and every
@@ -539,6 +553,7 @@ fn install(
     libraries: &[Library],
     expected: &[ExpectedLibrary],
 ) -> Result<Vec<CorpusEntry>, Error> {
+    check_libraries(dir, libraries, expected)?;
     let (parent, dir_name) = split_dir(dir)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{dir_name}.staging-"))
@@ -568,7 +583,8 @@ fn install(
         Err(e) => return Err(Error::io("inspect", dir, e)),
     };
     // After this rename `staging` no longer exists, so dropping it does nothing.
-    fs::rename(staging.path(), dir).map_err(|e| Error::io("rename the staging directory to", dir, e))?;
+    fs::rename(staging.path(), dir)
+        .map_err(|e| Error::io("rename the staging directory to", dir, e))?;
 
     complete_corpus(dir, expected).ok_or_else(|| Error::BadCorpusDir {
         path: dir.to_owned(),
@@ -666,8 +682,17 @@ fn fetch_wheel(cache_dir: &Path) -> Result<PathBuf, Error> {
         })?;
     let (_, actual) = sha256_file(&wheel)?;
     if actual != WHEEL_SHA256 {
+        // Keep the rejected file for inspection, outside the download directory that is about
+        // to be removed.
+        let mut rejected = cached.clone().into_os_string();
+        rejected.push(".rejected");
+        let rejected = PathBuf::from(rejected);
+        let path = match fs::rename(&wheel, &rejected) {
+            Ok(()) => rejected,
+            Err(_) => wheel,
+        };
         return Err(Error::WheelHashMismatch {
-            path: wheel,
+            path,
             expected: WHEEL_SHA256,
             actual,
         });
@@ -737,4 +762,306 @@ fn stderr_tail(stderr: &[u8]) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
     text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
+    /// Synthetic libraries (not even wasm: the corpus logic does not care) and their pins.
+    fn synthetic(count: usize) -> (Vec<Library>, Vec<ExpectedLibrary>) {
+        (0..count)
+            .map(|i| {
+                let bytes = format!("library number {i}").repeat(i + 1).into_bytes();
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                let name = leak(format!("lib{i}.so"));
+                let expected = ExpectedLibrary {
+                    name,
+                    size: bytes.len() as u64,
+                    sha256: leak(sha256.clone()),
+                };
+                let library = Library {
+                    name: name.to_owned(),
+                    offset: i,
+                    encoding: Encoding::Raw,
+                    sha256,
+                    bytes,
+                };
+                (library, expected)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn expected_libraries_are_sorted_unique_and_well_formed() {
+        let names: Vec<&str> = EXPECTED_LIBRARIES.iter().map(|l| l.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        for lib in EXPECTED_LIBRARIES {
+            assert!(lib.size > 0, "{}", lib.name);
+            assert_eq!(lib.sha256.len(), 64, "{}", lib.name);
+            assert!(
+                lib.sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            );
+        }
+        assert_eq!(WHEEL_SHA256.len(), 64);
+        assert!(WHEEL_FILE_NAME.contains(COMPONENTIZE_PY_VERSION));
+        assert!(WHEEL_FILE_NAME.contains(WHEEL_PLATFORM));
+    }
+
+    #[test]
+    fn names_follow_the_name_section_and_content() {
+        let module = |bytes: &[u8]| FoundModule {
+            offset: 0x40,
+            encoding: Encoding::Zstd,
+            bytes: bytes.to_vec(),
+        };
+        let runtime = Some("componentize_py_runtime.wasm");
+        assert_eq!(
+            library_name(&module(b"imports from $root"), runtime),
+            "libcomponentize_py_runtime_async.so"
+        );
+        assert_eq!(
+            library_name(&module(b"no async"), runtime),
+            "libcomponentize_py_runtime_sync.so"
+        );
+        assert_eq!(library_name(&module(b""), Some("libc.so")), "libc.so");
+        assert_eq!(
+            library_name(&module(b"dlopen __wasm_set_libraries"), None),
+            "libdl.so"
+        );
+        assert_eq!(
+            library_name(&module(b"dlopen only"), None),
+            "unnamed-zstd-at-0x40.so"
+        );
+    }
+
+    /// Builds `\0asm` + dylink.0 + optional name section, like scan's tests, with extra bytes
+    /// in a custom section so that content checks can see them.
+    fn dylink_module(name: Option<&str>, extra: &[u8]) -> Vec<u8> {
+        fn section(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
+            let body_len = 1 + name.len() + payload.len();
+            assert!(name.len() < 128 && body_len < 128);
+            out.extend_from_slice(&[0, body_len as u8, name.len() as u8]);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(payload);
+        }
+        let mut m = scan::WASM_MAGIC.to_vec();
+        section(&mut m, "dylink.0", &[1, 4, 0, 0, 0, 0]);
+        section(&mut m, "extra", extra);
+        if let Some(name) = name {
+            let mut payload = vec![0, name.len() as u8 + 1, name.len() as u8];
+            payload.extend_from_slice(name.as_bytes());
+            section(&mut m, "name", &payload);
+        }
+        m
+    }
+
+    #[test]
+    fn extract_libraries_names_filters_and_deduplicates() {
+        let libc = dylink_module(Some("libc.so"), b"");
+        let sync = dylink_module(Some("componentize_py_runtime.wasm"), b"sync");
+        let not_a_library = scan::WASM_MAGIC.to_vec();
+        let libdl = dylink_module(None, b"dlopen __wasm_set_libraries");
+
+        let mut blob = b"junk".to_vec();
+        for module in [&libc, &sync, &libc] {
+            blob.extend(zstd::encode_all(&module[..], 1).unwrap());
+            blob.extend_from_slice(b"\xff padding");
+        }
+        blob.extend(zstd::encode_all(&not_a_library[..], 1).unwrap());
+        blob.extend_from_slice(b"\xff");
+        blob.extend_from_slice(&libdl);
+        blob.extend_from_slice(b"\xff trailing bytes");
+
+        let libraries = extract_libraries(&blob);
+        let names: Vec<&str> = libraries.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["libc.so", "libcomponentize_py_runtime_sync.so", "libdl.so"]
+        );
+        assert_eq!(libraries[0].bytes, libc);
+        assert_eq!(libraries[1].bytes, sync);
+        assert_eq!(libraries[2].bytes, libdl);
+        assert_eq!(libraries[2].encoding, Encoding::Raw);
+        assert_eq!(libraries[0].sha256, hex::encode(Sha256::digest(&libc)));
+    }
+
+    #[test]
+    fn check_libraries_reports_names_and_hashes() {
+        let (mut libraries, expected) = synthetic(3);
+        check_libraries(Path::new("w.whl"), &libraries, &expected).unwrap();
+
+        libraries[1].sha256 = "00".repeat(32);
+        let err = check_libraries(Path::new("w.whl"), &libraries, &expected).unwrap_err();
+        assert!(matches!(err, Error::LibraryHashMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("w.whl/lib1.so"), "{err}");
+
+        libraries[1].name = "lib0.so".to_owned();
+        let err = check_libraries(Path::new("w.whl"), &libraries, &expected).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "extracting w.whl found [lib0.so, lib0.so, lib2.so], expected [lib0.so, lib1.so, lib2.so]"
+        );
+    }
+
+    #[test]
+    fn ensure_builds_once_across_threads_and_is_then_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested").join("corpus");
+        let (libraries, expected) = synthetic(4);
+        let builds = AtomicUsize::new(0);
+
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        ensure_with(&dir, &expected, |_| {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(libraries.clone())
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+
+        let entries = &results[0];
+        assert_eq!(entries.len(), 4);
+        for (entry, lib) in entries.iter().zip(&libraries) {
+            assert_eq!(entry.name, lib.name);
+            assert_eq!(entry.path, dir.join(&lib.name));
+            assert_eq!(entry.read().unwrap(), lib.bytes);
+            assert_eq!(entry.sha256, lib.sha256);
+        }
+        let sums = fs::read_to_string(dir.join(SUMS_FILE)).unwrap();
+        assert_eq!(sums.lines().count(), 4);
+        assert!(sums.contains(&format!("{}  lib2.so\n", libraries[2].sha256)));
+
+        // No staging or trash directories are left behind.
+        let mut leftovers: Vec<String> = fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        leftovers.sort();
+        assert_eq!(leftovers, [".corpus.lock", "corpus"]);
+    }
+
+    #[test]
+    fn damaged_corpus_is_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("corpus");
+        let (libraries, expected) = synthetic(3);
+        let builds = AtomicUsize::new(0);
+        let ensure = || {
+            ensure_with(&dir, &expected, |_| {
+                builds.fetch_add(1, Ordering::SeqCst);
+                Ok(libraries.clone())
+            })
+            .unwrap()
+        };
+        ensure();
+
+        // A truncated library.
+        fs::write(dir.join("lib1.so"), b"short").unwrap();
+        assert!(complete_corpus(&dir, &expected).is_none());
+        ensure();
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+        assert_eq!(fs::read(dir.join("lib1.so")).unwrap(), libraries[1].bytes);
+
+        // A missing sums file (as in a corpus whose writing was interrupted).
+        fs::remove_file(dir.join(SUMS_FILE)).unwrap();
+        ensure();
+        assert_eq!(builds.load(Ordering::SeqCst), 3);
+
+        // Complete: nothing to do.
+        ensure();
+        assert_eq!(builds.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn foreign_directory_is_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("corpus");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("notes.txt"), b"keep me").unwrap();
+        let (libraries, expected) = synthetic(2);
+
+        let err = ensure_with(&dir, &expected, |_| Ok(libraries.clone())).unwrap_err();
+        assert!(matches!(err, Error::BadCorpusDir { .. }), "{err}");
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+        assert_eq!(fs::read(dir.join("notes.txt")).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn producer_errors_and_wrong_libraries_leave_no_corpus() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("corpus");
+        let (libraries, expected) = synthetic(2);
+
+        let err = ensure_with(&dir, &expected, |cache| {
+            Err(Error::WheelMissing {
+                dir: cache.to_owned(),
+            })
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::WheelMissing { .. }));
+        assert!(!dir.exists());
+
+        let err = ensure_with(&dir, &expected, |_| Ok(libraries[..1].to_vec())).unwrap_err();
+        assert!(matches!(err, Error::UnexpectedLibraries { .. }), "{err}");
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn split_dir_handles_relative_and_bare_names() {
+        assert_eq!(
+            split_dir(Path::new("corpus")).unwrap(),
+            (PathBuf::from("."), "corpus".to_owned())
+        );
+        assert_eq!(
+            split_dir(Path::new("target/corpus/")).unwrap(),
+            (PathBuf::from("target"), "corpus".to_owned())
+        );
+        assert!(split_dir(Path::new("/")).is_err());
+        assert!(split_dir(Path::new("..")).is_err());
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(stderr_tail(b"  oops\n"), "oops");
+        let long = "\u{e9}".repeat(1500); // 3000 bytes of two-byte characters
+        let tail = stderr_tail(long.as_bytes());
+        assert!(tail.len() <= 2000 && tail.chars().all(|c| c == '\u{e9}'));
+    }
+
+    #[test]
+    fn default_dir_is_under_the_workspace_target() {
+        if std::env::var_os(CORPUS_DIR_ENV).is_none() {
+            let dir = default_corpus_dir();
+            assert!(dir.ends_with("target/corpus"), "{}", dir.display());
+            assert!(
+                dir.parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .join("Cargo.toml")
+                    .is_file()
+            );
+        }
+    }
 }

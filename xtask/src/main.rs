@@ -88,7 +88,11 @@ fn corpus(mut args: &[&str]) -> Result<Result<(), Error>, String> {
         print_entries(&entries);
         println!("corpus ready in {} ({ready:.2?})", dir.display());
         if verify {
-            println!("all {} libraries verified ({:.2?})", entries.len(), start.elapsed() - ready);
+            println!(
+                "all {} libraries verified ({:.2?})",
+                entries.len(),
+                start.elapsed() - ready
+            );
         }
         Ok(())
     })())

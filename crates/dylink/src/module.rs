@@ -50,6 +50,16 @@ pub enum AddressWidth {
     Wasm64,
 }
 
+impl AddressWidth {
+    /// `wasm32` or `wasm64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressWidth::Wasm32 => "wasm32",
+            AddressWidth::Wasm64 => "wasm64",
+        }
+    }
+}
+
 /// A wasm value type, simplified to what a linker compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

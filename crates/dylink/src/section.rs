@@ -21,6 +21,16 @@ pub enum DylinkFormat {
     Legacy,
 }
 
+impl DylinkFormat {
+    /// The section's name: `dylink.0` or `dylink`.
+    pub fn section_name(self) -> &'static str {
+        match self {
+            DylinkFormat::Dylink0 => "dylink.0",
+            DylinkFormat::Legacy => "dylink",
+        }
+    }
+}
+
 /// WASM_DYLINK_MEM_INFO: what the loader must reserve for the module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemInfo {

@@ -1,1 +1,15 @@
-//! placeholder
+//! # wasmlink: a runtime dynamic linker and secure module host for WebAssembly
+//!
+//! wasmlink loads WebAssembly modules at run time, on demand, links them and runs them on
+//! wasmtime. This crate is the library a host embeds; the `wasmlink` binary is glue over it.
+//!
+//! - [`resolve`]: finding needed libraries on a search path, as ld.so does
+//!   (`-L`, `WASMLINK_LIBRARY_PATH`, RUNPATH with `$ORIGIN`, default directories).
+//!
+//! What a module declares for linking is modelled by the `wasmlink-dylink` crate, re-exported
+//! here as [`dylink`].
+#![deny(missing_docs)]
+
+pub use wasmlink_dylink as dylink;
+
+pub mod resolve;

@@ -1,0 +1,249 @@
+//! Finding needed libraries, the way ld.so does.
+//!
+//! A needed name that contains a `/` is a path and is used as it is. Any other name is looked
+//! up, in this order, in:
+//!
+//! 1. the directories given by the user (`-L DIR`, [`SearchPath::add_dir`]);
+//! 2. `WASMLINK_LIBRARY_PATH` (colon-separated, like `LD_LIBRARY_PATH`);
+//! 3. the RUNPATH of the module that needs it, with `$ORIGIN` (or `${ORIGIN}`) replaced by the
+//!    directory that module was loaded from. A module's RUNPATH applies to its own needed
+//!    libraries only: it is not inherited by their dependencies (as with ELF `DT_RUNPATH`);
+//! 4. the default directories ([`DEFAULT_DIRS`]).
+//!
+//! A file that exists but is not a wasm32 shared library (unreadable, not wasm, no dylink.0
+//! section, wasm64) is skipped, and the search goes on, as ld.so skips an ELF file of the wrong
+//! class. When nothing is found the error lists every place searched.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmlink_dylink::{AddressWidth, ModuleInfo};
+
+/// The environment variable holding extra library directories.
+pub const LIBRARY_PATH_ENV: &str = "WASMLINK_LIBRARY_PATH";
+
+/// Directories searched last.
+pub const DEFAULT_DIRS: [&str; 3] = ["/usr/local/lib/wasmlink", "/usr/local/lib/wasm32-wasi", "/usr/lib/wasm32-wasi"];
+
+/// Where to look for needed libraries.
+#[derive(Debug, Clone)]
+pub struct SearchPath {
+    user_dirs: Vec<PathBuf>,
+    env_dirs: Vec<PathBuf>,
+    default_dirs: Vec<PathBuf>,
+}
+
+impl Default for SearchPath {
+    fn default() -> Self {
+        SearchPath {
+            user_dirs: Vec::new(),
+            env_dirs: Vec::new(),
+            default_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+        }
+    }
+}
+
+/// A library that was looked for and not found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: cannot open shared object file: No such file or directory (searched {})", display_list(.searched))]
+pub struct NotFound {
+    /// The needed name.
+    pub name: String,
+    /// Every candidate path tried, in order, with why a candidate that existed was skipped.
+    pub searched: Vec<PathBuf>,
+    /// Candidates that existed but were skipped, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn display_list(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nothing: the search path is empty".to_string();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// A library that was found: where, and what it declares.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The path it was found at.
+    pub path: PathBuf,
+    /// Its model, parsed once.
+    pub info: Arc<ModuleInfo>,
+}
+
+impl SearchPath {
+    /// The default directories only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The default directories plus `WASMLINK_LIBRARY_PATH` from the process environment.
+    pub fn from_env() -> Self {
+        let mut sp = Self::default();
+        if let Some(v) = std::env::var_os(LIBRARY_PATH_ENV) {
+            sp.env_dirs = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
+        }
+        sp
+    }
+
+    /// Adds a user directory (`-L DIR`), searched before everything else.
+    pub fn add_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.user_dirs.push(dir.into());
+        self
+    }
+
+    /// Replaces the default directories (an empty list disables them).
+    pub fn set_default_dirs(&mut self, dirs: Vec<PathBuf>) -> &mut Self {
+        self.default_dirs = dirs;
+        self
+    }
+
+    /// The directories searched for a library needed by a module at `requester` with RUNPATH
+    /// `runpath`, in order.
+    pub fn dirs_for(&self, requester: Option<&Path>, runpath: &[String]) -> Vec<PathBuf> {
+        let origin = requester
+            .and_then(Path::parent)
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        let mut dirs: Vec<PathBuf> = self.user_dirs.iter().chain(&self.env_dirs).cloned().collect();
+        for entry in runpath {
+            match origin {
+                Some(o) => {
+                    let o = o.to_string_lossy();
+                    dirs.push(PathBuf::from(entry.replace("${ORIGIN}", &o).replace("$ORIGIN", &o)))
+                }
+                // Without a known origin, an entry using $ORIGIN cannot be expanded.
+                None if entry.contains("ORIGIN") => {}
+                None => dirs.push(PathBuf::from(entry)),
+            }
+        }
+        dirs.extend(self.default_dirs.iter().cloned());
+        dirs
+    }
+
+    /// Finds `name`, needed by the module at `requester` whose RUNPATH is `runpath`.
+    ///
+    /// # Errors
+    /// [`NotFound`] listing every path tried and every candidate skipped.
+    pub fn find(&self, name: &str, requester: Option<&Path>, runpath: &[String]) -> Result<Found, NotFound> {
+        let candidates: Vec<PathBuf> = if name.contains('/') {
+            vec![PathBuf::from(name)]
+        } else {
+            self.dirs_for(requester, runpath).into_iter().map(|d| d.join(name)).collect()
+        };
+        let mut skipped = Vec::new();
+        for path in &candidates {
+            if !path.is_file() {
+                continue;
+            }
+            match load_library(path) {
+                Ok(info) => {
+                    return Ok(Found {
+                        path: path.clone(),
+                        info: Arc::new(info),
+                    });
+                }
+                Err(why) => {
+                    tracing::debug!(target: "wasmlink::libs", "skipping {}: {why}", path.display());
+                    skipped.push((path.clone(), why));
+                }
+            }
+        }
+        Err(NotFound {
+            name: name.to_string(),
+            searched: candidates,
+            skipped,
+        })
+    }
+}
+
+/// Reads and checks a candidate library: a wasm32 module with a dylink section.
+fn load_library(path: &Path) -> Result<ModuleInfo, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
+    if !info.is_dynamic() {
+        return Err("no dylink.0 section: not a shared library".to_string());
+    }
+    if info.address_width != AddressWidth::Wasm32 {
+        return Err("wasm64 library, wasmlink loads wasm32".to_string());
+    }
+    Ok(info)
+}
+
+/// One entry of a resolved dependency tree.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The needed name as written in the NEEDED list.
+    pub name: String,
+    /// Index (into [`DependencyTree::entries`]) of the first module that needed it; `None` for
+    /// the root.
+    pub needed_by: Option<usize>,
+    /// Where it was found, or why not.
+    pub result: Result<Found, NotFound>,
+    /// Whether this entry's file was already reached under another name.
+    pub duplicate_of: Option<usize>,
+}
+
+/// The transitive closure of a module's needed libraries, breadth first like ld.so's load order,
+/// each name once (duplicate NEEDED entries and cycles end there).
+#[derive(Debug, Clone)]
+pub struct DependencyTree {
+    /// The root first, then each needed library in load order.
+    pub entries: Vec<Resolved>,
+}
+
+impl DependencyTree {
+    /// Resolves everything `root` (already parsed as `info`) needs.
+    pub fn resolve(root: &Path, info: Arc<ModuleInfo>, search: &SearchPath) -> DependencyTree {
+        let mut entries = vec![Resolved {
+            name: root.display().to_string(),
+            needed_by: None,
+            result: Ok(Found {
+                path: root.to_path_buf(),
+                info,
+            }),
+            duplicate_of: None,
+        }];
+        let mut by_name: HashSet<String> = HashSet::new();
+        let mut by_file: HashMap<PathBuf, usize> = HashMap::new();
+        if let Ok(c) = root.canonicalize() {
+            by_file.insert(c, 0);
+        }
+        let mut queue = VecDeque::from([0usize]);
+        while let Some(i) = queue.pop_front() {
+            let Ok(found) = &entries[i].result else { continue };
+            let (path, info) = (found.path.clone(), found.info.clone());
+            for name in info.dylink.as_ref().map(|d| d.needed_unique()).unwrap_or_default() {
+                if !by_name.insert(name.to_string()) {
+                    continue;
+                }
+                let result = search.find(name, Some(&path), info.runtime_path());
+                let mut duplicate_of = None;
+                if let Ok(f) = &result {
+                    let key = f.path.canonicalize().unwrap_or_else(|_| f.path.clone());
+                    match by_file.get(&key) {
+                        Some(&j) => duplicate_of = Some(j),
+                        None => {
+                            by_file.insert(key, entries.len());
+                        }
+                    }
+                }
+                if duplicate_of.is_none() && result.is_ok() {
+                    queue.push_back(entries.len());
+                }
+                entries.push(Resolved {
+                    name: name.to_string(),
+                    needed_by: Some(i),
+                    result,
+                    duplicate_of,
+                });
+            }
+        }
+        DependencyTree { entries }
+    }
+
+    /// The libraries that were not found.
+    pub fn missing(&self) -> impl Iterator<Item = &NotFound> {
+        self.entries.iter().filter_map(|e| e.result.as_ref().err())
+    }
+}

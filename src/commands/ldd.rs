@@ -1,0 +1,86 @@
+//! `wasmlink ldd`: where each needed library is found (like `ldd`).
+
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use wasmlink::resolve::{DependencyTree, SearchPath};
+
+use crate::input::{CliError, print, read_module};
+
+/// Resolve a module's needed libraries, recursively, as the loader would, and print where
+/// each was found.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Libraries are searched, in order, in: each -L DIR; WASMLINK_LIBRARY_PATH; the RUNPATH of the
+module that needs them ($ORIGIN is its directory; not inherited by its dependencies); the
+default directories /usr/local/lib/wasmlink, /usr/local/lib/wasm32-wasi, /usr/lib/wasm32-wasi.
+A name containing '/' is used as a path. Each library is listed once, in load order.
+
+Examples:
+  wasmlink ldd -L corpus corpus/libpython3.14.so
+  WASMLINK_LIBRARY_PATH=lib:/opt/wasm/lib wasmlink ldd main.wasm
+
+Exit status: 0 all found, 1 something not found (or not a dynamic module),
+2 the file is missing or not a valid WebAssembly module.")]
+pub struct Args {
+    /// The program or library to resolve.
+    file: PathBuf,
+    /// Search DIR for libraries first (repeatable).
+    #[arg(short = 'L', value_name = "DIR")]
+    lib_dirs: Vec<PathBuf>,
+    /// Do not search the default directories.
+    #[arg(long)]
+    no_default_dirs: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (_, info) = read_module(&args.file)?;
+    if !info.is_dynamic() {
+        print("\tnot a dynamic module (no dylink.0 section)\n")?;
+        return Ok(ExitCode::from(1));
+    }
+    let mut search = SearchPath::from_env();
+    for d in &args.lib_dirs {
+        search.add_dir(d);
+    }
+    if args.no_default_dirs {
+        search.set_default_dirs(Vec::new());
+    }
+    let tree = DependencyTree::resolve(&args.file, Arc::new(info), &search);
+    let mut o = String::new();
+    for e in tree.entries.iter().skip(1) {
+        match &e.result {
+            Ok(f) => {
+                let _ = writeln!(o, "\t{} => {}", e.name, f.path.display());
+            }
+            Err(_) => {
+                let _ = writeln!(o, "\t{} => not found", e.name);
+            }
+        }
+    }
+    print(&o)?;
+    let missing: Vec<_> = tree.missing().collect();
+    for m in &missing {
+        let needed_by = tree
+            .entries
+            .iter()
+            .find(|e| e.name == m.name)
+            .and_then(|e| e.needed_by)
+            .map(|i| tree.entries[i].name.clone())
+            .unwrap_or_default();
+        eprintln!("wasmlink: {} (needed by {needed_by}): not found; searched {}", m.name, searched(&m.searched));
+        for (p, why) in &m.skipped {
+            eprintln!("wasmlink:   skipped {}: {why}", p.display());
+        }
+    }
+    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn searched(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nothing (the search path is empty)".to_string();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

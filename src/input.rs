@@ -1,0 +1,75 @@
+//! Reading a module named on the command line, with one-line errors that name the file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use wasmlink_dylink::ModuleInfo;
+
+/// An error the CLI prints as `error: ...` before exiting with [`CliError::exit_code`].
+#[derive(Debug)]
+pub enum CliError {
+    /// The input is missing or not a valid module: exit 2.
+    Input { path: PathBuf, message: String },
+    /// Anything else, already formatted: exit 2.
+    Other(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(2)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Input { path, message } => write!(f, "{}: {message}", path.display()),
+            CliError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Other(e.to_string())
+    }
+}
+
+fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "is a directory, not a WebAssembly module".to_string(),
+        _ => {
+            let s = e.to_string();
+            // "Is a directory (os error 21)" -> "is a directory (os error 21)"
+            let mut c = s.chars();
+            c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or(s)
+        }
+    }
+}
+
+/// Reads and parses the module at `path`.
+pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
+    let err = |message: String| CliError::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.is_dir() {
+        return Err(err("is a directory, not a WebAssembly module".to_string()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(io_message(&e)))?;
+    let info = ModuleInfo::parse(&bytes).map_err(|e| err(e.to_string()))?;
+    Ok((bytes, info))
+}
+
+/// Writes to stdout, treating a closed pipe (`wasmlink nm x | head`) as success.
+pub fn print(out: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

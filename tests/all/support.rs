@@ -1,0 +1,168 @@
+//! Test support: fixtures built from source, the wasmlink binary, golden files.
+//!
+//! C fixtures live in `tests/fixtures/c/` and are compiled with Debian's clang-19/lld-19 into
+//! dylink.0 modules (recipes below, from `../shared/toolchain.md`); WAT fixtures live in
+//! `tests/fixtures/wat/` and are assembled with the `wat` crate. Nothing built is committed.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_src() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// Where built fixtures go: one directory, so `NEEDED` entries are plain file names.
+pub fn fixtures_out() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// How a C fixture is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// `-shared`: a side module.
+    Shared,
+    /// `-pie`: a position-independent main program importing memory and table.
+    Pie,
+}
+
+pub const CLANG: &str = "clang-19";
+const CFLAGS: &[&str] = &["--target=wasm32-wasi", "-fPIC", "-fvisibility=default", "-O2", "-nostdlib"];
+
+fn built() -> &'static Mutex<HashMap<String, PathBuf>> {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    BUILT.get_or_init(Default::default)
+}
+
+/// Compiles `tests/fixtures/c/<sources>` into `<out>` (e.g. `libfoo.so`), linked against the
+/// already-built fixtures `deps` (recorded as NEEDED), once per test process.
+pub fn c_fixture(out: &str, link: Link, sources: &[&str], deps: &[&str], extra: &[&str]) -> PathBuf {
+    let mut map = built().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = map.get(out) {
+        return p.clone();
+    }
+    let dir = fixtures_out();
+    let tmp = format!(".{out}.{}.tmp", std::process::id());
+    let mut cmd = Command::new(CLANG);
+    cmd.current_dir(&dir).args(CFLAGS);
+    match link {
+        Link::Shared => cmd.args([
+            "-shared",
+            "-Wl,--no-entry",
+            "-Wl,--export-if-defined=__wasm_call_ctors",
+            "-Wl,--unresolved-symbols=import-dynamic",
+        ]),
+        Link::Pie => cmd.args([
+            "-Wl,-pie",
+            "-Wl,--experimental-pic",
+            "-Wl,--import-memory",
+            "-Wl,--import-table",
+            "-Wl,--no-entry",
+            "-Wl,--export-dynamic",
+            "-Wl,--export-if-defined=__wasm_call_ctors",
+            "-Wl,--export=main",
+            "-Wl,--unresolved-symbols=import-dynamic",
+        ]),
+    };
+    cmd.args(extra).arg("-o").arg(&tmp);
+    for s in sources {
+        cmd.arg(fixtures_src().join("c").join(s));
+    }
+    for d in deps {
+        assert!(map.contains_key(*d), "fixture {out}: build dependency {d} first");
+        cmd.arg(d);
+    }
+    let output = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {CLANG} (install it with the README's test command): {e}")
+    });
+    assert!(
+        output.status.success(),
+        "{CLANG} failed for {out}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.join(out);
+    std::fs::rename(dir.join(&tmp), &path).unwrap();
+    map.insert(out.to_string(), path.clone());
+    path
+}
+
+/// Assembles `tests/fixtures/wat/<name>.wat` into `<dir>/<out>`.
+pub fn wat_fixture(name: &str, dir: &Path, out: &str) -> PathBuf {
+    let src = fixtures_src().join("wat").join(format!("{name}.wat"));
+    let bytes = wat::parse_file(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let path = dir.join(out);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The base set of C fixtures: libbase.so <- libmid.so <- main.wasm (PIE).
+pub fn base_set() -> (PathBuf, PathBuf, PathBuf) {
+    let base = c_fixture("libbase.so", Link::Shared, &["base.c"], &[], &[]);
+    let mid = c_fixture("libmid.so", Link::Shared, &["mid.c"], &["libbase.so"], &[]);
+    let main = c_fixture("main.wasm", Link::Pie, &["main.c"], &["libmid.so"], &[]);
+    (base, mid, main)
+}
+
+/// The real-world corpus (componentize-py's 11 wasi-sdk shared libraries), fetched and
+/// extracted once by the project's own xtask code.
+pub fn corpus() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target/corpus");
+        wasmlink_xtask::ensure_corpus(&dir).unwrap_or_else(|e| panic!("corpus: {e}"));
+        dir
+    })
+    .clone()
+}
+
+/// Runs the `wasmlink` binary built for these tests.
+pub fn wasmlink(args: &[&str]) -> Output {
+    wasmlink_in(args, None, &[])
+}
+
+pub fn wasmlink_in(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmlink"));
+    cmd.args(args).env_remove("WASMLINK_LIBRARY_PATH").env_remove("WASMLINK_DEBUG");
+    if let Some(c) = cwd {
+        cmd.current_dir(c);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Compares `actual` with `tests/cli/<name>`; `BLESS=1` rewrites the file instead.
+pub fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/cli").join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with BLESS=1 to create it)", path.display()));
+    assert_eq!(
+        expected.replace("\r\n", "\n"),
+        actual,
+        "output differs from {} (run with BLESS=1 to update)",
+        path.display()
+    );
+}
