@@ -16,6 +16,7 @@ Examples:
   wasmlink inspect --json libfoo.so     the same, as stable JSON (docs/inspect-json.md)
   wasmlink nm libfoo.so                 its defined and undefined symbols
   wasmlink ldd -L lib main.wasm         where each needed library is found
+  wasmlink run -L lib main.wasm -- x    load, link and run a program
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for needed libraries
@@ -38,6 +39,7 @@ enum Command {
     Inspect(commands::inspect::Args),
     Nm(commands::nm::Args),
     Ldd(commands::ldd::Args),
+    Run(commands::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Nm(a) => commands::nm::run(a),
         Command::Ldd(a) => commands::ldd::run(a),
+        Command::Run(a) => commands::run::run(a),
     };
     match result {
         Ok(code) => code,

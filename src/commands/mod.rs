@@ -3,3 +3,4 @@
 pub mod inspect;
 pub mod ldd;
 pub mod nm;
+pub mod run;

@@ -247,6 +247,11 @@ pub struct ModuleInfo {
     pub defined_tables: Vec<Limits>,
     /// Globals defined (not imported).
     pub defined_globals: u32,
+    /// Functions the module's active element segments place in table 0: `(offset, function
+    /// index)`, the offset relative to `__table_base` in a position-independent module. A
+    /// linker uses it to give a function the same table slot everywhere.
+    #[serde(skip)]
+    pub table_functions: Vec<(u32, u32)>,
     /// Size of the module in bytes.
     pub size: usize,
 }
@@ -273,6 +278,7 @@ struct Builder {
     start: Option<u32>,
     dylink: Option<DylinkInfo>,
     name: Option<String>,
+    table_functions: Vec<(u32, u32)>,
 }
 
 fn limits_mem(m: &wasmparser::MemoryType) -> Limits {
@@ -489,6 +495,22 @@ impl Builder {
                 }
             }
             Payload::StartSection { func, .. } => self.start = Some(func),
+            Payload::ElementSection(r) => {
+                for e in r {
+                    let e = e.map_err(|e| wp("element section", e))?;
+                    let wasmparser::ElementKind::Active { table_index, offset_expr } = e.kind else {
+                        continue;
+                    };
+                    let (Some(0) | None) = table_index else { continue };
+                    let wasmparser::ElementItems::Functions(funcs) = e.items else { continue };
+                    let Some(base) = const_value(&offset_expr) else { continue };
+                    for (i, f) in funcs.into_iter().enumerate() {
+                        let f = f.map_err(|e| wp("element section", e))?;
+                        let slot = u32::try_from(base.wrapping_add(i as i64)).unwrap_or(u32::MAX);
+                        self.table_functions.push((slot, f));
+                    }
+                }
+            }
             Payload::CustomSection(c) => {
                 let offset = c.data_offset();
                 match c.as_known() {
@@ -685,6 +707,7 @@ impl Builder {
             defined_functions: self.func_types.len() as u32,
             defined_memories: self.memories.iter().map(|(l, _)| *l).collect(),
             defined_tables: self.tables,
+            table_functions: self.table_functions,
             defined_globals: (self.globals.len()
                 - self.imports.iter().filter(|(_, _, t)| matches!(t, TypeRef::Global(_))).count())
                 as u32,

@@ -3,6 +3,8 @@
 //! wasmlink loads WebAssembly modules at run time, on demand, links them and runs them on
 //! wasmtime. This crate is the library a host embeds; the `wasmlink` binary is glue over it.
 //!
+//! - [`process`]: a linked process: one memory, one table, the main program and its shared
+//!   libraries loaded, bound and initialised; `dlopen`/`dlsym`/`dlclose` from wasm and Rust.
 //! - [`resolve`]: finding needed libraries on a search path, as ld.so does
 //!   (`-L`, `WASMLINK_LIBRARY_PATH`, RUNPATH with `$ORIGIN`, default directories).
 //!
@@ -12,4 +14,7 @@
 
 pub use wasmlink_dylink as dylink;
 
+pub mod process;
 pub mod resolve;
+
+pub use process::{LinkError, Process, ProcessBuilder, Symbol};

@@ -1,0 +1,87 @@
+//! Call-indirect thunks: how an import is bound before its definition exists.
+//!
+//! A library that imports its own exports (a real libc.so does this 173 times), libraries that
+//! need each other, and symbols that only a later `dlopen` provides cannot be bound to a
+//! function at instantiation, because the function does not exist yet. Every function symbol has
+//! one canonical slot in the shared table; such an import is bound to a small generated function
+//! that calls through that slot:
+//!
+//! ```wat
+//! (func (param i32 i64) (result i32)
+//!   local.get 0 local.get 1 i32.const SLOT call_indirect (type $t))
+//! ```
+//!
+//! The slot is filled when the definition is instantiated (or holds a function that traps with
+//! "undefined symbol" until then). This costs one `call_indirect` per call, and no host call.
+//! All thunks a module needs are generated as one module, compiled once per load.
+
+use wasm_encoder::{
+    CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
+    Instruction, Module, RefType, TableType, TypeSection, ValType,
+};
+
+/// One thunk to generate: its signature and the table slot it calls through.
+pub struct Thunk {
+    /// Parameter types.
+    pub params: Vec<wasmtime::ValType>,
+    /// Result types.
+    pub results: Vec<wasmtime::ValType>,
+    /// Table slot to call.
+    pub slot: u32,
+}
+
+fn val(t: &wasmtime::ValType) -> Option<ValType> {
+    Some(match t {
+        wasmtime::ValType::I32 => ValType::I32,
+        wasmtime::ValType::I64 => ValType::I64,
+        wasmtime::ValType::F32 => ValType::F32,
+        wasmtime::ValType::F64 => ValType::F64,
+        wasmtime::ValType::V128 => ValType::V128,
+        wasmtime::ValType::Ref(_) => return None,
+    })
+}
+
+/// Builds a module importing `env.__indirect_function_table` and exporting thunk `i` as `"i"`.
+///
+/// Returns `None` if a signature uses reference types (which cannot be called through a
+/// funcref table of this process in a portable way).
+pub fn build(thunks: &[Thunk]) -> Option<Vec<u8>> {
+    let mut types = TypeSection::new();
+    let mut imports = ImportSection::new();
+    let mut funcs = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    imports.import(
+        "env",
+        "__indirect_function_table",
+        EntityType::Table(TableType {
+            element_type: RefType::FUNCREF,
+            minimum: 0,
+            maximum: None,
+            table64: false,
+            shared: false,
+        }),
+    );
+    for (i, t) in thunks.iter().enumerate() {
+        let params: Vec<ValType> = t.params.iter().map(val).collect::<Option<_>>()?;
+        let results: Vec<ValType> = t.results.iter().map(val).collect::<Option<_>>()?;
+        let ty = i as u32;
+        types.ty().function(params.clone(), results);
+        funcs.function(ty);
+        exports.export(&i.to_string(), ExportKind::Func, i as u32);
+        let mut f = Function::new([]);
+        for p in 0..params.len() as u32 {
+            f.instruction(&Instruction::LocalGet(p));
+        }
+        f.instruction(&Instruction::I32Const(t.slot as i32));
+        f.instruction(&Instruction::CallIndirect {
+            type_index: ty,
+            table_index: 0,
+        });
+        f.instruction(&Instruction::End);
+        code.function(&f);
+    }
+    let mut m = Module::new();
+    m.section(&types).section(&imports).section(&funcs).section(&exports).section(&code);
+    Some(m.finish())
+}

@@ -1,0 +1,136 @@
+//! `wasmlink run`: load a program and its shared libraries, link them, run it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wasmlink::ProcessBuilder;
+use wasmlink::resolve::SearchPath;
+
+use crate::input::CliError;
+
+/// Run a WebAssembly program with its shared libraries, under WASI preview 1.
+#[derive(clap::Args)]
+#[command(after_help = "\
+The program is a position-independent main (dylink.0), a static main that exports its memory,
+table and __stack_pointer, or a shared library whose export --invoke names. Needed libraries
+are found as `wasmlink ldd` shows. dlopen/dlsym/dlclose/dlerror/dladdr are available to the
+program as imports from `env`.
+
+Examples:
+  wasmlink run -L lib main.wasm -- input.txt
+  wasmlink run --preload libtrace.so -L lib main.wasm
+  wasmlink run -L lib libmath.so --invoke compute -- 3 4
+
+Environment:
+  WASMLINK_LIBRARY_PATH   colon-separated directories searched for libraries
+  WASMLINK_DEBUG          libs,bindings,symbols (or all): trace the loader to stderr
+
+Exit status: the program's own status; 127 if it cannot be loaded or linked (like ld.so);
+134 if it traps; 2 for bad usage.")]
+pub struct Args {
+    /// The program (or library, with --invoke).
+    program: PathBuf,
+    /// Search DIR for libraries first (repeatable).
+    #[arg(short = 'L', value_name = "DIR")]
+    lib_dirs: Vec<PathBuf>,
+    /// Load LIB right after the program so its symbols interpose (repeatable).
+    #[arg(long, value_name = "LIB")]
+    preload: Vec<PathBuf>,
+    /// Give the program the host directory HOST, as GUEST (default: same path).
+    #[arg(long, value_name = "HOST[::GUEST]")]
+    dir: Vec<String>,
+    /// Set an environment variable for the program (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Resolve every symbol at load time: a missing function fails the load.
+    #[arg(long)]
+    bind_now: bool,
+    /// A symbol defined by two libraries is an error.
+    #[arg(long)]
+    strict: bool,
+    /// Shadow stack size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = wasmlink::process::DEFAULT_STACK_SIZE)]
+    stack_size: u32,
+    /// Call this export instead of the entry point; ARGS are its integer arguments.
+    #[arg(long, value_name = "FUNCTION")]
+    invoke: Option<String>,
+    /// Arguments for the program.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let mut search = SearchPath::from_env();
+    for d in &args.lib_dirs {
+        search.add_dir(d);
+    }
+    let argv0 = args.program.display().to_string();
+    let mut builder = ProcessBuilder::new()
+        .search_path(search)
+        .bind_now(args.bind_now)
+        .strict(args.strict)
+        .stack_size(args.stack_size)
+        .inherit_stdio(true)
+        .args(std::iter::once(argv0).chain(args.args.iter().cloned()).collect());
+    for p in &args.preload {
+        builder = builder.preload(p);
+    }
+    for e in &args.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--env {e}: expected KEY=VALUE")))?;
+        builder = builder.env(k, v);
+    }
+    for d in &args.dir {
+        let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
+        builder = builder.preopen(host, guest);
+    }
+    let mut process = match builder.load(&args.program) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wasmlink: {e}");
+            return Ok(ExitCode::from(127));
+        }
+    };
+    let result = match &args.invoke {
+        None => process.run_main(),
+        Some(f) => invoke(&mut process, f, &args.args),
+    };
+    match result {
+        Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
+        Err(e) => {
+            eprintln!("wasmlink: {e}");
+            Ok(ExitCode::from(134))
+        }
+    }
+}
+
+fn invoke(process: &mut wasmlink::Process, name: &str, args: &[String]) -> Result<i32, wasmlink::LinkError> {
+    let func = process.func(name)?;
+    let ty = func.ty(process.store_mut());
+    let mut vals = Vec::new();
+    for (p, a) in ty.params().zip(args) {
+        let bad = || wasmlink::LinkError::NoSuchSymbol {
+            symbol: format!("{name}: argument {a:?} is not a {p}"),
+            library: "--invoke".to_string(),
+        };
+        vals.push(match p {
+            wasmtime::ValType::I32 => wasmtime::Val::I32(a.parse().map_err(|_| bad())?),
+            wasmtime::ValType::I64 => wasmtime::Val::I64(a.parse().map_err(|_| bad())?),
+            wasmtime::ValType::F32 => wasmtime::Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
+            wasmtime::ValType::F64 => wasmtime::Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
+            _ => return Err(bad()),
+        });
+    }
+    let out = process.call(name, &vals)?;
+    for v in &out {
+        match v {
+            wasmtime::Val::I32(x) => println!("{x}"),
+            wasmtime::Val::I64(x) => println!("{x}"),
+            wasmtime::Val::F32(x) => println!("{}", f32::from_bits(*x)),
+            wasmtime::Val::F64(x) => println!("{}", f64::from_bits(*x)),
+            other => println!("{other:?}"),
+        }
+    }
+    Ok(0)
+}
