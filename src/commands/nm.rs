@@ -12,7 +12,8 @@ use crate::input::{CliError, print, read_module};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Each line is VALUE TYPE CLASS NAME [FLAGS]:
-  VALUE  function index (T, W) or data address relative to __memory_base (D, V), in hex;
+  VALUE  in hex: function index (T, W); data address relative to __memory_base (D, V;
+         for TLS symbols, relative to __tls_base); initial value (G); tag index (E);
          blank for undefined symbols
   TYPE   T function, D data, W weak function, V weak data, G mutable global,
          E exception tag, U undefined, w weak undefined

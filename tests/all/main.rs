@@ -1,1 +1,8 @@
+//! The one integration-test binary (each test binary relinks wasmtime, so there is one).
 
+mod support;
+
+mod cli;
+mod linker;
+mod corpus;
+mod robustness;

@@ -51,7 +51,11 @@ pub fn c_fixture(out: &str, link: Link, sources: &[&str], deps: &[&str], extra: 
         return p.clone();
     }
     let dir = fixtures_out();
-    let tmp = format!(".{out}.{}.tmp", std::process::id());
+    // Build under the final file name (the linker records it in the name section) in a
+    // private directory, then rename into place.
+    let tmp_dir = dir.join(format!(".build-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp_dir).unwrap();
+    let tmp = tmp_dir.join(out);
     let mut cmd = Command::new(CLANG);
     cmd.current_dir(&dir).args(CFLAGS);
     match link {
@@ -90,7 +94,7 @@ pub fn c_fixture(out: &str, link: Link, sources: &[&str], deps: &[&str], extra: 
         String::from_utf8_lossy(&output.stderr)
     );
     let path = dir.join(out);
-    std::fs::rename(dir.join(&tmp), &path).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     map.insert(out.to_string(), path.clone());
     path
 }

@@ -1,6 +1,7 @@
 //! The module-level model: kind, imports, exports, and the parse that builds them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use wasmparser::{
@@ -18,8 +19,9 @@ use crate::section::{DylinkInfo, SymbolFlags, parse_dylink0, parse_legacy_dylink
 pub enum ModuleKind {
     /// A `dylink.0` module without an entry point: a shared library (`-shared`).
     SharedLibrary,
-    /// A `dylink.0` module with an entry point (`_start`, `main`, `__main_argc_argv` or
-    /// `__main_void`): a position-independent main program (`-pie`).
+    /// A `dylink.0` module with an entry point (`_start`, `main` or `__main_argc_argv`): a
+    /// position-independent main program (`-pie`). (`__main_void` is not one: wasi-libc's
+    /// libc.so exports it as the helper that calls the program's `main`.)
     PieProgram,
     /// No `dylink.0`, but it defines and exports its memory, its function table and
     /// `__stack_pointer`: a static main program whose memory becomes the process memory.
@@ -147,8 +149,8 @@ pub struct Limits {
 pub enum ImportType {
     /// A function with this signature (`None` if its type index is not a function type).
     Func {
-        /// The signature.
-        signature: Option<Signature>,
+        /// The signature (shared by every item of the same type).
+        signature: Option<Arc<Signature>>,
     },
     /// A table.
     Table {
@@ -172,7 +174,7 @@ pub enum ImportType {
     /// An exception tag.
     Tag {
         /// The tag's signature.
-        signature: Option<Signature>,
+        signature: Option<Arc<Signature>>,
     },
 }
 
@@ -218,8 +220,8 @@ pub struct Export {
     /// For data and TLS symbols: the constant address (relative to `__memory_base` or
     /// `__tls_base` in a position-independent module); `None` if not a constant.
     pub value: Option<i64>,
-    /// For functions: the signature.
-    pub signature: Option<Signature>,
+    /// For functions: the signature (shared by every item of the same type).
+    pub signature: Option<Arc<Signature>>,
 }
 
 /// Everything a linker needs from one module.
@@ -266,7 +268,7 @@ struct GlobalDesc {
 
 #[derive(Default)]
 struct Builder {
-    types: Vec<Option<Signature>>,
+    types: Vec<Option<Arc<Signature>>>,
     func_types: Vec<u32>,
     globals: Vec<GlobalDesc>,
     imported_funcs: u32,
@@ -435,10 +437,10 @@ impl Builder {
                     let group = group.map_err(|e| wp("type section", e))?;
                     for sub in group.types() {
                         self.types.push(match &sub.composite_type.inner {
-                            CompositeInnerType::Func(f) => Some(Signature {
+                            CompositeInnerType::Func(f) => Some(Arc::new(Signature {
                                 params: f.params().iter().map(|v| (*v).into()).collect(),
                                 results: f.results().iter().map(|v| (*v).into()).collect(),
-                            }),
+                            })),
                             _ => None,
                         });
                     }
@@ -563,8 +565,28 @@ impl Builder {
     }
 
     fn finish(self, size: usize) -> Result<ModuleInfo, ParseError> {
+        // Signatures are shared (Arc) and flags are looked up through maps, so the model costs
+        // linear time and memory whatever the counts in the module.
         let sig = |ty: u32| self.types.get(ty as usize).cloned().flatten();
         let dylink = self.dylink;
+        let mut export_flags: HashMap<&str, SymbolFlags> = HashMap::new();
+        let mut import_flags: HashMap<(&str, &str), SymbolFlags> = HashMap::new();
+        if let Some(d) = &dylink {
+            for e in &d.export_info {
+                export_flags.entry(e.name.as_str()).or_insert(e.flags);
+            }
+            for i in &d.import_info {
+                import_flags.entry((i.module.as_str(), i.field.as_str())).or_insert(i.flags);
+            }
+        }
+        let imported_func_types: Vec<u32> = self
+            .imports
+            .iter()
+            .filter_map(|(_, _, t)| match t {
+                TypeRef::Func(t) | TypeRef::FuncExact(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
         let imports: Vec<Import> = self
             .imports
             .iter()
@@ -590,10 +612,13 @@ impl Builder {
                     ),
                     TypeRef::Tag(t) => (EntityKind::Tag, ImportType::Tag { signature: sig(t.func_type_idx) }),
                 };
-                let flags = dylink
-                    .as_ref()
-                    .map(|d| d.import_flags(module, field))
-                    .unwrap_or_default();
+                // IMPORT_INFO names the symbol as `env.X` even when the import that refers to
+                // it is `GOT.mem.X` or `GOT.func.X` (that is how lld marks weak data).
+                let key_module = match module.as_str() {
+                    "GOT.mem" | "GOT.func" => "env",
+                    m => m,
+                };
+                let flags = import_flags.get(&(key_module, field.as_str())).copied().unwrap_or_default();
                 Import {
                     module: module.clone(),
                     field: field.clone(),
@@ -605,19 +630,10 @@ impl Builder {
             })
             .collect();
 
-        let func_sig = |index: u32| -> Option<Signature> {
-            if index < self.imported_funcs {
-                let (_, _, ty) = self
-                    .imports
-                    .iter()
-                    .filter(|(_, _, t)| matches!(t, TypeRef::Func(_) | TypeRef::FuncExact(_)))
-                    .nth(index as usize)?;
-                match ty {
-                    TypeRef::Func(t) | TypeRef::FuncExact(t) => sig(*t),
-                    _ => None,
-                }
-            } else {
-                sig(*self.func_types.get((index - self.imported_funcs) as usize)?)
+        let func_sig = |index: u32| -> Option<Arc<Signature>> {
+            match imported_func_types.get(index as usize) {
+                Some(t) => sig(*t),
+                None => sig(*self.func_types.get((index - self.imported_funcs) as usize)?),
             }
         };
 
@@ -625,7 +641,7 @@ impl Builder {
             .raw_exports
             .iter()
             .map(|(name, kind, index)| {
-                let flags = dylink.as_ref().map(|d| d.export_flags(name)).unwrap_or_default();
+                let flags = export_flags.get(name.as_str()).copied().unwrap_or_default();
                 let (kind, class, value, signature) = match kind {
                     ExternalKind::Func | ExternalKind::FuncExact => {
                         let class = if INIT_EXPORTS.contains(&name.as_str()) {
@@ -667,7 +683,7 @@ impl Builder {
 
         let exports_entry = exports.iter().any(|e| {
             e.kind == EntityKind::Func
-                && matches!(e.name.as_str(), "_start" | "main" | "__main_argc_argv" | "__main_void")
+                && matches!(e.name.as_str(), "_start" | "main" | "__main_argc_argv")
         });
         let exports_kind = |k: EntityKind| exports.iter().any(|e| e.kind == k);
         let kind = if dylink.is_some() {

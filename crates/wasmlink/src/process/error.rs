@@ -106,12 +106,16 @@ impl LinkError {
         if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return LinkError::Exit(exit.0);
         }
-        // Keep the first line of the trap message together with the wasm backtrace.
-        let message = format!("{err:?}")
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("\n    ");
+        // The trap or host error itself, then the wasm backtrace (never a Rust backtrace).
+        let mut message = err.root_cause().to_string();
+        if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
+            let frames = bt.to_string();
+            let frames: Vec<&str> = frames.lines().filter(|l| !l.trim().is_empty()).collect();
+            if !frames.is_empty() {
+                message.push_str("\n    ");
+                message.push_str(&frames.join("\n    "));
+            }
+        }
         LinkError::Runtime {
             library: library.to_string(),
             stage: stage.to_string(),

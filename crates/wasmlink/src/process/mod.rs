@@ -950,6 +950,7 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
     };
     let mut externs: Vec<Option<Extern>> = Vec::new();
     let mut thunks: Vec<(usize, thunk::Thunk)> = Vec::new();
+    let mut wasi: Vec<(usize, String, String, ExternType)> = Vec::new();
     let imports: Vec<(String, String, ExternType)> =
         module.imports().map(|i| (i.module().to_string(), i.name().to_string(), i.ty())).collect();
     for (idx, (imp, (m, field, ty))) in info.imports.iter().zip(imports).enumerate() {
@@ -985,12 +986,9 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
                 }
             },
             ImportClass::Tag(sym) => Some(Extern::Tag(tag(cx.as_context_mut(), id, sym, &ty)?)),
-            ImportClass::WasiP1(f) => {
-                let linker = cx.data().dl.wasi_linker.clone();
-                match linker.get(cx.as_context_mut(), &imp.module, f) {
-                    Ok(e) => Some(e),
-                    Err(_) => Some(Extern::Func(trap_func(cx.as_context_mut(), &ty, format!("unknown WASI preview 1 function {f} ({name})"))?)),
-                }
+            ImportClass::WasiP1(_) => {
+                wasi.push((idx, imp.module.clone(), imp.field.clone(), ty.clone()));
+                None
             }
             ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
                 cx.as_context_mut(),
@@ -1005,7 +1003,11 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             }
             ImportClass::EnvFunction(sym) => {
                 let ExternType::Func(fty) = &ty else { unreachable!("function import has a function type") };
-                match function_import(cx.as_context_mut(), id, sym, imp.is_weak(), fty)? {
+                let imp_sig = match &imp.ty {
+                    wasmlink_dylink::ImportType::Func { signature } => signature.clone(),
+                    _ => None,
+                };
+                match function_import(cx.as_context_mut(), id, sym, imp.is_weak(), imp_sig, fty)? {
                     Binding::Direct(f) => Some(Extern::Func(f)),
                     Binding::Slot(slot) => {
                         thunks.push((idx, thunk::Thunk { params: fty.params().collect(), results: fty.results().collect(), slot }));
@@ -1031,6 +1033,7 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             externs[*idx] = Some(Extern::Func(f));
         }
     }
+    bind_wasi(cx.as_context_mut(), &name, &module, &mut externs, &wasi)?;
     let externs: Vec<Extern> = externs.into_iter().map(|e| e.expect("every import bound")).collect();
     let instance = Instance::new(cx.as_context_mut(), &module, &externs).map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
     cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
@@ -1039,6 +1042,49 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
         f.call(cx.as_context_mut(), &[], &mut []).map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
     }
     libdl::init_tls(cx, id)?;
+    Ok(())
+}
+
+/// Binds WASI preview 1 imports: straight to wasmtime-wasi if the module exports its memory,
+/// else through a shim that exports the shared memory (see [`thunk::wasi_shim`]).
+fn bind_wasi(
+    mut cx: StoreContextMut<'_, Host>,
+    name: &str,
+    module: &Module,
+    externs: &mut [Option<Extern>],
+    wasi: &[(usize, String, String, ExternType)],
+) -> Result<(), LinkError> {
+    if wasi.is_empty() {
+        return Ok(());
+    }
+    let linker = cx.data().dl.wasi_linker.clone();
+    let exports_memory = module.exports().any(|e| e.name() == "memory" && e.ty().memory().is_some());
+    let mut shimmed: HashMap<String, Vec<(usize, String, FuncType)>> = HashMap::new();
+    for (idx, m, f, ty) in wasi {
+        let real = linker.get(cx.as_context_mut(), m, f).ok();
+        match (real, ty) {
+            (Some(e), _) if exports_memory => externs[*idx] = Some(e),
+            (Some(_), ExternType::Func(fty)) => shimmed.entry(m.clone()).or_default().push((*idx, f.clone(), fty.clone())),
+            (_, ty) => {
+                externs[*idx] = Some(Extern::Func(trap_func(cx.as_context_mut(), ty, format!("unknown WASI preview 1 function {f} ({name})"))?));
+            }
+        }
+    }
+    let memory = cx.data().dl.memory.expect("memory");
+    for (m, funcs) in shimmed {
+        let sigs: Vec<(String, FuncType)> = funcs.iter().map(|(_, f, t)| (f.clone(), t.clone())).collect();
+        let bytes = thunk::wasi_shim(&m, &sigs).ok_or_else(|| LinkError::runtime(name, "wasi", wasmtime::format_err!("unsupported WASI signature")))?;
+        let engine = cx.data().dl.engine.clone();
+        let sm = Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        let mut imports = vec![Extern::Memory(memory)];
+        for (_, f, _) in &funcs {
+            imports.push(linker.get(cx.as_context_mut(), &m, f).map_err(|e| LinkError::runtime(name, "wasi", e))?);
+        }
+        let si = Instance::new(cx.as_context_mut(), &sm, &imports).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        for (idx, f, _) in &funcs {
+            externs[*idx] = Some(Extern::Func(si.get_func(cx.as_context_mut(), f).expect("shim export")));
+        }
+    }
     Ok(())
 }
 
@@ -1054,23 +1100,21 @@ fn sig_string(t: &FuncType) -> String {
 }
 
 /// Binds function import `sym` of library `id`.
-fn function_import(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool, fty: &FuncType) -> Result<Binding, LinkError> {
+fn function_import(
+    mut cx: StoreContextMut<'_, Host>,
+    id: LibId,
+    sym: &str,
+    weak: bool,
+    imp_sig: Option<Arc<wasmlink_dylink::Signature>>,
+    fty: &FuncType,
+) -> Result<Binding, LinkError> {
     let def = cx.data().dl.lookup(sym, Some(id));
     let name = cx.data().dl.lib_name(id);
     match def {
         Some(Def::Func { lib, index }) => {
             let definer = cx.data().dl.lib(lib);
-            let expected = wasmlink_dylink::Signature {
-                params: vec![],
-                results: vec![],
-            };
-            let _ = expected;
             // Compare with the definer's model signature (known before it is instantiated).
             let def_sig = definer.info.exports.iter().find(|e| e.name == sym).and_then(|e| e.signature.clone());
-            let imp_sig = cx.data().dl.lib(id).info.imports.iter().find(|i| i.field == sym && i.module == "env").and_then(|i| match &i.ty {
-                wasmlink_dylink::ImportType::Func { signature } => signature.clone(),
-                _ => None,
-            });
             if let (Some(a), Some(b)) = (&imp_sig, &def_sig) {
                 if a != b {
                     return Err(LinkError::TypeMismatch {
@@ -1083,6 +1127,7 @@ fn function_import(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak
                 }
             }
             let _ = index;
+            tracing::debug!(target: "wasmlink::bindings", "{name}: {sym} -> {} ({})", definer.name, if definer.instance.is_some() { "direct" } else { "thunk" });
             if let Some(inst) = definer.instance {
                 let f = inst.get_func(cx.as_context_mut(), sym).expect("exported function");
                 return Ok(Binding::Direct(f));

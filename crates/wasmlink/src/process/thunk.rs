@@ -85,3 +85,52 @@ pub fn build(thunks: &[Thunk]) -> Option<Vec<u8>> {
     m.section(&types).section(&imports).section(&funcs).section(&exports).section(&code);
     Some(m.finish())
 }
+
+/// Builds a module that forwards `names` (imported from `module`, with types `types`) and
+/// re-exports `env.memory` as `memory`.
+///
+/// WASI preview 1 host functions find the caller's memory through its `memory` export; a
+/// library that imports the shared memory exports none, so its WASI imports are bound through
+/// this shim, whose instance exports the shared memory. One direct call more per WASI call.
+pub fn wasi_shim(module: &str, funcs: &[(String, wasmtime::FuncType)]) -> Option<Vec<u8>> {
+    let mut types = TypeSection::new();
+    let mut imports = ImportSection::new();
+    let mut fsec = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    imports.import(
+        "env",
+        "memory",
+        EntityType::Memory(wasm_encoder::MemoryType {
+            minimum: 0,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        }),
+    );
+    exports.export("memory", ExportKind::Memory, 0);
+    let n = funcs.len() as u32;
+    for (i, (name, ty)) in funcs.iter().enumerate() {
+        let params: Vec<ValType> = ty.params().map(|t| val(&t)).collect::<Option<_>>()?;
+        let results: Vec<ValType> = ty.results().map(|t| val(&t)).collect::<Option<_>>()?;
+        types.ty().function(params.clone(), results);
+        imports.import(module, name, EntityType::Function(i as u32));
+    }
+    for (i, (name, _)) in funcs.iter().enumerate() {
+        let i = i as u32;
+        fsec.function(i);
+        exports.export(name, ExportKind::Func, n + i);
+        let nparams = funcs[i as usize].1.params().len() as u32;
+        let mut f = Function::new([]);
+        for p in 0..nparams {
+            f.instruction(&Instruction::LocalGet(p));
+        }
+        f.instruction(&Instruction::Call(i));
+        f.instruction(&Instruction::End);
+        code.function(&f);
+    }
+    let mut m = Module::new();
+    m.section(&types).section(&imports).section(&fsec).section(&exports).section(&code);
+    Some(m.finish())
+}
