@@ -147,3 +147,37 @@ fn hot_swap_rebinds_every_function_pointer() {
     f.call(p.store_mut(), &[wasmtime::Val::I32(7), wasmtime::Val::I32(2)], &mut out).unwrap();
     assert_eq!(out[0].unwrap_i32(), 5);
 }
+
+#[test]
+fn real_libc_functions_called_through_the_host_api() {
+    // wasi-sdk's libc.so from the componentize-py corpus: 173 imports of its own exports are
+    // bound through thunks, its WASI 0.2 imports trap only if called.
+    let corpus = crate::support::corpus();
+    let mut search = SearchPath::new();
+    search.add_dir(&corpus);
+    let mut p = ProcessBuilder::new().search_path(search).load(&corpus.join("libc.so")).unwrap();
+    let s = p.alloc(64, 8).unwrap();
+    p.write(s, b"-12345xyz\0").unwrap();
+    let len = p.call("strlen", &[wasmtime::Val::I32(s as i32)]).unwrap();
+    assert_eq!(len[0].unwrap_i32(), 9);
+    let end = p.alloc(4, 4).unwrap();
+    let v = p.call("strtol", &[wasmtime::Val::I32(s as i32), wasmtime::Val::I32(end as i32), wasmtime::Val::I32(10)]).unwrap();
+    assert_eq!(v[0].unwrap_i32(), -12345);
+    let endp = u32::from_le_bytes(p.read(end, 4).unwrap().try_into().unwrap());
+    assert_eq!(endp, s + 6, "strtol stops at 'x'");
+    // snprintf(buf, 32, "%d-%s", 42, "ok"): varargs are passed in a buffer on the wasm side.
+    let fmt = p.alloc(16, 8).unwrap();
+    p.write(fmt, b"%d-%s\0").unwrap();
+    let ok = p.alloc(4, 4).unwrap();
+    p.write(ok, b"ok\0").unwrap();
+    let va = p.alloc(8, 8).unwrap();
+    let mut args = 42i32.to_le_bytes().to_vec();
+    args.extend_from_slice(&ok.to_le_bytes());
+    p.write(va, &args).unwrap();
+    let buf = p.alloc(32, 8).unwrap();
+    let n = p
+        .call("snprintf", &[wasmtime::Val::I32(buf as i32), wasmtime::Val::I32(32), wasmtime::Val::I32(fmt as i32), wasmtime::Val::I32(va as i32)])
+        .unwrap();
+    assert_eq!(n[0].unwrap_i32(), 5);
+    assert_eq!(p.read_cstr(buf, 32).unwrap(), "42-ok");
+}

@@ -209,7 +209,6 @@ impl ProcessBuilder {
                 regions: Regions::default(),
                 dlerror: None,
                 dlerror_buf: 0,
-                max_memory_pages: self.max_memory_pages,
             },
             atexit: Vec::new(),
             args: self.args.clone(),
@@ -328,7 +327,6 @@ struct Linkage {
     regions: Regions,
     dlerror: Option<String>,
     dlerror_buf: u32,
-    max_memory_pages: u32,
 }
 
 impl Linkage {
@@ -990,6 +988,20 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
                 wasi.push((idx, imp.module.clone(), imp.field.clone(), ty.clone()));
                 None
             }
+            ImportClass::Wasi2(f) if empty_list_wasi2(f, &ty) => {
+                // An empty environment / argument list: write `(ptr 0, len 0)` at retptr.
+                let ExternType::Func(fty) = &ty else { unreachable!("checked") };
+                Some(Extern::Func(Func::new(cx.as_context_mut(), fty.clone(), |mut c, args, _| {
+                    let ret = args[0].unwrap_i32() as usize;
+                    let mem = c.data().dl.memory.expect("memory");
+                    mem.write(&mut c, ret, &[0u8; 8])?;
+                    Ok(())
+                })))
+            }
+            ImportClass::Wasi2(f) if f.starts_with("wasi:random/random@0.2.") && f.ends_with("#get-random-bytes") => {
+                let ExternType::Func(fty) = &ty else { unreachable!("function import") };
+                Some(Extern::Func(Func::new(cx.as_context_mut(), fty.clone(), random_bytes)))
+            }
             ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
                 cx.as_context_mut(),
                 &ty,
@@ -1230,6 +1242,10 @@ fn got_mem(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) 
                 g
             });
         }
+        // Linker-defined symbols (wasi-libc's libc.so reaches them through GOT.mem).
+        None if linker_symbol(&cx.data().dl.bounds, sym).is_some() => {
+            linker_symbol(&cx.data().dl.bounds, sym).expect("checked")
+        }
         Some(Def::Tag { .. }) | None if weak => 0,
         _ => {
             return Err(LinkError::Undefined { symbol: sym.to_string(), library: cx.data().dl.lib_name(id) });
@@ -1239,6 +1255,51 @@ fn got_mem(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) 
         .map_err(|e| LinkError::runtime(sym, "GOT.mem", e))?;
     cx.data_mut().dl.got_mem.insert(sym.to_string(), g);
     Ok(g)
+}
+
+/// WASI 0.2 functions this host answers with an empty list (no environment variables, no
+/// arguments), in canonical-ABI lowered form `(retptr: i32) -> ()`.
+fn empty_list_wasi2(f: &str, ty: &ExternType) -> bool {
+    let lowered = matches!(ty, ExternType::Func(t) if t.params().len() == 1 && t.results().len() == 0);
+    lowered && (f.starts_with("wasi:cli/environment@0.2.") && (f.ends_with("#get-environment") || f.ends_with("#get-arguments")))
+}
+
+/// `wasi:random/random#get-random-bytes(len: u64) -> list<u8>`, lowered: allocates the list
+/// with the caller's `cabi_realloc` and writes `(ptr, len)` at retptr.
+fn random_bytes(mut c: wasmtime::Caller<'_, Host>, args: &[Val], _: &mut [Val]) -> wasmtime::Result<()> {
+    use std::hash::{BuildHasher, Hasher};
+    let len = u32::try_from(args[0].unwrap_i64()).map_err(|_| wasmtime::format_err!("get-random-bytes: length too large"))?;
+    let ret = args[1].unwrap_i32() as usize;
+    let Some(Extern::Func(realloc)) = c.get_export("cabi_realloc") else {
+        wasmtime::bail!("get-random-bytes: the caller exports no cabi_realloc");
+    };
+    let mut out = [Val::I32(0)];
+    realloc.call(&mut c, &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len as i32)], &mut out)?;
+    let ptr = out[0].unwrap_i32() as u32;
+    let mut bytes = Vec::with_capacity(len as usize);
+    while bytes.len() < len as usize {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(bytes.len());
+        bytes.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    bytes.truncate(len as usize);
+    let mem = c.data().dl.memory.expect("memory");
+    mem.write(&mut c, ptr as usize, &bytes)?;
+    let mut rec = ptr.to_le_bytes().to_vec();
+    rec.extend_from_slice(&len.to_le_bytes());
+    mem.write(&mut c, ret, &rec)?;
+    Ok(())
+}
+
+/// Addresses the linker defines: the heap and stack bounds.
+fn linker_symbol(b: &Bounds, sym: &str) -> Option<u32> {
+    Some(match sym {
+        "__heap_base" => b.heap_base,
+        "__heap_end" => b.heap_end,
+        "__stack_high" => b.stack_high,
+        "__stack_low" => b.stack_low,
+        _ => return None,
+    })
 }
 
 fn got_func(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) -> Result<Global, LinkError> {
