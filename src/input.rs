@@ -45,7 +45,9 @@ fn io_message(e: &std::io::Error) -> String {
             let s = e.to_string();
             // "Is a directory (os error 21)" -> "is a directory (os error 21)"
             let mut c = s.chars();
-            c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or(s)
+            c.next()
+                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+                .unwrap_or(s)
         }
     }
 }
@@ -68,7 +70,10 @@ pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
 pub fn print(out: &str) -> Result<(), CliError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }

@@ -74,7 +74,10 @@ fn report<'a>(file: &PathBuf, info: &'a ModuleInfo) -> Report<'a> {
     let s = info.summary();
     let d = info.dylink.as_ref();
     let fill = |labels: &[&'static str], counts: &BTreeMap<&'static str, usize>| {
-        labels.iter().map(|l| (*l, counts.get(l).copied().unwrap_or(0))).collect()
+        labels
+            .iter()
+            .map(|l| (*l, counts.get(l).copied().unwrap_or(0)))
+            .collect()
     };
     Report {
         format_version: 1,
@@ -118,7 +121,11 @@ fn report<'a>(file: &PathBuf, info: &'a ModuleInfo) -> Report<'a> {
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "-".to_string() } else { items.join(", ") }
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn text(r: &Report<'_>) -> String {
@@ -135,14 +142,28 @@ fn text(r: &Report<'_>) -> String {
     let _ = writeln!(o, "address:      {}", r.address_width.as_str());
     let _ = writeln!(o, "size:         {} bytes", r.size);
     if let (Some(m), Some(t)) = (&r.memory, &r.table) {
-        let _ = writeln!(o, "memory:       {} bytes, align 2^{} ({} bytes)", m.size, m.align_log2, m.align);
-        let _ = writeln!(o, "table:        {} slots, align 2^{}", t.size, t.align_log2);
+        let _ = writeln!(
+            o,
+            "memory:       {} bytes, align 2^{} ({} bytes)",
+            m.size, m.align_log2, m.align
+        );
+        let _ = writeln!(
+            o,
+            "table:        {} slots, align 2^{}",
+            t.size, t.align_log2
+        );
     }
     let _ = writeln!(o, "needed:       {}", list(r.needed));
     let _ = writeln!(o, "runpath:      {}", list(r.runtime_path));
-    let tls = if r.tls.used { format!("yes, {} exported symbols", r.tls.symbols) } else { "no".to_string() };
+    let tls = if r.tls.used {
+        format!("yes, {} exported symbols", r.tls.symbols)
+    } else {
+        "no".to_string()
+    };
     let _ = writeln!(o, "tls:          {tls}");
-    let start = r.start_function.map_or("-".to_string(), |s| format!("function {s}"));
+    let start = r
+        .start_function
+        .map_or("-".to_string(), |s| format!("function {s}"));
     let _ = writeln!(o, "start:        {start}");
     for (title, c) in [("imports", &r.imports), ("exports", &r.exports)] {
         let _ = writeln!(o, "{title}:      {} ({} weak)", c.total, c.weak);
@@ -151,8 +172,16 @@ fn text(r: &Report<'_>) -> String {
         }
     }
     if !r.unknown_subsections.is_empty() {
-        let ids: Vec<String> = r.unknown_subsections.iter().map(|i| i.to_string()).collect();
-        let _ = writeln!(o, "skipped:      unknown dylink.0 subsections {}", ids.join(", "));
+        let ids: Vec<String> = r
+            .unknown_subsections
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        let _ = writeln!(
+            o,
+            "skipped:      unknown dylink.0 subsections {}",
+            ids.join(", ")
+        );
     }
     o
 }

@@ -70,17 +70,29 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             .and_then(|e| e.needed_by)
             .map(|i| tree.entries[i].name.clone())
             .unwrap_or_default();
-        eprintln!("wasmlink: {} (needed by {needed_by}): not found; searched {}", m.name, searched(&m.searched));
+        eprintln!(
+            "wasmlink: {} (needed by {needed_by}): not found; searched {}",
+            m.name,
+            searched(&m.searched)
+        );
         for (p, why) in &m.skipped {
             eprintln!("wasmlink:   skipped {}: {why}", p.display());
         }
     }
-    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn searched(paths: &[PathBuf]) -> String {
     if paths.is_empty() {
         return "nothing (the search path is empty)".to_string();
     }
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

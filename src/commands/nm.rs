@@ -52,7 +52,11 @@ fn marks(flags: SymbolFlags) -> String {
         .into_iter()
         .filter(|n| !matches!(n.as_str(), "weak" | "undefined" | "exported"))
         .collect();
-    if shown.is_empty() { String::new() } else { format!(" [{}]", shown.join(", ")) }
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", shown.join(", "))
+    }
 }
 
 pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
@@ -61,7 +65,9 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
         for e in &info.exports {
             let weak = e.flags.is_weak();
             let (letter, value) = match e.class {
-                ExportClass::Function | ExportClass::Init => (if weak { 'W' } else { 'T' }, Some(i64::from(e.index))),
+                ExportClass::Function | ExportClass::Init => {
+                    (if weak { 'W' } else { 'T' }, Some(i64::from(e.index)))
+                }
                 ExportClass::Data | ExportClass::Tls => (if weak { 'V' } else { 'D' }, e.value),
                 ExportClass::Global => ('G', e.value),
                 ExportClass::Tag => ('E', Some(i64::from(e.index))),
@@ -77,14 +83,17 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
         }
     }
     if undefined {
-        for i in info.undefined_symbols().chain(info.imports.iter().filter(|i| {
-            matches!(
-                i.class,
-                wasmlink_dylink::ImportClass::WasiP1(_)
-                    | wasmlink_dylink::ImportClass::Wasi2(_)
-                    | wasmlink_dylink::ImportClass::Module(_)
-            )
-        })) {
+        for i in info
+            .undefined_symbols()
+            .chain(info.imports.iter().filter(|i| {
+                matches!(
+                    i.class,
+                    wasmlink_dylink::ImportClass::WasiP1(_)
+                        | wasmlink_dylink::ImportClass::Wasi2(_)
+                        | wasmlink_dylink::ImportClass::Module(_)
+                )
+            }))
+        {
             let name = match &i.class {
                 wasmlink_dylink::ImportClass::WasiP1(_)
                 | wasmlink_dylink::ImportClass::Wasi2(_)
@@ -104,7 +113,13 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
     out.iter()
         .map(|l| {
             let value = l.value.map_or(" ".repeat(8), |v| format!("{v:08x}"));
-            format!("{value} {} {:<8} {}{}", l.letter, l.class, l.name, marks(l.flags))
+            format!(
+                "{value} {} {:<8} {}{}",
+                l.letter,
+                l.class,
+                l.name,
+                marks(l.flags)
+            )
         })
         .collect()
 }

@@ -71,7 +71,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         .strict(args.strict)
         .stack_size(args.stack_size)
         .inherit_stdio(true)
-        .args(std::iter::once(argv0).chain(args.args.iter().cloned()).collect());
+        .args(
+            std::iter::once(argv0)
+                .chain(args.args.iter().cloned())
+                .collect(),
+        );
     for p in &args.preload {
         builder = builder.preload(p);
     }
@@ -105,7 +109,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
-fn invoke(process: &mut wasmlink::Process, name: &str, args: &[String]) -> Result<i32, wasmlink::LinkError> {
+fn invoke(
+    process: &mut wasmlink::Process,
+    name: &str,
+    args: &[String],
+) -> Result<i32, wasmlink::LinkError> {
     let func = process.func(name)?;
     let ty = func.ty(process.store_mut());
     let mut vals = Vec::new();
@@ -117,8 +125,12 @@ fn invoke(process: &mut wasmlink::Process, name: &str, args: &[String]) -> Resul
         vals.push(match p {
             wasmtime::ValType::I32 => wasmtime::Val::I32(a.parse().map_err(|_| bad())?),
             wasmtime::ValType::I64 => wasmtime::Val::I64(a.parse().map_err(|_| bad())?),
-            wasmtime::ValType::F32 => wasmtime::Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
-            wasmtime::ValType::F64 => wasmtime::Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
+            wasmtime::ValType::F32 => {
+                wasmtime::Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits())
+            }
+            wasmtime::ValType::F64 => {
+                wasmtime::Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits())
+            }
             _ => return Err(bad()),
         });
     }

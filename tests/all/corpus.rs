@@ -389,7 +389,10 @@ fn weak_imports_from_import_info() {
         .map(|i| i.field.as_str())
         .collect();
     // Weak as a call (env) and as an address (GOT.func).
-    assert_eq!(weak, ["__cxa_thread_atexit_impl", "__cxa_thread_atexit_impl"]);
+    assert_eq!(
+        weak,
+        ["__cxa_thread_atexit_impl", "__cxa_thread_atexit_impl"]
+    );
     // The other libraries declare no weak imports.
     for lib in LIBRARIES
         .iter()

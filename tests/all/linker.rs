@@ -15,7 +15,13 @@ fn util() -> PathBuf {
 fn app() -> PathBuf {
     util();
     c_fixture("libplugin.so", Link::Shared, &["ld_plugin.c"], &[], &[]);
-    c_fixture("ld_app.wasm", Link::Pie, &["ld_app.c"], &["libutil.so"], &[])
+    c_fixture(
+        "ld_app.wasm",
+        Link::Pie,
+        &["ld_app.c"],
+        &["libutil.so"],
+        &[],
+    )
 }
 
 fn search() -> SearchPath {
@@ -28,9 +34,18 @@ fn search() -> SearchPath {
 fn program_checks_its_own_linking() {
     let app = app();
     let dir = fixtures_out();
-    let out = wasmlink_in(&["run", "-L", dir.to_str().unwrap(), app.to_str().unwrap()], None, &[]);
+    let out = wasmlink_in(
+        &["run", "-L", dir.to_str().unwrap(), app.to_str().unwrap()],
+        None,
+        &[],
+    );
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{text}\nstderr:\n{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{text}\nstderr:\n{}",
+        stderr(&out)
+    );
     for line in [
         "ok data relocation and constructor",
         "ok cross-library call",
@@ -50,7 +65,10 @@ fn program_checks_its_own_linking() {
         "libnope.so: cannot open shared object file: No such file or directory",
         "failures 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{text}"
+        );
     }
     assert!(!text.contains("FAILED"), "{text}");
 }
@@ -62,23 +80,43 @@ fn missing_library_names_what_was_searched() {
     let out = wasmlink_in(&["run", app.to_str().unwrap()], None, &[]);
     assert_eq!(out.status.code(), Some(127));
     let err = stderr(&out);
-    assert!(err.contains("error while loading shared libraries: libutil.so: cannot open shared object file"), "{err}");
-    assert!(err.contains("/usr/lib/wasm32-wasi/libutil.so"), "searched paths listed: {err}");
+    assert!(
+        err.contains(
+            "error while loading shared libraries: libutil.so: cannot open shared object file"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("/usr/lib/wasm32-wasi/libutil.so"),
+        "searched paths listed: {err}"
+    );
 }
 
 #[test]
 fn undefined_function_fails_at_first_call_or_at_load_with_bind_now() {
-    let prog = c_fixture("ld_uses_missing.wasm", Link::Pie, &["ld_uses_missing.c"], &[], &[]);
+    let prog = c_fixture(
+        "ld_uses_missing.wasm",
+        Link::Pie,
+        &["ld_uses_missing.c"],
+        &[],
+        &[],
+    );
     let out = wasmlink_in(&["run", prog.to_str().unwrap()], None, &[]);
     assert_eq!(out.status.code(), Some(134), "{}", stderr(&out));
     assert_eq!(stdout(&out), "before\n", "the program ran until the call");
-    assert!(stderr(&out).contains("symbol lookup error: undefined symbol: not_defined_anywhere"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("symbol lookup error: undefined symbol: not_defined_anywhere"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = wasmlink_in(&["run", "--bind-now", prog.to_str().unwrap()], None, &[]);
     assert_eq!(out.status.code(), Some(127));
     assert_eq!(stdout(&out), "", "nothing ran");
     assert!(
-        stderr(&out).contains("symbol lookup error: undefined symbol: not_defined_anywhere (ld_uses_missing.wasm)"),
+        stderr(&out).contains(
+            "symbol lookup error: undefined symbol: not_defined_anywhere (ld_uses_missing.wasm)"
+        ),
         "{}",
         stderr(&out)
     );
@@ -88,16 +126,34 @@ fn undefined_function_fails_at_first_call_or_at_load_with_bind_now() {
 fn type_mismatch_names_both_sides() {
     // Built without libutil.so (wasm-ld would refuse the mismatch); libutil.so is preloaded.
     let prog = c_fixture("ld_mismatch.wasm", Link::Pie, &["ld_mismatch.c"], &[], &[]);
-    let err = ProcessBuilder::new().search_path(search()).preload(util()).load(&prog).err().expect("must not link");
+    let err = ProcessBuilder::new()
+        .search_path(search())
+        .preload(util())
+        .load(&prog)
+        .err()
+        .expect("must not link");
     let msg = err.to_string();
     assert!(matches!(err, LinkError::TypeMismatch { .. }), "{msg}");
-    assert!(msg.contains("util_add") && msg.contains("libutil.so") && msg.contains("(i64) -> (i64)"), "{msg}");
+    assert!(
+        msg.contains("util_add") && msg.contains("libutil.so") && msg.contains("(i64) -> (i64)"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn trap_in_constructor_is_a_load_error() {
-    let lib = c_fixture("libctortrap.so", Link::Shared, &["ld_ctor_trap.c"], &[], &[]);
-    let err = ProcessBuilder::new().search_path(search()).load(&lib).err().expect("constructor traps");
+    let lib = c_fixture(
+        "libctortrap.so",
+        Link::Shared,
+        &["ld_ctor_trap.c"],
+        &[],
+        &[],
+    );
+    let err = ProcessBuilder::new()
+        .search_path(search())
+        .load(&lib)
+        .err()
+        .expect("constructor traps");
     let msg = err.to_string();
     assert!(msg.starts_with("libctortrap.so: constructor:"), "{msg}");
     assert!(msg.contains("unreachable"), "{msg}");
@@ -106,21 +162,42 @@ fn trap_in_constructor_is_a_load_error() {
 #[test]
 fn dlopen_dlsym_dlclose_from_rust_and_a_real_unload() {
     let app = app();
-    let mut p = ProcessBuilder::new().search_path(search()).load(&app).unwrap();
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .load(&app)
+        .unwrap();
     let before = p.libraries().len();
-    let h = p.dlopen("libplugin.so", wasmlink::process::RTLD_NOW).unwrap();
+    let h = p
+        .dlopen("libplugin.so", wasmlink::process::RTLD_NOW)
+        .unwrap();
     let libs = p.libraries();
     assert_eq!(libs.len(), before + 1);
-    let plugin = libs.iter().find(|l| l.name == "libplugin.so").unwrap().clone();
+    let plugin = libs
+        .iter()
+        .find(|l| l.name == "libplugin.so")
+        .unwrap()
+        .clone();
     let data = p.dlsym(h, "plugin_data").unwrap();
-    assert_eq!(data, wasmlink::Symbol::Data(plugin.memory_base + (data.address() - plugin.memory_base)));
+    assert_eq!(
+        data,
+        wasmlink::Symbol::Data(plugin.memory_base + (data.address() - plugin.memory_base))
+    );
     assert_eq!(p.read(data.address(), 4).unwrap(), 1000i32.to_le_bytes());
     p.dlclose(h).unwrap();
     assert_eq!(p.libraries().len(), before, "unloaded");
-    assert!(matches!(p.dlsym(h, "plugin_run"), Err(LinkError::BadHandle(_))));
+    assert!(matches!(
+        p.dlsym(h, "plugin_run"),
+        Err(LinkError::BadHandle(_))
+    ));
     // Its data region is given back and reused by the next load.
-    let h2 = p.dlopen("libplugin.so", wasmlink::process::RTLD_NOW).unwrap();
-    let again = p.libraries().into_iter().find(|l| l.name == "libplugin.so").unwrap();
+    let h2 = p
+        .dlopen("libplugin.so", wasmlink::process::RTLD_NOW)
+        .unwrap();
+    let again = p
+        .libraries()
+        .into_iter()
+        .find(|l| l.name == "libplugin.so")
+        .unwrap();
     assert_eq!(again.memory_base, plugin.memory_base, "region recycled");
     let addr = p.dlsym(h2, "plugin_data").unwrap().address();
     assert_eq!(p.read(addr, 4).unwrap(), 1000i32.to_le_bytes());
@@ -129,7 +206,10 @@ fn dlopen_dlsym_dlclose_from_rust_and_a_real_unload() {
 #[test]
 fn hot_swap_rebinds_every_function_pointer() {
     let app = app();
-    let mut p = ProcessBuilder::new().search_path(search()).load(&app).unwrap();
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .load(&app)
+        .unwrap();
     let slot = p.dlsym(0, "util_add").unwrap().address();
     let ty = p.func("util_add").unwrap().ty(p.store_mut());
     let sub = wasmtime::Func::new(p.store_mut(), ty, |_, args, out| {
@@ -144,7 +224,12 @@ fn hot_swap_rebinds_every_function_pointer() {
     let f = table.get(p.store_mut(), u64::from(fp)).unwrap();
     let f = f.unwrap_func().unwrap();
     let mut out = [wasmtime::Val::I32(0)];
-    f.call(p.store_mut(), &[wasmtime::Val::I32(7), wasmtime::Val::I32(2)], &mut out).unwrap();
+    f.call(
+        p.store_mut(),
+        &[wasmtime::Val::I32(7), wasmtime::Val::I32(2)],
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out[0].unwrap_i32(), 5);
 }
 
@@ -155,13 +240,25 @@ fn real_libc_functions_called_through_the_host_api() {
     let corpus = crate::support::corpus();
     let mut search = SearchPath::new();
     search.add_dir(&corpus);
-    let mut p = ProcessBuilder::new().search_path(search).load(&corpus.join("libc.so")).unwrap();
+    let mut p = ProcessBuilder::new()
+        .search_path(search)
+        .load(&corpus.join("libc.so"))
+        .unwrap();
     let s = p.alloc(64, 8).unwrap();
     p.write(s, b"-12345xyz\0").unwrap();
     let len = p.call("strlen", &[wasmtime::Val::I32(s as i32)]).unwrap();
     assert_eq!(len[0].unwrap_i32(), 9);
     let end = p.alloc(4, 4).unwrap();
-    let v = p.call("strtol", &[wasmtime::Val::I32(s as i32), wasmtime::Val::I32(end as i32), wasmtime::Val::I32(10)]).unwrap();
+    let v = p
+        .call(
+            "strtol",
+            &[
+                wasmtime::Val::I32(s as i32),
+                wasmtime::Val::I32(end as i32),
+                wasmtime::Val::I32(10),
+            ],
+        )
+        .unwrap();
     assert_eq!(v[0].unwrap_i32(), -12345);
     let endp = u32::from_le_bytes(p.read(end, 4).unwrap().try_into().unwrap());
     assert_eq!(endp, s + 6, "strtol stops at 'x'");
@@ -176,7 +273,15 @@ fn real_libc_functions_called_through_the_host_api() {
     p.write(va, &args).unwrap();
     let buf = p.alloc(32, 8).unwrap();
     let n = p
-        .call("snprintf", &[wasmtime::Val::I32(buf as i32), wasmtime::Val::I32(32), wasmtime::Val::I32(fmt as i32), wasmtime::Val::I32(va as i32)])
+        .call(
+            "snprintf",
+            &[
+                wasmtime::Val::I32(buf as i32),
+                wasmtime::Val::I32(32),
+                wasmtime::Val::I32(fmt as i32),
+                wasmtime::Val::I32(va as i32),
+            ],
+        )
         .unwrap();
     assert_eq!(n[0].unwrap_i32(), 5);
     assert_eq!(p.read_cstr(buf, 32).unwrap(), "42-ok");

@@ -3,6 +3,6 @@
 mod support;
 
 mod cli;
-mod linker;
 mod corpus;
+mod linker;
 mod robustness;

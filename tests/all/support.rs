@@ -36,7 +36,13 @@ pub enum Link {
 }
 
 pub const CLANG: &str = "clang-19";
-const CFLAGS: &[&str] = &["--target=wasm32-wasi", "-fPIC", "-fvisibility=default", "-O2", "-nostdlib"];
+const CFLAGS: &[&str] = &[
+    "--target=wasm32-wasi",
+    "-fPIC",
+    "-fvisibility=default",
+    "-O2",
+    "-nostdlib",
+];
 
 fn built() -> &'static Mutex<HashMap<String, PathBuf>> {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -45,7 +51,13 @@ fn built() -> &'static Mutex<HashMap<String, PathBuf>> {
 
 /// Compiles `tests/fixtures/c/<sources>` into `<out>` (e.g. `libfoo.so`), linked against the
 /// already-built fixtures `deps` (recorded as NEEDED), once per test process.
-pub fn c_fixture(out: &str, link: Link, sources: &[&str], deps: &[&str], extra: &[&str]) -> PathBuf {
+pub fn c_fixture(
+    out: &str,
+    link: Link,
+    sources: &[&str],
+    deps: &[&str],
+    extra: &[&str],
+) -> PathBuf {
     let mut map = built().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = map.get(out) {
         return p.clone();
@@ -82,7 +94,10 @@ pub fn c_fixture(out: &str, link: Link, sources: &[&str], deps: &[&str], extra: 
         cmd.arg(fixtures_src().join("c").join(s));
     }
     for d in deps {
-        assert!(map.contains_key(*d), "fixture {out}: build dependency {d} first");
+        assert!(
+            map.contains_key(*d),
+            "fixture {out}: build dependency {d} first"
+        );
         cmd.arg(d);
     }
     let output = cmd.output().unwrap_or_else(|e| {
@@ -135,7 +150,9 @@ pub fn wasmlink(args: &[&str]) -> Output {
 
 pub fn wasmlink_in(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmlink"));
-    cmd.args(args).env_remove("WASMLINK_LIBRARY_PATH").env_remove("WASMLINK_DEBUG");
+    cmd.args(args)
+        .env_remove("WASMLINK_LIBRARY_PATH")
+        .env_remove("WASMLINK_DEBUG");
     if let Some(c) = cwd {
         cmd.current_dir(c);
     }

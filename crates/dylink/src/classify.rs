@@ -152,7 +152,9 @@ pub fn classify_import(module: &str, field: &str, kind: EntityKind) -> ImportCla
     match (module, kind) {
         ("GOT.mem", EntityKind::Global) => return ImportClass::GotMem(field.to_string()),
         ("GOT.func", EntityKind::Global) => return ImportClass::GotFunc(field.to_string()),
-        (WASI_P1 | WASI_UNSTABLE, EntityKind::Func) => return ImportClass::WasiP1(field.to_string()),
+        (WASI_P1 | WASI_UNSTABLE, EntityKind::Func) => {
+            return ImportClass::WasiP1(field.to_string());
+        }
         (m, EntityKind::Func) if m.starts_with("wasi:") => {
             return ImportClass::Wasi2(format!("{m}#{field}"));
         }
@@ -224,8 +226,9 @@ impl ExportClass {
     }
 
     /// Every label, in the order `inspect` prints counts.
-    pub const LABELS: [&'static str; 8] =
-        ["function", "data", "tls", "memory", "table", "global", "tag", "init"];
+    pub const LABELS: [&'static str; 8] = [
+        "function", "data", "tls", "memory", "table", "global", "tag", "init",
+    ];
 }
 
 /// Exports the loader runs rather than binds.
@@ -246,23 +249,62 @@ mod tests {
     #[test]
     fn classes() {
         use EntityKind::*;
-        assert_eq!(classify_import("env", "memory", Memory), ImportClass::Memory);
-        assert_eq!(classify_import("env", "__indirect_function_table", Table), ImportClass::Table);
-        assert_eq!(classify_import("env", "__stack_pointer", Global), ImportClass::StackPointer);
-        assert_eq!(classify_import("env", "__memory_base", Global), ImportClass::MemoryBase);
-        assert_eq!(classify_import("env", "__table_base", Global), ImportClass::TableBase);
-        assert_eq!(classify_import("env", "__heap_end", Global), ImportClass::HeapEnd);
-        assert_eq!(classify_import("env", "__stack_low", Global), ImportClass::StackLow);
-        assert_eq!(classify_import("GOT.mem", "x", Global), ImportClass::GotMem("x".into()));
-        assert_eq!(classify_import("GOT.func", "f", Global), ImportClass::GotFunc("f".into()));
-        assert_eq!(classify_import("env", "malloc", Func), ImportClass::EnvFunction("malloc".into()));
-        assert_eq!(classify_import("env", "__cpp_exception", Tag), ImportClass::Tag("__cpp_exception".into()));
-        assert_eq!(classify_import(WASI_P1, "fd_write", Func), ImportClass::WasiP1("fd_write".into()));
+        assert_eq!(
+            classify_import("env", "memory", Memory),
+            ImportClass::Memory
+        );
+        assert_eq!(
+            classify_import("env", "__indirect_function_table", Table),
+            ImportClass::Table
+        );
+        assert_eq!(
+            classify_import("env", "__stack_pointer", Global),
+            ImportClass::StackPointer
+        );
+        assert_eq!(
+            classify_import("env", "__memory_base", Global),
+            ImportClass::MemoryBase
+        );
+        assert_eq!(
+            classify_import("env", "__table_base", Global),
+            ImportClass::TableBase
+        );
+        assert_eq!(
+            classify_import("env", "__heap_end", Global),
+            ImportClass::HeapEnd
+        );
+        assert_eq!(
+            classify_import("env", "__stack_low", Global),
+            ImportClass::StackLow
+        );
+        assert_eq!(
+            classify_import("GOT.mem", "x", Global),
+            ImportClass::GotMem("x".into())
+        );
+        assert_eq!(
+            classify_import("GOT.func", "f", Global),
+            ImportClass::GotFunc("f".into())
+        );
+        assert_eq!(
+            classify_import("env", "malloc", Func),
+            ImportClass::EnvFunction("malloc".into())
+        );
+        assert_eq!(
+            classify_import("env", "__cpp_exception", Tag),
+            ImportClass::Tag("__cpp_exception".into())
+        );
+        assert_eq!(
+            classify_import(WASI_P1, "fd_write", Func),
+            ImportClass::WasiP1("fd_write".into())
+        );
         assert_eq!(
             classify_import("wasi:cli/environment@0.2.0", "get-environment", Func),
             ImportClass::Wasi2("wasi:cli/environment@0.2.0#get-environment".into())
         );
-        assert_eq!(classify_import("math", "add", Func), ImportClass::Module("math.add".into()));
+        assert_eq!(
+            classify_import("math", "add", Func),
+            ImportClass::Module("math.add".into())
+        );
         assert_eq!(ImportClass::LABELS.len(), 18);
     }
 }

@@ -18,7 +18,11 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub(crate) fn new(context: impl Into<String>, offset: usize, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        context: impl Into<String>,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> Self {
         ParseError {
             context: context.into(),
             offset,
@@ -26,7 +30,10 @@ impl ParseError {
         }
     }
 
-    pub(crate) fn from_wasmparser(context: impl Into<String>, err: wasmparser::BinaryReaderError) -> Self {
+    pub(crate) fn from_wasmparser(
+        context: impl Into<String>,
+        err: wasmparser::BinaryReaderError,
+    ) -> Self {
         ParseError::new(context, err.offset(), err.message().to_string())
     }
 }
@@ -36,7 +43,11 @@ impl fmt::Display for ParseError {
         if self.context.is_empty() {
             write!(f, "{} (at offset 0x{:x})", self.message, self.offset)
         } else {
-            write!(f, "{}: {} (at offset 0x{:x})", self.context, self.message, self.offset)
+            write!(
+                f,
+                "{}: {} (at offset 0x{:x})",
+                self.context, self.message, self.offset
+            )
         }
     }
 }

@@ -127,7 +127,12 @@ pub struct Signature {
 
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let list = |v: &[ValType]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+        let list = |v: &[ValType]| {
+            v.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         write!(f, "({}) -> ({})", list(&self.params), list(&self.results))
     }
 }
@@ -324,10 +329,18 @@ impl ModuleInfo {
     /// (empty, bad magic, a component, truncated, or a malformed section).
     pub fn parse(bytes: &[u8]) -> Result<ModuleInfo, ParseError> {
         if bytes.is_empty() {
-            return Err(ParseError::new("", 0, "empty file, not a WebAssembly module"));
+            return Err(ParseError::new(
+                "",
+                0,
+                "empty file, not a WebAssembly module",
+            ));
         }
         if bytes.len() < 4 || &bytes[..4] != b"\0asm" {
-            return Err(ParseError::new("", 0, "not a WebAssembly module (bad magic number)"));
+            return Err(ParseError::new(
+                "",
+                0,
+                "not a WebAssembly module (bad magic number)",
+            ));
         }
         let mut b = Builder::default();
         let mut section = "module header";
@@ -388,7 +401,11 @@ impl ModuleInfo {
             imports,
             exports,
             weak_imports: self.imports.iter().filter(|i| i.is_weak()).count(),
-            tls_symbols: self.exports.iter().filter(|e| e.class == ExportClass::Tls).count(),
+            tls_symbols: self
+                .exports
+                .iter()
+                .filter(|e| e.class == ExportClass::Tls)
+                .count(),
             uses_tls: self.exports.iter().any(|e| e.class == ExportClass::Tls)
                 || self.imports.iter().any(|i| i.class == ImportClass::TlsBase)
                 || self.export("__wasm_init_tls").is_some(),
@@ -415,7 +432,11 @@ impl Builder {
     fn payload(&mut self, payload: Payload<'_>) -> Result<&'static str, ParseError> {
         let wp = ParseError::from_wasmparser;
         match payload {
-            Payload::Version { encoding, num, range } => {
+            Payload::Version {
+                encoding,
+                num,
+                range,
+            } => {
                 if encoding == Encoding::Component {
                     return Err(ParseError::new(
                         "module header",
@@ -459,12 +480,14 @@ impl Builder {
                         TypeRef::Memory(m) => self.memory64 |= m.memory64,
                         _ => {}
                     }
-                    self.imports.push((i.module.to_string(), i.name.to_string(), i.ty));
+                    self.imports
+                        .push((i.module.to_string(), i.name.to_string(), i.ty));
                 }
             }
             Payload::FunctionSection(r) => {
                 for f in r {
-                    self.func_types.push(f.map_err(|e| wp("function section", e))?);
+                    self.func_types
+                        .push(f.map_err(|e| wp("function section", e))?);
                 }
             }
             Payload::TableSection(r) => {
@@ -500,12 +523,22 @@ impl Builder {
             Payload::ElementSection(r) => {
                 for e in r {
                     let e = e.map_err(|e| wp("element section", e))?;
-                    let wasmparser::ElementKind::Active { table_index, offset_expr } = e.kind else {
+                    let wasmparser::ElementKind::Active {
+                        table_index,
+                        offset_expr,
+                    } = e.kind
+                    else {
                         continue;
                     };
-                    let (Some(0) | None) = table_index else { continue };
-                    let wasmparser::ElementItems::Functions(funcs) = e.items else { continue };
-                    let Some(base) = const_value(&offset_expr) else { continue };
+                    let (Some(0) | None) = table_index else {
+                        continue;
+                    };
+                    let wasmparser::ElementItems::Functions(funcs) = e.items else {
+                        continue;
+                    };
+                    let Some(base) = const_value(&offset_expr) else {
+                        continue;
+                    };
                     for (i, f) in funcs.into_iter().enumerate() {
                         let f = f.map_err(|e| wp("element section", e))?;
                         let slot = u32::try_from(base.wrapping_add(i as i64)).unwrap_or(u32::MAX);
@@ -576,7 +609,9 @@ impl Builder {
                 export_flags.entry(e.name.as_str()).or_insert(e.flags);
             }
             for i in &d.import_info {
-                import_flags.entry((i.module.as_str(), i.field.as_str())).or_insert(i.flags);
+                import_flags
+                    .entry((i.module.as_str(), i.field.as_str()))
+                    .or_insert(i.flags);
             }
         }
         let imported_func_types: Vec<u32> = self
@@ -595,7 +630,12 @@ impl Builder {
                     TypeRef::Func(t) | TypeRef::FuncExact(t) => {
                         (EntityKind::Func, ImportType::Func { signature: sig(t) })
                     }
-                    TypeRef::Table(t) => (EntityKind::Table, ImportType::Table { limits: limits_table(&t) }),
+                    TypeRef::Table(t) => (
+                        EntityKind::Table,
+                        ImportType::Table {
+                            limits: limits_table(&t),
+                        },
+                    ),
                     TypeRef::Memory(m) => (
                         EntityKind::Memory,
                         ImportType::Memory {
@@ -610,7 +650,12 @@ impl Builder {
                             mutable: g.mutable,
                         },
                     ),
-                    TypeRef::Tag(t) => (EntityKind::Tag, ImportType::Tag { signature: sig(t.func_type_idx) }),
+                    TypeRef::Tag(t) => (
+                        EntityKind::Tag,
+                        ImportType::Tag {
+                            signature: sig(t.func_type_idx),
+                        },
+                    ),
                 };
                 // IMPORT_INFO names the symbol as `env.X` even when the import that refers to
                 // it is `GOT.mem.X` or `GOT.func.X` (that is how lld marks weak data).
@@ -618,7 +663,10 @@ impl Builder {
                     "GOT.mem" | "GOT.func" => "env",
                     m => m,
                 };
-                let flags = import_flags.get(&(key_module, field.as_str())).copied().unwrap_or_default();
+                let flags = import_flags
+                    .get(&(key_module, field.as_str()))
+                    .copied()
+                    .unwrap_or_default();
                 Import {
                     module: module.clone(),
                     field: field.clone(),
@@ -633,7 +681,9 @@ impl Builder {
         let func_sig = |index: u32| -> Option<Arc<Signature>> {
             match imported_func_types.get(index as usize) {
                 Some(t) => sig(*t),
-                None => sig(*self.func_types.get((index - self.imported_funcs) as usize)?),
+                None => sig(*self
+                    .func_types
+                    .get((index - self.imported_funcs) as usize)?),
             }
         };
 
@@ -696,7 +746,9 @@ impl Builder {
             && !self.tables.is_empty()
             && exports_kind(EntityKind::Memory)
             && exports_kind(EntityKind::Table)
-            && exports.iter().any(|e| e.name == "__stack_pointer" && e.kind == EntityKind::Global)
+            && exports
+                .iter()
+                .any(|e| e.name == "__stack_pointer" && e.kind == EntityKind::Global)
         {
             ModuleKind::StaticProgram
         } else {
@@ -705,7 +757,13 @@ impl Builder {
         let memory64 = self.memory64
             || imports.iter().any(|i| {
                 i.class == ImportClass::MemoryBase
-                    && matches!(i.ty, ImportType::Global { ty: ValType::I64, .. })
+                    && matches!(
+                        i.ty,
+                        ImportType::Global {
+                            ty: ValType::I64,
+                            ..
+                        }
+                    )
             });
 
         Ok(ModuleInfo {
@@ -725,8 +783,11 @@ impl Builder {
             defined_tables: self.tables,
             table_functions: self.table_functions,
             defined_globals: (self.globals.len()
-                - self.imports.iter().filter(|(_, _, t)| matches!(t, TypeRef::Global(_))).count())
-                as u32,
+                - self
+                    .imports
+                    .iter()
+                    .filter(|(_, _, t)| matches!(t, TypeRef::Global(_)))
+                    .count()) as u32,
             size,
         })
     }
@@ -766,11 +827,20 @@ mod tests {
         assert_eq!(d.mem_info.memory_size, 16);
         assert_eq!(d.mem_info.memory_align_log2, 4);
         assert_eq!(d.needed_unique(), ["libc.so"]);
-        assert!(m.imports.iter().find(|i| i.field == "weak_f").unwrap().is_weak());
+        assert!(
+            m.imports
+                .iter()
+                .find(|i| i.field == "weak_f")
+                .unwrap()
+                .is_weak()
+        );
         assert_eq!(m.export("tls_x").unwrap().class, ExportClass::Tls);
         let data = m.export("data_x").unwrap();
         assert_eq!((data.class, data.value), (ExportClass::Data, Some(8)));
-        assert_eq!(m.export("__wasm_call_ctors").unwrap().class, ExportClass::Init);
+        assert_eq!(
+            m.export("__wasm_call_ctors").unwrap().class,
+            ExportClass::Init
+        );
         let f = m.export("f").unwrap();
         assert_eq!(f.signature.as_ref().unwrap().to_string(), "(i64) -> (f32)");
         let s = m.summary();
@@ -794,10 +864,16 @@ mod tests {
                  (global (export "__stack_pointer") (mut i32) (i32.const 1024)))"#,
         );
         assert_eq!(stat.kind, ModuleKind::StaticProgram);
-        assert_eq!(stat.export("__stack_pointer").unwrap().class, ExportClass::Global);
+        assert_eq!(
+            stat.export("__stack_pointer").unwrap().class,
+            ExportClass::Global
+        );
         let plain = parse(r#"(module (import "math" "add" (func)) (memory (export "memory") 1))"#);
         assert_eq!(plain.kind, ModuleKind::Plain);
-        assert_eq!(plain.imports[0].class, ImportClass::Module("math.add".into()));
+        assert_eq!(
+            plain.imports[0].class,
+            ImportClass::Module("math.add".into())
+        );
         let w64 = parse(r#"(module (import "env" "memory" (memory i64 1)))"#);
         assert_eq!(w64.address_width, AddressWidth::Wasm64);
     }
@@ -810,7 +886,8 @@ mod tests {
         assert!(e.message.contains("bad magic"));
         let e = ModuleInfo::parse(b"\0asm\x0d\0\x01\0").unwrap_err();
         assert!(e.message.contains("component"), "{e}");
-        let good = wat::parse_str(r#"(module (import "env" "f" (func)) (func (export "g")))"#).unwrap();
+        let good =
+            wat::parse_str(r#"(module (import "env" "f" (func)) (func (export "g")))"#).unwrap();
         // A cut exactly at a section boundary is a shorter valid module (or lacks its code
         // section); anywhere else it is an error that says where.
         let mut boundaries = vec![8];

@@ -283,22 +283,24 @@ pub fn parse_dylink0(data: &[u8], offset: usize) -> Result<DylinkInfo, ParseErro
             Dylink0Subsection::Needed(names) => {
                 info.needed.extend(names.into_iter().map(str::to_string))
             }
-            Dylink0Subsection::ExportInfo(items) => info.export_info.extend(items.into_iter().map(|e| {
-                ExportInfo {
-                    name: e.name.to_string(),
-                    flags: SymbolFlags(e.flags.bits()),
-                }
-            })),
-            Dylink0Subsection::ImportInfo(items) => info.import_info.extend(items.into_iter().map(|e| {
-                ImportInfo {
-                    module: e.module.to_string(),
-                    field: e.field.to_string(),
-                    flags: SymbolFlags(e.flags.bits()),
-                }
-            })),
-            Dylink0Subsection::RuntimePath(paths) => {
-                info.runtime_path.extend(paths.into_iter().map(str::to_string))
+            Dylink0Subsection::ExportInfo(items) => {
+                info.export_info
+                    .extend(items.into_iter().map(|e| ExportInfo {
+                        name: e.name.to_string(),
+                        flags: SymbolFlags(e.flags.bits()),
+                    }))
             }
+            Dylink0Subsection::ImportInfo(items) => {
+                info.import_info
+                    .extend(items.into_iter().map(|e| ImportInfo {
+                        module: e.module.to_string(),
+                        field: e.field.to_string(),
+                        flags: SymbolFlags(e.flags.bits()),
+                    }))
+            }
+            Dylink0Subsection::RuntimePath(paths) => info
+                .runtime_path
+                .extend(paths.into_iter().map(str::to_string)),
             Dylink0Subsection::Unknown { ty, range, .. } => {
                 info.unknown_subsections.push(UnknownSubsection {
                     id: ty,
@@ -329,7 +331,8 @@ pub fn parse_legacy_dylink(data: &[u8], offset: usize) -> Result<DylinkInfo, Par
     let count = r.read_var_u32().map_err(err)?;
     for _ in 0..count {
         // Each name takes at least one byte, so a bogus count ends at the end of the data.
-        info.needed.push(r.read_unlimited_string().map_err(err)?.to_string());
+        info.needed
+            .push(r.read_unlimited_string().map_err(err)?.to_string());
     }
     if !r.eof() {
         return Err(ParseError::new(
@@ -449,6 +452,11 @@ mod tests {
         assert_eq!(info.mem_info.memory_align(), 8);
         assert_eq!(info.needed, ["libfoo.so"]);
         l.push(0);
-        assert!(parse_legacy_dylink(&l, 0).unwrap_err().message.contains("trailing"));
+        assert!(
+            parse_legacy_dylink(&l, 0)
+                .unwrap_err()
+                .message
+                .contains("trailing")
+        );
     }
 }

@@ -24,7 +24,11 @@ use wasmlink_dylink::{AddressWidth, ModuleInfo};
 pub const LIBRARY_PATH_ENV: &str = "WASMLINK_LIBRARY_PATH";
 
 /// Directories searched last.
-pub const DEFAULT_DIRS: [&str; 3] = ["/usr/local/lib/wasmlink", "/usr/local/lib/wasm32-wasi", "/usr/lib/wasm32-wasi"];
+pub const DEFAULT_DIRS: [&str; 3] = [
+    "/usr/local/lib/wasmlink",
+    "/usr/local/lib/wasm32-wasi",
+    "/usr/lib/wasm32-wasi",
+];
 
 /// Where to look for needed libraries.
 #[derive(Debug, Clone)]
@@ -60,7 +64,11 @@ fn display_list(paths: &[PathBuf]) -> String {
     if paths.is_empty() {
         return "nothing: the search path is empty".to_string();
     }
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A library that was found: where, and what it declares.
@@ -82,7 +90,9 @@ impl SearchPath {
     pub fn from_env() -> Self {
         let mut sp = Self::default();
         if let Some(v) = std::env::var_os(LIBRARY_PATH_ENV) {
-            sp.env_dirs = std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect();
+            sp.env_dirs = std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect();
         }
         sp
     }
@@ -102,15 +112,26 @@ impl SearchPath {
     /// The directories searched for a library needed by a module at `requester` with RUNPATH
     /// `runpath`, in order.
     pub fn dirs_for(&self, requester: Option<&Path>, runpath: &[String]) -> Vec<PathBuf> {
-        let origin = requester
-            .and_then(Path::parent)
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
-        let mut dirs: Vec<PathBuf> = self.user_dirs.iter().chain(&self.env_dirs).cloned().collect();
+        let origin = requester.and_then(Path::parent).map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
+        let mut dirs: Vec<PathBuf> = self
+            .user_dirs
+            .iter()
+            .chain(&self.env_dirs)
+            .cloned()
+            .collect();
         for entry in runpath {
             match origin {
                 Some(o) => {
                     let o = o.to_string_lossy();
-                    dirs.push(PathBuf::from(entry.replace("${ORIGIN}", &o).replace("$ORIGIN", &o)))
+                    dirs.push(PathBuf::from(
+                        entry.replace("${ORIGIN}", &o).replace("$ORIGIN", &o),
+                    ))
                 }
                 // Without a known origin, an entry using $ORIGIN cannot be expanded.
                 None if entry.contains("ORIGIN") => {}
@@ -125,11 +146,19 @@ impl SearchPath {
     ///
     /// # Errors
     /// [`NotFound`] listing every path tried and every candidate skipped.
-    pub fn find(&self, name: &str, requester: Option<&Path>, runpath: &[String]) -> Result<Found, NotFound> {
+    pub fn find(
+        &self,
+        name: &str,
+        requester: Option<&Path>,
+        runpath: &[String],
+    ) -> Result<Found, NotFound> {
         let candidates: Vec<PathBuf> = if name.contains('/') {
             vec![PathBuf::from(name)]
         } else {
-            self.dirs_for(requester, runpath).into_iter().map(|d| d.join(name)).collect()
+            self.dirs_for(requester, runpath)
+                .into_iter()
+                .map(|d| d.join(name))
+                .collect()
         };
         let mut skipped = Vec::new();
         for path in &candidates {
@@ -211,9 +240,16 @@ impl DependencyTree {
         }
         let mut queue = VecDeque::from([0usize]);
         while let Some(i) = queue.pop_front() {
-            let Ok(found) = &entries[i].result else { continue };
+            let Ok(found) = &entries[i].result else {
+                continue;
+            };
             let (path, info) = (found.path.clone(), found.info.clone());
-            for name in info.dylink.as_ref().map(|d| d.needed_unique()).unwrap_or_default() {
+            for name in info
+                .dylink
+                .as_ref()
+                .map(|d| d.needed_unique())
+                .unwrap_or_default()
+            {
                 if !by_name.insert(name.to_string()) {
                     continue;
                 }

@@ -36,7 +36,9 @@ pub enum LinkError {
         library: String,
     },
     /// An import and the definition it resolves to disagree on type.
-    #[error("{library}: type mismatch for {symbol}: imported as {expected}, defined in {definer} as {actual}")]
+    #[error(
+        "{library}: type mismatch for {symbol}: imported as {expected}, defined in {definer} as {actual}"
+    )]
     TypeMismatch {
         /// The symbol.
         symbol: String,

@@ -36,7 +36,9 @@ impl Regions {
     pub fn take(&mut self, size: u64, align: u64) -> Option<u64> {
         for i in 0..self.free.len() {
             let (start, len) = self.free[i];
-            let Some(at) = align_up(start, align) else { continue };
+            let Some(at) = align_up(start, align) else {
+                continue;
+            };
             let end = start + len;
             if at.checked_add(size).is_some_and(|e| e <= end) {
                 self.free.remove(i);

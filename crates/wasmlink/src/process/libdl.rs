@@ -8,8 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::{AsContextMut, Caller, Extern, Func, FuncType, Instance, Module, Ref, StoreContextMut, Val, ValType};
 use wasmlink_dylink::ModuleInfo;
+use wasmtime::{
+    AsContextMut, Caller, Extern, Func, FuncType, Instance, Module, Ref, StoreContextMut, Val,
+    ValType,
+};
 
 use super::{Def, Host, LibId, LinkError, Symbol, alloc_region, load_tree};
 
@@ -31,7 +34,14 @@ pub const RTLD_DEFAULT: u32 = 0;
 pub const RTLD_NEXT: u32 = u32::MAX;
 
 const DLERROR_BUF: u32 = 512;
-const HOST_SYMBOLS: [&str; 6] = ["dlopen", "dlsym", "dlclose", "dlerror", "dladdr", "__cxa_atexit"];
+const HOST_SYMBOLS: [&str; 6] = [
+    "dlopen",
+    "dlsym",
+    "dlclose",
+    "dlerror",
+    "dladdr",
+    "__cxa_atexit",
+];
 
 /// Whether the linker itself supplies `sym` when no library defines it.
 pub(super) fn is_host_symbol(sym: &str) -> bool {
@@ -53,7 +63,8 @@ pub(super) fn read_cstr(mem: &[u8], addr: u32, max: usize) -> Option<String> {
 
 fn memory_str(cx: &mut Caller<'_, Host>, addr: i32) -> Result<String, String> {
     let mem = cx.data().dl.memory.expect("memory");
-    read_cstr(mem.data(&*cx), addr as u32, 4096).ok_or_else(|| format!("string pointer {addr:#x} is out of bounds or unterminated"))
+    read_cstr(mem.data(&*cx), addr as u32, 4096)
+        .ok_or_else(|| format!("string pointer {addr:#x} is out of bounds or unterminated"))
 }
 
 /// The library that contains function table slot or address `caller_slot`, for RTLD_NEXT and
@@ -67,49 +78,64 @@ fn lib_of_slot(cx: &StoreContextMut<'_, Host>, slot: u32) -> Option<LibId> {
 }
 
 /// A host-supplied libdl function, if `sym` is one and `fty` is its type.
-pub(super) fn host_function(cx: StoreContextMut<'_, Host>, sym: &str, fty: &FuncType) -> Option<Func> {
+pub(super) fn host_function(
+    cx: StoreContextMut<'_, Host>,
+    sym: &str,
+    fty: &FuncType,
+) -> Option<Func> {
     let p: Vec<ValType> = fty.params().collect();
     let r: Vec<ValType> = fty.results().collect();
-    let i32s = |n| vec![ValType::I32; n];
-    let ok = |np| p.iter().all(|t| matches!(t, ValType::I32)) && p.len() == np && r.len() == 1 && matches!(r[0], ValType::I32);
-    let _ = i32s(0);
+    let ok = |np| {
+        p.iter().all(|t| matches!(t, ValType::I32))
+            && p.len() == np
+            && r.len() == 1
+            && matches!(r[0], ValType::I32)
+    };
     Some(match sym {
-        "dlopen" if ok(2) => Func::wrap(cx, |mut c: Caller<'_, Host>, path: i32, flags: i32| -> i32 {
-            let name = match memory_str(&mut c, path) {
-                Ok(n) => n,
-                Err(e) => {
-                    c.data_mut().dl.dlerror = Some(format!("dlopen: {e}"));
-                    return 0;
+        "dlopen" if ok(2) => Func::wrap(
+            cx,
+            |mut c: Caller<'_, Host>, path: i32, flags: i32| -> i32 {
+                let name = match memory_str(&mut c, path) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        c.data_mut().dl.dlerror = Some(format!("dlopen: {e}"));
+                        return 0;
+                    }
+                };
+                match open(c.as_context_mut(), &name, flags, None) {
+                    Ok(h) => h as i32,
+                    Err(e) => {
+                        c.data_mut().dl.dlerror = Some(dlerror_text(&name, &e));
+                        0
+                    }
                 }
-            };
-            match open(c.as_context_mut(), &name, flags, None) {
-                Ok(h) => h as i32,
-                Err(e) => {
-                    c.data_mut().dl.dlerror = Some(dlerror_text(&name, &e));
-                    0
+            },
+        ),
+        "dlsym" if ok(2) => Func::wrap(
+            cx,
+            |mut c: Caller<'_, Host>, handle: i32, name: i32| -> i32 {
+                let name = match memory_str(&mut c, name) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        c.data_mut().dl.dlerror = Some(format!("dlsym: {e}"));
+                        return 0;
+                    }
+                };
+                match lookup_sym(c.as_context_mut(), handle as u32, &name, None) {
+                    Ok(s) => s.address() as i32,
+                    Err(e) => {
+                        c.data_mut().dl.dlerror = Some(match e {
+                            LinkError::BadHandle(h) => format!("dlsym: invalid handle {h}"),
+                            LinkError::NoSuchSymbol { symbol, library } => {
+                                format!("{library}: undefined symbol: {symbol}")
+                            }
+                            other => other.to_string(),
+                        });
+                        0
+                    }
                 }
-            }
-        }),
-        "dlsym" if ok(2) => Func::wrap(cx, |mut c: Caller<'_, Host>, handle: i32, name: i32| -> i32 {
-            let name = match memory_str(&mut c, name) {
-                Ok(n) => n,
-                Err(e) => {
-                    c.data_mut().dl.dlerror = Some(format!("dlsym: {e}"));
-                    return 0;
-                }
-            };
-            match lookup_sym(c.as_context_mut(), handle as u32, &name, None) {
-                Ok(s) => s.address() as i32,
-                Err(e) => {
-                    c.data_mut().dl.dlerror = Some(match e {
-                        LinkError::BadHandle(h) => format!("dlsym: invalid handle {h}"),
-                        LinkError::NoSuchSymbol { symbol, library } => format!("{library}: undefined symbol: {symbol}"),
-                        other => other.to_string(),
-                    });
-                    0
-                }
-            }
-        }),
+            },
+        ),
         "dlclose" if ok(1) => Func::wrap(cx, |mut c: Caller<'_, Host>, handle: i32| -> i32 {
             match close(c.as_context_mut(), handle as u32) {
                 Ok(()) => 0,
@@ -123,7 +149,9 @@ pub(super) fn host_function(cx: StoreContextMut<'_, Host>, sym: &str, fty: &Func
             }
         }),
         "dlerror" if ok(0) => Func::wrap(cx, |mut c: Caller<'_, Host>| -> i32 {
-            let Some(msg) = c.data_mut().dl.dlerror.take() else { return 0 };
+            let Some(msg) = c.data_mut().dl.dlerror.take() else {
+                return 0;
+            };
             let buf = c.data().dl.dlerror_buf;
             let mem = c.data().dl.memory.expect("memory");
             let mut bytes: Vec<u8> = msg.into_bytes();
@@ -134,13 +162,18 @@ pub(super) fn host_function(cx: StoreContextMut<'_, Host>, sym: &str, fty: &Func
                 Err(_) => 0,
             }
         }),
-        "dladdr" if ok(2) => Func::wrap(cx, |mut c: Caller<'_, Host>, addr: i32, info: i32| -> i32 {
-            dladdr(c.as_context_mut(), addr as u32, info as u32).unwrap_or(0)
-        }),
-        "__cxa_atexit" if ok(3) => Func::wrap(cx, |mut c: Caller<'_, Host>, f: i32, arg: i32, dso: i32| -> i32 {
-            c.data_mut().atexit.push((f as u32, arg as u32, dso as u32));
-            0
-        }),
+        "dladdr" if ok(2) => {
+            Func::wrap(cx, |mut c: Caller<'_, Host>, addr: i32, info: i32| -> i32 {
+                dladdr(c.as_context_mut(), addr as u32, info as u32).unwrap_or(0)
+            })
+        }
+        "__cxa_atexit" if ok(3) => Func::wrap(
+            cx,
+            |mut c: Caller<'_, Host>, f: i32, arg: i32, dso: i32| -> i32 {
+                c.data_mut().atexit.push((f as u32, arg as u32, dso as u32));
+                0
+            },
+        ),
         _ => return None,
     })
 }
@@ -148,14 +181,23 @@ pub(super) fn host_function(cx: StoreContextMut<'_, Host>, sym: &str, fty: &Func
 /// glibc's wording for a failed `dlopen`.
 fn dlerror_text(name: &str, e: &LinkError) -> String {
     match e {
-        LinkError::NotFound(_) => format!("{name}: cannot open shared object file: No such file or directory"),
-        LinkError::Refused { .. } => format!("{name}: cannot open shared object file: Operation not permitted"),
+        LinkError::NotFound(_) => {
+            format!("{name}: cannot open shared object file: No such file or directory")
+        }
+        LinkError::Refused { .. } => {
+            format!("{name}: cannot open shared object file: Operation not permitted")
+        }
         other => format!("{name}: {other}"),
     }
 }
 
 /// `dlopen(name, flags)`: loads `name` (and what it needs) or finds it loaded; returns a handle.
-pub(super) fn open(mut cx: StoreContextMut<'_, Host>, name: &str, flags: i32, _caller: Option<LibId>) -> Result<u32, LinkError> {
+pub(super) fn open(
+    mut cx: StoreContextMut<'_, Host>,
+    name: &str,
+    flags: i32,
+    _caller: Option<LibId>,
+) -> Result<u32, LinkError> {
     let global = flags & RTLD_GLOBAL != 0;
     let is_path = name.contains('/');
     if is_path {
@@ -164,7 +206,11 @@ pub(super) fn open(mut cx: StoreContextMut<'_, Host>, name: &str, flags: i32, _c
     let existing = super::find_loaded(&cx, name);
     if flags & RTLD_NOLOAD != 0 {
         let id = existing.ok_or_else(|| {
-            LinkError::NotFound(crate::resolve::NotFound { name: name.to_string(), searched: vec![], skipped: vec![] })
+            LinkError::NotFound(crate::resolve::NotFound {
+                name: name.to_string(),
+                searched: vec![],
+                skipped: vec![],
+            })
         })?;
         return Ok(id as u32 + 1);
     }
@@ -199,7 +245,10 @@ pub(super) fn open(mut cx: StoreContextMut<'_, Host>, name: &str, flags: i32, _c
         for i in l.info.undefined_symbols() {
             if let Some(s) = i.class.symbol() {
                 if !i.is_weak() && dl.lookup(s, Some(id)).is_none() && !is_host_symbol(s) {
-                    return Err(LinkError::Undefined { symbol: s.to_string(), library: l.name.clone() });
+                    return Err(LinkError::Undefined {
+                        symbol: s.to_string(),
+                        library: l.name.clone(),
+                    });
                 }
             }
         }
@@ -220,8 +269,18 @@ fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId) {
 fn check_allowed(cx: &StoreContextMut<'_, Host>, path: &Path) -> Result<(), LinkError> {
     let dirs = cx.data().dl.search.dirs_for(None, &[]);
     let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let ok = dirs.iter().any(|d| d.canonicalize().map(|d| canon.starts_with(d)).unwrap_or(false));
-    if ok { Ok(()) } else { Err(LinkError::Refused { path: PathBuf::from(path) }) }
+    let ok = dirs.iter().any(|d| {
+        d.canonicalize()
+            .map(|d| canon.starts_with(d))
+            .unwrap_or(false)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(LinkError::Refused {
+            path: PathBuf::from(path),
+        })
+    }
 }
 
 fn handle_lib(cx: &StoreContextMut<'_, Host>, handle: u32) -> Result<LibId, LinkError> {
@@ -233,13 +292,20 @@ fn handle_lib(cx: &StoreContextMut<'_, Host>, handle: u32) -> Result<LibId, Link
 }
 
 /// `dlsym(handle, name)`.
-pub(super) fn lookup_sym(mut cx: StoreContextMut<'_, Host>, handle: u32, name: &str, caller: Option<LibId>) -> Result<Symbol, LinkError> {
+pub(super) fn lookup_sym(
+    mut cx: StoreContextMut<'_, Host>,
+    handle: u32,
+    name: &str,
+    caller: Option<LibId>,
+) -> Result<Symbol, LinkError> {
     let def = {
         let dl = &cx.data().dl;
         match handle {
             RTLD_DEFAULT => dl.lookup(name, None),
             RTLD_NEXT => {
-                let after = caller.and_then(|c| dl.global_scope.iter().position(|&g| g == c)).map_or(0, |p| p + 1);
+                let after = caller
+                    .and_then(|c| dl.global_scope.iter().position(|&g| g == c))
+                    .map_or(0, |p| p + 1);
                 dl.global_scope[after.min(dl.global_scope.len())..]
                     .iter()
                     .filter_map(|&id| dl.libs[id].as_ref())
@@ -247,7 +313,11 @@ pub(super) fn lookup_sym(mut cx: StoreContextMut<'_, Host>, handle: u32, name: &
             }
             h => {
                 let id = handle_lib(&cx, h)?;
-                dl.lib(id).local_scope.iter().filter_map(|&i| dl.libs[i].as_ref()).find_map(|l| l.defs.get(name).copied())
+                dl.lib(id)
+                    .local_scope
+                    .iter()
+                    .filter_map(|&i| dl.libs[i].as_ref())
+                    .find_map(|l| l.defs.get(name).copied())
             }
         }
     };
@@ -258,29 +328,52 @@ pub(super) fn lookup_sym(mut cx: StoreContextMut<'_, Host>, handle: u32, name: &
     match def {
         Some(d @ Def::Func { lib, .. }) => {
             let l = cx.data().dl.lib(lib);
-            let fty = l.module.exports().find(|e| e.name() == name).and_then(|e| e.ty().func().cloned()).expect("function export");
-            Ok(Symbol::Function(super::func_slot_for(cx.as_context_mut(), name, Some(d), &fty)?))
+            let fty = l
+                .module
+                .exports()
+                .find(|e| e.name() == name)
+                .and_then(|e| e.ty().func().cloned())
+                .expect("function export");
+            Ok(Symbol::Function(super::func_slot_for(
+                cx.as_context_mut(),
+                name,
+                Some(d),
+                &fty,
+            )?))
         }
         Some(Def::Data { addr, .. }) => Ok(Symbol::Data(addr)),
         Some(Def::Tls { lib, offset }) => {
             let base = tls_base(cx.as_context_mut(), lib).unwrap_or(0);
             Ok(Symbol::Data(base + offset))
         }
-        Some(Def::Tag { .. }) | None => Err(LinkError::NoSuchSymbol { symbol: name.to_string(), library }),
+        Some(Def::Tag { .. }) | None => Err(LinkError::NoSuchSymbol {
+            symbol: name.to_string(),
+            library,
+        }),
     }
 }
 
 /// The canonical slot of function `symbol` (for hot swap).
-pub(super) fn func_slot(cx: StoreContextMut<'_, Host>, symbol: &str, _caller: Option<LibId>) -> Result<u32, LinkError> {
+pub(super) fn func_slot(
+    cx: StoreContextMut<'_, Host>,
+    symbol: &str,
+    _caller: Option<LibId>,
+) -> Result<u32, LinkError> {
     match lookup_sym(cx, RTLD_DEFAULT, symbol, None)? {
         Symbol::Function(s) => Ok(s),
-        Symbol::Data(_) => Err(LinkError::NoSuchSymbol { symbol: symbol.to_string(), library: "RTLD_DEFAULT".to_string() }),
+        Symbol::Data(_) => Err(LinkError::NoSuchSymbol {
+            symbol: symbol.to_string(),
+            library: "RTLD_DEFAULT".to_string(),
+        }),
     }
 }
 
 fn tls_base(mut cx: StoreContextMut<'_, Host>, lib: LibId) -> Option<u32> {
     let inst = cx.data().dl.lib(lib).instance?;
-    match inst.get_global(cx.as_context_mut(), "__tls_base")?.get(cx.as_context_mut()) {
+    match inst
+        .get_global(cx.as_context_mut(), "__tls_base")?
+        .get(cx.as_context_mut())
+    {
         Val::I32(v) => Some(v as u32),
         _ => None,
     }
@@ -317,7 +410,9 @@ fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError
 /// Its compiled code and instance stay in the store until the process ends (wasmtime cannot
 /// free part of a store).
 fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
-    let Some(lib) = cx.data_mut().dl.libs.get_mut(id).and_then(Option::take) else { return };
+    let Some(lib) = cx.data_mut().dl.libs.get_mut(id).and_then(Option::take) else {
+        return;
+    };
     let table = cx.data().dl.table.expect("table");
     {
         let dl = &mut cx.data_mut().dl;
@@ -329,22 +424,44 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     }
     // Canonical slots of its functions: re-point to another definition if one exists now,
     // else to a trap, so stale function pointers fail cleanly instead of running freed code.
-    let names: Vec<String> = lib.defs.iter().filter(|(_, d)| matches!(d, Def::Func { .. })).map(|(n, _)| n.clone()).collect();
+    let names: Vec<String> = lib
+        .defs
+        .iter()
+        .filter(|(_, d)| matches!(d, Def::Func { .. }))
+        .map(|(n, _)| n.clone())
+        .collect();
     for n in names {
-        let Some(&slot) = cx.data().dl.slots.get(&n) else { continue };
+        let Some(&slot) = cx.data().dl.slots.get(&n) else {
+            continue;
+        };
         let cur = table.get(cx.as_context_mut(), u64::from(slot));
-        let Some(Ref::Func(Some(f))) = cur else { continue };
+        let Some(Ref::Func(Some(f))) = cur else {
+            continue;
+        };
         let fty = f.ty(cx.as_context_mut());
         let replacement = match cx.data().dl.lookup(&n, None) {
-            Some(Def::Func { lib: other, .. }) => cx.data().dl.lib(other).instance.and_then(|i| i.get_func(cx.as_context_mut(), &n)),
+            Some(Def::Func { lib: other, .. }) => cx
+                .data()
+                .dl
+                .lib(other)
+                .instance
+                .and_then(|i| i.get_func(cx.as_context_mut(), &n)),
             _ => None,
         };
         let f = match replacement {
             Some(f) => f,
             None => {
-                let msg = format!("symbol lookup error: undefined symbol: {n} ({} was unloaded)", lib.name);
-                cx.data_mut().dl.undefined_slots.insert(n.clone(), lib.name.clone());
-                Func::new(cx.as_context_mut(), fty, move |_, _, _| Err(wasmtime::format_err!("{msg}")))
+                let msg = format!(
+                    "symbol lookup error: undefined symbol: {n} ({} was unloaded)",
+                    lib.name
+                );
+                cx.data_mut()
+                    .dl
+                    .undefined_slots
+                    .insert(n.clone(), lib.name.clone());
+                Func::new(cx.as_context_mut(), fty, move |_, _, _| {
+                    Err(wasmtime::format_err!("{msg}"))
+                })
             }
         };
         let _ = table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)));
@@ -352,7 +469,9 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
         if slot >= lib.table_base && slot < lib.table_base + lib.table_len {
             let fresh = cx.data_mut().dl.free_slots.pop();
             if let Some(fresh) = fresh {
-                let v = table.get(cx.as_context_mut(), u64::from(slot)).unwrap_or(Ref::Func(None));
+                let v = table
+                    .get(cx.as_context_mut(), u64::from(slot))
+                    .unwrap_or(Ref::Func(None));
                 let _ = table.set(cx.as_context_mut(), u64::from(fresh), v);
                 cx.data_mut().dl.slots.insert(n.clone(), fresh);
                 if let Some(g) = cx.data().dl.got_func.get(&n).copied() {
@@ -377,7 +496,10 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
             }
         }
         if lib.memory_len > 0 {
-            cx.data_mut().dl.regions.put(u64::from(lib.memory_base), u64::from(lib.memory_len));
+            cx.data_mut()
+                .dl
+                .regions
+                .put(u64::from(lib.memory_base), u64::from(lib.memory_len));
         }
     }
     tracing::debug!(target: "wasmlink::libs", "unloaded {}", lib.name);
@@ -394,19 +516,33 @@ fn dladdr(mut cx: StoreContextMut<'_, Host>, addr: u32, info: u32) -> Option<i32
         })
     }
     .or_else(|| {
-        let sym = cx.data().dl.slots.iter().find(|(_, s)| **s == addr).map(|(n, _)| n.clone());
-        sym.and_then(|n| cx.data().dl.lookup(&n, None).map(Def::lib)).or_else(|| lib_of_slot(&cx, addr))
+        let sym = cx
+            .data()
+            .dl
+            .slots
+            .iter()
+            .find(|(_, s)| **s == addr)
+            .map(|(n, _)| n.clone());
+        sym.and_then(|n| cx.data().dl.lookup(&n, None).map(Def::lib))
+            .or_else(|| lib_of_slot(&cx, addr))
     })?;
     let (name, base) = {
         let l = cx.data().dl.lib(id);
         (l.path.display().to_string(), l.memory_base)
     };
-    let sname = cx.data().dl.slots.iter().find(|(_, s)| **s == addr).map(|(n, _)| n.clone());
+    let sname = cx
+        .data()
+        .dl
+        .slots
+        .iter()
+        .find(|(_, s)| **s == addr)
+        .map(|(n, _)| n.clone());
     let fname_at = alloc_region(cx.as_context_mut(), "dladdr", name.len() as u64 + 1, 1).ok()?;
     let mem = cx.data().dl.memory.expect("memory");
     let mut bytes = name.into_bytes();
     bytes.push(0);
-    mem.write(cx.as_context_mut(), fname_at as usize, &bytes).ok()?;
+    mem.write(cx.as_context_mut(), fname_at as usize, &bytes)
+        .ok()?;
     let (sname_at, saddr) = match sname {
         Some(s) => {
             let at = alloc_region(cx.as_context_mut(), "dladdr", s.len() as u64 + 1, 1).ok()?;
@@ -439,7 +575,8 @@ pub(super) fn run_ctors(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<
     for init in ["_initialize", "__wasm_call_ctors"] {
         if let Some(f) = inst.get_func(cx.as_context_mut(), init) {
             tracing::debug!(target: "wasmlink::libs", "calling {init} of {name}");
-            f.call(cx.as_context_mut(), &[], &mut []).map_err(|e| LinkError::runtime(&name, "constructor", e))?;
+            f.call(cx.as_context_mut(), &[], &mut [])
+                .map_err(|e| LinkError::runtime(&name, "constructor", e))?;
             break;
         }
     }
@@ -452,7 +589,9 @@ pub(super) fn init_tls(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(
         let l = cx.data().dl.lib(id);
         (l.instance.expect("instantiated"), l.name.clone())
     };
-    let Some(init) = inst.get_func(cx.as_context_mut(), "__wasm_init_tls") else { return Ok(()) };
+    let Some(init) = inst.get_func(cx.as_context_mut(), "__wasm_init_tls") else {
+        return Ok(());
+    };
     let read = |cx: &mut StoreContextMut<'_, Host>, g: &str| -> u32 {
         inst.get_global(cx.as_context_mut(), g)
             .map(|g| match g.get(cx.as_context_mut()) {
@@ -463,8 +602,14 @@ pub(super) fn init_tls(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(
     };
     let size = read(&mut cx, "__tls_size");
     let align = read(&mut cx, "__tls_align").max(1);
-    let block = alloc_region(cx.as_context_mut(), &name, u64::from(size.max(1)), u64::from(align).next_power_of_two())?;
-    init.call(cx.as_context_mut(), &[Val::I32(block as i32)], &mut []).map_err(|e| LinkError::runtime(&name, "__wasm_init_tls", e))?;
+    let block = alloc_region(
+        cx.as_context_mut(),
+        &name,
+        u64::from(size.max(1)),
+        u64::from(align).next_power_of_two(),
+    )?;
+    init.call(cx.as_context_mut(), &[Val::I32(block as i32)], &mut [])
+        .map_err(|e| LinkError::runtime(&name, "__wasm_init_tls", e))?;
     Ok(())
 }
 
@@ -474,10 +619,15 @@ pub(super) fn run_entry(mut cx: StoreContextMut<'_, Host>, main: LibId) -> Resul
         let l = cx.data().dl.lib(main);
         (l.instance.expect("instantiated"), l.name.clone())
     };
-    let call = |cx: &mut StoreContextMut<'_, Host>, f: Func, args: &[Val], what: &str| -> Result<i32, LinkError> {
+    let call = |cx: &mut StoreContextMut<'_, Host>,
+                f: Func,
+                args: &[Val],
+                what: &str|
+     -> Result<i32, LinkError> {
         let n = f.ty(cx.as_context_mut()).results().len();
         let mut out = vec![Val::I32(0); n];
-        f.call(cx.as_context_mut(), args, &mut out).map_err(|e| LinkError::runtime(&name, what, e))?;
+        f.call(cx.as_context_mut(), args, &mut out)
+            .map_err(|e| LinkError::runtime(&name, what, e))?;
         Ok(match out.first() {
             Some(Val::I32(v)) => *v,
             _ => 0,
@@ -487,7 +637,9 @@ pub(super) fn run_entry(mut cx: StoreContextMut<'_, Host>, main: LibId) -> Resul
         return call(&mut cx, f, &[], "_start");
     }
     for entry in ["__main_argc_argv", "main", "__main_void", "__original_main"] {
-        let Some(f) = inst.get_func(cx.as_context_mut(), entry) else { continue };
+        let Some(f) = inst.get_func(cx.as_context_mut(), entry) else {
+            continue;
+        };
         let nparams = f.ty(cx.as_context_mut()).params().len();
         let args = if nparams == 2 {
             let (argc, argv) = write_argv(cx.as_context_mut())?;
@@ -497,7 +649,10 @@ pub(super) fn run_entry(mut cx: StoreContextMut<'_, Host>, main: LibId) -> Resul
         };
         return call(&mut cx, f, &args, entry);
     }
-    Err(LinkError::NoSuchSymbol { symbol: "main".to_string(), library: name })
+    Err(LinkError::NoSuchSymbol {
+        symbol: "main".to_string(),
+        library: name,
+    })
 }
 
 fn write_argv(mut cx: StoreContextMut<'_, Host>) -> Result<(i32, i32), LinkError> {
@@ -520,13 +675,17 @@ fn write_argv(mut cx: StoreContextMut<'_, Host>) -> Result<(i32, i32), LinkError
     ptrs.extend_from_slice(&0u32.to_le_bytes());
     ptrs.extend(strings);
     let mem = cx.data().dl.memory.expect("memory");
-    mem.write(cx.as_context_mut(), base as usize, &ptrs).map_err(|e| LinkError::runtime("argv", "write", e.into()))?;
+    mem.write(cx.as_context_mut(), base as usize, &ptrs)
+        .map_err(|e| LinkError::runtime("argv", "write", e.into()))?;
     Ok((args.len() as i32, (base) as i32))
 }
 
 /// Runs `__cxa_atexit` handlers in reverse order of registration: those of library `only`
 /// (whose data region holds their dso handle) at unload, or all at exit.
-pub(crate) fn run_atexit(mut cx: StoreContextMut<'_, Host>, only: Option<LibId>) -> Result<(), LinkError> {
+pub(crate) fn run_atexit(
+    mut cx: StoreContextMut<'_, Host>,
+    only: Option<LibId>,
+) -> Result<(), LinkError> {
     let range = only.and_then(|id| {
         let l = cx.data().dl.libs.get(id)?.as_ref()?;
         Some((l.memory_base, l.memory_base + l.memory_len, l.name.clone()))
@@ -543,10 +702,17 @@ pub(crate) fn run_atexit(mut cx: StoreContextMut<'_, Host>, only: Option<LibId>)
         let (f, arg, _) = cx.data_mut().atexit.remove(i);
         let table = cx.data().dl.table.expect("table");
         let who = range.as_ref().map_or("exit".to_string(), |r| r.2.clone());
-        let Some(Ref::Func(Some(func))) = table.get(cx.as_context_mut(), u64::from(f)) else { continue };
+        let Some(Ref::Func(Some(func))) = table.get(cx.as_context_mut(), u64::from(f)) else {
+            continue;
+        };
         let nparams = func.ty(cx.as_context_mut()).params().len();
-        let args: Vec<Val> = if nparams == 1 { vec![Val::I32(arg as i32)] } else { vec![] };
-        func.call(cx.as_context_mut(), &args, &mut []).map_err(|e| LinkError::runtime(&who, "destructor", e))?;
+        let args: Vec<Val> = if nparams == 1 {
+            vec![Val::I32(arg as i32)]
+        } else {
+            vec![]
+        };
+        func.call(cx.as_context_mut(), &args, &mut [])
+            .map_err(|e| LinkError::runtime(&who, "destructor", e))?;
     }
 }
 
@@ -566,37 +732,67 @@ pub(super) fn setup_static_main(
                 let linker = cx.data().dl.wasi_linker.clone();
                 if let Ok(e) = linker.get(cx.as_context_mut(), imp.module(), imp.name()) {
                     e
-                } else if let Some(f) = (imp.module() == "env").then(|| host_function(cx.as_context_mut(), imp.name(), fty)).flatten() {
+                } else if let Some(f) = (imp.module() == "env")
+                    .then(|| host_function(cx.as_context_mut(), imp.name(), fty))
+                    .flatten()
+                {
                     Extern::Func(f)
                 } else {
-                    let msg = format!("symbol lookup error: undefined symbol: {} ({name})", imp.name());
-                    Extern::Func(Func::new(cx.as_context_mut(), fty.clone(), move |_, _, _| Err(wasmtime::format_err!("{msg}"))))
+                    let msg = format!(
+                        "symbol lookup error: undefined symbol: {} ({name})",
+                        imp.name()
+                    );
+                    Extern::Func(Func::new(
+                        cx.as_context_mut(),
+                        fty.clone(),
+                        move |_, _, _| Err(wasmtime::format_err!("{msg}")),
+                    ))
                 }
             }
             _ => {
                 return Err(LinkError::BadModule {
                     path: path.to_path_buf(),
-                    message: format!("static program imports {} {}::{}, which wasmlink cannot supply", kind(&ty), imp.module(), imp.name()),
+                    message: format!(
+                        "static program imports {} {}::{}, which wasmlink cannot supply",
+                        kind(&ty),
+                        imp.module(),
+                        imp.name()
+                    ),
                 });
             }
         };
         externs.push(ext);
     }
-    let instance = Instance::new(cx.as_context_mut(), &module, &externs).map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
-    let exports: Vec<Extern> = instance.exports(cx.as_context_mut()).map(|e| e.into_extern()).collect();
+    let instance = Instance::new(cx.as_context_mut(), &module, &externs)
+        .map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
+    let exports: Vec<Extern> = instance
+        .exports(cx.as_context_mut())
+        .map(|e| e.into_extern())
+        .collect();
     let memory = exports.iter().find_map(|e| e.clone().into_memory());
     let Some(memory) = memory else {
-        return Err(LinkError::BadModule { path: path.to_path_buf(), message: "exports no memory".to_string() });
+        return Err(LinkError::BadModule {
+            path: path.to_path_buf(),
+            message: "exports no memory".to_string(),
+        });
     };
     let table = match exports.iter().find_map(|e| e.clone().into_table()) {
         Some(t) => t,
-        None => wasmtime::Table::new(cx.as_context_mut(), wasmtime::TableType::new(wasmtime::RefType::FUNCREF, 1, None), Ref::Func(None))
-            .map_err(|e| LinkError::runtime(&name, "table", e))?,
+        None => wasmtime::Table::new(
+            cx.as_context_mut(),
+            wasmtime::TableType::new(wasmtime::RefType::FUNCREF, 1, None),
+            Ref::Func(None),
+        )
+        .map_err(|e| LinkError::runtime(&name, "table", e))?,
     };
     let sp = match instance.get_global(cx.as_context_mut(), "__stack_pointer") {
         Some(g) => g,
-        None => wasmtime::Global::new(cx.as_context_mut(), wasmtime::GlobalType::new(ValType::I32, wasmtime::Mutability::Var), Val::I32(0))
-            .map_err(|e| LinkError::runtime(&name, "stack", e))?,
+        None => wasmtime::Global::new(
+            cx.as_context_mut(),
+            wasmtime::GlobalType::new(ValType::I32, wasmtime::Mutability::Var),
+            Val::I32(0),
+        )
+        .map_err(|e| LinkError::runtime(&name, "stack", e))?,
     };
     let heap_base = instance
         .get_global(cx.as_context_mut(), "__heap_base")
@@ -608,9 +804,23 @@ pub(super) fn setup_static_main(
         dl.memory = Some(memory);
         dl.table = Some(table);
         dl.stack_pointer = Some(sp);
-        dl.bounds = super::Bounds { stack_low: 0, stack_high: heap_base, heap_base, heap_end: end };
+        dl.bounds = super::Bounds {
+            stack_low: 0,
+            stack_high: heap_base,
+            heap_base,
+            heap_end: end,
+        };
     }
-    let id = super::register(cx.as_context_mut(), name, path.to_path_buf(), info, module, 0, 0, false)?;
+    let id = super::register(
+        cx.as_context_mut(),
+        name,
+        path.to_path_buf(),
+        info,
+        module,
+        0,
+        0,
+        false,
+    )?;
     cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
     cx.data_mut().dl.global_scope.push(id);
     init_dlerror_buf(cx)?;

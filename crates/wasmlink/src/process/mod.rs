@@ -31,21 +31,24 @@ pub mod layout;
 mod libdl;
 pub mod thunk;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wasmlink_dylink::{ExportClass, ImportClass, ModuleInfo, ModuleKind};
 use wasmtime::{
-    AsContextMut, Engine, Extern, ExternType, Func, FuncType, Global, GlobalType, Instance,
-    Linker, Memory, MemoryType, Module, Mutability, Ref, RefType, Store, StoreContextMut, Table,
-    TableType, Tag, TagType, Val, ValType,
+    AsContextMut, Engine, Extern, ExternType, Func, FuncType, Global, GlobalType, Instance, Linker,
+    Memory, MemoryType, Module, Mutability, Ref, RefType, Store, StoreContextMut, Table, TableType,
+    Tag, TagType, Val, ValType,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmlink_dylink::{ExportClass, ImportClass, ModuleInfo, ModuleKind};
 
 pub use error::LinkError;
-pub use libdl::{RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD, RTLD_NOW};
+pub use libdl::{
+    RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD,
+    RTLD_NOW,
+};
 
 use crate::resolve::SearchPath;
 use layout::{GLOBAL_BASE, PAGE, Regions, align_up};
@@ -218,10 +221,12 @@ impl ProcessBuilder {
         let mut process = Process { store, main };
         for lib in &self.preload {
             let id = load_tree(process.store.as_context_mut(), lib, None, true, true)?;
-            process.store.data_mut().dl.libs[id].as_mut().unwrap().refcount += 1;
+            process.store.data_mut().dl.libs[id]
+                .as_mut()
+                .unwrap()
+                .refcount += 1;
         }
-        let main_path = program.to_path_buf();
-        let id = load_tree_from(process.store.as_context_mut(), main, &main_path)?;
+        let id = load_tree_from(process.store.as_context_mut(), main)?;
         debug_assert_eq!(id, main);
         Ok(process)
     }
@@ -274,7 +279,10 @@ enum Def {
 impl Def {
     fn lib(self) -> LibId {
         match self {
-            Def::Func { lib, .. } | Def::Data { lib, .. } | Def::Tls { lib, .. } | Def::Tag { lib } => lib,
+            Def::Func { lib, .. }
+            | Def::Data { lib, .. }
+            | Def::Tls { lib, .. }
+            | Def::Tag { lib } => lib,
         }
     }
 }
@@ -331,13 +339,17 @@ struct Linkage {
 
 impl Linkage {
     fn lib(&self, id: LibId) -> &Library {
-        self.libs[id].as_ref().expect("library id refers to a loaded library")
+        self.libs[id]
+            .as_ref()
+            .expect("library id refers to a loaded library")
     }
 
     /// Looks `name` up for library `from`: the global scope in load order, then `from`'s local
     /// scope (its own dependencies, for RTLD_LOCAL libraries).
     fn lookup(&self, name: &str, from: Option<LibId>) -> Option<Def> {
-        let local = from.map(|f| self.lib(f).local_scope.as_slice()).unwrap_or(&[]);
+        let local = from
+            .map(|f| self.lib(f).local_scope.as_slice())
+            .unwrap_or(&[]);
         self.global_scope
             .iter()
             .chain(local.iter())
@@ -399,12 +411,20 @@ impl Process {
 
     /// The process's linear memory.
     pub fn memory(&self) -> Memory {
-        self.store.data().dl.memory.expect("a loaded process has a memory")
+        self.store
+            .data()
+            .dl
+            .memory
+            .expect("a loaded process has a memory")
     }
 
     /// The process's function table.
     pub fn table(&self) -> Table {
-        self.store.data().dl.table.expect("a loaded process has a table")
+        self.store
+            .data()
+            .dl
+            .table
+            .expect("a loaded process has a table")
     }
 
     /// Loaded libraries, main program first.
@@ -468,11 +488,15 @@ impl Process {
                 library: dl.lib_name(self.main),
             });
         };
-        let inst = dl.lib(lib).instance.expect("defining library is instantiated");
-        inst.get_func(&mut self.store, symbol).ok_or_else(|| LinkError::NoSuchSymbol {
-            symbol: symbol.to_string(),
-            library: self.store.data().dl.lib_name(lib),
-        })
+        let inst = dl
+            .lib(lib)
+            .instance
+            .expect("defining library is instantiated");
+        inst.get_func(&mut self.store, symbol)
+            .ok_or_else(|| LinkError::NoSuchSymbol {
+                symbol: symbol.to_string(),
+                library: self.store.data().dl.lib_name(lib),
+            })
     }
 
     /// Opens a library as `dlopen` does; returns its handle.
@@ -532,7 +556,12 @@ impl Process {
     /// # Errors
     /// [`LinkError::Exhausted`] when memory cannot grow.
     pub fn alloc(&mut self, size: u32, align: u32) -> Result<u32, LinkError> {
-        alloc_region(self.store.as_context_mut(), "host", u64::from(size), u64::from(align.max(1)))
+        alloc_region(
+            self.store.as_context_mut(),
+            "host",
+            u64::from(size),
+            u64::from(align.max(1)),
+        )
     }
 
     /// Reads `len` bytes at `addr`.
@@ -562,8 +591,13 @@ impl Process {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn read_cstr(&self, addr: u32, max: usize) -> Result<String, LinkError> {
-        libdl::read_cstr(self.memory().data(&self.store), addr, max)
-            .ok_or_else(|| LinkError::runtime("memory", "read", wasmtime::format_err!("string at {addr:#x} out of bounds")))
+        libdl::read_cstr(self.memory().data(&self.store), addr, max).ok_or_else(|| {
+            LinkError::runtime(
+                "memory",
+                "read",
+                wasmtime::format_err!("string at {addr:#x} out of bounds"),
+            )
+        })
     }
 
     /// Symbols that no loaded library defines, per library: `(library, symbol, weak)`
@@ -574,7 +608,9 @@ impl Process {
         for (id, l) in dl.libs.iter().enumerate() {
             let Some(l) = l else { continue };
             for i in l.info.undefined_symbols() {
-                let Some(sym) = i.class.symbol() else { continue };
+                let Some(sym) = i.class.symbol() else {
+                    continue;
+                };
                 if dl.lookup(sym, Some(id)).is_none() && !libdl::is_host_symbol(sym) {
                     out.push((l.name.clone(), sym.to_string(), i.is_weak()));
                 }
@@ -585,7 +621,12 @@ impl Process {
 }
 
 /// Grows the memory (or reuses a freed range) for a region of `size` bytes.
-fn alloc_region(mut cx: StoreContextMut<'_, Host>, who: &str, size: u64, align: u64) -> Result<u32, LinkError> {
+fn alloc_region(
+    mut cx: StoreContextMut<'_, Host>,
+    who: &str,
+    size: u64,
+    align: u64,
+) -> Result<u32, LinkError> {
     if let Some(at) = cx.data_mut().dl.regions.take(size.max(1), align) {
         let memory = cx.data().dl.memory.expect("memory");
         let data = memory.data_mut(&mut cx);
@@ -595,7 +636,9 @@ fn alloc_region(mut cx: StoreContextMut<'_, Host>, who: &str, size: u64, align: 
     let memory = cx.data().dl.memory.expect("memory");
     let cur = memory.data_size(&cx) as u64;
     let start = align_up(cur, align).ok_or_else(|| exhausted(who, "alignment overflow"))?;
-    let end = start.checked_add(size).ok_or_else(|| exhausted(who, "size overflow"))?;
+    let end = start
+        .checked_add(size)
+        .ok_or_else(|| exhausted(who, "size overflow"))?;
     let pages = (end - cur).div_ceil(PAGE);
     if pages > 0 {
         memory
@@ -617,17 +660,24 @@ fn exhausted(who: &str, message: &str) -> LinkError {
 }
 
 /// Takes `n` consecutive table slots aligned to `align`, growing the table.
-fn alloc_slots(mut cx: StoreContextMut<'_, Host>, who: &str, n: u32, align: u64) -> Result<u32, LinkError> {
+fn alloc_slots(
+    mut cx: StoreContextMut<'_, Host>,
+    who: &str,
+    n: u32,
+    align: u64,
+) -> Result<u32, LinkError> {
     let table = cx.data().dl.table.expect("table");
     let cur = table.size(&cx);
     let start = align_up(cur, align.max(1)).unwrap_or(cur);
     let grow = start - cur + u64::from(n);
     if grow > 0 {
-        table.grow(&mut cx, grow, Ref::Func(None)).map_err(|e| LinkError::Exhausted {
-            library: who.to_string(),
-            what: "table slots",
-            message: e.to_string(),
-        })?;
+        table
+            .grow(&mut cx, grow, Ref::Func(None))
+            .map_err(|e| LinkError::Exhausted {
+                library: who.to_string(),
+                what: "table slots",
+                message: e.to_string(),
+            })?;
     }
     for s in cur..start {
         cx.data_mut().dl.free_slots.push(s as u32);
@@ -643,10 +693,15 @@ fn setup_main(
     info: ModuleInfo,
     opts: &ProcessBuilder,
 ) -> Result<LibId, LinkError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let module = compile(&store.data().dl.engine, path, &bytes)?;
     let info = Arc::new(info);
-    if info.kind == ModuleKind::StaticProgram || (info.kind == ModuleKind::Plain && exports_memory(&info)) {
+    if info.kind == ModuleKind::StaticProgram
+        || (info.kind == ModuleKind::Plain && exports_memory(&info))
+    {
         return libdl::setup_static_main(store.as_context_mut(), path, name, module, info);
     }
     if !info.is_dynamic() {
@@ -657,7 +712,8 @@ fn setup_main(
     }
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
     // Layout: null guard, main data, stack, heap. Libraries come after, by growth.
-    let data_base = align_up(u64::from(GLOBAL_BASE), mi.memory_align()).unwrap_or(u64::from(GLOBAL_BASE));
+    let data_base =
+        align_up(u64::from(GLOBAL_BASE), mi.memory_align()).unwrap_or(u64::from(GLOBAL_BASE));
     let stack_low = align_up(data_base + u64::from(mi.memory_size), 16).unwrap_or(u64::MAX);
     let stack_high = align_up(stack_low + u64::from(opts.stack_size), 16).unwrap_or(u64::MAX);
     if stack_high > u64::from(u32::MAX) {
@@ -667,8 +723,12 @@ fn setup_main(
     let max = opts.max_memory_pages.max(pages as u32);
     let memory = Memory::new(&mut *store, MemoryType::new(pages as u32, Some(max)))
         .map_err(|e| exhausted(&name, &e.to_string()))?;
-    let table = Table::new(&mut *store, TableType::new(RefType::FUNCREF, 1, None), Ref::Func(None))
-        .map_err(|e| LinkError::runtime(&name, "table", e))?;
+    let table = Table::new(
+        &mut *store,
+        TableType::new(RefType::FUNCREF, 1, None),
+        Ref::Func(None),
+    )
+    .map_err(|e| LinkError::runtime(&name, "table", e))?;
     let sp = Global::new(
         &mut *store,
         GlobalType::new(ValType::I32, Mutability::Var),
@@ -687,7 +747,12 @@ fn setup_main(
             heap_end: (pages * PAGE).min(u64::from(u32::MAX)) as u32,
         };
     }
-    let table_base = alloc_slots(store.as_context_mut(), &name, mi.table_size, mi.table_align())?;
+    let table_base = alloc_slots(
+        store.as_context_mut(),
+        &name,
+        mi.table_size,
+        mi.table_align(),
+    )?;
     let id = register(
         store.as_context_mut(),
         name,
@@ -730,13 +795,26 @@ fn register(
     let mut defs = HashMap::new();
     for e in info.defined_symbols() {
         let def = match e.class {
-            ExportClass::Function => Def::Func { lib: id, index: e.index },
+            ExportClass::Function => Def::Func {
+                lib: id,
+                index: e.index,
+            },
             ExportClass::Data => {
                 let v = e.value.unwrap_or(0);
-                let addr = if e.flags.is_absolute() || !info.is_dynamic() { v } else { i64::from(memory_base) + v };
-                Def::Data { lib: id, addr: addr as u32 }
+                let addr = if e.flags.is_absolute() || !info.is_dynamic() {
+                    v
+                } else {
+                    i64::from(memory_base) + v
+                };
+                Def::Data {
+                    lib: id,
+                    addr: addr as u32,
+                }
             }
-            ExportClass::Tls => Def::Tls { lib: id, offset: e.value.unwrap_or(0) as u32 },
+            ExportClass::Tls => Def::Tls {
+                lib: id,
+                offset: e.value.unwrap_or(0) as u32,
+            },
             ExportClass::Tag => Def::Tag { lib: id },
             _ => continue,
         };
@@ -790,18 +868,25 @@ pub(crate) fn load_tree(
             path: name.to_path_buf(),
             message: e.to_string(),
         })?;
-        crate::resolve::Found { path: name.to_path_buf(), info: Arc::new(info) }
+        crate::resolve::Found {
+            path: name.to_path_buf(),
+            info: Arc::new(info),
+        }
     } else {
-        cx.data().dl.search.find(&name_str, req_path.as_deref(), &runpath)?
+        cx.data()
+            .dl
+            .search
+            .find(&name_str, req_path.as_deref(), &runpath)?
     };
-    let display = Path::new(&name_str).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(name_str.clone());
+    let display = Path::new(&name_str)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(name_str.clone());
     let id = add_library(cx.as_context_mut(), display, found.path, found.info)?;
     if global {
         cx.data_mut().dl.global_scope.push(id);
     }
-    load_tree_from(cx, id, &PathBuf::new()).map_err(|e| {
-        e
-    })
+    load_tree_from(cx, id)
 }
 
 fn find_loaded(cx: &StoreContextMut<'_, Host>, name: &str) -> Option<LibId> {
@@ -810,7 +895,9 @@ fn find_loaded(cx: &StoreContextMut<'_, Host>, name: &str) -> Option<LibId> {
     cx.data().dl.libs.iter().enumerate().find_map(|(i, l)| {
         let l = l.as_ref()?;
         let same = if name.contains('/') {
-            canon.as_ref().is_some_and(|c| l.path.canonicalize().ok().as_ref() == Some(c))
+            canon
+                .as_ref()
+                .is_some_and(|c| l.path.canonicalize().ok().as_ref() == Some(c))
         } else {
             l.name == base
         };
@@ -819,7 +906,12 @@ fn find_loaded(cx: &StoreContextMut<'_, Host>, name: &str) -> Option<LibId> {
 }
 
 /// Lays out and registers one library found on disk.
-fn add_library(mut cx: StoreContextMut<'_, Host>, name: String, path: PathBuf, info: Arc<ModuleInfo>) -> Result<LibId, LinkError> {
+fn add_library(
+    mut cx: StoreContextMut<'_, Host>,
+    name: String,
+    path: PathBuf,
+    info: Arc<ModuleInfo>,
+) -> Result<LibId, LinkError> {
     if !info.is_dynamic() {
         return Err(LinkError::BadModule {
             path,
@@ -830,7 +922,12 @@ fn add_library(mut cx: StoreContextMut<'_, Host>, name: String, path: PathBuf, i
     let module = compile(&cx.data().dl.engine, &path, &bytes)?;
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
     let memory_base = if mi.memory_size > 0 {
-        alloc_region(cx.as_context_mut(), &name, u64::from(mi.memory_size), mi.memory_align())?
+        alloc_region(
+            cx.as_context_mut(),
+            &name,
+            u64::from(mi.memory_size),
+            mi.memory_align(),
+        )?
     } else {
         0
     };
@@ -840,7 +937,7 @@ fn add_library(mut cx: StoreContextMut<'_, Host>, name: String, path: PathBuf, i
 
 /// Loads (breadth first) everything `root` needs that is not loaded yet, then binds,
 /// instantiates and initialises every new library, dependencies first.
-fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId, _origin: &Path) -> Result<LibId, LinkError> {
+fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId) -> Result<LibId, LinkError> {
     let mut order = vec![root];
     let mut queue = VecDeque::from([root]);
     let root_global = cx.data().dl.global_scope.contains(&root);
@@ -848,7 +945,11 @@ fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId, _origin: &Path
         let (needed, path, runpath) = {
             let l = cx.data().dl.lib(id);
             (
-                l.info.dylink.as_ref().map(|d| d.needed_unique().into_iter().map(str::to_string).collect()).unwrap_or_else(Vec::new),
+                l.info
+                    .dylink
+                    .as_ref()
+                    .map(|d| d.needed_unique().into_iter().map(str::to_string).collect())
+                    .unwrap_or_else(Vec::new),
                 l.path.clone(),
                 l.info.runtime_path().to_vec(),
             )
@@ -897,7 +998,12 @@ fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId, _origin: &Path
     }
     // Instantiate dependencies first (reverse breadth-first order), then run constructors in
     // the same order once everything is bound.
-    let new: Vec<LibId> = order.iter().rev().copied().filter(|&id| cx.data().dl.lib(id).instance.is_none()).collect();
+    let new: Vec<LibId> = order
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&id| cx.data().dl.lib(id).instance.is_none())
+        .collect();
     for &id in &new {
         instantiate(cx.as_context_mut(), id)?;
     }
@@ -934,9 +1040,13 @@ fn check_duplicates(cx: &StoreContextMut<'_, Host>, order: &[LibId]) -> Result<(
 }
 
 fn const_global(cx: StoreContextMut<'_, Host>, lib: &str, v: i32) -> Result<Extern, LinkError> {
-    Global::new(cx, GlobalType::new(ValType::I32, Mutability::Const), Val::I32(v))
-        .map(Extern::Global)
-        .map_err(|e| LinkError::runtime(lib, "global", e))
+    Global::new(
+        cx,
+        GlobalType::new(ValType::I32, Mutability::Const),
+        Val::I32(v),
+    )
+    .map(Extern::Global)
+    .map_err(|e| LinkError::runtime(lib, "global", e))
 }
 
 /// Binds every import of library `id`, instantiates it, fills the canonical slots of its
@@ -944,13 +1054,21 @@ fn const_global(cx: StoreContextMut<'_, Host>, lib: &str, v: i32) -> Result<Exte
 fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let (module, info, name, memory_base, table_base) = {
         let l = cx.data().dl.lib(id);
-        (l.module.clone(), l.info.clone(), l.name.clone(), l.memory_base, l.table_base)
+        (
+            l.module.clone(),
+            l.info.clone(),
+            l.name.clone(),
+            l.memory_base,
+            l.table_base,
+        )
     };
     let mut externs: Vec<Option<Extern>> = Vec::new();
     let mut thunks: Vec<(usize, thunk::Thunk)> = Vec::new();
     let mut wasi: Vec<(usize, String, String, ExternType)> = Vec::new();
-    let imports: Vec<(String, String, ExternType)> =
-        module.imports().map(|i| (i.module().to_string(), i.name().to_string(), i.ty())).collect();
+    let imports: Vec<(String, String, ExternType)> = module
+        .imports()
+        .map(|i| (i.module().to_string(), i.name().to_string(), i.ty()))
+        .collect();
     for (idx, (imp, (m, field, ty))) in info.imports.iter().zip(imports).enumerate() {
         debug_assert_eq!((&imp.module, &imp.field), (&m, &field));
         let dl = &cx.data().dl;
@@ -959,28 +1077,69 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             ImportClass::Memory => Some(Extern::Memory(memory.expect("memory"))),
             ImportClass::Table => Some(Extern::Table(table.expect("table"))),
             ImportClass::StackPointer => Some(Extern::Global(sp.expect("stack pointer"))),
-            ImportClass::MemoryBase => Some(const_global(cx.as_context_mut(), &name, memory_base as i32)?),
-            ImportClass::TableBase => Some(const_global(cx.as_context_mut(), &name, table_base as i32)?),
-            ImportClass::HeapBase => Some(const_global(cx.as_context_mut(), &name, bounds.heap_base as i32)?),
-            ImportClass::HeapEnd => Some(const_global(cx.as_context_mut(), &name, bounds.heap_end as i32)?),
-            ImportClass::StackHigh => Some(const_global(cx.as_context_mut(), &name, bounds.stack_high as i32)?),
-            ImportClass::StackLow => Some(const_global(cx.as_context_mut(), &name, bounds.stack_low as i32)?),
+            ImportClass::MemoryBase => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                memory_base as i32,
+            )?),
+            ImportClass::TableBase => {
+                Some(const_global(cx.as_context_mut(), &name, table_base as i32)?)
+            }
+            ImportClass::HeapBase => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.heap_base as i32,
+            )?),
+            ImportClass::HeapEnd => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.heap_end as i32,
+            )?),
+            ImportClass::StackHigh => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.stack_high as i32,
+            )?),
+            ImportClass::StackLow => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.stack_low as i32,
+            )?),
             ImportClass::TlsBase => {
                 let mutability = match &ty {
                     ExternType::Global(g) => g.mutability(),
                     _ => Mutability::Var,
                 };
-                let g = Global::new(cx.as_context_mut(), GlobalType::new(ValType::I32, mutability), Val::I32(0))
-                    .map_err(|e| LinkError::runtime(&name, "global", e))?;
+                let g = Global::new(
+                    cx.as_context_mut(),
+                    GlobalType::new(ValType::I32, mutability),
+                    Val::I32(0),
+                )
+                .map_err(|e| LinkError::runtime(&name, "global", e))?;
                 Some(Extern::Global(g))
             }
-            ImportClass::GotMem(sym) => Some(Extern::Global(got_mem(cx.as_context_mut(), id, sym, imp.is_weak())?)),
-            ImportClass::GotFunc(sym) => Some(Extern::Global(got_func(cx.as_context_mut(), id, sym, imp.is_weak())?)),
+            ImportClass::GotMem(sym) => Some(Extern::Global(got_mem(
+                cx.as_context_mut(),
+                id,
+                sym,
+                imp.is_weak(),
+            )?)),
+            ImportClass::GotFunc(sym) => Some(Extern::Global(got_func(
+                cx.as_context_mut(),
+                id,
+                sym,
+                imp.is_weak(),
+            )?)),
             ImportClass::EnvGlobal(sym) => match cx.data().dl.lookup(sym, Some(id)) {
-                Some(Def::Data { addr, .. }) => Some(const_global(cx.as_context_mut(), &name, addr as i32)?),
+                Some(Def::Data { addr, .. }) => {
+                    Some(const_global(cx.as_context_mut(), &name, addr as i32)?)
+                }
                 _ if imp.is_weak() => Some(const_global(cx.as_context_mut(), &name, 0)?),
                 _ => {
-                    return Err(LinkError::Undefined { symbol: sym.clone(), library: name });
+                    return Err(LinkError::Undefined {
+                        symbol: sym.clone(),
+                        library: name,
+                    });
                 }
             },
             ImportClass::Tag(sym) => Some(Extern::Tag(tag(cx.as_context_mut(), id, sym, &ty)?)),
@@ -990,17 +1149,31 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             }
             ImportClass::Wasi2(f) if empty_list_wasi2(f, &ty) => {
                 // An empty environment / argument list: write `(ptr 0, len 0)` at retptr.
-                let ExternType::Func(fty) = &ty else { unreachable!("checked") };
-                Some(Extern::Func(Func::new(cx.as_context_mut(), fty.clone(), |mut c, args, _| {
-                    let ret = args[0].unwrap_i32() as usize;
-                    let mem = c.data().dl.memory.expect("memory");
-                    mem.write(&mut c, ret, &[0u8; 8])?;
-                    Ok(())
-                })))
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("checked")
+                };
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    |mut c, args, _| {
+                        let ret = args[0].unwrap_i32() as usize;
+                        let mem = c.data().dl.memory.expect("memory");
+                        mem.write(&mut c, ret, &[0u8; 8])?;
+                        Ok(())
+                    },
+                )))
             }
-            ImportClass::Wasi2(f) if f.starts_with("wasi:random/random@0.2.") && f.ends_with("#get-random-bytes") => {
-                let ExternType::Func(fty) = &ty else { unreachable!("function import") };
-                Some(Extern::Func(Func::new(cx.as_context_mut(), fty.clone(), random_bytes)))
+            ImportClass::Wasi2(f)
+                if f.starts_with("wasi:random/random@0.2.") && f.ends_with("#get-random-bytes") =>
+            {
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("function import")
+                };
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    random_bytes,
+                )))
             }
             ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
                 cx.as_context_mut(),
@@ -1010,11 +1183,15 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             ImportClass::Module(what) => {
                 return Err(LinkError::BadModule {
                     path: cx.data().dl.lib(id).path.clone(),
-                    message: format!("import {what} is from a module that is not a library of this process"),
+                    message: format!(
+                        "import {what} is from a module that is not a library of this process"
+                    ),
                 });
             }
             ImportClass::EnvFunction(sym) => {
-                let ExternType::Func(fty) = &ty else { unreachable!("function import has a function type") };
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("function import has a function type")
+                };
                 let imp_sig = match &imp.ty {
                     wasmlink_dylink::ImportType::Func { signature } => signature.clone(),
                     _ => None,
@@ -1022,7 +1199,14 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
                 match function_import(cx.as_context_mut(), id, sym, imp.is_weak(), imp_sig, fty)? {
                     Binding::Direct(f) => Some(Extern::Func(f)),
                     Binding::Slot(slot) => {
-                        thunks.push((idx, thunk::Thunk { params: fty.params().collect(), results: fty.results().collect(), slot }));
+                        thunks.push((
+                            idx,
+                            thunk::Thunk {
+                                params: fty.params().collect(),
+                                results: fty.results().collect(),
+                                slot,
+                            },
+                        ));
                         None
                     }
                 }
@@ -1032,26 +1216,48 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
     }
     if !thunks.is_empty() {
         let table = cx.data().dl.table.expect("table");
-        let list: Vec<thunk::Thunk> = thunks.iter_mut().map(|(_, t)| std::mem::replace(t, thunk::Thunk { params: vec![], results: vec![], slot: 0 })).collect();
+        let list: Vec<thunk::Thunk> = thunks
+            .iter_mut()
+            .map(|(_, t)| {
+                std::mem::replace(
+                    t,
+                    thunk::Thunk {
+                        params: vec![],
+                        results: vec![],
+                        slot: 0,
+                    },
+                )
+            })
+            .collect();
         let bytes = thunk::build(&list).ok_or_else(|| LinkError::BadModule {
             path: cx.data().dl.lib(id).path.clone(),
-            message: "a function import with reference-typed parameters cannot be bound lazily".to_string(),
+            message: "a function import with reference-typed parameters cannot be bound lazily"
+                .to_string(),
         })?;
         let engine = cx.data().dl.engine.clone();
-        let tm = Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(&name, "thunks", e))?;
-        let ti = Instance::new(cx.as_context_mut(), &tm, &[Extern::Table(table)]).map_err(|e| LinkError::runtime(&name, "thunks", e))?;
+        let tm =
+            Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(&name, "thunks", e))?;
+        let ti = Instance::new(cx.as_context_mut(), &tm, &[Extern::Table(table)])
+            .map_err(|e| LinkError::runtime(&name, "thunks", e))?;
         for (n, (idx, _)) in thunks.iter().enumerate() {
-            let f = ti.get_func(cx.as_context_mut(), &n.to_string()).expect("thunk export");
+            let f = ti
+                .get_func(cx.as_context_mut(), &n.to_string())
+                .expect("thunk export");
             externs[*idx] = Some(Extern::Func(f));
         }
     }
     bind_wasi(cx.as_context_mut(), &name, &module, &mut externs, &wasi)?;
-    let externs: Vec<Extern> = externs.into_iter().map(|e| e.expect("every import bound")).collect();
-    let instance = Instance::new(cx.as_context_mut(), &module, &externs).map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
+    let externs: Vec<Extern> = externs
+        .into_iter()
+        .map(|e| e.expect("every import bound"))
+        .collect();
+    let instance = Instance::new(cx.as_context_mut(), &module, &externs)
+        .map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
     cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
     fill_slots(cx.as_context_mut(), id)?;
     if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
-        f.call(cx.as_context_mut(), &[], &mut []).map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
+        f.call(cx.as_context_mut(), &[], &mut [])
+            .map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
     }
     libdl::init_tls(cx, id)?;
     Ok(())
@@ -1070,31 +1276,59 @@ fn bind_wasi(
         return Ok(());
     }
     let linker = cx.data().dl.wasi_linker.clone();
-    let exports_memory = module.exports().any(|e| e.name() == "memory" && e.ty().memory().is_some());
+    let exports_memory = module
+        .exports()
+        .any(|e| e.name() == "memory" && e.ty().memory().is_some());
     let mut shimmed: HashMap<String, Vec<(usize, String, FuncType)>> = HashMap::new();
     for (idx, m, f, ty) in wasi {
         let real = linker.get(cx.as_context_mut(), m, f).ok();
         match (real, ty) {
             (Some(e), _) if exports_memory => externs[*idx] = Some(e),
-            (Some(_), ExternType::Func(fty)) => shimmed.entry(m.clone()).or_default().push((*idx, f.clone(), fty.clone())),
+            (Some(_), ExternType::Func(fty)) => {
+                shimmed
+                    .entry(m.clone())
+                    .or_default()
+                    .push((*idx, f.clone(), fty.clone()))
+            }
             (_, ty) => {
-                externs[*idx] = Some(Extern::Func(trap_func(cx.as_context_mut(), ty, format!("unknown WASI preview 1 function {f} ({name})"))?));
+                externs[*idx] = Some(Extern::Func(trap_func(
+                    cx.as_context_mut(),
+                    ty,
+                    format!("unknown WASI preview 1 function {f} ({name})"),
+                )?));
             }
         }
     }
     let memory = cx.data().dl.memory.expect("memory");
     for (m, funcs) in shimmed {
-        let sigs: Vec<(String, FuncType)> = funcs.iter().map(|(_, f, t)| (f.clone(), t.clone())).collect();
-        let bytes = thunk::wasi_shim(&m, &sigs).ok_or_else(|| LinkError::runtime(name, "wasi", wasmtime::format_err!("unsupported WASI signature")))?;
+        let sigs: Vec<(String, FuncType)> = funcs
+            .iter()
+            .map(|(_, f, t)| (f.clone(), t.clone()))
+            .collect();
+        let bytes = thunk::wasi_shim(&m, &sigs).ok_or_else(|| {
+            LinkError::runtime(
+                name,
+                "wasi",
+                wasmtime::format_err!("unsupported WASI signature"),
+            )
+        })?;
         let engine = cx.data().dl.engine.clone();
-        let sm = Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        let sm =
+            Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
         let mut imports = vec![Extern::Memory(memory)];
         for (_, f, _) in &funcs {
-            imports.push(linker.get(cx.as_context_mut(), &m, f).map_err(|e| LinkError::runtime(name, "wasi", e))?);
+            imports.push(
+                linker
+                    .get(cx.as_context_mut(), &m, f)
+                    .map_err(|e| LinkError::runtime(name, "wasi", e))?,
+            );
         }
-        let si = Instance::new(cx.as_context_mut(), &sm, &imports).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        let si = Instance::new(cx.as_context_mut(), &sm, &imports)
+            .map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
         for (idx, f, _) in &funcs {
-            externs[*idx] = Some(Extern::Func(si.get_func(cx.as_context_mut(), f).expect("shim export")));
+            externs[*idx] = Some(Extern::Func(
+                si.get_func(cx.as_context_mut(), f).expect("shim export"),
+            ));
         }
     }
     Ok(())
@@ -1123,10 +1357,15 @@ fn function_import(
     let def = cx.data().dl.lookup(sym, Some(id));
     let name = cx.data().dl.lib_name(id);
     match def {
-        Some(Def::Func { lib, index }) => {
+        Some(Def::Func { lib, .. }) => {
             let definer = cx.data().dl.lib(lib);
             // Compare with the definer's model signature (known before it is instantiated).
-            let def_sig = definer.info.exports.iter().find(|e| e.name == sym).and_then(|e| e.signature.clone());
+            let def_sig = definer
+                .info
+                .exports
+                .iter()
+                .find(|e| e.name == sym)
+                .and_then(|e| e.signature.clone());
             if let (Some(a), Some(b)) = (&imp_sig, &def_sig) {
                 if a != b {
                     return Err(LinkError::TypeMismatch {
@@ -1138,10 +1377,11 @@ fn function_import(
                     });
                 }
             }
-            let _ = index;
             tracing::debug!(target: "wasmlink::bindings", "{name}: {sym} -> {} ({})", definer.name, if definer.instance.is_some() { "direct" } else { "thunk" });
             if let Some(inst) = definer.instance {
-                let f = inst.get_func(cx.as_context_mut(), sym).expect("exported function");
+                let f = inst
+                    .get_func(cx.as_context_mut(), sym)
+                    .expect("exported function");
                 return Ok(Binding::Direct(f));
             }
             Ok(Binding::Slot(func_slot_for(cx, sym, def, fty)?))
@@ -1158,7 +1398,10 @@ fn function_import(
                 return Ok(Binding::Direct(f));
             }
             if cx.data().dl.bind_now && !weak {
-                return Err(LinkError::Undefined { symbol: sym.to_string(), library: name });
+                return Err(LinkError::Undefined {
+                    symbol: sym.to_string(),
+                    library: name,
+                });
             }
             Ok(Binding::Slot(func_slot_for(cx, sym, None, fty)?))
         }
@@ -1169,7 +1412,12 @@ fn function_import(
 /// module's element segment already places in the table keeps that slot, so its address is the
 /// same inside and outside its library. An undefined function's slot holds a trap until a
 /// definition is loaded.
-fn func_slot_for(mut cx: StoreContextMut<'_, Host>, sym: &str, def: Option<Def>, fty: &FuncType) -> Result<u32, LinkError> {
+fn func_slot_for(
+    mut cx: StoreContextMut<'_, Host>,
+    sym: &str,
+    def: Option<Def>,
+    fty: &FuncType,
+) -> Result<u32, LinkError> {
     if let Some(&s) = cx.data().dl.slots.get(sym) {
         return Ok(s);
     }
@@ -1177,7 +1425,11 @@ fn func_slot_for(mut cx: StoreContextMut<'_, Host>, sym: &str, def: Option<Def>,
     let own = match def {
         Some(Def::Func { lib, index }) => {
             let l = cx.data().dl.lib(lib);
-            l.info.table_functions.iter().find(|(_, f)| *f == index).map(|(off, _)| l.table_base + off)
+            l.info
+                .table_functions
+                .iter()
+                .find(|(_, f)| *f == index)
+                .map(|(off, _)| l.table_base + off)
         }
         _ => None,
     };
@@ -1192,16 +1444,28 @@ fn func_slot_for(mut cx: StoreContextMut<'_, Host>, sym: &str, def: Option<Def>,
     match def {
         Some(Def::Func { lib, .. }) => {
             if let Some(inst) = cx.data().dl.lib(lib).instance {
-                let f = inst.get_func(cx.as_context_mut(), sym).expect("exported function");
-                table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f))).map_err(|e| LinkError::runtime(sym, "table", e))?;
+                let f = inst
+                    .get_func(cx.as_context_mut(), sym)
+                    .expect("exported function");
+                table
+                    .set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)))
+                    .map_err(|e| LinkError::runtime(sym, "table", e))?;
             }
             // Otherwise `fill_slots` sets it when the definer is instantiated.
         }
         _ => {
-            let requester = "unknown".to_string();
-            let f = trap_func(cx.as_context_mut(), &ExternType::Func(fty.clone()), format!("symbol lookup error: undefined symbol: {sym}"))?;
-            table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f))).map_err(|e| LinkError::runtime(sym, "table", e))?;
-            cx.data_mut().dl.undefined_slots.insert(sym.to_string(), requester);
+            let f = trap_func(
+                cx.as_context_mut(),
+                &ExternType::Func(fty.clone()),
+                format!("symbol lookup error: undefined symbol: {sym}"),
+            )?;
+            table
+                .set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)))
+                .map_err(|e| LinkError::runtime(sym, "table", e))?;
+            cx.data_mut()
+                .dl
+                .undefined_slots
+                .insert(sym.to_string(), String::new());
         }
     }
     Ok(slot)
@@ -1212,47 +1476,66 @@ fn func_slot_for(mut cx: StoreContextMut<'_, Host>, sym: &str, def: Option<Def>,
 fn fill_slots(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let table = cx.data().dl.table.expect("table");
     let inst = cx.data().dl.lib(id).instance.expect("instantiated");
-    let names: Vec<String> = cx.data().dl.lib(id).defs.iter().filter(|(_, d)| matches!(d, Def::Func { .. })).map(|(n, _)| n.clone()).collect();
+    let names: Vec<String> = cx
+        .data()
+        .dl
+        .lib(id)
+        .defs
+        .iter()
+        .filter(|(_, d)| matches!(d, Def::Func { .. }))
+        .map(|(n, _)| n.clone())
+        .collect();
     for n in names {
-        let Some(&slot) = cx.data().dl.slots.get(&n) else { continue };
+        let Some(&slot) = cx.data().dl.slots.get(&n) else {
+            continue;
+        };
         let winner = cx.data().dl.lookup(&n, Some(id)).map(Def::lib);
         if winner != Some(id) && !cx.data().dl.undefined_slots.contains_key(&n) {
             continue;
         }
-        let f = inst.get_func(cx.as_context_mut(), &n).expect("exported function");
-        table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f))).map_err(|e| LinkError::runtime(&n, "table", e))?;
+        let f = inst
+            .get_func(cx.as_context_mut(), &n)
+            .expect("exported function");
+        table
+            .set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)))
+            .map_err(|e| LinkError::runtime(&n, "table", e))?;
         cx.data_mut().dl.undefined_slots.remove(&n);
     }
     Ok(())
 }
 
-fn got_mem(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) -> Result<Global, LinkError> {
+fn got_mem(
+    mut cx: StoreContextMut<'_, Host>,
+    id: LibId,
+    sym: &str,
+    weak: bool,
+) -> Result<Global, LinkError> {
     if let Some(g) = cx.data().dl.got_mem.get(sym) {
         return Ok(*g);
     }
     let value = match cx.data().dl.lookup(sym, Some(id)) {
         Some(Def::Data { addr, .. }) => addr,
         Some(Def::Tls { offset, .. }) => offset,
-        // A function's address taken as data: its slot.
-        Some(d @ Def::Func { .. }) => {
-            let fty = FuncType::new(&cx.data().dl.engine.clone(), [], []);
-            let _ = fty;
-            return got_func(cx, id, sym, weak).map(|g| {
-                let _ = d;
-                g
-            });
-        }
+        // A function's address taken as data: its canonical slot.
+        Some(Def::Func { .. }) => return got_func(cx, id, sym, weak),
         // Linker-defined symbols (wasi-libc's libc.so reaches them through GOT.mem).
         None if linker_symbol(&cx.data().dl.bounds, sym).is_some() => {
             linker_symbol(&cx.data().dl.bounds, sym).expect("checked")
         }
         Some(Def::Tag { .. }) | None if weak => 0,
         _ => {
-            return Err(LinkError::Undefined { symbol: sym.to_string(), library: cx.data().dl.lib_name(id) });
+            return Err(LinkError::Undefined {
+                symbol: sym.to_string(),
+                library: cx.data().dl.lib_name(id),
+            });
         }
     };
-    let g = Global::new(cx.as_context_mut(), GlobalType::new(ValType::I32, Mutability::Var), Val::I32(value as i32))
-        .map_err(|e| LinkError::runtime(sym, "GOT.mem", e))?;
+    let g = Global::new(
+        cx.as_context_mut(),
+        GlobalType::new(ValType::I32, Mutability::Var),
+        Val::I32(value as i32),
+    )
+    .map_err(|e| LinkError::runtime(sym, "GOT.mem", e))?;
     cx.data_mut().dl.got_mem.insert(sym.to_string(), g);
     Ok(g)
 }
@@ -1260,21 +1543,33 @@ fn got_mem(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) 
 /// WASI 0.2 functions this host answers with an empty list (no environment variables, no
 /// arguments), in canonical-ABI lowered form `(retptr: i32) -> ()`.
 fn empty_list_wasi2(f: &str, ty: &ExternType) -> bool {
-    let lowered = matches!(ty, ExternType::Func(t) if t.params().len() == 1 && t.results().len() == 0);
-    lowered && (f.starts_with("wasi:cli/environment@0.2.") && (f.ends_with("#get-environment") || f.ends_with("#get-arguments")))
+    let lowered =
+        matches!(ty, ExternType::Func(t) if t.params().len() == 1 && t.results().len() == 0);
+    lowered
+        && (f.starts_with("wasi:cli/environment@0.2.")
+            && (f.ends_with("#get-environment") || f.ends_with("#get-arguments")))
 }
 
 /// `wasi:random/random#get-random-bytes(len: u64) -> list<u8>`, lowered: allocates the list
 /// with the caller's `cabi_realloc` and writes `(ptr, len)` at retptr.
-fn random_bytes(mut c: wasmtime::Caller<'_, Host>, args: &[Val], _: &mut [Val]) -> wasmtime::Result<()> {
+fn random_bytes(
+    mut c: wasmtime::Caller<'_, Host>,
+    args: &[Val],
+    _: &mut [Val],
+) -> wasmtime::Result<()> {
     use std::hash::{BuildHasher, Hasher};
-    let len = u32::try_from(args[0].unwrap_i64()).map_err(|_| wasmtime::format_err!("get-random-bytes: length too large"))?;
+    let len = u32::try_from(args[0].unwrap_i64())
+        .map_err(|_| wasmtime::format_err!("get-random-bytes: length too large"))?;
     let ret = args[1].unwrap_i32() as usize;
     let Some(Extern::Func(realloc)) = c.get_export("cabi_realloc") else {
         wasmtime::bail!("get-random-bytes: the caller exports no cabi_realloc");
     };
     let mut out = [Val::I32(0)];
-    realloc.call(&mut c, &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len as i32)], &mut out)?;
+    realloc.call(
+        &mut c,
+        &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len as i32)],
+        &mut out,
+    )?;
     let ptr = out[0].unwrap_i32() as u32;
     let mut bytes = Vec::with_capacity(len as usize);
     while bytes.len() < len as usize {
@@ -1302,7 +1597,12 @@ fn linker_symbol(b: &Bounds, sym: &str) -> Option<u32> {
     })
 }
 
-fn got_func(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool) -> Result<Global, LinkError> {
+fn got_func(
+    mut cx: StoreContextMut<'_, Host>,
+    id: LibId,
+    sym: &str,
+    weak: bool,
+) -> Result<Global, LinkError> {
     if let Some(g) = cx.data().dl.got_func.get(sym) {
         return Ok(*g);
     }
@@ -1310,13 +1610,20 @@ fn got_func(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool)
     let value = match def {
         Some(d @ Def::Func { lib, .. }) => {
             let l = cx.data().dl.lib(lib);
-            let fty = l.module.exports().find(|e| e.name() == sym).and_then(|e| e.ty().func().cloned());
+            let fty = l
+                .module
+                .exports()
+                .find(|e| e.name() == sym)
+                .and_then(|e| e.ty().func().cloned());
             let fty = fty.unwrap_or_else(|| FuncType::new(&l.module.engine().clone(), [], []));
             func_slot_for(cx.as_context_mut(), sym, Some(d), &fty)?
         }
         None if weak => 0,
         None if cx.data().dl.bind_now => {
-            return Err(LinkError::Undefined { symbol: sym.to_string(), library: cx.data().dl.lib_name(id) });
+            return Err(LinkError::Undefined {
+                symbol: sym.to_string(),
+                library: cx.data().dl.lib_name(id),
+            });
         }
         None => {
             // An undefined function whose address is taken: a slot that traps until defined.
@@ -1333,13 +1640,22 @@ fn got_func(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, weak: bool)
             });
         }
     };
-    let g = Global::new(cx.as_context_mut(), GlobalType::new(ValType::I32, Mutability::Var), Val::I32(value as i32))
-        .map_err(|e| LinkError::runtime(sym, "GOT.func", e))?;
+    let g = Global::new(
+        cx.as_context_mut(),
+        GlobalType::new(ValType::I32, Mutability::Var),
+        Val::I32(value as i32),
+    )
+    .map_err(|e| LinkError::runtime(sym, "GOT.func", e))?;
     cx.data_mut().dl.got_func.insert(sym.to_string(), g);
     Ok(g)
 }
 
-fn tag(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, ty: &ExternType) -> Result<Tag, LinkError> {
+fn tag(
+    mut cx: StoreContextMut<'_, Host>,
+    id: LibId,
+    sym: &str,
+    ty: &ExternType,
+) -> Result<Tag, LinkError> {
     if let Some(Def::Tag { lib }) = cx.data().dl.lookup(sym, Some(id)) {
         if let Some(inst) = cx.data().dl.lib(lib).instance {
             if let Some(Extern::Tag(t)) = inst.get_export(cx.as_context_mut(), sym) {
@@ -1350,18 +1666,25 @@ fn tag(mut cx: StoreContextMut<'_, Host>, id: LibId, sym: &str, ty: &ExternType)
     if let Some(t) = cx.data().dl.tags.get(sym) {
         return Ok(*t);
     }
-    let ExternType::Tag(tt) = ty else { unreachable!("tag import has a tag type") };
-    let t = Tag::new(cx.as_context_mut(), &TagType::new(tt.ty().clone())).map_err(|e| LinkError::runtime(sym, "tag", e))?;
+    let ExternType::Tag(tt) = ty else {
+        unreachable!("tag import has a tag type")
+    };
+    let t = Tag::new(cx.as_context_mut(), &TagType::new(tt.ty().clone()))
+        .map_err(|e| LinkError::runtime(sym, "tag", e))?;
     cx.data_mut().dl.tags.insert(sym.to_string(), t);
     Ok(t)
 }
 
 /// A function of type `ty` that traps with `message` when called.
-fn trap_func(cx: StoreContextMut<'_, Host>, ty: &ExternType, message: String) -> Result<Func, LinkError> {
-    let ExternType::Func(fty) = ty else { unreachable!("trap_func for a function type") };
-    Ok(Func::new(cx, fty.clone(), move |_, _, _| Err(wasmtime::format_err!("{message}"))))
+fn trap_func(
+    cx: StoreContextMut<'_, Host>,
+    ty: &ExternType,
+    message: String,
+) -> Result<Func, LinkError> {
+    let ExternType::Func(fty) = ty else {
+        unreachable!("trap_func for a function type")
+    };
+    Ok(Func::new(cx, fty.clone(), move |_, _, _| {
+        Err(wasmtime::format_err!("{message}"))
+    }))
 }
-
-/// Set of names, used for quick membership tests.
-#[allow(dead_code)]
-type Names = HashSet<String>;

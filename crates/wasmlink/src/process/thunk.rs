@@ -82,7 +82,11 @@ pub fn build(thunks: &[Thunk]) -> Option<Vec<u8>> {
         code.function(&f);
     }
     let mut m = Module::new();
-    m.section(&types).section(&imports).section(&funcs).section(&exports).section(&code);
+    m.section(&types)
+        .section(&imports)
+        .section(&funcs)
+        .section(&exports)
+        .section(&code);
     Some(m.finish())
 }
 
@@ -131,6 +135,10 @@ pub fn wasi_shim(module: &str, funcs: &[(String, wasmtime::FuncType)]) -> Option
         code.function(&f);
     }
     let mut m = Module::new();
-    m.section(&types).section(&imports).section(&fsec).section(&exports).section(&code);
+    m.section(&types)
+        .section(&imports)
+        .section(&fsec)
+        .section(&exports)
+        .section(&code);
     Some(m.finish())
 }
