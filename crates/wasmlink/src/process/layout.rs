@@ -87,7 +87,8 @@ mod tests {
         r.put(100, 50);
         r.put(1000, 100);
         assert_eq!(r.take(60, 1), Some(1000));
-        assert_eq!(r.take(8, 64), None); // 100..150 has no 64-aligned 8 bytes; 1060..1100 neither
+        // 100..150 has no 64-aligned 30 bytes (128+30 > 150); 1060..1100 neither (1088+30 > 1100).
+        assert_eq!(r.take(30, 64), None);
         assert_eq!(r.take(8, 16), Some(112));
         assert_eq!(r.free_bytes(), 50 + 40 - 8);
         r.put(112, 8);
