@@ -42,7 +42,33 @@ enum Command {
     Run(commands::run::Args),
 }
 
+/// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
+fn init_debug() {
+    let Ok(spec) = std::env::var("WASMLINK_DEBUG") else {
+        return;
+    };
+    let directives: Vec<String> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s {
+            "all" => "wasmlink=debug".to_string(),
+            topic => format!("wasmlink::{topic}=debug"),
+        })
+        .collect();
+    let filter = tracing_subscriber::EnvFilter::try_new(directives.join(","))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("wasmlink=debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_level(false)
+        .init();
+}
+
 fn main() -> ExitCode {
+    init_debug();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),

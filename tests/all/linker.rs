@@ -286,3 +286,30 @@ fn real_libc_functions_called_through_the_host_api() {
     assert_eq!(n[0].unwrap_i32(), 5);
     assert_eq!(p.read_cstr(buf, 32).unwrap(), "42-ok");
 }
+
+#[test]
+fn wasmlink_debug_traces_libraries_and_bindings() {
+    let app = app();
+    let dir = fixtures_out();
+    let out = wasmlink_in(
+        &["run", "-L", dir.to_str().unwrap(), app.to_str().unwrap()],
+        None,
+        &[("WASMLINK_DEBUG", "libs,bindings")],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("loading libutil.so from ") && err.contains("__memory_base=0x"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ld_app.wasm: util_add -> libutil.so (direct)"),
+        "{err}"
+    );
+    let quiet = wasmlink_in(
+        &["run", "-L", dir.to_str().unwrap(), app.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(stderr(&quiet), "", "no trace without WASMLINK_DEBUG");
+}

@@ -932,6 +932,13 @@ fn add_library(
         0
     };
     let table_base = alloc_slots(cx.as_context_mut(), &name, mi.table_size, mi.table_align())?;
+    tracing::debug!(
+        target: "wasmlink::libs",
+        "loading {name} from {}: __memory_base={memory_base:#x} ({} bytes), __table_base={table_base} ({} slots)",
+        path.display(),
+        mi.memory_size,
+        mi.table_size
+    );
     register(cx, name, path, info, module, memory_base, table_base, true)
 }
 
