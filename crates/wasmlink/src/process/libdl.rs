@@ -424,12 +424,7 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     }
     // Canonical slots of its functions: re-point to another definition if one exists now,
     // else to a trap, so stale function pointers fail cleanly instead of running freed code.
-    let names: Vec<String> = lib
-        .defs
-        .iter()
-        .filter(|(_, d)| matches!(d, Def::Func { .. }))
-        .map(|(n, _)| n.clone())
-        .collect();
+    let names = lib.function_names();
     for n in names {
         let Some(&slot) = cx.data().dl.slots.get(&n) else {
             continue;

@@ -310,6 +310,17 @@ struct Library {
     owns_regions: bool,
 }
 
+impl Library {
+    /// Names of the functions it defines.
+    fn function_names(&self) -> Vec<String> {
+        self.defs
+            .iter()
+            .filter(|(_, d)| matches!(d, Def::Func { .. }))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
 struct Linkage {
     engine: Engine,
     wasi_linker: Arc<Linker<Host>>,
@@ -1483,15 +1494,7 @@ fn func_slot_for(
 fn fill_slots(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let table = cx.data().dl.table.expect("table");
     let inst = cx.data().dl.lib(id).instance.expect("instantiated");
-    let names: Vec<String> = cx
-        .data()
-        .dl
-        .lib(id)
-        .defs
-        .iter()
-        .filter(|(_, d)| matches!(d, Def::Func { .. }))
-        .map(|(n, _)| n.clone())
-        .collect();
+    let names = cx.data().dl.lib(id).function_names();
     for n in names {
         let Some(&slot) = cx.data().dl.slots.get(&n) else {
             continue;
