@@ -51,6 +51,13 @@ pub struct Args {
     /// Shadow stack size in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = wasmlink::process::DEFAULT_STACK_SIZE)]
     stack_size: u32,
+    /// Cache compiled code in DIR (default: $WASMLINK_CACHE_DIR, $XDG_CACHE_HOME/wasmlink or
+    /// ~/.cache/wasmlink).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled code on disk.
+    #[arg(long)]
+    no_cache: bool,
     /// Call this export instead of the entry point; ARGS are its integer arguments.
     #[arg(long, value_name = "FUNCTION")]
     invoke: Option<String>,
@@ -71,6 +78,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         .strict(args.strict)
         .stack_size(args.stack_size)
         .inherit_stdio(true)
+        .cache_dir(if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(wasmlink::process::default_cache_dir)
+        })
         .args(
             std::iter::once(argv0)
                 .chain(args.args.iter().cloned())

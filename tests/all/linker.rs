@@ -313,3 +313,43 @@ fn wasmlink_debug_traces_libraries_and_bindings() {
     );
     assert_eq!(stderr(&quiet), "", "no trace without WASMLINK_DEBUG");
 }
+
+#[test]
+fn compiled_code_cache_is_used_and_a_corrupt_entry_is_recompiled() {
+    let app = app();
+    let dir = fixtures_out();
+    let cache = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "-L", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(app.to_str().unwrap());
+        wasmlink_in(&args, None, &[])
+    };
+    let cache_arg = cache.path().to_str().unwrap();
+    let out = run(&["--cache-dir", cache_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files: Vec<PathBuf> = walk(cache.path());
+    assert!(!files.is_empty(), "compiled code was written to the cache");
+    // Corrupt every entry: the next run must recompile, not crash or trust them.
+    for f in &files {
+        std::fs::write(f, b"garbage, not a compiled module").unwrap();
+    }
+    let out = run(&["--cache-dir", cache_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("failures 0"));
+    let out = run(&["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -48,6 +48,12 @@ pub(super) fn is_host_symbol(sym: &str) -> bool {
     HOST_SYMBOLS.contains(&sym)
 }
 
+/// Whether `sym` is one of libdl's functions, which the linker always supplies itself, even
+/// when a library (such as wit-component's libdl.so) defines them, as ld.so does.
+pub(super) fn is_dl_symbol(sym: &str) -> bool {
+    HOST_SYMBOLS[..5].contains(&sym)
+}
+
 pub(super) fn init_dlerror_buf(mut cx: StoreContextMut<'_, Host>) -> Result<(), LinkError> {
     let at = alloc_region(cx.as_context_mut(), "libdl", u64::from(DLERROR_BUF), 8)?;
     cx.data_mut().dl.dlerror_buf = at;
@@ -78,10 +84,14 @@ fn lib_of_slot(cx: &StoreContextMut<'_, Host>, slot: u32) -> Option<LibId> {
 }
 
 /// A host-supplied libdl function, if `sym` is one and `fty` is its type.
+///
+/// `caller` is the library the import belongs to: `dlsym(RTLD_NEXT, ...)` searches after it,
+/// and `dlopen` searches its RUNPATH.
 pub(super) fn host_function(
     cx: StoreContextMut<'_, Host>,
     sym: &str,
     fty: &FuncType,
+    caller: Option<LibId>,
 ) -> Option<Func> {
     let p: Vec<ValType> = fty.params().collect();
     let r: Vec<ValType> = fty.results().collect();
@@ -94,7 +104,7 @@ pub(super) fn host_function(
     Some(match sym {
         "dlopen" if ok(2) => Func::wrap(
             cx,
-            |mut c: Caller<'_, Host>, path: i32, flags: i32| -> i32 {
+            move |mut c: Caller<'_, Host>, path: i32, flags: i32| -> i32 {
                 let name = match memory_str(&mut c, path) {
                     Ok(n) => n,
                     Err(e) => {
@@ -102,7 +112,7 @@ pub(super) fn host_function(
                         return 0;
                     }
                 };
-                match open(c.as_context_mut(), &name, flags, None) {
+                match open(c.as_context_mut(), &name, flags, caller) {
                     Ok(h) => h as i32,
                     Err(e) => {
                         c.data_mut().dl.dlerror = Some(dlerror_text(&name, &e));
@@ -113,7 +123,7 @@ pub(super) fn host_function(
         ),
         "dlsym" if ok(2) => Func::wrap(
             cx,
-            |mut c: Caller<'_, Host>, handle: i32, name: i32| -> i32 {
+            move |mut c: Caller<'_, Host>, handle: i32, name: i32| -> i32 {
                 let name = match memory_str(&mut c, name) {
                     Ok(n) => n,
                     Err(e) => {
@@ -121,7 +131,7 @@ pub(super) fn host_function(
                         return 0;
                     }
                 };
-                match lookup_sym(c.as_context_mut(), handle as u32, &name, None) {
+                match lookup_sym(c.as_context_mut(), handle as u32, &name, caller) {
                     Ok(s) => s.address() as i32,
                     Err(e) => {
                         c.data_mut().dl.dlerror = Some(match e {
@@ -196,7 +206,7 @@ pub(super) fn open(
     mut cx: StoreContextMut<'_, Host>,
     name: &str,
     flags: i32,
-    _caller: Option<LibId>,
+    caller: Option<LibId>,
 ) -> Result<u32, LinkError> {
     let global = flags & RTLD_GLOBAL != 0;
     let is_path = name.contains('/');
@@ -215,7 +225,7 @@ pub(super) fn open(
         return Ok(id as u32 + 1);
     }
     let before = cx.data().dl.libs.len();
-    let result = load_tree(cx.as_context_mut(), Path::new(name), None, global, is_path);
+    let result = load_tree(cx.as_context_mut(), Path::new(name), caller, global, is_path);
     let id = match result {
         Ok(id) => id,
         Err(e) => {
@@ -728,7 +738,7 @@ pub(super) fn setup_static_main(
                 if let Ok(e) = linker.get(cx.as_context_mut(), imp.module(), imp.name()) {
                     e
                 } else if let Some(f) = (imp.module() == "env")
-                    .then(|| host_function(cx.as_context_mut(), imp.name(), fty))
+                    .then(|| host_function(cx.as_context_mut(), imp.name(), fty, Some(0)))
                     .flatten()
                 {
                     Extern::Func(f)

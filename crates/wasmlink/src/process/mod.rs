@@ -73,6 +73,7 @@ pub struct ProcessBuilder {
     inherit_stdio: bool,
     max_memory_pages: u32,
     engine: Option<Engine>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Default for ProcessBuilder {
@@ -89,6 +90,7 @@ impl Default for ProcessBuilder {
             inherit_stdio: false,
             max_memory_pages: 65536,
             engine: None,
+            cache_dir: default_cache_dir(),
         }
     }
 }
@@ -148,7 +150,12 @@ impl ProcessBuilder {
         self.max_memory_pages = pages;
         self
     }
-    /// Uses this engine (share one engine between processes to share compiled code).
+    /// Caches compiled code in `dir` (`None`: in memory only). Default: [`default_cache_dir`].
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+    /// Uses this engine instead of the shared one for the cache directory.
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = Some(engine);
         self
@@ -163,7 +170,7 @@ impl ProcessBuilder {
     pub fn load(self, program: &Path) -> Result<Process, LinkError> {
         let engine = match &self.engine {
             Some(e) => e.clone(),
-            None => default_engine()?,
+            None => shared_engine(self.cache_dir.as_deref())?,
         };
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&self.args);
@@ -232,10 +239,43 @@ impl ProcessBuilder {
     }
 }
 
-fn default_engine() -> Result<Engine, LinkError> {
+/// Where compiled code is cached by default: `$WASMLINK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/wasmlink`, else `$HOME/.cache/wasmlink`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("WASMLINK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("wasmlink")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
+}
+
+/// The engine for a cache directory, created once per host process and shared, so that every
+/// process (and every `dlopen`) reuses compiled code in memory; with a cache directory, compiled
+/// code also survives across runs.
+///
+/// The on-disk cache is wasmtime's: entries are keyed by a hash of the module's bytes, the engine
+/// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
+/// another version) is recompiled and rewritten, never trusted blindly.
+pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, LinkError> {
+    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> = std::sync::Mutex::new(Vec::new());
+    let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+    let key = cache_dir.map(Path::to_path_buf);
+    if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
+        return Ok(e.clone());
+    }
     let mut config = wasmtime::Config::new();
     config.wasm_exceptions(true);
-    Engine::new(&config).map_err(|e| LinkError::runtime("wasmlink", "engine", e))
+    if let Some(dir) = cache_dir {
+        let mut cc = wasmtime::CacheConfig::new();
+        cc.with_directory(dir);
+        let cache = wasmtime::Cache::new(cc).map_err(|e| LinkError::Io {
+            path: dir.to_path_buf(),
+            message: format!("cannot use as compiled-code cache: {e}"),
+        })?;
+        config.cache(Some(cache));
+    }
+    let engine = Engine::new(&config).map_err(|e| LinkError::runtime("wasmlink", "engine", e))?;
+    engines.push((key, engine.clone()));
+    Ok(engine)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LinkError> {
@@ -1372,6 +1412,11 @@ fn function_import(
     imp_sig: Option<Arc<wasmlink_dylink::Signature>>,
     fty: &FuncType,
 ) -> Result<Binding, LinkError> {
+    if libdl::is_dl_symbol(sym) {
+        if let Some(f) = libdl::host_function(cx.as_context_mut(), sym, fty, Some(id)) {
+            return Ok(Binding::Direct(f));
+        }
+    }
     let def = cx.data().dl.lookup(sym, Some(id));
     let name = cx.data().dl.lib_name(id);
     match def {
@@ -1412,7 +1457,7 @@ fn function_import(
             actual: "data".to_string(),
         }),
         None => {
-            if let Some(f) = libdl::host_function(cx.as_context_mut(), sym, fty) {
+            if let Some(f) = libdl::host_function(cx.as_context_mut(), sym, fty, Some(id)) {
                 return Ok(Binding::Direct(f));
             }
             if cx.data().dl.bind_now && !weak {
