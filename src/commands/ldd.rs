@@ -22,7 +22,10 @@ Examples:
   wasmlink ldd -L corpus corpus/libpython3.14.so
   WASMLINK_LIBRARY_PATH=lib:/opt/wasm/lib wasmlink ldd main.wasm
 
-Exit status: 0 all found, 1 something not found (or not a dynamic module),
+With -r, the module is also linked as `wasmlink run` would (constructors are not run) and each
+strong symbol that no loaded library defines is printed as `undefined symbol: NAME (LIBRARY)`.
+
+Exit status: 0 all found, 1 something not found or unresolved (or not a dynamic module),
 2 the file is missing or not a valid WebAssembly module.")]
 pub struct Args {
     /// The program or library to resolve.
@@ -33,6 +36,9 @@ pub struct Args {
     /// Do not search the default directories.
     #[arg(long)]
     no_default_dirs: bool,
+    /// Also link (without running constructors) and report every unresolved strong symbol.
+    #[arg(short = 'r', long = "function-relocs")]
+    relocs: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -48,7 +54,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if args.no_default_dirs {
         search.set_default_dirs(Vec::new());
     }
-    let tree = DependencyTree::resolve(&args.file, Arc::new(info), &search);
+    let tree = DependencyTree::resolve(&args.file, Arc::new(info), &search.clone());
     let mut o = String::new();
     for e in tree.entries.iter().skip(1) {
         match &e.result {
@@ -79,11 +85,36 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             eprintln!("wasmlink:   skipped {}: {why}", p.display());
         }
     }
-    Ok(if missing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if !missing.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if args.relocs {
+        let process = wasmlink::ProcessBuilder::new()
+            .search_path(search)
+            .link_only(true)
+            .load(&args.file);
+        let process = match process {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("wasmlink: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let unresolved: Vec<_> = process
+            .unresolved()
+            .into_iter()
+            .filter(|(_, _, weak)| !weak)
+            .collect();
+        let mut o = String::new();
+        for (lib, sym, _) in &unresolved {
+            let _ = writeln!(o, "undefined symbol: {sym}\t({lib})");
+        }
+        print(&o)?;
+        if !unresolved.is_empty() {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn searched(paths: &[PathBuf]) -> String {

@@ -81,7 +81,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         .cache_dir(if args.no_cache {
             None
         } else {
-            args.cache_dir.clone().or_else(wasmlink::process::default_cache_dir)
+            args.cache_dir
+                .clone()
+                .or_else(wasmlink::process::default_cache_dir)
         })
         .args(
             std::iter::once(argv0)

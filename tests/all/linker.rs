@@ -353,3 +353,84 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn libpython_and_its_five_libraries_load_link_and_answer() {
+    // The 9.4 MB wasi-sdk libpython3.14.so, its needed libraries found on the search path,
+    // constructors run (they need WASI 0.2 clocks, environment and random from this host).
+    let corpus = crate::support::corpus();
+    let mut search = SearchPath::new();
+    search.add_dir(&corpus);
+    let mut p = ProcessBuilder::new()
+        .search_path(search)
+        .load(&corpus.join("libpython3.14.so"))
+        .unwrap();
+    let names: Vec<String> = p.libraries().into_iter().map(|l| l.name).collect();
+    assert_eq!(
+        names,
+        [
+            "libpython3.14.so",
+            "libwasi-emulated-signal.so",
+            "libwasi-emulated-getpid.so",
+            "libwasi-emulated-process-clocks.so",
+            "libdl.so",
+            "libc.so"
+        ]
+    );
+    let v = p.call("Py_GetVersion", &[]).unwrap()[0].unwrap_i32() as u32;
+    let version = p.read_cstr(v, 200).unwrap();
+    assert!(version.starts_with("3.14"), "{version}");
+}
+
+#[test]
+fn ldd_r_over_the_corpus_reports_only_what_no_core_host_provides() {
+    let corpus = crate::support::corpus();
+    for lib in [
+        "libc.so",
+        "libc++.so",
+        "libc++abi.so",
+        "libpython3.14.so",
+        "libdl.so",
+        "libwasi-emulated-mman.so",
+        "libwasi-emulated-process-clocks.so",
+        "libwasi-emulated-getpid.so",
+        "libwasi-emulated-signal.so",
+        "libcomponentize_py_runtime_sync.so",
+        "libcomponentize_py_runtime_async.so",
+    ] {
+        let out = wasmlink_in(&["ldd", "-r", "-L", ".", lib], Some(&corpus), &[]);
+        let text = stdout(&out);
+        let undefined: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("undefined symbol: "))
+            .collect();
+        if lib == "libcomponentize_py_runtime_async.so" {
+            // Component-model async intrinsics imported from `$root`: no core-wasm host has them.
+            assert_eq!(out.status.code(), Some(1), "{lib}");
+            assert!(!undefined.is_empty());
+            assert!(
+                undefined
+                    .iter()
+                    .all(|l| l.starts_with("undefined symbol: $root.[")),
+                "{text}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{lib}: {text}{}", stderr(&out));
+            assert!(undefined.is_empty(), "{lib}: {text}");
+        }
+    }
+    // A fixture with a strong undefined function is reported, with its library.
+    let prog = c_fixture(
+        "ld_uses_missing.wasm",
+        Link::Pie,
+        &["ld_uses_missing.c"],
+        &[],
+        &[],
+    );
+    let out = wasmlink_in(&["ldd", "-r", prog.to_str().unwrap()], None, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "undefined symbol: not_defined_anywhere\t(ld_uses_missing.wasm)\n"
+    );
+}

@@ -225,7 +225,13 @@ pub(super) fn open(
         return Ok(id as u32 + 1);
     }
     let before = cx.data().dl.libs.len();
-    let result = load_tree(cx.as_context_mut(), Path::new(name), caller, global, is_path);
+    let result = load_tree(
+        cx.as_context_mut(),
+        Path::new(name),
+        caller,
+        global,
+        is_path,
+    );
     let id = match result {
         Ok(id) => id,
         Err(e) => {

@@ -74,6 +74,7 @@ pub struct ProcessBuilder {
     max_memory_pages: u32,
     engine: Option<Engine>,
     cache_dir: Option<PathBuf>,
+    link_only: bool,
 }
 
 impl Default for ProcessBuilder {
@@ -91,6 +92,7 @@ impl Default for ProcessBuilder {
             max_memory_pages: 65536,
             engine: None,
             cache_dir: default_cache_dir(),
+            link_only: false,
         }
     }
 }
@@ -150,6 +152,12 @@ impl ProcessBuilder {
         self.max_memory_pages = pages;
         self
     }
+    /// Loads, binds and relocates without running constructors (what `ldd -r` needs). Start
+    /// functions still run: wasm runs them at instantiation.
+    pub fn link_only(mut self, yes: bool) -> Self {
+        self.link_only = yes;
+        self
+    }
     /// Caches compiled code in `dir` (`None`: in memory only). Default: [`default_cache_dir`].
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
@@ -200,6 +208,7 @@ impl ProcessBuilder {
             wasi: wasi.build_p1(),
             dl: Linkage {
                 engine: engine.clone(),
+                run_constructors: !self.link_only,
                 wasi_linker: Arc::new(wasi_linker),
                 search: self.search.clone(),
                 bind_now: self.bind_now,
@@ -242,7 +251,11 @@ impl ProcessBuilder {
 /// Where compiled code is cached by default: `$WASMLINK_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/wasmlink`, else `$HOME/.cache/wasmlink`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("WASMLINK_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("wasmlink")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
@@ -256,7 +269,8 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
 /// another version) is recompiled and rewritten, never trusted blindly.
 pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, LinkError> {
-    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> = std::sync::Mutex::new(Vec::new());
+    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> =
+        std::sync::Mutex::new(Vec::new());
     let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
     let key = cache_dir.map(Path::to_path_buf);
     if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
@@ -363,6 +377,8 @@ impl Library {
 
 struct Linkage {
     engine: Engine,
+    /// False for link-only loads (`ldd -r`): constructors are not run.
+    run_constructors: bool,
     wasi_linker: Arc<Linker<Host>>,
     search: SearchPath,
     bind_now: bool,
@@ -651,18 +667,26 @@ impl Process {
         })
     }
 
-    /// Symbols that no loaded library defines, per library: `(library, symbol, weak)`
-    /// (what `ldd -r` prints).
+    /// Symbols that no loaded library (nor the linker) defines, per library:
+    /// `(library, symbol, weak)`, and imports from modules that are not libraries
+    /// (`module.field`). What `ldd -r` prints.
     pub fn unresolved(&self) -> Vec<(String, String, bool)> {
         let dl = &self.store.data().dl;
         let mut out = Vec::new();
         for (id, l) in dl.libs.iter().enumerate() {
             let Some(l) = l else { continue };
-            for i in l.info.undefined_symbols() {
+            for i in &l.info.imports {
+                if let ImportClass::Module(what) = &i.class {
+                    out.push((l.name.clone(), what.clone(), false));
+                    continue;
+                }
                 let Some(sym) = i.class.symbol() else {
                     continue;
                 };
-                if dl.lookup(sym, Some(id)).is_none() && !libdl::is_host_symbol(sym) {
+                let defined = dl.lookup(sym, Some(id)).is_some()
+                    || libdl::is_host_symbol(sym)
+                    || linker_symbol(&dl.bounds, sym).is_some();
+                if !defined {
                     out.push((l.name.clone(), sym.to_string(), i.is_weak()));
                 }
             }
@@ -1066,7 +1090,9 @@ fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId) -> Result<LibI
         instantiate(cx.as_context_mut(), id)?;
     }
     for &id in &new {
-        libdl::run_ctors(cx.as_context_mut(), id)?;
+        if cx.data().dl.run_constructors {
+            libdl::run_ctors(cx.as_context_mut(), id)?;
+        }
     }
     Ok(root)
 }
@@ -1233,11 +1259,56 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
                     random_bytes,
                 )))
             }
+            ImportClass::Wasi2(f) if wasi2_clock(f, &ty).is_some() => {
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("checked")
+                };
+                let which = wasi2_clock(f, &ty).expect("checked");
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    move |mut c, args, out| {
+                        match which {
+                            Clock::Monotonic => {
+                                static START: std::sync::OnceLock<std::time::Instant> =
+                                    std::sync::OnceLock::new();
+                                out[0] = Val::I64(
+                                    START
+                                        .get_or_init(std::time::Instant::now)
+                                        .elapsed()
+                                        .as_nanos() as i64,
+                                );
+                            }
+                            Clock::Resolution => out[0] = Val::I64(1),
+                            Clock::Wall => {
+                                let d = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .unwrap_or_default();
+                                let mut rec = d.as_secs().to_le_bytes().to_vec();
+                                rec.extend_from_slice(&d.subsec_nanos().to_le_bytes());
+                                rec.extend_from_slice(&[0; 4]);
+                                let mem = c.data().dl.memory.expect("memory");
+                                mem.write(&mut c, args[0].unwrap_i32() as u32 as usize, &rec)?;
+                            }
+                        }
+                        Ok(())
+                    },
+                )))
+            }
             ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
                 cx.as_context_mut(),
                 &ty,
                 format!("WASI 0.2 function {f} is not provided by this host ({name})"),
             )?)),
+            // A function from a module that is not a library (e.g. the component model's
+            // `$root` intrinsics): it traps, naming itself, if ever called; `unresolved` lists it.
+            ImportClass::Module(what) if matches!(ty, ExternType::Func(_)) => {
+                Some(Extern::Func(trap_func(
+                    cx.as_context_mut(),
+                    &ty,
+                    format!("import {what} is not provided by this host ({name})"),
+                )?))
+            }
             ImportClass::Module(what) => {
                 return Err(LinkError::BadModule {
                     path: cx.data().dl.lib(id).path.clone(),
@@ -1639,6 +1710,32 @@ fn random_bytes(
     rec.extend_from_slice(&len.to_le_bytes());
     mem.write(&mut c, ret, &rec)?;
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Clock {
+    Monotonic,
+    Resolution,
+    Wall,
+}
+
+/// The WASI 0.2 clocks this host provides, in lowered form: `monotonic-clock#now() -> u64`,
+/// `#resolution() -> u64`, and `wall-clock#now(retptr)` writing `{seconds: u64, nanoseconds: u32}`.
+fn wasi2_clock(f: &str, ty: &ExternType) -> Option<Clock> {
+    let ExternType::Func(t) = ty else { return None };
+    let (np, nr) = (t.params().len(), t.results().len());
+    if f.starts_with("wasi:clocks/monotonic-clock@0.2.") && np == 0 && nr == 1 {
+        if f.ends_with("#now") {
+            return Some(Clock::Monotonic);
+        }
+        if f.ends_with("#resolution") {
+            return Some(Clock::Resolution);
+        }
+    }
+    if f.starts_with("wasi:clocks/wall-clock@0.2.") && f.ends_with("#now") && np == 1 && nr == 0 {
+        return Some(Clock::Wall);
+    }
+    None
 }
 
 /// Addresses the linker defines: the heap and stack bounds.
