@@ -36,6 +36,9 @@ pub struct Args {
     /// Load LIB right after the program so its symbols interpose (repeatable).
     #[arg(long, value_name = "LIB")]
     preload: Vec<PathBuf>,
+    /// Resolve imports from module NAME to the file PATH (plain modules; repeatable).
+    #[arg(long = "module", value_name = "NAME=PATH")]
+    modules: Vec<String>,
     /// Give the program the host directory HOST, as GUEST (default: same path).
     #[arg(long, value_name = "HOST[::GUEST]")]
     dir: Vec<String>,
@@ -103,6 +106,40 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
         builder = builder.preopen(host, guest);
     }
+    let plain = plain_program(&args)?;
+    if let Some(explicit) = plain {
+        let mut program = match builder.load_plain(&args.program, &explicit) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("wasmlink: {e}");
+                return Ok(ExitCode::from(127));
+            }
+        };
+        let result = match &args.invoke {
+            None => program.run_main(),
+            Some(f) => {
+                let vals: Vec<wasmtime::Val> = args
+                    .args
+                    .iter()
+                    .filter_map(|a| a.parse::<i32>().ok())
+                    .map(wasmtime::Val::I32)
+                    .collect();
+                program.call(f, &vals).map(|out| {
+                    for v in out {
+                        print_val(&v);
+                    }
+                    0
+                })
+            }
+        };
+        return Ok(match result {
+            Ok(code) => ExitCode::from((code & 0xff) as u8),
+            Err(e) => {
+                eprintln!("wasmlink: {e}");
+                ExitCode::from(134)
+            }
+        });
+    }
     let mut process = match builder.load(&args.program) {
         Ok(p) => p,
         Err(e) => {
@@ -150,13 +187,39 @@ fn invoke(
     }
     let out = process.call(name, &vals)?;
     for v in &out {
-        match v {
-            wasmtime::Val::I32(x) => println!("{x}"),
-            wasmtime::Val::I64(x) => println!("{x}"),
-            wasmtime::Val::F32(x) => println!("{}", f32::from_bits(*x)),
-            wasmtime::Val::F64(x) => println!("{}", f64::from_bits(*x)),
-            other => println!("{other:?}"),
-        }
+        print_val(v);
     }
     Ok(0)
+}
+
+fn print_val(v: &wasmtime::Val) {
+    match v {
+        wasmtime::Val::I32(x) => println!("{x}"),
+        wasmtime::Val::I64(x) => println!("{x}"),
+        wasmtime::Val::F32(x) => println!("{}", f32::from_bits(*x)),
+        wasmtime::Val::F64(x) => println!("{}", f64::from_bits(*x)),
+        other => println!("{other:?}"),
+    }
+}
+
+/// `Some(explicit modules)` when the program is a plain module that imports from other modules
+/// by name (or `--module` was given): then the host links them by name.
+fn plain_program(
+    args: &Args,
+) -> Result<Option<std::collections::HashMap<String, PathBuf>>, CliError> {
+    let mut explicit = std::collections::HashMap::new();
+    for m in &args.modules {
+        let (name, path) = m
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--module {m}: expected NAME=PATH")))?;
+        explicit.insert(name.to_string(), PathBuf::from(path));
+    }
+    let (_, info) = crate::input::read_module(&args.program)?;
+    if info.is_dynamic() {
+        return Ok(None);
+    }
+    if !explicit.is_empty() || wasmlink::plain::imports_other_modules(&info) {
+        return Ok(Some(explicit));
+    }
+    Ok(None)
 }

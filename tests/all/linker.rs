@@ -434,3 +434,56 @@ fn ldd_r_over_the_corpus_reports_only_what_no_core_host_provides() {
         "undefined symbol: not_defined_anywhere\t(ld_uses_missing.wasm)\n"
     );
 }
+
+#[test]
+fn plain_modules_linked_by_module_name() {
+    use crate::support::wat_fixture;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let app = wat_fixture("pm_app", d, "app.wasm");
+    wat_fixture("pm_math", d, "math.wasm");
+    // math.wasm is found as NAME.wasm on the search path; exit = 2+3 + 100 + 7.
+    let out = wasmlink_in(
+        &["run", "-L", d.to_str().unwrap(), app.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(112), "{}", stderr(&out));
+    // --module NAME=PATH names the file explicitly.
+    let elsewhere = wat_fixture("pm_math", d, "other-math.wasm");
+    std::fs::remove_file(d.join("math.wasm")).unwrap();
+    let m = format!("math={}", elsewhere.display());
+    let out = wasmlink_in(&["run", "--module", &m, app.to_str().unwrap()], None, &[]);
+    assert_eq!(out.status.code(), Some(112), "{}", stderr(&out));
+    // Missing: the error names the file and where it looked.
+    let out = wasmlink_in(
+        &["run", "-L", d.to_str().unwrap(), app.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("math.wasm: cannot open shared object file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&d.join("math.wasm").display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    // A cycle is an error naming it.
+    let a = wat_fixture("pm_a", d, "pm_a.wasm");
+    wat_fixture("pm_b", d, "pm_b.wasm");
+    let out = wasmlink_in(
+        &["run", "-L", d.to_str().unwrap(), a.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("module import cycle: pm_a -> pm_b -> pm_a"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -5,6 +5,7 @@
 //!
 //! - [`process`]: a linked process: one memory, one table, the main program and its shared
 //!   libraries loaded, bound and initialised; `dlopen`/`dlsym`/`dlclose` from wasm and Rust.
+//! - [`plain`]: plain modules linked by module name, with the host as the linker.
 //! - [`resolve`]: finding needed libraries on a search path, as ld.so does
 //!   (`-L`, `WASMLINK_LIBRARY_PATH`, RUNPATH with `$ORIGIN`, default directories).
 //!
@@ -14,6 +15,7 @@
 
 pub use wasmlink_dylink as dylink;
 
+pub mod plain;
 pub mod process;
 pub mod resolve;
 

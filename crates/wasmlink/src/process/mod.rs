@@ -169,17 +169,8 @@ impl ProcessBuilder {
         self
     }
 
-    /// Loads `program` (a PIE main, a static main, or a shared library used as the entry) and
-    /// everything it needs, binds it and runs its constructors.
-    ///
-    /// # Errors
-    /// [`LinkError`] naming the library and symbol: a library not found (with what was
-    /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
-    pub fn load(self, program: &Path) -> Result<Process, LinkError> {
-        let engine = match &self.engine {
-            Some(e) => e.clone(),
-            None => shared_engine(self.cache_dir.as_deref())?,
-        };
+    /// The WASI preview 1 context this builder describes.
+    fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&self.args);
         for (k, v) in &self.env {
@@ -195,6 +186,38 @@ impl ProcessBuilder {
                     message: format!("cannot preopen: {e}"),
                 })?;
         }
+        Ok(wasi)
+    }
+
+    /// Loads plain modules linked by module name (see [`crate::plain`]): `root` and every
+    /// module it imports from, `explicit` naming files for some module names.
+    ///
+    /// # Errors
+    /// As [`crate::plain::PlainProgram::load`].
+    pub fn load_plain(
+        self,
+        root: &Path,
+        explicit: &HashMap<String, PathBuf>,
+    ) -> Result<crate::plain::PlainProgram, LinkError> {
+        let engine = match &self.engine {
+            Some(e) => e.clone(),
+            None => shared_engine(self.cache_dir.as_deref())?,
+        };
+        crate::plain::PlainProgram::load(&engine, root, explicit, &self.search, self.wasi()?)
+    }
+
+    /// Loads `program` (a PIE main, a static main, or a shared library used as the entry) and
+    /// everything it needs, binds it and runs its constructors.
+    ///
+    /// # Errors
+    /// [`LinkError`] naming the library and symbol: a library not found (with what was
+    /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
+    pub fn load(self, program: &Path) -> Result<Process, LinkError> {
+        let engine = match &self.engine {
+            Some(e) => e.clone(),
+            None => shared_engine(self.cache_dir.as_deref())?,
+        };
+        let mut wasi = self.wasi()?;
         let mut wasi_linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
