@@ -487,3 +487,55 @@ fn plain_modules_linked_by_module_name() {
         stderr(&out)
     );
 }
+
+#[test]
+fn reload_swaps_in_a_new_build_for_pointers_and_with_hot_swap_for_every_call() {
+    c_fixture("libswap.so", Link::Shared, &["ld_swap_v1.c"], &[], &[]);
+    let v2 = c_fixture("libswap-v2.so", Link::Shared, &["ld_swap_v2.c"], &[], &[]);
+    let main = c_fixture(
+        "ld_swap_main.wasm",
+        Link::Pie,
+        &["ld_swap_main.c"],
+        &["libswap.so"],
+        &[],
+    );
+    let i32_of = |v: Vec<wasmtime::Val>| v[0].unwrap_i32();
+
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .hot_swap(true)
+        .load(&main)
+        .unwrap();
+    assert_eq!(i32_of(p.call("call_direct", &[]).unwrap()), 1);
+    assert_eq!(i32_of(p.call("call_ptr", &[]).unwrap()), 1);
+    let before = p.dlsym(0, "swap_value").unwrap();
+    assert_eq!(p.reload("libswap.so", &v2).unwrap(), ["swap_value"]);
+    assert_eq!(
+        i32_of(p.call("call_direct", &[]).unwrap()),
+        2,
+        "cross-library call sees the new build"
+    );
+    assert_eq!(
+        i32_of(p.call("call_ptr", &[]).unwrap()),
+        2,
+        "function pointer sees the new build"
+    );
+    assert_eq!(
+        p.dlsym(0, "swap_value").unwrap(),
+        before,
+        "same slot, new code"
+    );
+
+    // Without hot swap, calls bound at load keep the old code; pointers still move.
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .load(&main)
+        .unwrap();
+    p.reload("libswap.so", &v2).unwrap();
+    assert_eq!(i32_of(p.call("call_direct", &[]).unwrap()), 1);
+    assert_eq!(i32_of(p.call("call_ptr", &[]).unwrap()), 2);
+    assert!(matches!(
+        p.reload("libnothere.so", &v2),
+        Err(LinkError::NoSuchSymbol { .. })
+    ));
+}

@@ -75,6 +75,7 @@ pub struct ProcessBuilder {
     engine: Option<Engine>,
     cache_dir: Option<PathBuf>,
     link_only: bool,
+    swappable: bool,
 }
 
 impl Default for ProcessBuilder {
@@ -93,6 +94,7 @@ impl Default for ProcessBuilder {
             engine: None,
             cache_dir: default_cache_dir(),
             link_only: false,
+            swappable: false,
         }
     }
 }
@@ -150,6 +152,14 @@ impl ProcessBuilder {
     /// Caps the linear memory (in 64 KiB pages).
     pub fn max_memory_pages(mut self, pages: u32) -> Self {
         self.max_memory_pages = pages;
+        self
+    }
+    /// Makes every function hot-swappable: calls between libraries are bound through the
+    /// callee's canonical table slot (one `call_indirect` more per call), so
+    /// [`Process::rebind`] and [`Process::reload`] reach every call site, not only function
+    /// pointers and lazily bound calls.
+    pub fn hot_swap(mut self, yes: bool) -> Self {
+        self.swappable = yes;
         self
     }
     /// Loads, binds and relocates without running constructors (what `ldd -r` needs). Start
@@ -231,6 +241,7 @@ impl ProcessBuilder {
             wasi: wasi.build_p1(),
             dl: Linkage {
                 engine: engine.clone(),
+                swappable: self.swappable,
                 run_constructors: !self.link_only,
                 wasi_linker: Arc::new(wasi_linker),
                 search: self.search.clone(),
@@ -400,6 +411,8 @@ impl Library {
 
 struct Linkage {
     engine: Engine,
+    /// Bind cross-library calls through table slots (hot swap).
+    swappable: bool,
     /// False for link-only loads (`ldd -r`): constructors are not run.
     run_constructors: bool,
     wasi_linker: Arc<Linker<Host>>,
@@ -611,6 +624,66 @@ impl Process {
     /// [`LinkError::BadHandle`] for a handle that is not open.
     pub fn dlclose(&mut self, handle: u32) -> Result<(), LinkError> {
         libdl::close(self.store.as_context_mut(), handle)
+    }
+
+    /// Loads a new build of the loaded library `name` from `path` and rebinds each function it
+    /// exports that the old build defined (with the same type) to the new code. Returns the
+    /// names rebound. The old build's data stays where it was (the new build has its own,
+    /// initialised by its constructors); its code stays in the store.
+    ///
+    /// Every function pointer sees the new code; cross-library calls do too when the process
+    /// was built with [`ProcessBuilder::hot_swap`].
+    ///
+    /// # Errors
+    /// [`LinkError::NoSuchSymbol`] if `name` is not loaded; load errors of the new build.
+    pub fn reload(&mut self, name: &str, path: &Path) -> Result<Vec<String>, LinkError> {
+        let old = {
+            let dl = &self.store.data().dl;
+            dl.libs
+                .iter()
+                .position(|l| l.as_ref().is_some_and(|l| l.name == name))
+        }
+        .ok_or_else(|| LinkError::NoSuchSymbol {
+            symbol: name.to_string(),
+            library: "reload".to_string(),
+        })?;
+        let bytes = read(path)?;
+        let info = Arc::new(ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?);
+        let generation = self.store.data().dl.libs.len();
+        let new_name = format!("{name}#{generation}");
+        let new = add_library(
+            self.store.as_context_mut(),
+            new_name,
+            path.to_path_buf(),
+            info,
+        )?;
+        // The new build resolves its own imports against the process, but it is not in any
+        // scope: callers keep finding the old definitions, whose slots now hold the new code.
+        load_tree_from(self.store.as_context_mut(), new)?;
+        let inst = self
+            .store
+            .data()
+            .dl
+            .lib(new)
+            .instance
+            .expect("instantiated");
+        let old_funcs = self.store.data().dl.lib(old).function_names();
+        let mut rebound = Vec::new();
+        for f in old_funcs {
+            let Some(func) = inst.get_func(&mut self.store, &f) else {
+                continue;
+            };
+            if self.store.data().dl.lookup(&f, None).map(Def::lib) != Some(old) {
+                continue;
+            }
+            self.rebind(&f, func)?;
+            rebound.push(f);
+        }
+        rebound.sort();
+        Ok(rebound)
     }
 
     /// Replaces the function behind `symbol`'s canonical table slot: every function pointer to
@@ -1534,8 +1607,13 @@ fn function_import(
                     });
                 }
             }
-            tracing::debug!(target: "wasmlink::bindings", "{name}: {sym} -> {} ({})", definer.name, if definer.instance.is_some() { "direct" } else { "thunk" });
-            if let Some(inst) = definer.instance {
+            // With hot swap on, calls between libraries go through the symbol's slot so that
+            // `rebind`/`reload` reach every call site.
+            let direct = definer
+                .instance
+                .filter(|_| !cx.data().dl.swappable || lib == id);
+            tracing::debug!(target: "wasmlink::bindings", "{name}: {sym} -> {} ({})", definer.name, if direct.is_some() { "direct" } else { "thunk" });
+            if let Some(inst) = direct {
                 let f = inst
                     .get_func(cx.as_context_mut(), sym)
                     .expect("exported function");
