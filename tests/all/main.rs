@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod corpus;
 mod linker;
+mod linker_cases;
 mod robustness;

@@ -259,6 +259,11 @@ pub struct ModuleInfo {
     /// linker uses it to give a function the same table slot everywhere.
     #[serde(skip)]
     pub table_functions: Vec<(u32, u32)>,
+    /// Active data segments of memory 0: `(offset, length)`, the offset relative to
+    /// `__memory_base` in a position-independent module (`None` if not a constant). A linker
+    /// checks them against the MEM_INFO size it reserves.
+    #[serde(skip)]
+    pub data_segments: Vec<(Option<i64>, u32)>,
     /// Size of the module in bytes.
     pub size: usize,
 }
@@ -286,6 +291,7 @@ struct Builder {
     dylink: Option<DylinkInfo>,
     name: Option<String>,
     table_functions: Vec<(u32, u32)>,
+    data_segments: Vec<(Option<i64>, u32)>,
 }
 
 fn limits_mem(m: &wasmparser::MemoryType) -> Limits {
@@ -304,7 +310,8 @@ fn limits_table(t: &wasmparser::TableType) -> Limits {
     }
 }
 
-/// The constant of `i32.const N` / `i64.const N` (alone, or added to a `global.get`).
+/// The constant of `i32.const N` / `i64.const N`, alone or added to a `global.get` of a base;
+/// a `global.get` alone is 0 (relative to that base).
 fn const_value(expr: &wasmparser::ConstExpr<'_>) -> Option<i64> {
     let mut value = None;
     let mut ops = expr.get_operators_reader();
@@ -313,7 +320,11 @@ fn const_value(expr: &wasmparser::ConstExpr<'_>) -> Option<i64> {
         match ops.read().ok()? {
             Operator::I32Const { value: v } => value = Some(i64::from(v)),
             Operator::I64Const { value: v } => value = Some(v),
-            Operator::GlobalGet { .. } | Operator::I32Add | Operator::I64Add => {}
+            // `global.get __memory_base` (or `__table_base`) alone is offset 0 from the base.
+            Operator::GlobalGet { .. } => {
+                value.get_or_insert(0);
+            }
+            Operator::I32Add | Operator::I64Add => {}
             Operator::End => return value,
             _ => return None,
         }
@@ -520,6 +531,19 @@ impl Builder {
                 }
             }
             Payload::StartSection { func, .. } => self.start = Some(func),
+            Payload::DataSection(r) => {
+                for d in r {
+                    let d = d.map_err(|e| wp("data section", e))?;
+                    if let wasmparser::DataKind::Active {
+                        memory_index: 0,
+                        offset_expr,
+                    } = d.kind
+                    {
+                        self.data_segments
+                            .push((const_value(&offset_expr), d.data.len() as u32));
+                    }
+                }
+            }
             Payload::ElementSection(r) => {
                 for e in r {
                     let e = e.map_err(|e| wp("element section", e))?;
@@ -782,6 +806,7 @@ impl Builder {
             defined_memories: self.memories.iter().map(|(l, _)| *l).collect(),
             defined_tables: self.tables,
             table_functions: self.table_functions,
+            data_segments: self.data_segments,
             defined_globals: (self.globals.len()
                 - self
                     .imports

@@ -50,7 +50,7 @@ impl Default for SearchPath {
 
 /// A library that was looked for and not found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name}: cannot open shared object file: No such file or directory (searched {})", display_list(.searched))]
+#[error("{name}: cannot open shared object file: No such file or directory (searched {}{})", display_list(.searched), display_skipped(.skipped))]
 pub struct NotFound {
     /// The needed name.
     pub name: String,
@@ -58,6 +58,13 @@ pub struct NotFound {
     pub searched: Vec<PathBuf>,
     /// Candidates that existed but were skipped, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn display_skipped(skipped: &[(PathBuf, String)]) -> String {
+    skipped
+        .iter()
+        .map(|(p, why)| format!("; skipped {}: {why}", p.display()))
+        .collect()
 }
 
 fn display_list(paths: &[PathBuf]) -> String {

@@ -214,29 +214,29 @@ pub(super) fn open(
         check_allowed(&cx, Path::new(name))?;
     }
     let existing = super::find_loaded(&cx, name);
-    if flags & RTLD_NOLOAD != 0 {
-        let id = existing.ok_or_else(|| {
+    let id = if flags & RTLD_NOLOAD != 0 {
+        // Only a library already loaded; it still counts as an open and may be promoted.
+        existing.ok_or_else(|| {
             LinkError::NotFound(crate::resolve::NotFound {
                 name: name.to_string(),
                 searched: vec![],
                 skipped: vec![],
             })
-        })?;
-        return Ok(id as u32 + 1);
-    }
-    let before = cx.data().dl.libs.len();
-    let result = load_tree(
-        cx.as_context_mut(),
-        Path::new(name),
-        caller,
-        global,
-        is_path,
-    );
-    let id = match result {
-        Ok(id) => id,
-        Err(e) => {
-            rollback(cx.as_context_mut(), before);
-            return Err(e);
+        })?
+    } else {
+        let before = cx.data().dl.libs.len();
+        match load_tree(
+            cx.as_context_mut(),
+            Path::new(name),
+            caller,
+            global,
+            is_path,
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                rollback(cx.as_context_mut(), before);
+                return Err(e);
+            }
         }
     };
     let dl = &mut cx.data_mut().dl;
@@ -440,11 +440,23 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     }
     // Canonical slots of its functions: re-point to another definition if one exists now,
     // else to a trap, so stale function pointers fail cleanly instead of running freed code.
-    let names = lib.function_names();
-    for n in names {
-        let Some(&slot) = cx.data().dl.slots.get(&n) else {
+    // These slots are never recycled: a stale pointer must not reach another function.
+    let mut kept = std::collections::HashSet::new();
+    let defs: Vec<(String, u32)> = lib
+        .defs
+        .iter()
+        .filter_map(|(n, d)| match d {
+            Def::Func { index, .. } => Some((n.clone(), *index)),
+            _ => None,
+        })
+        .collect();
+    for (n, index) in defs {
+        let key = super::SlotKey::Def(id, index);
+        cx.data_mut().dl.got_func.remove(&key);
+        let Some(slot) = cx.data_mut().dl.slots.remove(&key) else {
             continue;
         };
+        kept.insert(slot);
         let cur = table.get(cx.as_context_mut(), u64::from(slot));
         let Some(Ref::Func(Some(f))) = cur else {
             continue;
@@ -466,42 +478,31 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
                     "symbol lookup error: undefined symbol: {n} ({} was unloaded)",
                     lib.name
                 );
-                cx.data_mut()
-                    .dl
-                    .undefined_slots
-                    .insert(n.clone(), lib.name.clone());
                 Func::new(cx.as_context_mut(), fty, move |_, _, _| {
                     Err(wasmtime::format_err!("{msg}"))
                 })
             }
         };
         let _ = table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)));
-        // The slot is part of the library's own table region: give it its own identity back.
-        if slot >= lib.table_base && slot < lib.table_base + lib.table_len {
-            let fresh = cx.data_mut().dl.free_slots.pop();
-            if let Some(fresh) = fresh {
-                let v = table
-                    .get(cx.as_context_mut(), u64::from(slot))
-                    .unwrap_or(Ref::Func(None));
-                let _ = table.set(cx.as_context_mut(), u64::from(fresh), v);
-                cx.data_mut().dl.slots.insert(n.clone(), fresh);
-                if let Some(g) = cx.data().dl.got_func.get(&n).copied() {
-                    let _ = g.set(cx.as_context_mut(), Val::I32(fresh as i32));
-                }
-            }
-        }
     }
-    // Data symbols it defined: GOT entries of other libraries now point nowhere; zero them.
-    for (n, d) in &lib.defs {
-        if matches!(d, Def::Data { .. }) {
-            if let Some(g) = cx.data_mut().dl.got_mem.remove(n) {
-                let _ = g.set(cx.as_context_mut(), Val::I32(0));
-            }
+    // GOT.mem entries pointing into its data region now point nowhere: zero them.
+    let (lo, hi) = (lib.memory_base, lib.memory_base + lib.memory_len.max(1));
+    let stale: Vec<(String, u32)> = cx
+        .data()
+        .dl
+        .got_mem
+        .keys()
+        .filter(|(_, addr)| *addr >= lo && *addr < hi)
+        .cloned()
+        .collect();
+    for k in stale {
+        if let Some(g) = cx.data_mut().dl.got_mem.remove(&k) {
+            let _ = g.set(cx.as_context_mut(), Val::I32(0));
         }
     }
     if lib.owns_regions {
         for s in lib.table_base..lib.table_base + lib.table_len {
-            if !cx.data().dl.slots.values().any(|&v| v == s) {
+            if !kept.contains(&s) && !cx.data().dl.slots.values().any(|&v| v == s) {
                 let _ = table.set(cx.as_context_mut(), u64::from(s), Ref::Func(None));
                 cx.data_mut().dl.free_slots.push(s);
             }
@@ -516,56 +517,52 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     tracing::debug!(target: "wasmlink::libs", "unloaded {}", lib.name);
 }
 
-/// `dladdr(addr, info)`: which library contains a function slot or data address.
+/// `dladdr(addr, info)`: which library contains a function slot or data address. The strings
+/// it returns live in one linker-owned buffer, valid until the next `dladdr` (as glibc allows).
 fn dladdr(mut cx: StoreContextMut<'_, Host>, addr: u32, info: u32) -> Option<i32> {
+    let slot_lib = cx.data().dl.slots.iter().find_map(|(k, s)| match k {
+        super::SlotKey::Def(lib, _) if *s == addr => Some(*lib),
+        _ => None,
+    });
     let id = {
         let dl = &cx.data().dl;
         dl.libs.iter().enumerate().find_map(|(i, l)| {
             let l = l.as_ref()?;
-            let in_data = addr >= l.memory_base && addr < l.memory_base + l.memory_len;
-            (in_data).then_some(i)
+            (addr >= l.memory_base && addr < l.memory_base + l.memory_len).then_some(i)
         })
     }
-    .or_else(|| {
-        let sym = cx
-            .data()
-            .dl
-            .slots
-            .iter()
-            .find(|(_, s)| **s == addr)
-            .map(|(n, _)| n.clone());
-        sym.and_then(|n| cx.data().dl.lookup(&n, None).map(Def::lib))
-            .or_else(|| lib_of_slot(&cx, addr))
-    })?;
-    let (name, base) = {
+    .or(slot_lib)
+    .or_else(|| lib_of_slot(&cx, addr))?;
+    let (fname, base) = {
         let l = cx.data().dl.lib(id);
         (l.path.display().to_string(), l.memory_base)
     };
-    let sname = cx
-        .data()
-        .dl
-        .slots
-        .iter()
-        .find(|(_, s)| **s == addr)
-        .map(|(n, _)| n.clone());
-    let fname_at = alloc_region(cx.as_context_mut(), "dladdr", name.len() as u64 + 1, 1).ok()?;
+    let sname = slot_lib.and_then(|_| cx.data().dl.slot_names.get(&addr).cloned());
+    if cx.data().dl.dladdr_buf == 0 {
+        let at = alloc_region(cx.as_context_mut(), "dladdr", 2 * u64::from(DLERROR_BUF), 8).ok()?;
+        cx.data_mut().dl.dladdr_buf = at;
+    }
+    let buf = cx.data().dl.dladdr_buf;
+    let cstr = |s: &str| {
+        let mut b: Vec<u8> = s.as_bytes().to_vec();
+        b.truncate(DLERROR_BUF as usize - 1);
+        b.push(0);
+        b
+    };
     let mem = cx.data().dl.memory.expect("memory");
-    let mut bytes = name.into_bytes();
-    bytes.push(0);
-    mem.write(cx.as_context_mut(), fname_at as usize, &bytes)
+    mem.write(cx.as_context_mut(), buf as usize, &cstr(&fname))
         .ok()?;
     let (sname_at, saddr) = match sname {
-        Some(s) => {
-            let at = alloc_region(cx.as_context_mut(), "dladdr", s.len() as u64 + 1, 1).ok()?;
-            let mut b = s.into_bytes();
-            b.push(0);
-            mem.write(cx.as_context_mut(), at as usize, &b).ok()?;
+        Some(n) => {
+            let at = buf + DLERROR_BUF;
+            mem.write(cx.as_context_mut(), at as usize, &cstr(&n))
+                .ok()?;
             (at, addr)
         }
         None => (0, 0),
     };
     let mut rec = Vec::with_capacity(16);
-    for v in [fname_at, base, sname_at, saddr] {
+    for v in [buf, base, sname_at, saddr] {
         rec.extend_from_slice(&v.to_le_bytes());
     }
     mem.write(cx.as_context_mut(), info as usize, &rec).ok()?;

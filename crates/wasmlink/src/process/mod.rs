@@ -258,10 +258,12 @@ impl ProcessBuilder {
                 free_slots: Vec::new(),
                 got_mem: HashMap::new(),
                 got_func: HashMap::new(),
+                slot_names: HashMap::new(),
                 tags: HashMap::new(),
                 regions: Regions::default(),
                 dlerror: None,
                 dlerror_buf: 0,
+                dladdr_buf: 0,
             },
             atexit: Vec::new(),
             args: self.args.clone(),
@@ -375,6 +377,24 @@ impl Def {
     }
 }
 
+/// What a canonical table slot stands for: one function definition, or an undefined name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum SlotKey {
+    /// Function `index` of library `lib`.
+    Def(LibId, u32),
+    /// A function no library defines (yet): its slot traps until one does.
+    Undefined(String),
+}
+
+impl SlotKey {
+    fn of(sym: &str, def: Option<Def>) -> SlotKey {
+        match def {
+            Some(Def::Func { lib, index }) => SlotKey::Def(lib, index),
+            _ => SlotKey::Undefined(sym.to_string()),
+        }
+    }
+}
+
 /// One loaded module.
 struct Library {
     name: String,
@@ -427,17 +447,23 @@ struct Linkage {
     libs: Vec<Option<Library>>,
     /// Libraries whose symbols every lookup sees, in load order.
     global_scope: Vec<LibId>,
-    /// Canonical table slot of each function symbol.
-    slots: HashMap<String, u32>,
+    /// Canonical table slot of each function definition (and of each undefined function name).
+    slots: HashMap<SlotKey, u32>,
     /// Canonical slots that hold an "undefined symbol" trap, and which library first needed them.
     undefined_slots: HashMap<String, String>,
     free_slots: Vec<u32>,
-    got_mem: HashMap<String, Global>,
-    got_func: HashMap<String, Global>,
+    /// `GOT.mem` globals by (symbol, address).
+    got_mem: HashMap<(String, u32), Global>,
+    /// `GOT.func` globals by the slot's key.
+    got_func: HashMap<SlotKey, Global>,
+    /// The symbol name each canonical slot was made for (for `dladdr`).
+    slot_names: HashMap<u32, String>,
     tags: HashMap<String, Tag>,
     regions: Regions,
     dlerror: Option<String>,
     dlerror_buf: u32,
+    /// Buffer for the strings `dladdr` returns (allocated on first use).
+    dladdr_buf: u32,
 }
 
 impl Linkage {
@@ -995,7 +1021,11 @@ fn register(
     let lib = Library {
         name,
         path,
-        memory_len: mi.memory_size,
+        memory_len: if owns_regions {
+            mi.memory_size.max(1)
+        } else {
+            mi.memory_size
+        },
         table_len: mi.table_size,
         info,
         module,
@@ -1092,16 +1122,26 @@ fn add_library(
     let bytes = read(&path)?;
     let module = compile(&cx.data().dl.engine, &path, &bytes)?;
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
-    let memory_base = if mi.memory_size > 0 {
-        alloc_region(
-            cx.as_context_mut(),
-            &name,
-            u64::from(mi.memory_size),
-            mi.memory_align(),
-        )?
-    } else {
-        0
-    };
+    for (offset, len) in &info.data_segments {
+        let end = offset.map(|o| o + i64::from(*len));
+        if *len > 0 && end.is_none_or(|e| e > i64::from(mi.memory_size)) {
+            return Err(LinkError::BadModule {
+                path,
+                message: format!(
+                    "data segment at __memory_base+{} ({len} bytes) overruns the {} bytes its MEM_INFO reserves",
+                    offset.map_or("?".to_string(), |o| o.to_string()),
+                    mi.memory_size
+                ),
+            });
+        }
+    }
+    // Every library gets a region, even an empty one, so its `__dso_handle` is unique.
+    let memory_base = alloc_region(
+        cx.as_context_mut(),
+        &name,
+        u64::from(mi.memory_size.max(1)),
+        mi.memory_align(),
+    )?;
     let table_base = alloc_slots(cx.as_context_mut(), &name, mi.table_size, mi.table_align())?;
     tracing::debug!(
         target: "wasmlink::libs",
@@ -1643,7 +1683,9 @@ fn function_import(
     }
 }
 
-/// The canonical slot of function `sym`, allocated on first use. A function the defining
+/// The canonical slot of function `sym` as defined by `def`, allocated on first use: one slot per
+/// definition, so `dlsym(RTLD_NEXT)` and `dlsym(handle)` can name another definition than the
+/// global one. A function the defining
 /// module's element segment already places in the table keeps that slot, so its address is the
 /// same inside and outside its library. An undefined function's slot holds a trap until a
 /// definition is loaded.
@@ -1653,7 +1695,8 @@ fn func_slot_for(
     def: Option<Def>,
     fty: &FuncType,
 ) -> Result<u32, LinkError> {
-    if let Some(&s) = cx.data().dl.slots.get(sym) {
+    let key = SlotKey::of(sym, def);
+    if let Some(&s) = cx.data().dl.slots.get(&key) {
         return Ok(s);
     }
     let table = cx.data().dl.table.expect("table");
@@ -1675,7 +1718,8 @@ fn func_slot_for(
             None => alloc_slots(cx.as_context_mut(), sym, 1, 1)?,
         },
     };
-    cx.data_mut().dl.slots.insert(sym.to_string(), slot);
+    cx.data_mut().dl.slots.insert(key, slot);
+    cx.data_mut().dl.slot_names.insert(slot, sym.to_string());
     match def {
         Some(Def::Func { lib, .. }) => {
             if let Some(inst) = cx.data().dl.lib(lib).instance {
@@ -1711,22 +1755,42 @@ fn func_slot_for(
 fn fill_slots(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let table = cx.data().dl.table.expect("table");
     let inst = cx.data().dl.lib(id).instance.expect("instantiated");
-    let names = cx.data().dl.lib(id).function_names();
-    for n in names {
-        let Some(&slot) = cx.data().dl.slots.get(&n) else {
-            continue;
-        };
-        let winner = cx.data().dl.lookup(&n, Some(id)).map(Def::lib);
-        if winner != Some(id) && !cx.data().dl.undefined_slots.contains_key(&n) {
-            continue;
+    let defs: Vec<(String, u32)> = cx
+        .data()
+        .dl
+        .lib(id)
+        .defs
+        .iter()
+        .filter_map(|(n, d)| match d {
+            Def::Func { index, .. } => Some((n.clone(), *index)),
+            _ => None,
+        })
+        .collect();
+    for (n, index) in defs {
+        let own = cx.data().dl.slots.get(&SlotKey::Def(id, index)).copied();
+        // A name that was undefined and that this library now defines (and wins).
+        let was_undefined = cx.data().dl.undefined_slots.contains_key(&n)
+            && cx.data().dl.lookup(&n, Some(id)).map(Def::lib) == Some(id);
+        let named = was_undefined
+            .then(|| {
+                cx.data()
+                    .dl
+                    .slots
+                    .get(&SlotKey::Undefined(n.clone()))
+                    .copied()
+            })
+            .flatten();
+        for slot in own.into_iter().chain(named) {
+            let f = inst
+                .get_func(cx.as_context_mut(), &n)
+                .expect("exported function");
+            table
+                .set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)))
+                .map_err(|e| LinkError::runtime(&n, "table", e))?;
         }
-        let f = inst
-            .get_func(cx.as_context_mut(), &n)
-            .expect("exported function");
-        table
-            .set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)))
-            .map_err(|e| LinkError::runtime(&n, "table", e))?;
-        cx.data_mut().dl.undefined_slots.remove(&n);
+        if named.is_some() {
+            cx.data_mut().dl.undefined_slots.remove(&n);
+        }
     }
     Ok(())
 }
@@ -1737,9 +1801,6 @@ fn got_mem(
     sym: &str,
     weak: bool,
 ) -> Result<Global, LinkError> {
-    if let Some(g) = cx.data().dl.got_mem.get(sym) {
-        return Ok(*g);
-    }
     let value = match cx.data().dl.lookup(sym, Some(id)) {
         Some(Def::Data { addr, .. }) => addr,
         Some(Def::Tls { offset, .. }) => offset,
@@ -1757,13 +1818,17 @@ fn got_mem(
             });
         }
     };
+    let key = (sym.to_string(), value);
+    if let Some(g) = cx.data().dl.got_mem.get(&key) {
+        return Ok(*g);
+    }
     let g = Global::new(
         cx.as_context_mut(),
         GlobalType::new(ValType::I32, Mutability::Var),
         Val::I32(value as i32),
     )
     .map_err(|e| LinkError::runtime(sym, "GOT.mem", e))?;
-    cx.data_mut().dl.got_mem.insert(sym.to_string(), g);
+    cx.data_mut().dl.got_mem.insert(key, g);
     Ok(g)
 }
 
@@ -1856,10 +1921,11 @@ fn got_func(
     sym: &str,
     weak: bool,
 ) -> Result<Global, LinkError> {
-    if let Some(g) = cx.data().dl.got_func.get(sym) {
+    let def = cx.data().dl.lookup(sym, Some(id));
+    let key = SlotKey::of(sym, def);
+    if let Some(g) = cx.data().dl.got_func.get(&key) {
         return Ok(*g);
     }
-    let def = cx.data().dl.lookup(sym, Some(id));
     let value = match def {
         Some(d @ Def::Func { lib, .. }) => {
             let l = cx.data().dl.lib(lib);
@@ -1899,7 +1965,9 @@ fn got_func(
         Val::I32(value as i32),
     )
     .map_err(|e| LinkError::runtime(sym, "GOT.func", e))?;
-    cx.data_mut().dl.got_func.insert(sym.to_string(), g);
+    if value != 0 {
+        cx.data_mut().dl.got_func.insert(key, g);
+    }
     Ok(g)
 }
 
