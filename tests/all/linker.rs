@@ -539,3 +539,35 @@ fn reload_swaps_in_a_new_build_for_pointers_and_with_hot_swap_for_every_call() {
         Err(LinkError::NoSuchSymbol { .. })
     ));
 }
+
+#[test]
+fn thread_local_data_is_shared_between_a_library_and_the_program() {
+    c_fixture("libtlsdata.so", Link::Shared, &["ld_tls_lib.c"], &[], &[]);
+    let main = c_fixture(
+        "ld_tls_main.wasm",
+        Link::Pie,
+        &["ld_tls_main.c"],
+        &["libtlsdata.so"],
+        &[],
+    );
+    let dir = fixtures_out();
+    let out = wasmlink_in(
+        &["run", "-L", dir.to_str().unwrap(), main.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "exit code names the failed check; {}",
+        stderr(&out)
+    );
+    // dlsym of the TLS symbol gives the address the library itself uses.
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .load(&main)
+        .unwrap();
+    let addr = p.call("tls_addr", &[]).unwrap()[0].unwrap_i32() as u32;
+    assert_eq!(p.dlsym(0, "tls_counter").unwrap().address(), addr);
+    assert_eq!(p.read(addr, 4).unwrap(), 40i32.to_le_bytes());
+}
