@@ -669,8 +669,7 @@ fn data_segment_beyond_mem_info_fails_to_load() {
     let mut p = healthy_process();
     let err = p
         .dlopen("liblc_bad_data.so", wasmlink::process::RTLD_NOW)
-        .err()
-        .expect("a 100-byte data segment in a 4-byte MEM_INFO region must not load");
+        .expect_err("a 100-byte data segment in a 4-byte MEM_INFO region must not load");
     let msg = err.to_string();
     assert!(
         msg.contains("liblc_bad_data.so"),
@@ -708,8 +707,7 @@ fn huge_mem_info_is_out_of_linear_memory() {
     let mut p = healthy_process();
     let err = p
         .dlopen("liblc_huge_mem.so", wasmlink::process::RTLD_NOW)
-        .err()
-        .expect("a 0xffffff00-byte MEM_INFO cannot be laid out");
+        .expect_err("a 0xffffff00-byte MEM_INFO cannot be laid out");
     let msg = err.to_string();
     assert!(
         matches!(&err, LinkError::Exhausted { library, what: "linear memory", .. } if library == "liblc_huge_mem.so"),

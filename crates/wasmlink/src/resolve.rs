@@ -241,6 +241,10 @@ impl DependencyTree {
             duplicate_of: None,
         }];
         let mut by_name: HashSet<String> = HashSet::new();
+        // The root itself, when a dependency needs it back (a cycle), is not listed again.
+        if let Some(base) = root.file_name() {
+            by_name.insert(base.to_string_lossy().into_owned());
+        }
         let mut by_file: HashMap<PathBuf, usize> = HashMap::new();
         if let Ok(c) = root.canonicalize() {
             by_file.insert(c, 0);

@@ -197,7 +197,18 @@ fn dlerror_text(name: &str, e: &LinkError) -> String {
         LinkError::Refused { .. } => {
             format!("{name}: cannot open shared object file: Operation not permitted")
         }
-        other => format!("{name}: {other}"),
+        other => {
+            let text = other.to_string();
+            let base = Path::new(name)
+                .file_name()
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if text.starts_with(name) || (!base.is_empty() && text.starts_with(&base)) {
+                text
+            } else {
+                format!("{name}: {text}")
+            }
+        }
     }
 }
 
