@@ -168,7 +168,8 @@ impl ProcessBuilder {
         self.link_only = yes;
         self
     }
-    /// Caches compiled code in `dir` (`None`: in memory only). Default: [`default_cache_dir`].
+    /// Caches compiled code in `dir` (`None`: no cache, every load compiles). Default:
+    /// [`default_cache_dir`].
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
         self
@@ -297,9 +298,9 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
 }
 
-/// The engine for a cache directory, created once per host process and shared, so that every
-/// process (and every `dlopen`) reuses compiled code in memory; with a cache directory, compiled
-/// code also survives across runs.
+/// The engine for a cache directory, created once per host process and shared by every process
+/// built with it; with a cache directory, compiled code is reused across loads and runs (there is
+/// no in-memory module cache yet: without one, every load and `dlopen` compiles).
 ///
 /// The on-disk cache is wasmtime's: entries are keyed by a hash of the module's bytes, the engine
 /// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
