@@ -453,14 +453,7 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     // else to a trap, so stale function pointers fail cleanly instead of running freed code.
     // These slots are never recycled: a stale pointer must not reach another function.
     let mut kept = std::collections::HashSet::new();
-    let defs: Vec<(String, u32)> = lib
-        .defs
-        .iter()
-        .filter_map(|(n, d)| match d {
-            Def::Func { index, .. } => Some((n.clone(), *index)),
-            _ => None,
-        })
-        .collect();
+    let defs = lib.functions();
     for (n, index) in defs {
         let key = super::SlotKey::Def(id, index);
         cx.data_mut().dl.got_func.remove(&key);

@@ -420,12 +420,14 @@ struct Library {
 }
 
 impl Library {
-    /// Names of the functions it defines.
-    fn function_names(&self) -> Vec<String> {
+    /// The functions it defines: `(name, function index)`.
+    fn functions(&self) -> Vec<(String, u32)> {
         self.defs
             .iter()
-            .filter(|(_, d)| matches!(d, Def::Func { .. }))
-            .map(|(n, _)| n.clone())
+            .filter_map(|(n, d)| match d {
+                Def::Func { index, .. } => Some((n.clone(), *index)),
+                _ => None,
+            })
             .collect()
     }
 }
@@ -697,9 +699,9 @@ impl Process {
             .lib(new)
             .instance
             .expect("instantiated");
-        let old_funcs = self.store.data().dl.lib(old).function_names();
+        let old_funcs = self.store.data().dl.lib(old).functions();
         let mut rebound = Vec::new();
-        for f in old_funcs {
+        for (f, _) in old_funcs {
             let Some(func) = inst.get_func(&mut self.store, &f) else {
                 continue;
             };
@@ -1756,17 +1758,7 @@ fn func_slot_for(
 fn fill_slots(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let table = cx.data().dl.table.expect("table");
     let inst = cx.data().dl.lib(id).instance.expect("instantiated");
-    let defs: Vec<(String, u32)> = cx
-        .data()
-        .dl
-        .lib(id)
-        .defs
-        .iter()
-        .filter_map(|(n, d)| match d {
-            Def::Func { index, .. } => Some((n.clone(), *index)),
-            _ => None,
-        })
-        .collect();
+    let defs = cx.data().dl.lib(id).functions();
     for (n, index) in defs {
         let own = cx.data().dl.slots.get(&SlotKey::Def(id, index)).copied();
         // A name that was undefined and that this library now defines (and wins).
