@@ -1,0 +1,326 @@
+//! Arrow functions: IPC stream in (decoded without copying), IPC stream out (one copy into
+//! memory the host then owns), and in-place rewrites of input columns.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::{Array, RecordBatch};
+use arrow_buffer::Buffer;
+use arrow_data::ArrayData;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+
+use crate::{IntoOutput, Output, STATUS_IN_PLACE, input_slice, publish, publish_result};
+
+/// The "owner" of the input region for Arrow's reference counting. It frees nothing: the host
+/// frees the region after the call. The SDK checks that no buffer still references it when
+/// the function returns.
+struct HostInput;
+
+/// The input region as an Arrow [`Buffer`] without copying it, and the owner whose strong count
+/// says whether anything still points into it.
+fn input_buffer(ptr: i32, len: i32) -> Result<(Buffer, Arc<HostInput>), String> {
+    // SAFETY: called from an exported wrapper with the host's (ptr, len), per the ABI.
+    let bytes = unsafe { input_slice(ptr, len) };
+    let Some(start) = NonNull::new(bytes.as_ptr().cast_mut()).filter(|_| !bytes.is_empty()) else {
+        return Err("input is empty: expected an Arrow IPC stream".to_string());
+    };
+    let owner = Arc::new(HostInput);
+    // SAFETY: [start, start+len) is the host-written input region, valid and unchanged by the
+    // host until the call returns. `finish_input` refuses to return while any Buffer still
+    // references it (the owner's strong count), so no Buffer outlives the call unnoticed.
+    let buffer = unsafe { Buffer::from_custom_allocation(start, bytes.len(), owner.clone()) };
+    Ok((buffer, owner))
+}
+
+/// Errors if a batch built over the input region is still alive after the function returned
+/// (e.g. stashed in a static): the host frees that region right after the call.
+fn finish_input(owner: Arc<HostInput>) -> Result<(), String> {
+    if Arc::strong_count(&owner) != 1 {
+        return Err(
+            "the function kept a reference to its input batch after returning; \
+                    copy what must outlive the call"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn decode_error(e: impl Display) -> String {
+    format!("cannot decode the input Arrow IPC stream: {e}")
+}
+
+/// Every batch of the input stream, decoded zero-copy over the input region (buffers that are
+/// not aligned for their type are copied unless `require_alignment`).
+fn for_each_batch(
+    buffer: &mut Buffer,
+    require_alignment: bool,
+    mut f: impl FnMut(RecordBatch) -> Result<(), String>,
+) -> Result<usize, String> {
+    let mut decoder = StreamDecoder::new().with_require_alignment(require_alignment);
+    let mut count = 0;
+    while let Some(batch) = decoder.decode(buffer).map_err(decode_error)? {
+        f(batch)?;
+        count += 1;
+    }
+    decoder.finish().map_err(decode_error)?;
+    if count == 0 {
+        // A stream with a schema and no batches: the function still runs once, on an empty
+        // batch, so that the output has a schema.
+        let schema = decoder
+            .schema()
+            .ok_or_else(|| decode_error("the stream has no schema message"))?;
+        f(RecordBatch::new_empty(schema))?;
+        count = 1;
+    }
+    Ok(count)
+}
+
+/// A generous estimate of a batch's IPC body size, to size the output buffer once.
+fn ipc_size_estimate(batch: &RecordBatch) -> usize {
+    fn data_size(data: &ArrayData) -> usize {
+        let buffers: usize = data.buffers().iter().map(|b| b.len() + 64).sum();
+        let nulls = data.nulls().map_or(0, |n| n.buffer().len() + 64);
+        buffers + nulls + data.child_data().iter().map(data_size).sum::<usize>()
+    }
+    batch
+        .columns()
+        .iter()
+        .map(|c| data_size(&c.to_data()))
+        .sum::<usize>()
+        + 4096
+}
+
+/// Writes batches as one IPC stream (uncompressed, 64-byte aligned) into a Vec the host will own.
+struct OutputStream {
+    writer: Option<(StreamWriter<Vec<u8>>, arrow_schema::SchemaRef)>,
+}
+
+impl OutputStream {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let encode_error =
+            |e: arrow_schema::ArrowError| format!("cannot encode the output batch: {e}");
+        let writer = match &mut self.writer {
+            Some((writer, schema)) => {
+                if schema.as_ref() != batch.schema_ref().as_ref() {
+                    return Err(format!(
+                        "output batches must share one schema: got {} after {schema}",
+                        batch.schema(),
+                    ));
+                }
+                writer
+            }
+            None => {
+                let sink = Vec::with_capacity(ipc_size_estimate(batch));
+                let options = IpcWriteOptions::default();
+                let writer = StreamWriter::try_new_with_options(sink, &batch.schema(), options)
+                    .map_err(encode_error)?;
+                &mut self.writer.insert((writer, batch.schema())).0
+            }
+        };
+        writer.write(batch).map_err(encode_error)
+    }
+
+    fn finish(self) -> Result<Vec<u8>, String> {
+        let (writer, _) = self.writer.ok_or("the function produced no output batch")?;
+        writer
+            .into_inner()
+            .map_err(|e| format!("cannot encode the output stream: {e}"))
+    }
+}
+
+/// Encodes one batch as an IPC stream (a `RecordBatch` result of a byte function).
+fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut out = OutputStream { writer: None };
+    out.write(batch)?;
+    out.finish()
+}
+
+impl IntoOutput for RecordBatch {
+    fn into_output(self) -> Result<Output, String> {
+        encode_batch(&self).map(Output::Owned)
+    }
+}
+
+/// The result of a function that takes a `RecordBatch`.
+pub trait BatchOutput {
+    /// The output batch, or the message for status 1.
+    fn into_batch(self) -> Result<RecordBatch, String>;
+}
+
+impl BatchOutput for RecordBatch {
+    fn into_batch(self) -> Result<RecordBatch, String> {
+        Ok(self)
+    }
+}
+
+impl<E: Display> BatchOutput for Result<RecordBatch, E> {
+    fn into_batch(self) -> Result<RecordBatch, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// The result of an in-place function.
+pub trait InPlaceOutput {
+    /// `Ok`, or the message for status 1.
+    fn into_in_place(self) -> Result<(), String>;
+}
+
+impl InPlaceOutput for () {
+    fn into_in_place(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> InPlaceOutput for Result<(), E> {
+    fn into_in_place(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Arrow function: each input batch goes through `f`; the results form the output stream.
+pub fn call_arrow<R: BatchOutput>(ptr: i32, len: i32, mut f: impl FnMut(RecordBatch) -> R) -> i32 {
+    let mut run = || -> Result<Output, String> {
+        let (mut buffer, owner) = input_buffer(ptr, len)?;
+        let mut out = OutputStream { writer: None };
+        for_each_batch(&mut buffer, false, |batch| {
+            out.write(&f(batch).into_batch()?)
+        })?;
+        drop(buffer);
+        let bytes = out.finish()?;
+        finish_input(owner)?;
+        Ok(Output::Owned(bytes))
+    };
+    publish_result(run())
+}
+
+/// In-place function: `f` rewrites columns of each input batch inside the input region; the
+/// result lists the columns it took mutably (status 2).
+pub fn call_in_place<R: InPlaceOutput>(
+    ptr: i32,
+    len: i32,
+    mut f: impl FnMut(&mut InPlaceBatch) -> R,
+) -> i32 {
+    let mut run = || -> Result<Vec<u8>, String> {
+        let (mut buffer, owner) = input_buffer(ptr, len)?;
+        let region = (buffer.as_ptr() as usize, buffer.len());
+        let mut changed = BTreeSet::new();
+        // require_alignment: a buffer copied for alignment would not be inside the region.
+        for_each_batch(&mut buffer, true, |batch| {
+            let mut in_place = InPlaceBatch {
+                batch,
+                region,
+                changed: BTreeSet::new(),
+            };
+            f(&mut in_place).into_in_place()?;
+            changed.extend(in_place.changed);
+            Ok(())
+        })?;
+        drop(buffer);
+        finish_input(owner)?;
+        Ok(changed
+            .into_iter()
+            .flat_map(|c: u32| c.to_le_bytes())
+            .collect())
+    };
+    match run() {
+        Ok(indices) => publish(STATUS_IN_PLACE, Output::Owned(indices)),
+        Err(message) => publish_result(Err(message)),
+    }
+}
+
+/// A batch of the input stream whose value buffers can be rewritten in place (same lengths).
+///
+/// Only the columns taken through [`InPlaceBatch::primitive_values_mut`] or
+/// [`InPlaceBatch::string_values_mut`] are reported to the host as changed; the host reuses
+/// every other column of its input as it is.
+pub struct InPlaceBatch {
+    batch: RecordBatch,
+    /// The input region (address, length).
+    region: (usize, usize),
+    changed: BTreeSet<u32>,
+}
+
+impl InPlaceBatch {
+    /// The batch, read-only.
+    pub fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    fn column(&self, column: usize) -> Result<&dyn Array, String> {
+        let name = |c: usize| format!("column {c}");
+        self.batch
+            .columns()
+            .get(column)
+            .map(|c| c.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "{} does not exist: the batch has {} columns",
+                    name(column),
+                    self.batch.num_columns()
+                )
+            })
+    }
+
+    /// Marks `column` changed and checks that `[ptr, ptr+bytes)` lies in the input region.
+    fn take(&mut self, column: usize, ptr: *const u8, bytes: usize) -> Result<(), String> {
+        let (start, len) = self.region;
+        let (p, end) = (ptr as usize, (ptr as usize).checked_add(bytes));
+        if bytes != 0 && (p < start || end.is_none_or(|e| e > start + len)) {
+            return Err(format!(
+                "column {column}: its values are not inside the input buffer"
+            ));
+        }
+        self.changed.insert(column as u32);
+        Ok(())
+    }
+
+    /// The values of a primitive column (e.g. `Int64Type`), mutable in place. Null slots hold
+    /// unspecified values; the validity bitmap cannot be changed.
+    pub fn primitive_values_mut<T: ArrowPrimitiveType>(
+        &mut self,
+        column: usize,
+    ) -> Result<&mut [T::Native], String> {
+        let (ptr, n) = {
+            let array = self.column(column)?;
+            let values = array
+                .as_any()
+                .downcast_ref::<arrow_array::PrimitiveArray<T>>()
+                .ok_or_else(|| {
+                    format!(
+                        "column {column} is {}, not {}",
+                        array.data_type(),
+                        T::DATA_TYPE
+                    )
+                })?
+                .values();
+            (values.as_ptr(), values.len())
+        };
+        self.take(column, ptr.cast(), n * std::mem::size_of::<T::Native>())?;
+        // SAFETY: the values lie inside the input region (checked by `take`), which the host
+        // lent to this call and which nothing else reads while this &mut borrow of self lives
+        // (the batch is only reachable through self). The decoder checked their alignment.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast_mut(), n) })
+    }
+
+    /// The value bytes of a Utf8 column, mutable in place. They must stay valid UTF-8 (the host
+    /// validates what it reads back); offsets and lengths cannot change.
+    pub fn string_values_mut(&mut self, column: usize) -> Result<&mut [u8], String> {
+        let (ptr, n) = {
+            let array = self.column(column)?;
+            let values = array
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .ok_or_else(|| format!("column {column} is {}, not Utf8", array.data_type()))?
+                .values();
+            (values.as_ptr(), values.len())
+        };
+        self.take(column, ptr, n)?;
+        // SAFETY: as in primitive_values_mut: inside the lent input region, exclusively
+        // borrowed through self for the lifetime of the slice.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast_mut(), n) })
+    }
+}

@@ -1,0 +1,172 @@
+//! The search engine's indexer: terms of documents to an inverted index on disk.
+//!
+//! The index directory is whatever the policy grants at guest path `/index`, read-write
+//! (examples/search/index.toml). Two functions:
+//!
+//! - `index(batch) -> batch`, an ABI v1 Arrow function (docs/abi.md), usable as a pipeline
+//!   stage with any number of workers. Input columns: `path` (Utf8), `title` (Utf8) and `terms`
+//!   (List<Utf8>, from the normalize stage); others are ignored. It indexes the batch's
+//!   documents, in order, into a **segment** (a complete index of its own, see
+//!   [`wasmlink_search::IndexWriter`]) written atomically to `/index/segments/<name>/`, where
+//!   the name is a CRC-64 of the batch's paths and its row count. So a batch is one segment
+//!   whichever worker (instance) handles it, and handling it again (a retried or resumed
+//!   batch) rewrites the same segment. Output: one row `segment` (Utf8), `docs` (UInt64),
+//!   `terms` (UInt64); no row for an empty batch (which writes nothing).
+//! - `merge(_: &str) -> String`, called once after the last batch: merges every segment, in
+//!   the order of its first document's path (the corpus order of a directory source, which is
+//!   sorted by path), into the index at `/index` (written atomically: `manifest.json` last),
+//!   then removes `/index/segments`. Returns JSON `{"segments", "docs", "terms", "postings",
+//!   "total_terms"}`. Fails, changing nothing, if there are no segments or if two segments'
+//!   path ranges overlap (segments left over from an earlier run with other batches).
+//!
+//! Document ids in the final index are corpus order, so the index is byte for byte the same
+//! with 1 or N workers and any batch size.
+
+use std::fs;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use wasmlink_guest::export;
+use wasmlink_search::{Index, IndexBuilder, IndexWriter};
+
+/// Where the policy grants the index directory.
+pub const INDEX_DIR: &str = "/index";
+/// Where segments go until [`merge`] combines them.
+pub const SEGMENTS_DIR: &str = "/index/segments";
+
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_ECMA_182);
+
+fn utf8_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, String> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("input batch has no `{name}` column"))?;
+    column
+        .as_string_opt::<i32>()
+        .ok_or_else(|| format!("column `{name}` is {}, expected Utf8", column.data_type()))
+}
+
+/// Indexes one batch into a segment (see the crate documentation).
+#[export]
+pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
+    let path = utf8_column(&batch, "path")?;
+    let title = utf8_column(&batch, "title")?;
+    let terms = batch
+        .column_by_name("terms")
+        .ok_or("input batch has no `terms` column")?;
+    let terms = match terms.data_type() {
+        DataType::List(item) if *item.data_type() == DataType::Utf8 => terms.as_list::<i32>(),
+        other => return Err(format!("column `terms` is {other}, expected List<Utf8>")),
+    };
+    let words = terms.values().as_string::<i32>();
+    let offsets = terms.value_offsets();
+
+    let mut builder = IndexBuilder::new();
+    let mut digest = CRC64.digest();
+    let mut doc_terms: Vec<&str> = Vec::new();
+    for row in 0..batch.num_rows() {
+        if path.is_null(row) || title.is_null(row) || terms.is_null(row) {
+            return Err(format!("row {row}: `path`, `title` or `terms` is null"));
+        }
+        doc_terms.clear();
+        for i in offsets[row] as usize..offsets[row + 1] as usize {
+            doc_terms.push(words.value(i));
+        }
+        let p = path.value(row);
+        builder
+            .add(title.value(row), p, &doc_terms)
+            .map_err(|e| format!("row {row} ({p:?}): {e}"))?;
+        digest.update(p.as_bytes());
+        digest.update(&[0]);
+    }
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("docs", DataType::UInt64, false),
+        Field::new("terms", DataType::UInt64, false),
+    ]));
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    if batch.num_rows() > 0 {
+        let name = format!("{:016x}-{}", digest.finalize(), batch.num_rows());
+        let writer = IndexWriter::new(&builder).map_err(|e| e.to_string())?;
+        writer
+            .write_dir(format!("{SEGMENTS_DIR}/{name}"))
+            .map_err(|e| e.to_string())?;
+        out.0.push(name);
+        out.1.push(builder.num_docs() as u64);
+        out.2.push(builder.num_terms() as u64);
+    }
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(out.0)),
+            Arc::new(UInt64Array::from(out.1)),
+            Arc::new(UInt64Array::from(out.2)),
+        ],
+    )
+    .map_err(|e| format!("cannot build the output batch: {e}"))
+}
+
+/// Merges the segments into the index (see the crate documentation).
+#[export]
+pub fn merge(_arg: &str) -> Result<String, String> {
+    let entries = match fs::read_dir(SEGMENTS_DIR) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{SEGMENTS_DIR}: no segments to merge (run the `index` stage first)"
+            ));
+        }
+        Err(e) => return Err(format!("{SEGMENTS_DIR}: {e}")),
+    };
+    let mut segments: Vec<(String, String, String, Index)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{SEGMENTS_DIR}: {e}"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let index = Index::open(entry.path()).map_err(|e| e.to_string())?;
+        let (Some(first), Some(last)) = (index.docs().first(), index.docs().last()) else {
+            continue;
+        };
+        let (first, last) = (first.path.clone(), last.path.clone());
+        segments.push((first, last, name, index));
+    }
+    if segments.is_empty() {
+        return Err(format!(
+            "{SEGMENTS_DIR}: no segments to merge (run the `index` stage first)"
+        ));
+    }
+    segments.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+    for pair in segments.windows(2) {
+        if pair[1].0 <= pair[0].1 {
+            return Err(format!(
+                "{SEGMENTS_DIR}: segments {} and {} overlap ({:?} <= {:?}); stale segments from \
+                 an earlier run? remove {SEGMENTS_DIR} and index again",
+                pair[0].2, pair[1].2, pair[1].0, pair[0].1
+            ));
+        }
+    }
+    let count = segments.len();
+    let mut all = IndexBuilder::new();
+    for (_, _, _, index) in segments {
+        let builder = IndexBuilder::from_index(&index).map_err(|e| e.to_string())?;
+        drop(index);
+        all.merge(builder).map_err(|e| e.to_string())?;
+    }
+    let writer = IndexWriter::new(&all).map_err(|e| e.to_string())?;
+    drop(all);
+    writer.write_dir(INDEX_DIR).map_err(|e| e.to_string())?;
+    fs::remove_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: cannot remove: {e}"))?;
+    let m = writer.manifest();
+    Ok(serde_json::json!({
+        "segments": count,
+        "docs": m.docs,
+        "terms": m.terms,
+        "postings": m.postings,
+        "total_terms": m.total_terms,
+    })
+    .to_string())
+}

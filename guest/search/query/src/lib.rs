@@ -1,0 +1,96 @@
+//! The search engine's query module: BM25 top-k over the index at `/index`, which its policy
+//! grants read-only (examples/search/query.toml).
+//!
+//! - `search(input: &str) -> String`: `input` is either the query text (10 results) or JSON
+//!   `{"query": "...", "k": N}`. The result is JSON Lines, best first, one
+//!   `{"rank": 1, "score": 7.25, "title": "...", "path": "..."}` per hit (scores are
+//!   [`wasmlink_search::Bm25`] with the default parameters, printed so that they read back as
+//!   the same `f64`). No hits: an empty string. The index is opened on the first call and kept
+//!   for the instance's lifetime.
+//! - `try_write(path: &str) -> String`: tries to create `path` and write to it, and returns
+//!   `ok` or the error (`kind`, `os error N`). It exists so that tests can show what the policy
+//!   does to a write under `/index`; the search code itself never writes.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use wasmlink_guest::export;
+use wasmlink_search::Index;
+
+/// Where the policy grants the index directory (read-only).
+pub const INDEX_DIR: &str = "/index";
+/// Results when the input does not say.
+pub const DEFAULT_K: usize = 10;
+
+thread_local! {
+    static INDEX: RefCell<Option<Rc<Index>>> = const { RefCell::new(None) };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    query: String,
+    #[serde(default = "default_k")]
+    k: usize,
+}
+
+fn default_k() -> usize {
+    DEFAULT_K
+}
+
+fn open() -> Result<Rc<Index>, String> {
+    INDEX.with_borrow_mut(|slot| {
+        if let Some(index) = slot {
+            return Ok(index.clone());
+        }
+        let index = Rc::new(Index::open(INDEX_DIR).map_err(|e| e.to_string())?);
+        *slot = Some(index.clone());
+        Ok(index)
+    })
+}
+
+/// Answers a query (see the crate documentation).
+#[export]
+pub fn search(input: &str) -> Result<String, String> {
+    let request = if input.trim_start().starts_with('{') {
+        serde_json::from_str::<Request>(input).map_err(|e| format!("query request: {e}"))?
+    } else {
+        Request {
+            query: input.to_string(),
+            k: DEFAULT_K,
+        }
+    };
+    let index = open()?;
+    let hits = index
+        .search(&request.query, request.k)
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for (i, hit) in hits.iter().enumerate() {
+        let line = serde_json::json!({
+            "rank": i + 1,
+            "score": hit.score,
+            "title": hit.title,
+            "path": hit.path,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Tries to create and write `path` (see the crate documentation).
+#[export]
+pub fn try_write(path: &str) -> String {
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(b"x"));
+    match result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("{:?}: {e}", e.kind()),
+    }
+}
