@@ -1,0 +1,670 @@
+//! HTML, Markdown and plain text to a title and plain text.
+
+use html5gum::Tokenizer;
+use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+/// What kind of document some bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    /// HTML (any version; tag soup is fine).
+    Html,
+    /// CommonMark with tables, strikethrough, task lists, footnotes and YAML front matter.
+    Markdown,
+    /// Plain text.
+    Text,
+}
+
+impl DocKind {
+    /// The kind for a file name's extension (case-insensitive): `html`/`htm`/`xhtml`,
+    /// `md`/`markdown`, `txt`/`text`; `None` for anything else.
+    pub fn from_path(path: &str) -> Option<DocKind> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "html" | "htm" | "xhtml" => Some(DocKind::Html),
+            "md" | "markdown" => Some(DocKind::Markdown),
+            "txt" | "text" => Some(DocKind::Text),
+            _ => None,
+        }
+    }
+}
+
+/// An extracted document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Doc {
+    /// The title; empty when the document has none.
+    pub title: String,
+    /// The text. For HTML and Markdown: blocks (paragraphs, headings, list items, table cells,
+    /// lines of preformatted code) are separated by one `\n`, and whitespace inside a block is
+    /// collapsed to one space; no leading or trailing whitespace.
+    pub text: String,
+    /// For an HTML page that only redirects (`<meta http-equiv="refresh" content="0;
+    /// URL=...">`, as mdBook and rustdoc write for moved pages): the target URL. Such pages
+    /// are usually not worth indexing.
+    pub redirect: Option<String>,
+}
+
+/// Extracts the title and text of a document.
+///
+/// Never fails: invalid UTF-8 is replaced with U+FFFD and malformed markup is handled as
+/// browsers do.
+///
+/// - **HTML** (tokenized with `html5gum`, a WHATWG-compliant tokenizer; character references
+///   are decoded): the contents of `head`, `script`, `style`, `nav`, `noscript`, `template`,
+///   `svg`, `button`, `iframe`, `select` and rustdoc's `rustdoc-toolbar`/`rustdoc-topbar` are
+///   dropped. If the page has a `<main>` element, only the text inside `<main>` is kept, so
+///   that the menus and sidebars of rustdoc and mdBook pages are not indexed. The title is the
+///   first `<title>`, or else the first `<h1>` (inside `<main>` when there is one).
+/// - **Markdown** (`pulldown-cmark`): the text of text and inline code events; raw HTML and
+///   front matter are dropped. The title is the text of the first heading.
+/// - **Plain text**: the text as is; the title is the first non-blank line, trimmed.
+pub fn extract(bytes: &[u8], kind: DocKind) -> Doc {
+    match kind {
+        DocKind::Html => extract_html(bytes),
+        DocKind::Markdown => extract_markdown(&String::from_utf8_lossy(bytes)),
+        DocKind::Text => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let title = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("")
+                .to_owned();
+            Doc {
+                title,
+                text,
+                redirect: None,
+            }
+        }
+    }
+}
+
+/// Collects text with whitespace collapsed and blocks separated by one newline.
+#[derive(Default)]
+struct TextSink {
+    out: String,
+    pending_space: bool,
+    pending_break: bool,
+}
+
+impl TextSink {
+    fn push_str(&mut self, s: &str) {
+        for c in s.chars() {
+            self.push_char(c);
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            self.pending_space = true;
+            return;
+        }
+        if !self.out.is_empty() {
+            if self.pending_break {
+                self.out.push('\n');
+            } else if self.pending_space {
+                self.out.push(' ');
+            }
+        }
+        self.pending_space = false;
+        self.pending_break = false;
+        self.out.push(c);
+    }
+
+    /// Pushes preformatted text: newlines become block breaks.
+    fn push_pre(&mut self, s: &str) {
+        for c in s.chars() {
+            if c == '\n' {
+                self.block_break();
+            } else {
+                self.push_char(c);
+            }
+        }
+    }
+
+    fn block_break(&mut self) {
+        self.pending_break = true;
+    }
+}
+
+/// Elements whose contents are dropped.
+fn is_skipped(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"head"
+            | b"script"
+            | b"style"
+            | b"nav"
+            | b"noscript"
+            | b"template"
+            | b"svg"
+            | b"math"
+            | b"button"
+            | b"iframe"
+            | b"select"
+            | b"object"
+            | b"rustdoc-toolbar"
+            | b"rustdoc-topbar"
+    )
+}
+
+/// Elements that start a new block of text.
+fn is_block(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"address"
+            | b"article"
+            | b"aside"
+            | b"blockquote"
+            | b"body"
+            | b"br"
+            | b"caption"
+            | b"dd"
+            | b"details"
+            | b"dialog"
+            | b"div"
+            | b"dl"
+            | b"dt"
+            | b"fieldset"
+            | b"figcaption"
+            | b"figure"
+            | b"footer"
+            | b"form"
+            | b"h1"
+            | b"h2"
+            | b"h3"
+            | b"h4"
+            | b"h5"
+            | b"h6"
+            | b"header"
+            | b"hgroup"
+            | b"hr"
+            | b"li"
+            | b"main"
+            | b"ol"
+            | b"p"
+            | b"pre"
+            | b"section"
+            | b"summary"
+            | b"table"
+            | b"tbody"
+            | b"td"
+            | b"tfoot"
+            | b"th"
+            | b"thead"
+            | b"tr"
+            | b"ul"
+    )
+}
+
+/// Elements that may appear in `<head>`; any other start tag ends an unclosed head.
+fn is_head_content(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"head"
+            | b"title"
+            | b"meta"
+            | b"link"
+            | b"style"
+            | b"script"
+            | b"base"
+            | b"noscript"
+            | b"template"
+    )
+}
+
+#[derive(Default)]
+struct HtmlState {
+    text: TextSink,
+    /// The element being skipped and how deeply it is nested in itself.
+    skipping: Option<(Vec<u8>, u32)>,
+    /// Name of the start tag being read (between OpenStartTag and CloseStartTag).
+    tag: Vec<u8>,
+    attr_name: Vec<u8>,
+    http_equiv_refresh: bool,
+    meta_content: Option<String>,
+    in_title: bool,
+    title: Option<TextSink>,
+    h1_depth: u32,
+    first_h1: Option<TextSink>,
+    first_main_h1: Option<TextSink>,
+    /// Current `<h1>` text while it is the first one (anywhere, or inside main).
+    h1_capture: Option<TextSink>,
+    h1_in_main: bool,
+    pre_depth: u32,
+    main_depth: u32,
+    main_start: usize,
+    main_ranges: Vec<(usize, usize)>,
+    redirect: Option<String>,
+}
+
+impl HtmlState {
+    fn start_tag(&mut self, self_closing: bool) {
+        let name = std::mem::take(&mut self.tag);
+        if name == b"meta"
+            && self.http_equiv_refresh
+            && self.redirect.is_none()
+            && let Some(content) = self.meta_content.take()
+        {
+            self.redirect = parse_refresh(&content);
+        }
+        self.http_equiv_refresh = false;
+        self.meta_content = None;
+
+        if let Some((skip, depth)) = &mut self.skipping {
+            if skip.as_slice() == b"head" && !is_head_content(&name) {
+                // An unclosed <head>: the body has started.
+                self.skipping = None;
+            } else {
+                if *skip == name && !self_closing {
+                    *depth += 1;
+                }
+                if name == b"title" && skip.as_slice() == b"head" {
+                    self.begin_title();
+                }
+                self.tag = name;
+                return;
+            }
+        }
+        if name == b"title" {
+            self.begin_title();
+        } else if is_skipped(&name) {
+            if !self_closing {
+                self.skipping = Some((name.clone(), 1));
+            }
+        } else {
+            if is_block(&name) {
+                self.text.block_break();
+            }
+            match name.as_slice() {
+                b"main" => {
+                    if self.main_depth == 0 {
+                        self.main_start = self.text.out.len();
+                    }
+                    self.main_depth += 1;
+                }
+                b"pre" => self.pre_depth += 1,
+                b"h1" => {
+                    self.h1_depth += 1;
+                    if self.h1_depth == 1 {
+                        let in_main = self.main_depth > 0;
+                        if self.first_h1.is_none() || (in_main && self.first_main_h1.is_none()) {
+                            self.h1_capture = Some(TextSink::default());
+                            self.h1_in_main = in_main;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.tag = name;
+    }
+
+    fn begin_title(&mut self) {
+        if self.title.is_none() {
+            self.title = Some(TextSink::default());
+            self.in_title = true;
+        }
+    }
+
+    fn end_tag(&mut self, name: &[u8]) {
+        if name == b"title" {
+            self.in_title = false;
+        }
+        if let Some((skip, depth)) = &mut self.skipping {
+            if skip.as_slice() == name {
+                *depth -= 1;
+                if *depth == 0 {
+                    self.skipping = None;
+                }
+            } else if skip.as_slice() == b"head" && name == b"body" {
+                self.skipping = None;
+            }
+            return;
+        }
+        if is_block(name) {
+            self.text.block_break();
+        }
+        match name {
+            b"main" if self.main_depth > 0 => {
+                self.main_depth -= 1;
+                if self.main_depth == 0 {
+                    self.main_ranges
+                        .push((self.main_start, self.text.out.len()));
+                }
+            }
+            b"pre" => self.pre_depth = self.pre_depth.saturating_sub(1),
+            b"h1" if self.h1_depth > 0 => {
+                self.h1_depth -= 1;
+                if self.h1_depth == 0
+                    && let Some(h1) = self.h1_capture.take()
+                {
+                    if self.first_h1.is_none() {
+                        self.first_h1 = Some(TextSink {
+                            out: h1.out.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    if self.h1_in_main && self.first_main_h1.is_none() {
+                        self.first_main_h1 = Some(h1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn string(&mut self, value: &[u8]) {
+        let s = String::from_utf8_lossy(value);
+        if self.in_title {
+            if let Some(title) = &mut self.title {
+                title.push_str(&s);
+            }
+            return;
+        }
+        if self.skipping.is_some() {
+            return;
+        }
+        if let Some(h1) = &mut self.h1_capture {
+            h1.push_str(&s);
+        }
+        if self.pre_depth > 0 {
+            self.text.push_pre(&s);
+        } else {
+            self.text.push_str(&s);
+        }
+    }
+}
+
+/// The URL of a `<meta http-equiv="refresh" content="0; URL=target">`.
+fn parse_refresh(content: &str) -> Option<String> {
+    let (_, rest) = content.split_once([';', ','])?;
+    let rest = rest.trim_start();
+    let rest = match rest.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("url=") => &rest[4..],
+        _ => rest,
+    };
+    let url = rest.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
+fn extract_html(bytes: &[u8]) -> Doc {
+    let mut state = HtmlState::default();
+    {
+        let st = &mut state;
+        let mut emitter = CallbackEmitter::new(
+            move |event: CallbackEvent<'_>, _span: html5gum::Span<()>| -> Option<()> {
+                match event {
+                    CallbackEvent::OpenStartTag { name } => {
+                        st.tag.clear();
+                        st.tag.extend_from_slice(name);
+                        st.http_equiv_refresh = false;
+                        st.meta_content = None;
+                    }
+                    CallbackEvent::AttributeName { name } => {
+                        st.attr_name.clear();
+                        st.attr_name.extend_from_slice(name);
+                    }
+                    CallbackEvent::AttributeValue { value } => {
+                        if st.tag == b"meta" {
+                            if st.attr_name == b"http-equiv" {
+                                st.http_equiv_refresh = value.eq_ignore_ascii_case(b"refresh");
+                            } else if st.attr_name == b"content" {
+                                st.meta_content = Some(String::from_utf8_lossy(value).into_owned());
+                            }
+                        }
+                    }
+                    CallbackEvent::CloseStartTag { self_closing } => st.start_tag(self_closing),
+                    CallbackEvent::EndTag { name } => st.end_tag(name),
+                    CallbackEvent::String { value } => st.string(value),
+                    CallbackEvent::Comment { .. }
+                    | CallbackEvent::Doctype { .. }
+                    | CallbackEvent::Error(_) => {}
+                }
+                None
+            },
+        );
+        // Switch to RAWTEXT/RCDATA/script states after <script>, <style>, <title>, ... as a
+        // tree builder would, so that their contents are not tokenized as markup.
+        emitter.naively_switch_states(true);
+        for item in Tokenizer::new_with_emitter(bytes, emitter) {
+            // The reader over a byte slice cannot fail.
+            let Ok(()) = item;
+        }
+    }
+
+    let HtmlState {
+        text,
+        main_ranges,
+        main_depth,
+        main_start,
+        title,
+        first_h1,
+        first_main_h1,
+        ..
+    } = state;
+    let mut ranges = main_ranges;
+    if main_depth > 0 {
+        // <main> never closed: it runs to the end.
+        ranges.push((main_start, text.out.len()));
+    }
+    let text = if ranges.is_empty() {
+        text.out
+    } else {
+        let parts: Vec<&str> = ranges
+            .iter()
+            .map(|&(a, b)| text.out[a..b].trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        parts.join("\n")
+    };
+    let title = title
+        .map(|t| t.out)
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            let h1 = if ranges.is_empty() {
+                first_h1
+            } else {
+                first_main_h1.or(first_h1)
+            };
+            h1.map(|t| t.out)
+        })
+        .unwrap_or_default();
+    Doc {
+        title,
+        text,
+        redirect: state.redirect,
+    }
+}
+
+fn extract_markdown(source: &str) -> Doc {
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
+    let mut text = TextSink::default();
+    let mut title: Option<TextSink> = None;
+    let mut in_first_heading = false;
+    let mut in_code_block = false;
+    let mut in_metadata = false;
+    for event in Parser::new_ext(source, options) {
+        match event {
+            Event::Start(tag) => {
+                match tag {
+                    Tag::Heading { .. } if title.is_none() => {
+                        title = Some(TextSink::default());
+                        in_first_heading = true;
+                    }
+                    Tag::CodeBlock(_) => in_code_block = true,
+                    Tag::MetadataBlock(_) => in_metadata = true,
+                    _ => {}
+                }
+                if is_md_block(&tag) {
+                    text.block_break();
+                }
+            }
+            Event::End(end) => {
+                match end {
+                    TagEnd::Heading(_) => in_first_heading = false,
+                    TagEnd::CodeBlock => in_code_block = false,
+                    TagEnd::MetadataBlock(_) => in_metadata = false,
+                    _ => {}
+                }
+                if is_md_block_end(end) {
+                    text.block_break();
+                }
+            }
+            Event::Text(s) | Event::Code(s) if !in_metadata => {
+                if in_first_heading && let Some(t) = &mut title {
+                    t.push_str(&s);
+                }
+                if in_code_block {
+                    text.push_pre(&s);
+                } else {
+                    text.push_str(&s);
+                }
+            }
+            Event::SoftBreak => text.push_char(' '),
+            Event::HardBreak => text.block_break(),
+            Event::Rule => text.block_break(),
+            _ => {}
+        }
+    }
+    Doc {
+        title: title.map(|t| t.out).unwrap_or_default(),
+        text: text.out,
+        redirect: None,
+    }
+}
+
+fn is_md_block(tag: &Tag<'_>) -> bool {
+    !matches!(
+        tag,
+        Tag::Emphasis
+            | Tag::Strong
+            | Tag::Strikethrough
+            | Tag::Link { .. }
+            | Tag::Image { .. }
+            | Tag::Superscript
+            | Tag::Subscript
+    )
+}
+
+fn is_md_block_end(end: TagEnd) -> bool {
+    !matches!(
+        end,
+        TagEnd::Emphasis
+            | TagEnd::Strong
+            | TagEnd::Strikethrough
+            | TagEnd::Link
+            | TagEnd::Image
+            | TagEnd::Superscript
+            | TagEnd::Subscript
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn html(s: &str) -> Doc {
+        extract(s.as_bytes(), DocKind::Html)
+    }
+
+    #[test]
+    fn html_text_title_entities_and_skipped_elements() {
+        let doc = html(
+            "<!DOCTYPE html><html><head><title>Caf&eacute; &amp; Bar</title>\
+             <style>p { color: red }</style><script>var x = '<p>no</p>';</script></head>\
+             <body><nav><a href=/>Home</a></nav><h1>Welcome</h1>\
+             <p>Fish &lt;&amp;&gt; chips,\n   <b>to</b>go&nbsp;now.</p>\
+             <ul><li>one</li><li>two<br>three</li></ul><!-- hidden -->\
+             <noscript>enable js</noscript><svg><title>icon</title><text>svg</text></svg>\
+             <pre>fn main() {\n    x();\n}</pre></body></html>",
+        );
+        assert_eq!(doc.title, "Café & Bar");
+        assert_eq!(
+            doc.text,
+            "Welcome\nFish <&> chips, togo now.\none\ntwo\nthree\nfn main() {\nx();\n}"
+        );
+        assert_eq!(doc.redirect, None);
+    }
+
+    #[test]
+    fn html_main_only_and_h1_title() {
+        let doc = html(
+            "<body><div class=sidebar><h1>Menu</h1><a>Chapter 1</a></div>\
+             <main><h1>Data <code>Types</code></h1><p>Scalar types.</p></main>\
+             <div>footer links</div></body>",
+        );
+        assert_eq!(doc.title, "Data Types");
+        assert_eq!(doc.text, "Data Types\nScalar types.");
+    }
+
+    #[test]
+    fn html_without_main_keeps_body_and_first_h1() {
+        let doc = html("<h1>First</h1><p>a</p><h1>Second</h1>");
+        assert_eq!(doc.title, "First");
+        assert_eq!(doc.text, "First\na\nSecond");
+    }
+
+    #[test]
+    fn html_unclosed_head_ends_at_body_content() {
+        let doc = html("<html><head><title>T</title><meta charset=utf-8><p>body text");
+        assert_eq!(doc.title, "T");
+        assert_eq!(doc.text, "body text");
+    }
+
+    #[test]
+    fn html_redirect_page() {
+        let doc = html(
+            "<html><head><meta charset=utf-8><title>Redirecting...</title>\
+             <meta http-equiv=\"refresh\" content=\"0; URL=ch18-00-oop.html\"></head>\
+             <body><p>Redirecting to... <a href=\"ch18-00-oop.html\">ch18-00-oop.html</a>.</p>\
+             <script>location.replace('x')</script></body></html>",
+        );
+        assert_eq!(doc.redirect.as_deref(), Some("ch18-00-oop.html"));
+        assert_eq!(doc.title, "Redirecting...");
+        assert_eq!(doc.text, "Redirecting to... ch18-00-oop.html.");
+    }
+
+    #[test]
+    fn html_invalid_utf8_is_replaced() {
+        let doc = extract(b"<p>a\xffb</p>", DocKind::Html);
+        assert_eq!(doc.text, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn markdown_text_and_title() {
+        let doc = extract(
+            b"---\ntitle: meta\n---\n\nIntro *before* heading.\n\n# The `Rust` Book\n\n\
+              Some **bold** text\nover two lines, a [link](http://x) and <span>html</span>.\n\n\
+              - item one\n- item two\n\n```rust\nfn main() {}\nlet x = 1;\n```\n\n\
+              | a | b |\n|---|---|\n| c | d |\n",
+            DocKind::Markdown,
+        );
+        assert_eq!(doc.title, "The Rust Book");
+        assert_eq!(
+            doc.text,
+            "Intro before heading.\nThe Rust Book\nSome bold text over two lines, a link and html.\n\
+             item one\nitem two\nfn main() {}\nlet x = 1;\na\nb\nc\nd"
+        );
+    }
+
+    #[test]
+    fn plain_text_as_is() {
+        let doc = extract(b"\n  Title line  \nbody\n", DocKind::Text);
+        assert_eq!(doc.title, "Title line");
+        assert_eq!(doc.text, "\n  Title line  \nbody\n");
+    }
+
+    #[test]
+    fn kind_from_path() {
+        assert_eq!(DocKind::from_path("a/b.HTML"), Some(DocKind::Html));
+        assert_eq!(DocKind::from_path("x.md"), Some(DocKind::Markdown));
+        assert_eq!(DocKind::from_path("x.txt"), Some(DocKind::Text));
+        assert_eq!(DocKind::from_path("x.png"), None);
+        assert_eq!(DocKind::from_path("README"), None);
+    }
+}

@@ -1,0 +1,959 @@
+//! Building, writing and reading the inverted index.
+//!
+//! # On-disk format (version 1)
+//!
+//! An index is a directory with four files:
+//!
+//! | file | contents |
+//! | --- | --- |
+//! | `manifest.json` | [`Manifest`]: format name and version, counts, and the length and CRC-32 of each file below |
+//! | `docs.bin` | magic `WLSIDOC1`, then postcard `Vec<DocInfo>` (index = [`DocId`]) |
+//! | `terms.bin` | magic `WLSITRM1`, then postcard `Vec<TermEntry>` sorted by term (bytewise) |
+//! | `postings.bin` | magic `WLSIPST1`, then one postcard `Vec<(u32, u32)>` per term at the entry's offset: (doc id delta, term frequency), the first delta from 0 |
+//!
+//! postcard writes integers as LEB128 varints and strings as length + UTF-8, so delta-coded
+//! postings take 2 to 3 bytes each. The CRC-32 (ISO-HDLC, as zlib) covers the whole file,
+//! magic included. A query decodes only the postings of its terms.
+//!
+//! [`IndexWriter::write_dir`] first removes `manifest.json`, then writes each data file to a
+//! temporary name, syncs it and renames it into place, and writes the manifest the same way
+//! last. The manifest is the commit point: a directory whose write was interrupted has no
+//! manifest (and [`Index::open`] says so), and a data file from another write fails the
+//! manifest's length or CRC check. One writer per directory at a time.
+
+use std::collections::HashMap;
+use std::fs;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A document's number in an index: 0, 1, 2, ... in the order documents were added.
+pub type DocId = u32;
+
+/// The `format` field of every manifest.
+pub const FORMAT_NAME: &str = "wasmlink-search-index";
+/// The version of the on-disk format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const MANIFEST: &str = "manifest.json";
+const DOCS: &str = "docs.bin";
+const TERMS: &str = "terms.bin";
+const POSTINGS: &str = "postings.bin";
+const DOCS_MAGIC: &[u8; 8] = b"WLSIDOC1";
+const TERMS_MAGIC: &[u8; 8] = b"WLSITRM1";
+const POSTINGS_MAGIC: &[u8; 8] = b"WLSIPST1";
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// A hasher with fixed keys, so that nothing depends on a random seed (and a wasm guest needs
+/// no `random_get`). Iteration order is never observable: terms are sorted before writing.
+type FixedState = BuildHasherDefault<DefaultHasher>;
+
+/// What the index keeps about one document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocInfo {
+    /// The document's title.
+    pub title: String,
+    /// Where the document came from: a path relative to the corpus, or a URL.
+    pub path: String,
+    /// The number of terms indexed for it (its length for BM25).
+    pub len: u32,
+}
+
+/// One entry of a postings list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Posting {
+    /// The document.
+    pub doc: DocId,
+    /// How many times the term occurs in it (at least 1).
+    pub tf: u32,
+}
+
+/// An error reading, writing or building an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A file of the index is missing, unreadable, truncated or corrupt.
+    #[error("index file {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An I/O error on a file of the index.
+    #[error("index file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index would exceed a limit of the format (2^32 - 1 documents, or a document of
+    /// 2^32 - 1 terms).
+    #[error("index too large: {0}")]
+    TooLarge(String),
+}
+
+fn file_error(path: &Path, message: impl Into<String>) -> IndexError {
+    IndexError::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> IndexError {
+    IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Builds an index in memory, one document at a time.
+///
+/// Several builders (one per batch or per worker) are combined with [`merge`](Self::merge).
+/// Merging builders in the order of their documents gives exactly the index (and the same
+/// bytes on disk) as adding all documents to one builder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexBuilder {
+    docs: Vec<DocInfo>,
+    postings: HashMap<String, Vec<Posting>, FixedState>,
+    total_terms: u64,
+}
+
+impl IndexBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a document with its terms (from [`normalize`](crate::normalize) or
+    /// [`analyze`](crate::analyze)) and returns its id, which is the number of documents added
+    /// before it. The document's length is `terms.len()`.
+    pub fn add<S: AsRef<str>>(
+        &mut self,
+        title: &str,
+        path: &str,
+        terms: &[S],
+    ) -> Result<DocId, IndexError> {
+        let doc = DocId::try_from(self.docs.len())
+            .ok()
+            .filter(|&d| d != DocId::MAX)
+            .ok_or_else(|| {
+                IndexError::TooLarge(format!("more than {} documents", DocId::MAX - 1))
+            })?;
+        let len = u32::try_from(terms.len()).map_err(|_| {
+            IndexError::TooLarge(format!("document {path} has {} terms", terms.len()))
+        })?;
+        let mut counts: HashMap<&str, u32, FixedState> = HashMap::default();
+        for term in terms {
+            *counts.entry(term.as_ref()).or_insert(0) += 1;
+        }
+        for (term, tf) in counts {
+            let posting = Posting { doc, tf };
+            match self.postings.get_mut(term) {
+                Some(list) => list.push(posting),
+                None => {
+                    self.postings.insert(term.to_owned(), vec![posting]);
+                }
+            }
+        }
+        self.docs.push(DocInfo {
+            title: title.to_owned(),
+            path: path.to_owned(),
+            len,
+        });
+        self.total_terms += u64::from(len);
+        Ok(doc)
+    }
+
+    /// Appends the documents of `other` after this builder's; their ids are shifted by the
+    /// number of documents this builder had.
+    pub fn merge(&mut self, other: IndexBuilder) -> Result<(), IndexError> {
+        let offset = DocId::try_from(self.docs.len()).ok();
+        let total = self.docs.len() + other.docs.len();
+        let Some(offset) = offset.filter(|_| total < DocId::MAX as usize) else {
+            return Err(IndexError::TooLarge(format!(
+                "merging gives {total} documents"
+            )));
+        };
+        for (term, list) in other.postings {
+            let shifted = list.into_iter().map(|p| Posting {
+                doc: p.doc + offset,
+                tf: p.tf,
+            });
+            match self.postings.get_mut(&term) {
+                Some(mine) => mine.extend(shifted),
+                None => {
+                    self.postings.insert(term, shifted.collect());
+                }
+            }
+        }
+        self.docs.extend(other.docs);
+        self.total_terms += other.total_terms;
+        Ok(())
+    }
+
+    /// A builder holding everything in `index`, to add to or merge with (for example segments
+    /// written by several workers, merged into one index).
+    pub fn from_index(index: &Index) -> Result<Self, IndexError> {
+        let mut postings =
+            HashMap::with_capacity_and_hasher(index.terms.len(), FixedState::default());
+        for entry in &index.terms {
+            postings.insert(entry.term.clone(), index.decode_postings(entry)?);
+        }
+        Ok(IndexBuilder {
+            docs: index.docs.clone(),
+            postings,
+            total_terms: index.total_terms,
+        })
+    }
+
+    /// The number of documents.
+    pub fn num_docs(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// The number of distinct terms.
+    pub fn num_terms(&self) -> usize {
+        self.postings.len()
+    }
+
+    /// The documents, indexed by [`DocId`].
+    pub fn docs(&self) -> &[DocInfo] {
+        &self.docs
+    }
+
+    /// The postings of `term`, by increasing document id.
+    pub fn postings(&self, term: &str) -> &[Posting] {
+        self.postings.get(term).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The manifest of an index directory (`manifest.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u32,
+    /// Number of documents.
+    pub docs: u64,
+    /// Number of distinct terms.
+    pub terms: u64,
+    /// Number of postings (document, term) pairs.
+    pub postings: u64,
+    /// Sum of the documents' lengths.
+    pub total_terms: u64,
+    /// `docs.bin`.
+    pub docs_file: FileInfo,
+    /// `terms.bin`.
+    pub terms_file: FileInfo,
+    /// `postings.bin`.
+    pub postings_file: FileInfo,
+}
+
+/// Length and checksum of one data file, as recorded in the manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInfo {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// CRC-32 (ISO-HDLC, as zlib's `crc32`) of the whole file.
+    pub crc32: u32,
+}
+
+impl FileInfo {
+    fn of(bytes: &[u8]) -> Self {
+        FileInfo {
+            bytes: bytes.len() as u64,
+            crc32: CRC32.checksum(bytes),
+        }
+    }
+}
+
+/// A term of the dictionary in `terms.bin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct TermEntry {
+    term: String,
+    /// Document frequency: the length of the postings list.
+    df: u32,
+    /// Byte range of the postings list in `postings.bin`, after the magic.
+    offset: u64,
+    len: u64,
+}
+
+/// An index encoded in the on-disk format, ready to be written.
+#[derive(Clone, Debug)]
+pub struct IndexWriter {
+    manifest: Manifest,
+    manifest_json: Vec<u8>,
+    docs: Vec<u8>,
+    terms: Vec<u8>,
+    postings: Vec<u8>,
+}
+
+fn postcard_encode<T: Serialize + ?Sized>(
+    magic: &[u8; 8],
+    value: &T,
+    out: Vec<u8>,
+) -> Result<Vec<u8>, IndexError> {
+    let mut out = out;
+    out.extend_from_slice(magic);
+    postcard::to_extend(value, out).map_err(|e| IndexError::TooLarge(format!("encoding: {e}")))
+}
+
+impl IndexWriter {
+    /// Encodes the index held by `builder`.
+    pub fn new(builder: &IndexBuilder) -> Result<Self, IndexError> {
+        let docs = postcard_encode(DOCS_MAGIC, &builder.docs, Vec::new())?;
+
+        let mut sorted: Vec<(&String, &Vec<Posting>)> = builder.postings.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut postings = Vec::from(*POSTINGS_MAGIC);
+        let mut entries = Vec::with_capacity(sorted.len());
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        let mut num_postings = 0u64;
+        for (term, list) in sorted {
+            pairs.clear();
+            let mut prev = 0;
+            for p in list {
+                pairs.push((p.doc - prev, p.tf));
+                prev = p.doc;
+            }
+            let offset = (postings.len() - POSTINGS_MAGIC.len()) as u64;
+            postings = postcard::to_extend(&pairs, postings)
+                .map_err(|e| IndexError::TooLarge(format!("encoding postings of {term:?}: {e}")))?;
+            let len = (postings.len() - POSTINGS_MAGIC.len()) as u64 - offset;
+            let df = u32::try_from(list.len()).map_err(|_| {
+                IndexError::TooLarge(format!("term {term:?} in too many documents"))
+            })?;
+            num_postings += u64::from(df);
+            entries.push(TermEntry {
+                term: term.clone(),
+                df,
+                offset,
+                len,
+            });
+        }
+        let terms = postcard_encode(TERMS_MAGIC, &entries, Vec::new())?;
+        let manifest = Manifest {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            docs: builder.docs.len() as u64,
+            terms: entries.len() as u64,
+            postings: num_postings,
+            total_terms: builder.total_terms,
+            docs_file: FileInfo::of(&docs),
+            terms_file: FileInfo::of(&terms),
+            postings_file: FileInfo::of(&postings),
+        };
+        let mut manifest_json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| IndexError::TooLarge(format!("encoding the manifest: {e}")))?;
+        manifest_json.push(b'\n');
+        Ok(IndexWriter {
+            manifest,
+            manifest_json,
+            docs,
+            terms,
+            postings,
+        })
+    }
+
+    /// The manifest that will be written.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The files of the index as (file name, contents), the manifest last. A guest that hands
+    /// its output to the host as bytes instead of writing a directory can use these.
+    pub fn files(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            (DOCS, &self.docs),
+            (TERMS, &self.terms),
+            (POSTINGS, &self.postings),
+            (MANIFEST, &self.manifest_json),
+        ]
+    }
+
+    /// Writes the index into `dir` (created if missing), replacing an index already there.
+    /// Atomic in the sense described in the [module docs](self): readers see the old index,
+    /// no index, or the new one, never a mix.
+    pub fn write_dir(&self, dir: impl AsRef<Path>) -> Result<(), IndexError> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let manifest = dir.join(MANIFEST);
+        match fs::remove_file(&manifest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&manifest, e)),
+        }
+        for (name, bytes) in self.files() {
+            let path = dir.join(name);
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let mut file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+            file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
+            file.sync_all().map_err(|e| io_error(&tmp, e))?;
+            drop(file);
+            fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        }
+        // Make the renames durable. Best effort: not every platform (or WASI host) can open a
+        // directory as a file.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Reads back the encoded index without touching the file system.
+    pub fn to_index(&self) -> Result<Index, IndexError> {
+        Index::from_files(
+            Path::new(""),
+            &self.manifest_json,
+            &self.docs,
+            &self.terms,
+            self.postings.clone(),
+        )
+    }
+}
+
+/// An index opened for queries.
+///
+/// Documents and the term dictionary are decoded when it is opened; the postings stay encoded
+/// in memory and a query decodes those of its terms only.
+#[derive(Clone, Debug)]
+pub struct Index {
+    pub(crate) docs: Vec<DocInfo>,
+    terms: Vec<TermEntry>,
+    postings: Vec<u8>,
+    pub(crate) total_terms: u64,
+    dir: PathBuf,
+}
+
+fn check_file(
+    path: &Path,
+    bytes: &[u8],
+    info: &FileInfo,
+    magic: &[u8; 8],
+) -> Result<(), IndexError> {
+    let len = bytes.len() as u64;
+    if len < info.bytes {
+        return Err(file_error(
+            path,
+            format!("truncated: {len} bytes, the manifest says {}", info.bytes),
+        ));
+    }
+    if len > info.bytes {
+        return Err(file_error(
+            path,
+            format!(
+                "{len} bytes, the manifest says {}; not from the same write",
+                info.bytes
+            ),
+        ));
+    }
+    let crc = CRC32.checksum(bytes);
+    if crc != info.crc32 {
+        return Err(file_error(
+            path,
+            format!(
+                "corrupt: CRC-32 {crc:08x}, the manifest says {:08x}",
+                info.crc32
+            ),
+        ));
+    }
+    if !bytes.starts_with(magic) {
+        return Err(file_error(
+            path,
+            format!(
+                "not a wasmlink-search file (expected magic {:?})",
+                String::from_utf8_lossy(magic)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn postcard_decode<'a, T: Deserialize<'a>>(
+    path: &Path,
+    payload: &'a [u8],
+) -> Result<T, IndexError> {
+    let (value, rest) = postcard::take_from_bytes(payload)
+        .map_err(|e| file_error(path, format!("cannot decode: {e}")))?;
+    if !rest.is_empty() {
+        return Err(file_error(
+            path,
+            format!("{} bytes of garbage after the data", rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+impl Index {
+    /// Opens the index in `dir`, checking every file against the manifest.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index, IndexError> {
+        let dir = dir.as_ref();
+        let read = |name: &str| -> Result<Vec<u8>, IndexError> {
+            let path = dir.join(name);
+            fs::read(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound && name == MANIFEST {
+                    file_error(
+                        &path,
+                        "missing: not an index directory, or its write did not finish",
+                    )
+                } else if e.kind() == std::io::ErrorKind::NotFound {
+                    file_error(&path, "missing")
+                } else {
+                    io_error(&path, e)
+                }
+            })
+        };
+        let manifest = read(MANIFEST)?;
+        let docs = read(DOCS)?;
+        let terms = read(TERMS)?;
+        let postings = read(POSTINGS)?;
+        Index::from_files(dir, &manifest, &docs, &terms, postings)
+    }
+
+    /// Decodes an index from the contents of its four files; `dir` is only used to name files
+    /// in errors.
+    pub fn from_files(
+        dir: &Path,
+        manifest: &[u8],
+        docs: &[u8],
+        terms: &[u8],
+        postings: Vec<u8>,
+    ) -> Result<Index, IndexError> {
+        let manifest_path = dir.join(MANIFEST);
+        let m: Manifest = serde_json::from_slice(manifest)
+            .map_err(|e| file_error(&manifest_path, format!("invalid: {e}")))?;
+        if m.format != FORMAT_NAME {
+            return Err(file_error(
+                &manifest_path,
+                format!("format is {:?}, expected {FORMAT_NAME:?}", m.format),
+            ));
+        }
+        if m.version != FORMAT_VERSION {
+            return Err(file_error(
+                &manifest_path,
+                format!(
+                    "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    m.version
+                ),
+            ));
+        }
+        let docs_path = dir.join(DOCS);
+        let terms_path = dir.join(TERMS);
+        let postings_path = dir.join(POSTINGS);
+        check_file(&docs_path, docs, &m.docs_file, DOCS_MAGIC)?;
+        check_file(&terms_path, terms, &m.terms_file, TERMS_MAGIC)?;
+        check_file(&postings_path, &postings, &m.postings_file, POSTINGS_MAGIC)?;
+
+        let docs: Vec<DocInfo> = postcard_decode(&docs_path, &docs[DOCS_MAGIC.len()..])?;
+        if docs.len() as u64 != m.docs {
+            return Err(file_error(
+                &docs_path,
+                format!("{} documents, the manifest says {}", docs.len(), m.docs),
+            ));
+        }
+        let total: u64 = docs.iter().map(|d| u64::from(d.len)).sum();
+        if total != m.total_terms {
+            return Err(file_error(
+                &docs_path,
+                format!(
+                    "document lengths add up to {total}, the manifest says {}",
+                    m.total_terms
+                ),
+            ));
+        }
+        let terms: Vec<TermEntry> = postcard_decode(&terms_path, &terms[TERMS_MAGIC.len()..])?;
+        if terms.len() as u64 != m.terms {
+            return Err(file_error(
+                &terms_path,
+                format!("{} terms, the manifest says {}", terms.len(), m.terms),
+            ));
+        }
+        let payload = (postings.len() - POSTINGS_MAGIC.len()) as u64;
+        let mut num_postings = 0u64;
+        for (i, t) in terms.iter().enumerate() {
+            if i > 0 && terms[i - 1].term >= t.term {
+                return Err(file_error(
+                    &terms_path,
+                    format!("terms not sorted at {:?}", t.term),
+                ));
+            }
+            if t.offset.checked_add(t.len).is_none_or(|end| end > payload) || t.df == 0 {
+                return Err(file_error(
+                    &terms_path,
+                    format!(
+                        "term {:?}: postings range {}+{} outside postings.bin",
+                        t.term, t.offset, t.len
+                    ),
+                ));
+            }
+            num_postings += u64::from(t.df);
+        }
+        if num_postings != m.postings {
+            return Err(file_error(
+                &terms_path,
+                format!("{num_postings} postings, the manifest says {}", m.postings),
+            ));
+        }
+        Ok(Index {
+            docs,
+            terms,
+            postings,
+            total_terms: m.total_terms,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The number of documents.
+    pub fn num_docs(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// The number of distinct terms.
+    pub fn num_terms(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Sum of the documents' lengths.
+    pub fn total_terms(&self) -> u64 {
+        self.total_terms
+    }
+
+    /// A document, if `doc` is in range.
+    pub fn doc(&self, doc: DocId) -> Option<&DocInfo> {
+        self.docs.get(doc as usize)
+    }
+
+    /// The documents, indexed by [`DocId`].
+    pub fn docs(&self) -> &[DocInfo] {
+        &self.docs
+    }
+
+    /// The postings of `term` (an index term, already normalised), by increasing document id;
+    /// empty if the term is not in the index.
+    pub fn postings(&self, term: &str) -> Result<Vec<Posting>, IndexError> {
+        match self.terms.binary_search_by(|e| e.term.as_str().cmp(term)) {
+            Ok(i) => self.decode_postings(&self.terms[i]),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The number of documents containing `term`.
+    pub fn doc_freq(&self, term: &str) -> u32 {
+        self.terms
+            .binary_search_by(|e| e.term.as_str().cmp(term))
+            .map_or(0, |i| self.terms[i].df)
+    }
+
+    fn decode_postings(&self, entry: &TermEntry) -> Result<Vec<Posting>, IndexError> {
+        let path = || self.dir.join(POSTINGS);
+        // In range: checked when the index was opened.
+        let start = POSTINGS_MAGIC.len() + entry.offset as usize;
+        let bytes = &self.postings[start..start + entry.len as usize];
+        let pairs: Vec<(u32, u32)> = postcard::from_bytes(bytes).map_err(|e| {
+            file_error(
+                &path(),
+                format!("postings of {:?}: cannot decode: {e}", entry.term),
+            )
+        })?;
+        if pairs.len() != entry.df as usize {
+            return Err(file_error(
+                &path(),
+                format!(
+                    "postings of {:?}: {} entries, terms.bin says {}",
+                    entry.term,
+                    pairs.len(),
+                    entry.df
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        let mut doc = 0u32;
+        for (i, (delta, tf)) in pairs.into_iter().enumerate() {
+            let next = if i == 0 {
+                Some(delta)
+            } else {
+                doc.checked_add(delta).filter(|_| delta > 0)
+            };
+            match next {
+                Some(d) if (d as usize) < self.docs.len() && tf > 0 => doc = d,
+                _ => {
+                    return Err(file_error(
+                        &path(),
+                        format!(
+                            "postings of {:?}: bad entry {i} (delta {delta}, tf {tf})",
+                            entry.term
+                        ),
+                    ));
+                }
+            }
+            out.push(Posting { doc, tf });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze;
+
+    const CORPUS: [(&str, &str, &str); 5] = [
+        (
+            "Ownership",
+            "ch04.html",
+            "Ownership rules: each value has an owner. Owners drop values.",
+        ),
+        (
+            "Borrowing",
+            "ch04-02.html",
+            "References borrow a value without taking ownership.",
+        ),
+        (
+            "Traits",
+            "ch10-02.html",
+            "Traits define shared behaviour; a value's type implements traits.",
+        ),
+        ("Empty", "empty.html", ""),
+        (
+            "Closures",
+            "ch13-01.html",
+            "Closures capture values from their environment by borrowing.",
+        ),
+    ];
+
+    fn build(range: std::ops::Range<usize>) -> IndexBuilder {
+        let mut b = IndexBuilder::new();
+        for &(title, path, text) in &CORPUS[range] {
+            b.add(title, path, &analyze(text)).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn builder_counts_terms_and_lengths() {
+        let b = build(0..5);
+        assert_eq!(b.num_docs(), 5);
+        assert_eq!(
+            b.docs()[0],
+            DocInfo {
+                title: "Ownership".into(),
+                path: "ch04.html".into(),
+                len: 9
+            }
+        );
+        assert_eq!(b.docs()[3].len, 0);
+        assert_eq!(
+            b.postings("valu"),
+            [
+                Posting { doc: 0, tf: 2 },
+                Posting { doc: 1, tf: 1 },
+                Posting { doc: 2, tf: 1 },
+                Posting { doc: 4, tf: 1 }
+            ]
+        );
+        assert_eq!(b.postings("owner"), [Posting { doc: 0, tf: 2 }]);
+        assert_eq!(b.postings("missing"), []);
+    }
+
+    #[test]
+    fn round_trip_through_a_directory() {
+        let b = build(0..5);
+        let dir = tempfile::tempdir().unwrap();
+        let idx_dir = dir.path().join("nested/index");
+        let writer = IndexWriter::new(&b).unwrap();
+        writer.write_dir(&idx_dir).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&idx_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["docs.bin", "manifest.json", "postings.bin", "terms.bin"]
+        );
+
+        let index = Index::open(&idx_dir).unwrap();
+        assert_eq!(index.docs(), b.docs());
+        assert_eq!(index.num_terms(), b.num_terms());
+        assert_eq!(index.total_terms(), 9 + 6 + 8 + 6);
+        for term in b.postings.keys() {
+            assert_eq!(index.postings(term).unwrap(), b.postings(term), "{term}");
+            assert_eq!(index.doc_freq(term) as usize, b.postings(term).len());
+        }
+        assert_eq!(index.postings("missing").unwrap(), []);
+        assert_eq!(IndexBuilder::from_index(&index).unwrap(), b);
+
+        let m: Manifest =
+            serde_json::from_slice(&fs::read(idx_dir.join(MANIFEST)).unwrap()).unwrap();
+        assert_eq!(&m, writer.manifest());
+        assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 1, 5));
+        assert_eq!(
+            m.postings,
+            b.postings.values().map(|l| l.len() as u64).sum::<u64>()
+        );
+
+        // Writing again over it replaces it and leaves no temporary files.
+        let b2 = build(0..2);
+        IndexWriter::new(&b2).unwrap().write_dir(&idx_dir).unwrap();
+        assert_eq!(Index::open(&idx_dir).unwrap().docs(), b2.docs());
+        assert_eq!(fs::read_dir(&idx_dir).unwrap().count(), 4);
+    }
+
+    #[test]
+    fn merge_equals_one_builder() {
+        let whole = build(0..5);
+        for split in 0..=5 {
+            let mut merged = build(0..split);
+            merged.merge(build(split..5)).unwrap();
+            assert_eq!(merged, whole, "split at {split}");
+            let a = IndexWriter::new(&merged).unwrap();
+            let b = IndexWriter::new(&whole).unwrap();
+            assert_eq!(a.files(), b.files(), "split at {split}");
+        }
+        // Three segments, merged from disk.
+        let dir = tempfile::tempdir().unwrap();
+        for (i, r) in [0..1, 1..4, 4..5].into_iter().enumerate() {
+            IndexWriter::new(&build(r))
+                .unwrap()
+                .write_dir(dir.path().join(format!("seg{i}")))
+                .unwrap();
+        }
+        let mut merged = IndexBuilder::new();
+        for i in 0..3 {
+            let seg = Index::open(dir.path().join(format!("seg{i}"))).unwrap();
+            merged
+                .merge(IndexBuilder::from_index(&seg).unwrap())
+                .unwrap();
+        }
+        assert_eq!(merged, whole);
+    }
+
+    fn written() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idx");
+        IndexWriter::new(&build(0..5))
+            .unwrap()
+            .write_dir(&path)
+            .unwrap();
+        (dir, path)
+    }
+
+    fn open_err(path: &Path) -> String {
+        Index::open(path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn truncated_file_is_named() {
+        let (_tmp, path) = written();
+        let postings = path.join(POSTINGS);
+        let bytes = fs::read(&postings).unwrap();
+        fs::write(&postings, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(
+            open_err(&path),
+            format!(
+                "index file {}: truncated: {} bytes, the manifest says {}",
+                postings.display(),
+                bytes.len() - 3,
+                bytes.len()
+            )
+        );
+    }
+
+    #[test]
+    fn corrupt_missing_and_foreign_files_are_named() {
+        let (_tmp, path) = written();
+        let docs = path.join(DOCS);
+        let mut bytes = fs::read(&docs).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        fs::write(&docs, &bytes).unwrap();
+        let err = open_err(&path);
+        assert!(
+            err.starts_with(&format!("index file {}: corrupt: CRC-32 ", docs.display())),
+            "{err}"
+        );
+
+        let (_tmp, path) = written();
+        fs::remove_file(path.join(TERMS)).unwrap();
+        assert_eq!(
+            open_err(&path),
+            format!("index file {}: missing", path.join(TERMS).display())
+        );
+
+        let (_tmp, path) = written();
+        fs::remove_file(path.join(MANIFEST)).unwrap();
+        assert_eq!(
+            open_err(&path),
+            format!(
+                "index file {}: missing: not an index directory, or its write did not finish",
+                path.join(MANIFEST).display()
+            )
+        );
+
+        let (_tmp, path) = written();
+        let manifest = path.join(MANIFEST);
+        let text = fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 7");
+        fs::write(&manifest, text).unwrap();
+        assert_eq!(
+            open_err(&path),
+            format!(
+                "index file {}: format version 7 is not supported (this build reads 1)",
+                manifest.display()
+            )
+        );
+
+        fs::write(&manifest, b"{\"format\": \"x\"").unwrap();
+        assert!(
+            open_err(&path).starts_with(&format!("index file {}: invalid: ", manifest.display())),
+            "{}",
+            open_err(&path)
+        );
+
+        // A data file from another write of the same size still fails the checksum; one of
+        // another size fails the length check.
+        let (_tmp, path) = written();
+        let (_tmp2, other) = {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("idx");
+            IndexWriter::new(&build(0..2))
+                .unwrap()
+                .write_dir(&p)
+                .unwrap();
+            (dir, p)
+        };
+        fs::copy(other.join(DOCS), path.join(DOCS)).unwrap();
+        let err = open_err(&path);
+        assert!(
+            err.contains("not from the same write") || err.contains("truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_files_rejects_bad_postcard_with_a_valid_checksum() {
+        // A hand-made docs.bin whose checksum matches but whose payload is garbage.
+        let writer = IndexWriter::new(&build(0..2)).unwrap();
+        let mut docs = DOCS_MAGIC.to_vec();
+        docs.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let mut m = writer.manifest().clone();
+        m.docs_file = FileInfo::of(&docs);
+        let json = serde_json::to_vec(&m).unwrap();
+        let [_, (_, terms), (_, postings), _] = writer.files();
+        let err = Index::from_files(Path::new("seg"), &json, &docs, terms, postings.to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("index file seg/docs.bin: cannot decode: "),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The search engine's text and index core.
+//!
+//! This crate is the part of wasmlink's modular search engine that does the actual work on
+//! text: it is pure Rust with no host dependencies, so the very same code is compiled into the
+//! wasm32-wasip1 guest modules that the pipeline runs (extractor, tokenizer, normaliser,
+//! indexer, query) and natively for the benchmark that runs it without wasmlink.
+//!
+//! The stages, each a plain function over plain Rust types so that a guest module can wrap
+//! one of them and stream batches through it:
+//!
+//! 1. [`extract`]: HTML, Markdown or plain text bytes to a [`Doc`] (title and plain text).
+//! 2. [`tokenize`]: text to words (Unicode word boundaries, UAX #29).
+//! 3. [`normalize`]: words to index terms (lowercase, stop words dropped, Snowball English stem).
+//! 4. [`IndexBuilder`]: terms of each document to postings; builders of several batches or
+//!    workers are combined with [`IndexBuilder::merge`]. [`IndexWriter`] writes the index into
+//!    a directory atomically; [`Index::open`] reads it back.
+//! 5. [`Index::search`]: BM25 top-k (see [`Bm25`]).
+//!
+//! ```
+//! use wasmlink_search::{DocKind, IndexBuilder, IndexWriter, analyze, extract};
+//!
+//! let doc = extract(b"<title>Ferris</title><main><h1>Ferris</h1><p>Crabs are running.</p></main>",
+//!                   DocKind::Html);
+//! assert_eq!(doc.title, "Ferris");
+//! assert_eq!(doc.text, "Ferris\nCrabs are running.");
+//! let terms = analyze(&doc.text);
+//! assert_eq!(terms, ["ferri", "crab", "run"]);
+//!
+//! let mut builder = IndexBuilder::new();
+//! builder.add(&doc.title, "ferris.html", &terms).unwrap();
+//! let index = IndexWriter::new(&builder).unwrap().to_index().unwrap();
+//! let hits = index.search("crab runs", 10).unwrap();
+//! assert_eq!(hits[0].path, "ferris.html");
+//! ```
+//!
+//! Everything here is deterministic: the same input gives the same text, terms, index bytes
+//! and scores on every run, natively and in wasm (no randomly seeded hashing, no clock, no
+//! threads). The on-disk index format is versioned ([`FORMAT_VERSION`]).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod extract;
+mod index;
+mod normalize;
+mod query;
+mod tokenize;
+
+pub use extract::{Doc, DocKind, extract};
+pub use index::{
+    DocId, DocInfo, FORMAT_NAME, FORMAT_VERSION, FileInfo, Index, IndexBuilder, IndexError,
+    IndexWriter, Manifest, Posting,
+};
+pub use normalize::{MAX_TERM_BYTES, Normalizer, STOP_WORDS, normalize};
+pub use query::{Bm25, Hit};
+pub use tokenize::{tokenize, tokens};
+
+/// Tokenizes and normalises `text` in one call: `normalize(tokenize(text))`.
+///
+/// These are the terms an indexer stores for a document and the terms a query looks up.
+pub fn analyze(text: &str) -> Vec<String> {
+    Normalizer::new().normalize_all(tokens(text))
+}

@@ -1,0 +1,182 @@
+//! Words to index terms.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use rust_stemmers::{Algorithm, Stemmer};
+
+/// The English stop words: exactly Lucene's `EnglishAnalyzer.ENGLISH_STOP_WORDS_SET` (33 words),
+/// sorted. They are compared after lowercasing and before stemming.
+pub const STOP_WORDS: [&str; 33] = [
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
+];
+
+/// Words longer than this many bytes (after lowercasing) are dropped: they are almost always
+/// hashes, base64 or minified code, and they would bloat the term dictionary.
+pub const MAX_TERM_BYTES: usize = 64;
+
+/// Turns words into index terms: lowercase (Unicode), then drop [`STOP_WORDS`] and words
+/// longer than [`MAX_TERM_BYTES`], then stem with the Snowball English stemmer
+/// (`rust-stemmers`, the Porter2 algorithm). A right single quotation mark `’` is read as `'`.
+///
+/// A `Normalizer` holds the stemmer and a cache of the terms of recent words (stemming is the
+/// costly step, and word frequencies are skewed), so it is cheaper to keep one per thread or
+/// guest instance than to call [`normalize`] for each small batch. Both give the same terms:
+/// the cache never changes a result. It holds at most [`Normalizer::CACHE_WORDS`] words and is
+/// cleared when full.
+pub struct Normalizer {
+    stemmer: Stemmer,
+    cache: HashMap<String, Option<String>, BuildHasherDefault<DefaultHasher>>,
+}
+
+impl Default for Normalizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Normalizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Normalizer(lowercase, Lucene English stop words, Snowball English)")
+    }
+}
+
+impl Normalizer {
+    /// The most words the cache holds.
+    pub const CACHE_WORDS: usize = 1 << 16;
+
+    /// A normaliser with the Snowball English stemmer.
+    pub fn new() -> Self {
+        Normalizer {
+            stemmer: Stemmer::create(Algorithm::English),
+            cache: HashMap::default(),
+        }
+    }
+
+    /// The term for one word, or `None` if the word is a stop word, too long, or empty.
+    pub fn term(&mut self, word: &str) -> Option<String> {
+        let lower = if word
+            .bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+        {
+            std::borrow::Cow::Borrowed(word)
+        } else {
+            std::borrow::Cow::Owned(word.to_lowercase().replace('\u{2019}', "'"))
+        };
+        if let Some(term) = self.cache.get(lower.as_ref()) {
+            return term.clone();
+        }
+        let term = self.uncached(&lower);
+        if self.cache.len() >= Self::CACHE_WORDS {
+            self.cache.clear();
+        }
+        self.cache.insert(lower.into_owned(), term.clone());
+        term
+    }
+
+    fn uncached(&self, lower: &str) -> Option<String> {
+        if lower.is_empty() || lower.len() > MAX_TERM_BYTES || is_stop_word(lower) {
+            return None;
+        }
+        let stem = self.stemmer.stem(lower).into_owned();
+        (!stem.is_empty()).then_some(stem)
+    }
+
+    /// The terms for some words, in order.
+    pub fn normalize_all<'a>(&mut self, words: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        words.into_iter().filter_map(|w| self.term(w)).collect()
+    }
+}
+
+/// Whether `word` (already lowercase) is one of [`STOP_WORDS`].
+fn is_stop_word(word: &str) -> bool {
+    word.len() <= 5 && STOP_WORDS.binary_search(&word).is_ok()
+}
+
+/// Normalises words into index terms with a fresh [`Normalizer`].
+///
+/// ```
+/// assert_eq!(
+///     wasmlink_search::normalize(["The", "Running", "CATS", "are", "happily", "jumping"]),
+///     ["run", "cat", "happili", "jump"]
+/// );
+/// ```
+pub fn normalize<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    Normalizer::new().normalize_all(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_words_are_sorted_and_dropped() {
+        let mut sorted = STOP_WORDS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, STOP_WORDS);
+        for w in STOP_WORDS {
+            assert_eq!(Normalizer::new().term(w), None, "{w}");
+            assert_eq!(Normalizer::new().term(&w.to_uppercase()), None, "{w}");
+        }
+        assert_eq!(
+            normalize(["The", "cat", "IS", "on", "a", "mat", "with", "Such", "joy"]),
+            ["cat", "mat", "joy"]
+        );
+    }
+
+    #[test]
+    fn snowball_english_stems() {
+        let mut n = Normalizer::new();
+        let cases = [
+            ("running", "run"),
+            ("runs", "run"),
+            ("ran", "ran"),
+            ("jumped", "jump"),
+            ("ownership", "ownership"),
+            ("borrowing", "borrow"),
+            ("borrowed", "borrow"),
+            ("generalization", "general"),
+            ("traits", "trait"),
+            ("lifetimes", "lifetim"),
+            ("iterators", "iter"),
+            ("Closures", "closur"),
+            ("happiness", "happi"),
+            ("Rust's", "rust"),
+            ("Rust’s", "rust"),
+            ("isn't", "isn't"),
+            ("u8", "u8"),
+            ("東京", "東京"),
+            ("ÜBER", "über"),
+        ];
+        for (word, stem) in cases {
+            assert_eq!(n.term(word).as_deref(), Some(stem), "{word}");
+            // Again, from the cache.
+            assert_eq!(n.term(word).as_deref(), Some(stem), "{word}");
+        }
+    }
+
+    #[test]
+    fn long_words_are_dropped() {
+        let mut n = Normalizer::new();
+        assert_eq!(n.term(&"a".repeat(MAX_TERM_BYTES + 1)), None);
+        assert_eq!(
+            n.term(&"b".repeat(MAX_TERM_BYTES)).map(|t| t.len()),
+            Some(MAX_TERM_BYTES)
+        );
+        assert_eq!(n.term(""), None);
+    }
+
+    #[test]
+    fn cache_is_bounded_and_transparent() {
+        let mut n = Normalizer::new();
+        for i in 0..Normalizer::CACHE_WORDS + 10 {
+            assert_eq!(n.term(&format!("run{i}s")), Some(format!("run{i}")));
+        }
+        assert!(n.cache.len() <= Normalizer::CACHE_WORDS);
+        assert_eq!(n.term("running"), Some("run".to_owned()));
+        assert_eq!(n.term("the"), None);
+        assert_eq!(n.term("The"), None);
+    }
+}
