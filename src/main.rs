@@ -17,9 +17,15 @@ Examples:
   wasmlink nm libfoo.so                 its defined and undefined symbols
   wasmlink ldd -L lib main.wasm         where each needed library is found
   wasmlink run -L lib main.wasm -- x    load, link and run a program
+  wasmlink call plugin.wasm add 2 3     call an export in a sandbox (deny by default)
+  wasmlink policy check plugin.toml     validate a capability policy
+  wasmlink repo add m.wasm --name m --version 1.0.0   store a module in the repository
+  wasmlink repo resolve m@^1            the checked object of the highest matching version
+  wasmlink pipeline run index.toml      stream batches through module stages (docs/pipeline.md)
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for needed libraries
+  WASMLINK_REPO           the module repository directory (default ~/.local/share/wasmlink/repo)
 
 Exit status:
   0  success
@@ -40,6 +46,11 @@ enum Command {
     Nm(commands::nm::Args),
     Ldd(commands::ldd::Args),
     Run(commands::run::Args),
+    Call(commands::call::Args),
+    Policy(commands::policy::Args),
+    Repo(commands::repo::Args),
+    Keygen(commands::keygen::Args),
+    Pipeline(commands::pipeline::Args),
 }
 
 /// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
@@ -75,6 +86,11 @@ fn main() -> ExitCode {
         Command::Nm(a) => commands::nm::run(a),
         Command::Ldd(a) => commands::ldd::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Call(a) => commands::call::run(a),
+        Command::Policy(a) => commands::policy::run(a),
+        Command::Repo(a) => commands::repo::run(a),
+        Command::Keygen(a) => commands::keygen::run(a),
+        Command::Pipeline(a) => commands::pipeline::run(a),
     };
     match result {
         Ok(code) => code,

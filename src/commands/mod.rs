@@ -1,6 +1,11 @@
 //! One module per subcommand.
 
+pub mod call;
 pub mod inspect;
+pub mod keygen;
 pub mod ldd;
 pub mod nm;
+pub mod pipeline;
+pub mod policy;
+pub mod repo;
 pub mod run;

@@ -4,6 +4,12 @@ mod support;
 
 mod cli;
 mod corpus;
+mod guest_abi;
+mod exchange_hostile;
+mod hostile;
 mod linker;
 mod linker_cases;
+mod policy;
+mod pipeline;
+mod repo;
 mod robustness;

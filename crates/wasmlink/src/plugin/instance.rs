@@ -1,0 +1,618 @@
+//! Instances of a plugin: creation under the policy's limits, checkout and return, calls, and
+//! turning every way a call can fail into a [`PluginError`].
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use wasmtime::{Func, Memory, ResourceLimiter, Store, Trap, Val, WasmParams, WasmResults};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use super::{PluginError, PluginInner, one_line};
+use crate::policy::{CapturePipe, EffectiveLimits, OutputMode};
+
+/// What a limit hit was, recorded by the limiter so the error can say exactly which.
+#[derive(Debug, Clone, Copy)]
+enum Hit {
+    Memory { requested: u64 },
+    Table { requested: u64 },
+}
+
+/// Enforces `limits.memory`, `limits.table-elements` and `limits.instances` for one store.
+pub(crate) struct Limiter {
+    memory: u64,
+    table_elements: u64,
+    instances: u64,
+    hit: Option<Hit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("resource limit exceeded")]
+struct LimitExceeded;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory {
+            self.hit = Some(Hit::Memory {
+                requested: desired as u64,
+            });
+            return Err(LimitExceeded.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.table_elements {
+            self.hit = Some(Hit::Table {
+                requested: desired as u64,
+            });
+            return Err(LimitExceeded.into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances as usize
+    }
+
+    fn memories(&self) -> usize {
+        self.instances as usize
+    }
+
+    fn tables(&self) -> usize {
+        self.instances as usize * 4
+    }
+}
+
+/// The data of a plugin instance's Store: its WASI context (as the policy grants), its limiter,
+/// and its captured output.
+pub struct PluginState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: Limiter,
+    stdout: Option<CapturePipe>,
+    stderr: Option<CapturePipe>,
+    taken_out: usize,
+    taken_err: usize,
+}
+
+/// A live instance with its store.
+pub(crate) struct Ready {
+    pub(crate) store: Store<PluginState>,
+    pub(crate) instance: wasmtime::Instance,
+    pub(crate) memory: Option<Memory>,
+}
+
+/// An instance checked out of a plugin's pool, for calls on one thread. Dropping it returns it
+/// to the pool, unless a call on it failed (then it is thrown away).
+pub struct Instance {
+    plugin: Arc<PluginInner>,
+    ready: Option<Ready>,
+    failed: bool,
+}
+
+impl Instance {
+    pub(crate) fn checkout(plugin: Arc<PluginInner>) -> Result<Instance, PluginError> {
+        let pooled = plugin.pool.lock().ok().and_then(|mut p| p.pop());
+        let ready = match pooled {
+            Some(r) => r,
+            None => create(&plugin)?,
+        };
+        Ok(Instance {
+            plugin,
+            ready: Some(ready),
+            failed: false,
+        })
+    }
+
+    fn ready(&mut self) -> &mut Ready {
+        // `ready` is only None after drop.
+        self.ready.get_or_insert_with(|| unreachable_ready())
+    }
+
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> EffectiveLimits {
+        self.plugin.limits
+    }
+
+    /// Arms the per-call limits (timeout and fuel).
+    fn arm(&mut self) {
+        let ticks = ticks_for(&self.plugin);
+        let fuel = self.plugin.limits.fuel;
+        let r = self.ready();
+        r.store.set_epoch_deadline(ticks);
+        if let Some(f) = fuel {
+            let _ = r.store.set_fuel(f);
+        }
+        r.store.data_mut().limiter.hit = None;
+    }
+
+    fn func(&mut self, function: &str) -> Result<Func, PluginError> {
+        let name = self.plugin.name.clone();
+        let r = self.ready();
+        r.instance
+            .get_func(&mut r.store, function)
+            .ok_or_else(|| PluginError::NoSuchFunction {
+                plugin: name,
+                function: function.to_string(),
+                available: {
+                    let mut v: Vec<String> = self.plugin.exports.keys().cloned().collect();
+                    v.sort();
+                    v
+                },
+            })
+    }
+
+    /// Calls `function` with dynamically typed arguments.
+    pub fn call(&mut self, function: &str, args: &[Val]) -> Result<Vec<Val>, PluginError> {
+        let func = self.func(function)?;
+        let ty = func.ty(&self.ready().store);
+        let expected: Vec<_> = ty.params().collect();
+        let matches = expected.len() == args.len()
+            && expected
+                .iter()
+                .zip(args)
+                .all(|(t, a)| a.matches_ty(&self.ready().store, t).unwrap_or(false));
+        if !matches {
+            return Err(PluginError::Signature {
+                plugin: self.plugin.name.clone(),
+                function: function.to_string(),
+                expected: format!(
+                    "({})",
+                    args.iter()
+                        .map(|a| val_type_name(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                actual: func_type_string(&ty),
+            });
+        }
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        self.arm();
+        let r = self.ready.as_mut().map(|r| &mut r.store);
+        let Some(store) = r else {
+            return Err(unreachable_err(&self.plugin.name));
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            func.call(&mut *store, args, &mut results)
+        }));
+        self.finish(function, outcome)?;
+        Ok(results)
+    }
+
+    /// A typed handle to `function`, checked once; its calls cost one typed wasmtime call plus
+    /// arming the timeout.
+    pub fn typed<P: WasmParams, R: WasmResults>(
+        &mut self,
+        function: &str,
+    ) -> Result<TypedCall<'_, P, R>, PluginError> {
+        let func = self.func(function)?;
+        let name = self.plugin.name.clone();
+        let store = &mut self.ready().store;
+        let ty = func.ty(&*store);
+        let typed = func.typed::<P, R>(&*store).map_err(|_| PluginError::Signature {
+            plugin: name,
+            function: function.to_string(),
+            expected: std::any::type_name::<(P, R)>().to_string(),
+            actual: func_type_string(&ty),
+        })?;
+        Ok(TypedCall {
+            instance: self,
+            func: typed,
+            name: function.to_string(),
+        })
+    }
+
+    /// Maps a call's outcome; any failure marks the instance as failed (never reused).
+    pub(crate) fn finish<T>(
+        &mut self,
+        function: &str,
+        outcome: std::thread::Result<wasmtime::Result<T>>,
+    ) -> Result<T, PluginError> {
+        let result = match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.classify(function, e)),
+            Err(panic) => Err(PluginError::HostPanic {
+                plugin: self.plugin.name.clone(),
+                function: function.to_string(),
+                message: panic_message(&panic),
+            }),
+        };
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn classify(&mut self, function: &str, e: wasmtime::Error) -> PluginError {
+        let plugin = self.plugin.name.clone();
+        let function = function.to_string();
+        let limits = self.plugin.limits;
+        let hit = self.ready.as_mut().and_then(|r| r.store.data_mut().limiter.hit.take());
+        classify_error(&plugin, &function, &limits, hit, e)
+    }
+
+    pub(crate) fn abi_convention(&self) -> crate::policy::Abi {
+        self.plugin.policy.abi
+    }
+
+    /// The linear memory the module exports as `memory`, if any.
+    pub fn memory(&mut self) -> Option<Memory> {
+        self.ready().memory
+    }
+
+    /// The store, for direct access to memory and functions. A caller that traps through it
+    /// should call [`Instance::poison`] so the instance is not reused.
+    pub fn store_mut(&mut self) -> &mut Store<PluginState> {
+        &mut self.ready().store
+    }
+
+    /// Marks the instance as failed: it will be thrown away rather than reused.
+    pub fn poison(&mut self) {
+        self.failed = true;
+    }
+
+    /// Whether a call on this instance has failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.failed
+    }
+
+    /// Output captured (policy `stdio.stdout = "capture"`) since the last take.
+    pub fn take_stdout(&mut self) -> Vec<u8> {
+        let s = self.ready().store.data_mut();
+        take(&s.stdout, &mut s.taken_out)
+    }
+
+    /// Error output captured since the last take.
+    pub fn take_stderr(&mut self) -> Vec<u8> {
+        let s = self.ready().store.data_mut();
+        take(&s.stderr, &mut s.taken_err)
+    }
+
+    /// Runs a closure that calls into the guest with the per-call limits armed and panics in
+    /// host functions caught; any failure poisons the instance.
+    pub(crate) fn guarded<T>(
+        &mut self,
+        function: &str,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        self.arm();
+        let Some(r) = self.ready.as_mut() else {
+            return Err(unreachable_err(&self.plugin.name));
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut r.store)));
+        self.finish(function, outcome)
+    }
+
+    pub(crate) fn instance_handle(&mut self) -> (wasmtime::Instance, &mut Store<PluginState>) {
+        let r = self.ready();
+        (r.instance, &mut r.store)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let Some(ready) = self.ready.take() else {
+            return;
+        };
+        if self.failed {
+            return;
+        }
+        // An instance whose captured output is half full is replaced rather than reused.
+        let cap = self.plugin.limits.output as usize;
+        let d = ready.store.data();
+        let used = |p: &Option<CapturePipe>| p.as_ref().map_or(0, CapturePipe::len);
+        if used(&d.stdout) > cap / 2 || used(&d.stderr) > cap / 2 {
+            return;
+        }
+        if let Ok(mut pool) = self.plugin.pool.lock()
+            && pool.len() < self.plugin.idle
+        {
+            pool.push(ready);
+        }
+    }
+}
+
+/// A typed function of an [`Instance`].
+pub struct TypedCall<'a, P, R> {
+    instance: &'a mut Instance,
+    func: wasmtime::TypedFunc<P, R>,
+    name: String,
+}
+
+impl<P: WasmParams, R: WasmResults> TypedCall<'_, P, R> {
+    /// Calls it.
+    pub fn call(&mut self, args: P) -> Result<R, PluginError> {
+        self.instance.arm();
+        let func = &self.func;
+        let Some(r) = self.instance.ready.as_mut() else {
+            return Err(unreachable_err(&self.instance.plugin.name));
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| func.call(&mut r.store, args)));
+        let name = self.name.clone();
+        self.instance.finish(&name, outcome)
+    }
+}
+
+fn take(pipe: &Option<CapturePipe>, taken: &mut usize) -> Vec<u8> {
+    let Some(p) = pipe else { return Vec::new() };
+    let all = p.contents();
+    let out = all.get(*taken..).unwrap_or_default().to_vec();
+    *taken = all.len();
+    out
+}
+
+fn ticks_for(plugin: &PluginInner) -> u64 {
+    let tick = plugin.host.config.tick.as_nanos().max(1);
+    (plugin.limits.timeout.as_nanos().div_ceil(tick) as u64).max(1)
+}
+
+fn unreachable_ready() -> Ready {
+    // Never called: `ready` is Some for the whole life of an Instance outside Drop.
+    panic!("wasmlink: instance used after it was returned to the pool")
+}
+
+fn unreachable_err(plugin: &str) -> PluginError {
+    PluginError::Load {
+        plugin: plugin.to_string(),
+        message: "instance used after it was returned to the pool".into(),
+    }
+}
+
+/// Creates a fresh instance of `plugin` in a new store, under its policy.
+fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
+    let limits = plugin.limits;
+    let cap = limits.output.min(usize::MAX as u64) as usize;
+    let stdout = (plugin.policy.stdio.stdout == OutputMode::Capture)
+        .then(|| CapturePipe::new(cap));
+    let stderr = (plugin.policy.stdio.stderr == OutputMode::Capture)
+        .then(|| CapturePipe::new(cap));
+    let wasi = plugin
+        .policy
+        .wasi_builder(
+            &format!("plugin `{}`", plugin.name),
+            stdout.as_ref(),
+            stderr.as_ref(),
+        )?
+        .build_p1();
+    let state = PluginState {
+        wasi,
+        limiter: Limiter {
+            memory: limits.memory,
+            table_elements: limits.table_elements,
+            instances: limits.instances,
+            hit: None,
+        },
+        stdout,
+        stderr,
+        taken_out: 0,
+        taken_err: 0,
+    };
+    let mut store = Store::new(&plugin.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(ticks_for(plugin));
+    if let Some(f) = limits.fuel {
+        let _ = store.set_fuel(f);
+    }
+    let name = plugin.name.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| plugin.pre.instantiate(&mut store)));
+    let instance = match outcome {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => {
+            let hit = store.data_mut().limiter.hit.take();
+            return Err(instantiate_error(&name, &limits, hit, e));
+        }
+        Err(p) => {
+            return Err(PluginError::HostPanic {
+                plugin: name,
+                function: "start".into(),
+                message: panic_message(&p),
+            });
+        }
+    };
+    // A reactor's constructors run once, before the first call.
+    if let Some(init) = instance.get_func(&mut store, "_initialize") {
+        store.set_epoch_deadline(ticks_for(plugin));
+        let outcome = catch_unwind(AssertUnwindSafe(|| init.call(&mut store, &[], &mut [])));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let hit = store.data_mut().limiter.hit.take();
+                return Err(classify_error(&name, "_initialize", &limits, hit, e));
+            }
+            Err(p) => {
+                return Err(PluginError::HostPanic {
+                    plugin: name,
+                    function: "_initialize".into(),
+                    message: panic_message(&p),
+                });
+            }
+        }
+    }
+    let memory = instance.get_memory(&mut store, "memory");
+    Ok(Ready {
+        store,
+        instance,
+        memory,
+    })
+}
+
+fn instantiate_error(
+    plugin: &str,
+    limits: &EffectiveLimits,
+    hit: Option<Hit>,
+    e: wasmtime::Error,
+) -> PluginError {
+    // A start function's failure reads as a failure of `start`.
+    let msg = one_line(&e);
+    if hit.is_none() && e.downcast_ref::<Trap>().is_none() && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none() {
+        if msg.contains("maximum concurrent") || msg.contains("pooling") || msg.contains("instance count") {
+            return PluginError::InstanceLimit {
+                plugin: plugin.to_string(),
+                message: format!("cannot create an instance: {msg} (limits.instances, or the host's pool_slots)"),
+            };
+        }
+        return PluginError::Load {
+            plugin: plugin.to_string(),
+            message: format!("cannot instantiate: {msg}"),
+        };
+    }
+    classify_error(plugin, "start", limits, hit, e)
+}
+
+fn classify_error(
+    plugin: &str,
+    function: &str,
+    limits: &EffectiveLimits,
+    hit: Option<Hit>,
+    e: wasmtime::Error,
+) -> PluginError {
+    let plugin = plugin.to_string();
+    let function = function.to_string();
+    match hit {
+        Some(Hit::Memory { requested }) => {
+            return PluginError::MemoryLimit {
+                plugin,
+                function,
+                limit: limits.memory,
+                requested,
+            };
+        }
+        Some(Hit::Table { requested }) => {
+            return PluginError::TableLimit {
+                plugin,
+                function,
+                limit: limits.table_elements,
+                requested,
+            };
+        }
+        None => {}
+    }
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return PluginError::Exit {
+            plugin,
+            function,
+            code: exit.0,
+        };
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        match trap {
+            Trap::Interrupt => {
+                return PluginError::Timeout {
+                    plugin,
+                    function,
+                    limit: limits.timeout,
+                };
+            }
+            Trap::OutOfFuel => {
+                return PluginError::OutOfFuel {
+                    plugin,
+                    function,
+                    fuel: limits.fuel.unwrap_or(0),
+                };
+            }
+            Trap::StackOverflow => {
+                return PluginError::StackOverflow {
+                    plugin,
+                    function,
+                    limit: limits.stack,
+                };
+            }
+            _ => {}
+        }
+    }
+    if let Some(v) = e.downcast_ref::<crate::exchange::AbiViolation>() {
+        return PluginError::Abi {
+            plugin,
+            function,
+            message: v.0.clone(),
+        };
+    }
+    if e.downcast_ref::<crate::exchange::OutputTooLarge>().is_some() {
+        return PluginError::OutputLimit {
+            plugin,
+            function,
+            what: "returned data".into(),
+            limit: limits.output,
+        };
+    }
+    let msg = one_line(&e);
+    if msg.contains("write beyond capacity of MemoryOutputPipe") {
+        return PluginError::OutputLimit {
+            plugin,
+            function,
+            what: "captured output".into(),
+            limit: limits.output,
+        };
+    }
+    let backtrace = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|bt| format!("{bt}"))
+        .filter(|s| !s.trim().is_empty());
+    let trap = match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string().trim_start_matches("wasm trap: ").to_string(),
+        None => msg,
+    };
+    PluginError::Trap {
+        plugin,
+        function,
+        trap,
+        backtrace,
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
+fn val_type_name(v: &Val) -> &'static str {
+    match v {
+        Val::I32(_) => "i32",
+        Val::I64(_) => "i64",
+        Val::F32(_) => "f32",
+        Val::F64(_) => "f64",
+        Val::V128(_) => "v128",
+        _ => "ref",
+    }
+}
+
+/// `(i32, i32) -> i64` style text of a function type.
+pub(crate) fn func_type_string(ty: &wasmtime::FuncType) -> String {
+    let list = |it: &mut dyn Iterator<Item = wasmtime::ValType>| {
+        it.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "({}) -> ({})",
+        list(&mut ty.params()),
+        list(&mut ty.results())
+    )
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("plugin", &self.plugin.name)
+            .field("poisoned", &self.failed)
+            .finish_non_exhaustive()
+    }
+}

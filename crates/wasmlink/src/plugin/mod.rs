@@ -1,0 +1,488 @@
+//! Plugins: modules loaded as isolated security domains under a [`Policy`].
+//!
+//! A [`PluginHost`] owns the engines (one per distinct engine-level setting: stack size, fuel
+//! metering), the pooling instance allocator, an in-memory cache of compiled modules keyed by
+//! sha256, the host functions plugins may import, and one timer thread that advances every
+//! engine's epoch (the clock behind `limits.timeout`). It is `Send + Sync`: share it with `Arc`
+//! or clone it (clones share everything).
+//!
+//! A [`Plugin`] is one module plus its policy. Each of its instances lives in a Store of its
+//! own. Calls check an instance out of the plugin's pool (creating one from an `InstancePre`
+//! when the pool is empty), run, and give it back, unless the call failed in any way, in which
+//! case the instance is dropped and the next call gets a fresh one. [`Plugin::instance`] hands
+//! out an [`Instance`] lease for a run of calls on one thread (one instance per thread), and
+//! [`Plugin::swap`] replaces the module while calls are in flight: they finish on the old one.
+//!
+//! ```no_run
+//! use wasmlink::plugin::PluginHost;
+//! use wasmlink::policy::Policy;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = PluginHost::new(Default::default())?;
+//! let policy = Policy::from_file("plugin.toml".as_ref())?;
+//! let plugin = host.load_file("plugin.wasm".as_ref(), policy)?;
+//! let sum: i32 = plugin.instance()?.typed::<(i32, i32), i32>("add")?.call((2, 3))?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod instance;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, IntoFunc, Linker, Module,
+    PoolingAllocationConfig,
+};
+
+pub use error::PluginError;
+pub use instance::{Instance, PluginState, TypedCall};
+
+use crate::policy::{EffectiveLimits, Policy, RandomMode, sha256_hex};
+
+/// How a [`PluginHost`] is set up. The defaults suit a host of a few hundred live instances.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Instances (and memories, and tables) the pooling allocator reserves slots for, across
+    /// every plugin of the host. Each slot reserves address space (not memory) for a 4 GiB
+    /// linear memory and its guard region. 0 uses on-demand allocation instead of the pool.
+    pub pool_slots: u32,
+    /// Idle instances a plugin keeps for reuse.
+    pub idle_per_plugin: usize,
+    /// Period of the epoch timer that enforces `limits.timeout`.
+    pub tick: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            pool_slots: 256,
+            idle_per_plugin: 8,
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Engine-level settings; plugins whose policies agree on them share an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EngineKey {
+    stack: u64,
+    fuel: bool,
+}
+
+type Definer = Arc<dyn Fn(&mut Linker<PluginState>) -> wasmtime::Result<()> + Send + Sync>;
+
+struct HostFunc {
+    module: String,
+    name: String,
+    define: Definer,
+}
+
+pub(crate) struct HostInner {
+    config: HostConfig,
+    engines: Mutex<HashMap<EngineKey, Engine>>,
+    modules: Mutex<HashMap<(EngineKey, String), Module>>,
+    funcs: RwLock<Vec<HostFunc>>,
+}
+
+/// The host of many plugins. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+impl PluginHost {
+    /// Creates a host and starts its epoch timer thread (which ends when the host is dropped).
+    pub fn new(config: HostConfig) -> Result<PluginHost, PluginError> {
+        let inner = Arc::new(HostInner {
+            config,
+            engines: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            funcs: RwLock::new(Vec::new()),
+        });
+        let weak: Weak<HostInner> = Arc::downgrade(&inner);
+        let tick = inner.config.tick;
+        std::thread::Builder::new()
+            .name("wasmlink-epoch".into())
+            .spawn(move || {
+                while let Some(host) = weak.upgrade() {
+                    let engines: Vec<Engine> = match host.engines.lock() {
+                        Ok(e) => e.values().cloned().collect(),
+                        Err(_) => return,
+                    };
+                    drop(host);
+                    for e in &engines {
+                        e.increment_epoch();
+                    }
+                    std::thread::sleep(tick);
+                }
+            })
+            .map_err(|e| PluginError::Load {
+                plugin: "(host)".into(),
+                message: format!("cannot start the epoch timer thread: {e}"),
+            })?;
+        Ok(PluginHost { inner })
+    }
+
+    /// Defines a host function plugins may import as `module.name`, if their policy lists it
+    /// in `capabilities.host-functions`.
+    pub fn func_wrap<Params, Results>(
+        &self,
+        module: &str,
+        name: &str,
+        func: impl IntoFunc<PluginState, Params, Results> + Clone + Send + Sync + 'static,
+    ) {
+        let (m, n) = (module.to_string(), name.to_string());
+        let define: Definer = Arc::new(move |linker: &mut Linker<PluginState>| {
+            linker.func_wrap(&m, &n, func.clone()).map(|_| ())
+        });
+        if let Ok(mut funcs) = self.inner.funcs.write() {
+            funcs.retain(|f| !(f.module == module && f.name == name));
+            funcs.push(HostFunc {
+                module: module.to_string(),
+                name: name.to_string(),
+                define,
+            });
+        }
+    }
+
+    fn engine(&self, key: EngineKey) -> Result<Engine, PluginError> {
+        let mut engines = self.inner.engines.lock().map_err(|_| poisoned())?;
+        if let Some(e) = engines.get(&key) {
+            return Ok(e.clone());
+        }
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(key.fuel);
+        config.max_wasm_stack(key.stack as usize);
+        let slots = self.inner.config.pool_slots;
+        if slots > 0 {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
+                .max_memory_size(1 << 32)
+                .table_elements(1 << 20)
+                .max_memories_per_module(1)
+                .max_tables_per_module(4);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| PluginError::Load {
+            plugin: "(host)".into(),
+            message: format!("cannot create an engine: {e}"),
+        })?;
+        engines.insert(key, engine.clone());
+        Ok(engine)
+    }
+
+    /// Loads a plugin from a file; its name is the file stem.
+    pub fn load_file(&self, path: &Path, policy: Policy) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+            path: path.display().to_string(),
+            message: format!("cannot read module: {e}"),
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        self.load(&name, &bytes, policy)
+    }
+
+    /// Loads a plugin from bytes (binary or text format) under `policy`: checks integrity,
+    /// compiles (or takes the compiled module from the cache), checks every import against the
+    /// policy, and creates one instance so that a start function or `_initialize` that traps
+    /// fails here rather than on the first call.
+    pub fn load(&self, name: &str, bytes: &[u8], policy: Policy) -> Result<Plugin, PluginError> {
+        let inner = self.prepare(name, bytes, policy)?;
+        let plugin = Plugin {
+            slot: Arc::new(RwLock::new(Arc::new(inner))),
+        };
+        let warm = plugin.instance()?;
+        drop(warm);
+        Ok(plugin)
+    }
+
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        policy: Policy,
+    ) -> Result<PluginInner, PluginError> {
+        policy.validate(name)?;
+        policy.check_sha256(&format!("plugin `{name}`"), bytes)?;
+        let limits = policy.effective_limits();
+        let key = EngineKey {
+            stack: limits.stack,
+            fuel: limits.fuel.is_some(),
+        };
+        let engine = self.engine(key)?;
+        let hash = sha256_hex(bytes);
+        let cached = self
+            .inner
+            .modules
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&(key, hash.clone()))
+            .cloned();
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                let m = Module::new(&engine, bytes).map_err(|e| PluginError::Load {
+                    plugin: name.to_string(),
+                    message: one_line(&e),
+                })?;
+                self.inner
+                    .modules
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .insert((key, hash.clone()), m.clone());
+                m
+            }
+        };
+        let linker = self.linker(name, &engine, &module, &policy)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| PluginError::Load {
+                plugin: name.to_string(),
+                message: one_line(&e),
+            })?;
+        let mut exports = HashMap::new();
+        for export in module.exports() {
+            if let ExternType::Func(ty) = export.ty() {
+                exports.insert(export.name().to_string(), ty);
+            }
+        }
+        Ok(PluginInner {
+            name: name.to_string(),
+            sha256: hash,
+            policy,
+            limits,
+            engine,
+            pre,
+            exports,
+            pool: Mutex::new(Vec::new()),
+            idle: self.inner.config.idle_per_plugin,
+            host: self.inner.clone(),
+        })
+    }
+
+    fn linker(
+        &self,
+        name: &str,
+        engine: &Engine,
+        module: &Module,
+        policy: &Policy,
+    ) -> Result<Linker<PluginState>, PluginError> {
+        let mut linker: Linker<PluginState> = Linker::new(engine);
+        let load_err = |e: wasmtime::Error| PluginError::Load {
+            plugin: name.to_string(),
+            message: one_line(&e),
+        };
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut PluginState| &mut s.wasi)
+            .map_err(load_err)?;
+        linker.allow_shadowing(true);
+        const ENOTCAPABLE: i32 = 76;
+        if !policy.capabilities.clocks {
+            linker
+                .func_wrap(
+                    "wasi_snapshot_preview1",
+                    "clock_time_get",
+                    |_: i32, _: i64, _: i32| ENOTCAPABLE,
+                )
+                .map_err(load_err)?;
+            linker
+                .func_wrap(
+                    "wasi_snapshot_preview1",
+                    "clock_res_get",
+                    |_: i32, _: i32| ENOTCAPABLE,
+                )
+                .map_err(load_err)?;
+        }
+        if policy.capabilities.random == RandomMode::Deny {
+            linker
+                .func_wrap(
+                    "wasi_snapshot_preview1",
+                    "random_get",
+                    |_: i32, _: i32| ENOTCAPABLE,
+                )
+                .map_err(load_err)?;
+        }
+        let uses_wasi = module
+            .imports()
+            .any(|i| i.module() == "wasi_snapshot_preview1" || i.module() == "wasi_unstable");
+        if policy.capabilities.network {
+            return Err(PluginError::Denied {
+                plugin: name.to_string(),
+                capability: "capabilities.network".into(),
+                message: format!(
+                    "the policy grants network access, but this is a core module{} and WASI \
+                     preview 1 has no sockets; remove capabilities.network",
+                    if uses_wasi { " using WASI preview 1" } else { "" }
+                ),
+            });
+        }
+        let funcs = self.inner.funcs.read().map_err(|_| poisoned())?;
+        for import in module.imports() {
+            let (m, n) = (import.module(), import.name());
+            if m == "wasi_snapshot_preview1" || m == "wasi_unstable" {
+                continue;
+            }
+            if !policy.allows_host_function(m, n) {
+                return Err(PluginError::Denied {
+                    plugin: name.to_string(),
+                    capability: "capabilities.host-functions".into(),
+                    message: format!(
+                        "imports `{m}.{n}`, which its policy does not grant (add \"{m}.{n}\" \
+                         to capabilities.host-functions)"
+                    ),
+                });
+            }
+            let Some(f) = funcs.iter().find(|f| f.module == m && f.name == n) else {
+                return Err(PluginError::Denied {
+                    plugin: name.to_string(),
+                    capability: "capabilities.host-functions".into(),
+                    message: format!("imports `{m}.{n}`, which this host does not provide"),
+                });
+            };
+            (f.define)(&mut linker).map_err(load_err)?;
+        }
+        Ok(linker)
+    }
+}
+
+fn poisoned() -> PluginError {
+    PluginError::Load {
+        plugin: "(host)".into(),
+        message: "internal lock poisoned by an earlier panic".into(),
+    }
+}
+
+/// An error's message chain on one line.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        let s = s.lines().next().unwrap_or("").trim().to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+/// One loaded module and its policy, shared by the handles of a [`Plugin`].
+pub struct PluginInner {
+    pub(crate) name: String,
+    pub(crate) sha256: String,
+    pub(crate) policy: Policy,
+    pub(crate) limits: EffectiveLimits,
+    pub(crate) engine: Engine,
+    pub(crate) pre: wasmtime::InstancePre<PluginState>,
+    pub(crate) exports: HashMap<String, FuncType>,
+    pub(crate) pool: Mutex<Vec<instance::Ready>>,
+    pub(crate) idle: usize,
+    #[allow(dead_code)]
+    pub(crate) host: Arc<HostInner>,
+}
+
+/// A loaded plugin. Cheap to clone (clones share the module, pool and policy); `Send + Sync`.
+#[derive(Clone)]
+pub struct Plugin {
+    slot: Arc<RwLock<Arc<PluginInner>>>,
+}
+
+impl Plugin {
+    fn current(&self) -> Arc<PluginInner> {
+        match self.slot.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The plugin's name (the file stem, or the name given to [`PluginHost::load`]).
+    pub fn name(&self) -> String {
+        self.current().name.clone()
+    }
+
+    /// The sha256 of the module now behind this plugin.
+    pub fn sha256(&self) -> String {
+        self.current().sha256.clone()
+    }
+
+    /// The policy it runs under.
+    pub fn policy(&self) -> Policy {
+        self.current().policy.clone()
+    }
+
+    /// Exported functions and their types, sorted by name.
+    pub fn exports(&self) -> Vec<(String, FuncType)> {
+        let cur = self.current();
+        let mut v: Vec<(String, FuncType)> = cur
+            .exports
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Idle instances in the pool (for tests and metrics).
+    pub fn idle_instances(&self) -> usize {
+        self.current().pool.lock().map_or(0, |p| p.len())
+    }
+
+    /// Checks out an instance (from the pool, or a fresh one) for a run of calls on this
+    /// thread. It goes back to the pool when dropped, unless a call on it failed.
+    pub fn instance(&self) -> Result<Instance, PluginError> {
+        Instance::checkout(self.current())
+    }
+
+    /// Calls `function` with dynamically typed arguments on a pooled instance.
+    pub fn call(
+        &self,
+        function: &str,
+        args: &[wasmtime::Val],
+    ) -> Result<Vec<wasmtime::Val>, PluginError> {
+        self.instance()?.call(function, args)
+    }
+
+    /// Replaces the module behind this plugin (hot swap). The new module is checked, compiled
+    /// and instantiated once before it is swapped in; on error the old one stays. Calls in
+    /// flight finish on the old module; calls that start afterwards use the new one.
+    pub fn swap(
+        &self,
+        host: &PluginHost,
+        bytes: &[u8],
+        policy: Option<Policy>,
+    ) -> Result<(), PluginError> {
+        let cur = self.current();
+        let policy = policy.unwrap_or_else(|| cur.policy.clone());
+        let next = Arc::new(host.prepare(&cur.name, bytes, policy)?);
+        drop(Instance::checkout(next.clone())?);
+        match self.slot.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cur = self.current();
+        f.debug_struct("Plugin")
+            .field("name", &cur.name)
+            .field("sha256", &cur.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,793 @@
+//! Capability policies: what a module may touch, and how much it may use.
+//!
+//! One [`Policy`] type serves plugins ([`crate::plugin`]) and `wasmlink run`. It is read from TOML
+//! with unknown fields refused, merged with command-line flags, checked against the module it is
+//! applied to, and turned into a wasmtime-wasi context plus store limits.
+//!
+//! **Deny by default.** An empty policy grants no directory, no environment variable, no
+//! argument, closed stdio, no clocks, deterministic (not host) randomness, no network and no
+//! host functions; it limits memory to 256 MiB and a call to 30 seconds.
+//!
+//! ```toml
+//! args = ["indexer", "--verbose"]
+//!
+//! [[dirs]]
+//! host = "data"          # relative to the policy file
+//! guest = "/data"
+//! mode = "read-only"     # or "read-write"
+//!
+//! [env]
+//! vars = { LANG = "C" }
+//! inherit = ["HOME"]
+//!
+//! [stdio]
+//! stdout = "capture"     # closed | inherit | capture
+//!
+//! [capabilities]
+//! clocks = true
+//! random = "secure"      # deny | deterministic | secure
+//!
+//! [limits]
+//! memory = "64 MiB"
+//! timeout = "2s"
+//! fuel = 1_000_000_000
+//!
+//! [integrity]
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! ```
+//!
+//! The JSON schema of this format is checked in at `docs/policy.schema.json`; a test keeps it
+//! equal to [`Policy::json_schema`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A policy file could not be read or is invalid; the message names the file, line and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+/// Default linear-memory limit of a policy that sets none: 256 MiB.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// Default wall-clock limit of one call (or one `run`) of a policy that sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on captured stdout/stderr and on bytes a guest hands back: 64 MiB.
+pub const DEFAULT_OUTPUT: u64 = 64 << 20;
+
+/// What a module is allowed to do. See the [module docs](self) for the TOML form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policy {
+    /// Command-line arguments the module sees (`argv`), including `argv[0]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Host directories made visible to the module, each at a guest path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: EnvPolicy,
+    /// Standard input, output and error.
+    #[serde(default)]
+    pub stdio: StdioPolicy,
+    /// Clocks, randomness, network and host functions.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What the module's bytes must be.
+    #[serde(default)]
+    pub integrity: Integrity,
+    /// Data-exchange convention for byte/string calls (`wasmlink call --input`).
+    #[serde(default)]
+    pub abi: Abi,
+    /// Where relative host paths in `dirs` are resolved from: the policy file's directory.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// One host directory visible to the module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirGrant {
+    /// The host directory (relative paths are relative to the policy file).
+    pub host: PathBuf,
+    /// Where the module sees it, e.g. `/data` or `.`.
+    pub guest: String,
+    /// `read-only` (the default) or `read-write`.
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// Access to a granted directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirMode {
+    /// Files may be read and directories listed; nothing may be created, written or removed.
+    #[default]
+    ReadOnly,
+    /// Full access below the directory (never above it).
+    ReadWrite,
+}
+
+/// Environment variables a module sees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvPolicy {
+    /// Variables with explicit values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// Names of host variables passed through (absent ones are skipped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherit: Vec<String>,
+}
+
+/// Where each standard stream goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StdioPolicy {
+    /// `closed` (reads see end of file) or `inherit`.
+    #[serde(default)]
+    pub stdin: StdinMode,
+    /// `closed` (writes are discarded), `inherit` or `capture` (kept in memory up to
+    /// `limits.output`; more is an error).
+    #[serde(default)]
+    pub stdout: OutputMode,
+    /// As `stdout`.
+    #[serde(default)]
+    pub stderr: OutputMode,
+}
+
+/// Standard input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StdinMode {
+    /// Reads see end of file.
+    #[default]
+    Closed,
+    /// The host's standard input.
+    Inherit,
+}
+
+/// Standard output or error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputMode {
+    /// Writes are discarded.
+    #[default]
+    Closed,
+    /// The host's stream.
+    Inherit,
+    /// Kept in memory, up to `limits.output` bytes.
+    Capture,
+}
+
+/// Ambient capabilities.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Capabilities {
+    /// Wall and monotonic clocks. Denied, `clock_time_get` fails with `ENOTCAPABLE`.
+    #[serde(default)]
+    pub clocks: bool,
+    /// Randomness: `deny` (fails with `ENOTCAPABLE`), `deterministic` (the default: a fixed
+    /// seed, so nothing about the host leaks) or `secure` (the host's entropy).
+    #[serde(default)]
+    pub random: RandomMode,
+    /// Network sockets. WASI preview 1 has none, so granting it to a preview 1 module is an
+    /// error rather than silently ignored.
+    #[serde(default)]
+    pub network: bool,
+    /// Host functions the module may import, as `module.name` (e.g. `env.log`) or `module.*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_functions: Vec<String>,
+}
+
+/// Randomness a module gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RandomMode {
+    /// `random_get` fails with `ENOTCAPABLE`.
+    Deny,
+    /// A fixed seed: reproducible and leaks nothing about the host.
+    #[default]
+    Deterministic,
+    /// The host's cryptographic entropy.
+    Secure,
+}
+
+/// Resource limits. Sizes are bytes, as an integer or a string such as `"64 MiB"`;
+/// durations are strings such as `"250ms"` or `"2s"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Linear memory, all memories of an instance together (default 256 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Elements of all tables of an instance together (default 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_elements: Option<u64>,
+    /// Instances one store may create (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u64>,
+    /// WebAssembly stack (default 512 KiB; at most 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<ByteSize>,
+    /// Fuel per call (roughly one unit per WebAssembly instruction). Unset: unmetered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall-clock time per call (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Captured stdout/stderr, and bytes a guest may hand back from one call (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ByteSize>,
+}
+
+/// What the module's bytes must be before anything of it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Integrity {
+    /// Expected sha256 of the module file, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Trusted ed25519 public keys (files written by `wasmlink keygen`, relative to the policy
+    /// file). When set, modules taken from the repository must carry a signature by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+/// How byte and string calls pass data (see docs/abi.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Abi {
+    /// wasmlink ABI v1: `wasmlink_alloc`/`wasmlink_free` and a result record.
+    #[default]
+    Wasmlink,
+    /// `allocate(size)`/`deallocate(ptr, size)`; functions return a pointer to a `(ptr, len)` record.
+    Seed,
+    /// NUL-terminated strings in and out, with `allocate`/`deallocate`.
+    Cstring,
+    /// `(ptr, len)` in, `(ptr << 32) | len` as an i64 out, with `allocate`/`deallocate`.
+    Ptrlen,
+}
+
+/// A size in bytes, written as an integer or as `"64 MiB"`, `"512KiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"64 MiB"`, `"512k"`, `"1048576"`.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: u64 = num
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size (expected e.g. 65536, \"64 MiB\")"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown size unit `{other}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+                ));
+            }
+        };
+        num.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b >= 1 << 30 && b % (1 << 30) == 0 {
+            write!(f, "{} GiB", b >> 30)
+        } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+            write!(f, "{} MiB", b >> 20)
+        } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+            write!(f, "{} KiB", b >> 10)
+        } else {
+            write!(f, "{b} bytes")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: an integer or a string like \"64 MiB\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Bytes: an integer, or a string such as \"64 MiB\", \"512KiB\", \"1GB\".",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9_]+\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$" }
+            ]
+        })
+    }
+}
+
+/// A duration written as `"250ms"`, `"2s"`, `"1m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`.
+    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let bad = || format!("`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\")");
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" | "min" => n * 60.0,
+            "us" | "µs" => n / 1_000_000.0,
+            _ => return Err(bad()),
+        };
+        Duration::try_from_secs_f64(secs)
+            .map(HumanDuration)
+            .map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 && ms > 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = String::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration string like \"2s\""))?;
+        HumanDuration::parse(&t).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration such as \"250ms\", \"2s\", \"1.5s\", \"1m\".",
+            "type": "string",
+            "pattern": "^\\s*[0-9.]+\\s*(ms|s|m|min|us|µs)\\s*$"
+        })
+    }
+}
+
+/// The limits a policy resolves to, defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    /// Linear memory bytes.
+    pub memory: u64,
+    /// Table elements.
+    pub table_elements: u64,
+    /// Instances per store.
+    pub instances: u64,
+    /// WebAssembly stack bytes.
+    pub stack: u64,
+    /// Fuel per call, if metered.
+    pub fuel: Option<u64>,
+    /// Wall-clock time per call.
+    pub timeout: Duration,
+    /// Captured output bytes and bytes returned by one call.
+    pub output: u64,
+}
+
+/// The largest WebAssembly stack a policy may ask for.
+pub const MAX_STACK: u64 = 64 << 20;
+
+impl Policy {
+    /// Reads a TOML policy file. Errors are one line: `FILE:LINE:COL: message`.
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PolicyError(format!("{}: cannot read policy: {e}", path.display())))?;
+        let mut policy = Policy::from_toml(&text, &path.display().to_string())?;
+        policy.base_dir = Some(
+            path.parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    }
+                })
+                .unwrap_or_else(|| PathBuf::from(".")),
+        );
+        Ok(policy)
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            let msg = e.message().trim().replace('\n', " ");
+            PolicyError(format!("{origin}{at}: {msg}"))
+        })?;
+        policy.validate(origin)?;
+        Ok(policy)
+    }
+
+    /// Checks what TOML cannot: limits in range, hashes well formed, names valid.
+    pub fn validate(&self, origin: &str) -> Result<(), PolicyError> {
+        let err = |field: &str, msg: String| Err(PolicyError(format!("{origin}: {field}: {msg}")));
+        if let Some(stack) = self.limits.stack
+            && (stack.0 < 16 << 10 || stack.0 > MAX_STACK)
+        {
+            return err(
+                "limits.stack",
+                format!("{stack} is out of range (16 KiB to 64 MiB)"),
+            );
+        }
+        if let Some(mem) = self.limits.memory
+            && mem.0 > 1 << 32
+        {
+            return err(
+                "limits.memory",
+                format!("{mem} exceeds the 4 GiB a wasm32 memory can address"),
+            );
+        }
+        if let Some(t) = self.limits.timeout
+            && t.0.is_zero()
+        {
+            return err("limits.timeout", "must be more than zero".into());
+        }
+        if let Some(h) = &self.integrity.sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return err(
+                "integrity.sha256",
+                format!("`{h}` is not a sha256 (64 hex digits)"),
+            );
+        }
+        for d in &self.dirs {
+            if d.guest.is_empty() {
+                return err(
+                    "dirs.guest",
+                    format!("empty guest path for host directory {}", d.host.display()),
+                );
+            }
+        }
+        for name in self.env.vars.keys().chain(&self.env.inherit) {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return err("env", format!("`{name}` is not a valid variable name"));
+            }
+        }
+        for f in &self.capabilities.host_functions {
+            if !f.contains('.') {
+                return err(
+                    "capabilities.host-functions",
+                    format!("`{f}` should be `module.name` or `module.*`"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON schema of the TOML format (as pretty JSON).
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Policy);
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
+
+    /// Limits with defaults filled in.
+    pub fn effective_limits(&self) -> EffectiveLimits {
+        let l = &self.limits;
+        EffectiveLimits {
+            memory: l.memory.map_or(DEFAULT_MEMORY, |b| b.0),
+            table_elements: l.table_elements.unwrap_or(100_000),
+            instances: l.instances.unwrap_or(16),
+            stack: l.stack.map_or(512 << 10, |b| b.0),
+            fuel: l.fuel,
+            timeout: l.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+            output: l.output.map_or(DEFAULT_OUTPUT, |b| b.0),
+        }
+    }
+
+    /// A host path of a `dirs` entry, resolved against the policy file's directory.
+    pub fn host_path(&self, grant: &DirGrant) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if grant.host.is_relative() => base.join(&grant.host),
+            _ => grant.host.clone(),
+        }
+    }
+
+    /// Whether the policy lets a module import host function `module.name`.
+    pub fn allows_host_function(&self, module: &str, name: &str) -> bool {
+        self.capabilities.host_functions.iter().any(|g| {
+            g.split_once('.')
+                .is_some_and(|(m, n)| m == module && (n == "*" || n == name))
+        })
+    }
+
+    /// Checks the module's sha256 against `integrity.sha256`. `what` names the module.
+    pub fn check_sha256(&self, what: &str, bytes: &[u8]) -> Result<(), PolicyError> {
+        let Some(expected) = &self.integrity.sha256 else {
+            return Ok(());
+        };
+        let actual = sha256_hex(bytes);
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(PolicyError(format!(
+                "{what}: sha256 mismatch: the policy expects {expected}, the file is {actual} \
+                 (integrity.sha256)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Builds the WASI preview 1 context this policy grants. `what` names the module in errors.
+    pub fn wasi_builder(
+        &self,
+        what: &str,
+        stdout: Option<&CapturePipe>,
+        stderr: Option<&CapturePipe>,
+    ) -> Result<wasmtime_wasi::WasiCtxBuilder, PolicyError> {
+        use wasmtime_wasi::p2::pipe::{MemoryInputPipe, SinkOutputStream};
+        let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+        b.args(&self.args);
+        for (k, v) in &self.env.vars {
+            b.env(k, v);
+        }
+        for k in &self.env.inherit {
+            if let Ok(v) = std::env::var(k) {
+                b.env(k, v);
+            }
+        }
+        match self.stdio.stdin {
+            StdinMode::Closed => {
+                b.stdin(MemoryInputPipe::new(Vec::<u8>::new()));
+            }
+            StdinMode::Inherit => {
+                b.inherit_stdin();
+            }
+        }
+        let output = |mode: OutputMode, pipe: Option<&CapturePipe>| -> OutputChoice {
+            match (mode, pipe) {
+                (OutputMode::Inherit, _) => OutputChoice::Inherit,
+                (OutputMode::Capture, Some(p)) => OutputChoice::Pipe(p.clone()),
+                _ => OutputChoice::Sink,
+            }
+        };
+        match output(self.stdio.stdout, stdout) {
+            OutputChoice::Inherit => {
+                b.inherit_stdout();
+            }
+            OutputChoice::Pipe(p) => {
+                b.stdout(p);
+            }
+            OutputChoice::Sink => {
+                b.stdout(SinkOutputStream);
+            }
+        }
+        match output(self.stdio.stderr, stderr) {
+            OutputChoice::Inherit => {
+                b.inherit_stderr();
+            }
+            OutputChoice::Pipe(p) => {
+                b.stderr(p);
+            }
+            OutputChoice::Sink => {
+                b.stderr(SinkOutputStream);
+            }
+        }
+        match self.capabilities.random {
+            RandomMode::Secure => {}
+            RandomMode::Deterministic | RandomMode::Deny => {
+                b.secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a; 32]));
+                b.insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5; 32]));
+                b.insecure_random_seed(0);
+            }
+        }
+        for grant in &self.dirs {
+            let host = self.host_path(grant);
+            let perms = match grant.mode {
+                DirMode::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
+                DirMode::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
+            };
+            b.preopened_dir(&host, &grant.guest, perms).map_err(|e| {
+                PolicyError(format!(
+                    "{what}: cannot grant directory {} as {}: {e} (dirs)",
+                    host.display(),
+                    grant.guest
+                ))
+            })?;
+        }
+        Ok(b)
+    }
+}
+
+enum OutputChoice {
+    Inherit,
+    Pipe(CapturePipe),
+    Sink,
+}
+
+/// Captured stdout/stderr with a hard cap: a write past the cap traps the guest (so a module
+/// that ignores write errors cannot spin on a full pipe), where wasmtime-wasi's own pipe would
+/// report the stream closed.
+#[derive(Clone, Debug)]
+pub struct CapturePipe {
+    inner: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+}
+
+impl CapturePipe {
+    /// A pipe holding at most `cap` bytes.
+    pub fn new(cap: usize) -> CapturePipe {
+        CapturePipe {
+            inner: wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(cap),
+        }
+    }
+
+    /// Everything written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.inner.contents().to_vec()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.inner.contents().len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for CapturePipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for CapturePipe {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.inner.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::OutputStream for CapturePipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        // Traps ("write beyond capacity of MemoryOutputPipe") past the cap.
+        self.inner.write(bytes)
+    }
+    fn flush(&mut self) -> Result<(), wasmtime_wasi::p2::StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, wasmtime_wasi::p2::StreamError> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for CapturePipe {
+    async fn ready(&mut self) {}
+}
+
+/// The sha256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(ByteSize::parse("64 MiB"), Ok(ByteSize(64 << 20)));
+        assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("1_000"), Ok(ByteSize(1000)));
+        assert!(ByteSize::parse("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert_eq!(
+            HumanDuration::parse("250ms"),
+            Ok(HumanDuration(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            HumanDuration::parse("1.5s"),
+            Ok(HumanDuration(Duration::from_millis(1500)))
+        );
+        assert!(HumanDuration::parse("soon").is_err());
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let err = Policy::from_toml("[limits]\nmemory = \"1 MiB\"\nmemroy = 3\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.toml:3:1: unknown field `memroy`"), "{err}");
+    }
+
+    #[test]
+    fn empty_policy_denies() {
+        let p = Policy::from_toml("", "p.toml").unwrap();
+        assert!(p.dirs.is_empty() && p.env.vars.is_empty() && p.args.is_empty());
+        assert!(!p.capabilities.clocks && !p.capabilities.network);
+        assert_eq!(p.capabilities.random, RandomMode::Deterministic);
+        assert_eq!(p.effective_limits().memory, DEFAULT_MEMORY);
+        assert!(!p.allows_host_function("env", "log"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Policy::from_toml("[limits]\nstack = \"1 GiB\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "p.toml: limits.stack: 1 GiB is out of range (16 KiB to 64 MiB)"
+        );
+        let e = Policy::from_toml("[integrity]\nsha256 = \"abc\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "p.toml: integrity.sha256: `abc` is not a sha256 (64 hex digits)"
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! `wasmlink call`: call one export of a module as a sandboxed plugin, under a policy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
+use wasmtime::{Val, ValType};
+
+use super::policy::PolicyFlags;
+use crate::input::CliError;
+
+/// Call an exported function of a module in a sandbox, under a policy (deny by default).
+#[derive(clap::Args)]
+#[command(after_help = "\
+ARGS are the function's integer or float arguments; the results are printed one per line.
+With no policy the module gets nothing: no files, no environment, no clocks, closed stdio,
+256 MiB of memory and 30 seconds per call.
+
+Examples:
+  wasmlink call math.wasm add 2 3
+  wasmlink call --policy plugin.toml plugin.wasm run
+  wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
+
+Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
+2 bad usage or input (unreadable module, bad policy, wrong arguments).")]
+pub struct Args {
+    /// The module file.
+    module: PathBuf,
+    /// The exported function to call.
+    function: String,
+    /// Its arguments.
+    #[arg(allow_negative_numbers = true)]
+    args: Vec<String>,
+    /// Pass the bytes of FILE (`-` for stdin) to a byte function (docs/abi.md) and write
+    /// what it returns to stdout or --output.
+    #[arg(long, value_name = "FILE", conflicts_with = "arrow")]
+    input: Option<PathBuf>,
+    /// Pass the Arrow IPC stream or file FILE (`-` for stdin) to an Arrow function and write
+    /// the batches it returns as an Arrow IPC stream.
+    #[arg(long, value_name = "FILE")]
+    arrow: Option<PathBuf>,
+    /// Write the output of --input/--arrow to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyFlags,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let policy = args.policy.resolve()?;
+    let host = PluginHost::new(HostConfig {
+        pool_slots: 0,
+        ..HostConfig::default()
+    })
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    let plugin = match host.load_file(&args.module, policy) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(&e)),
+    };
+    if args.input.is_some() || args.arrow.is_some() {
+        return data_call(&args, &plugin);
+    }
+    let Some((_, ty)) = plugin
+        .exports()
+        .into_iter()
+        .find(|(n, _)| *n == args.function)
+    else {
+        let err = PluginError::NoSuchFunction {
+            plugin: plugin.name(),
+            function: args.function.clone(),
+            available: plugin.exports().into_iter().map(|(n, _)| n).collect(),
+        };
+        return Err(CliError::Other(err.to_string()));
+    };
+    let params: Vec<ValType> = ty.params().collect();
+    if params.len() != args.args.len() {
+        return Err(CliError::Other(format!(
+            "{}: `{}` takes {} argument(s), {} given",
+            args.module.display(),
+            args.function,
+            params.len(),
+            args.args.len()
+        )));
+    }
+    let mut vals = Vec::with_capacity(params.len());
+    for (i, (t, a)) in params.iter().zip(&args.args).enumerate() {
+        vals.push(parse_arg(t, a).ok_or_else(|| {
+            CliError::Other(format!(
+                "{}: argument {} of `{}`: `{a}` is not a {t}",
+                args.module.display(),
+                i + 1,
+                args.function
+            ))
+        })?);
+    }
+    let mut inst = match plugin.instance() {
+        Ok(i) => i,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let result = inst.call(&args.function, &vals);
+    let out = inst.take_stdout();
+    let err = inst.take_stderr();
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&out);
+    let _ = std::io::stderr().write_all(&err);
+    match result {
+        Ok(results) => {
+            for v in results {
+                println!("{}", format_val(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| CliError::Other(format!("stdin: {e}")))?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))
+    }
+}
+
+fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    match path {
+        Some(p) => {
+            // Written beside the target and renamed, so a failed run leaves no partial file.
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            tmp.write_all(bytes)
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            tmp.persist(p)
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            Ok(())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(bytes).and_then(|_| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(CliError::Other(format!("stdout: {e}")))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode, CliError> {
+    let mut inst = match plugin.instance() {
+        Ok(i) => i,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let result = if let Some(path) = &args.input {
+        let input = read_input(path)?;
+        inst.call_bytes(&args.function, &input)
+    } else if let Some(path) = &args.arrow {
+        let bytes = read_input(path)?;
+        let batches = wasmlink::exchange::read_ipc(&bytes)
+            .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        if batches.is_empty() {
+            return Err(CliError::Other(format!(
+                "{}: the Arrow input holds no record batch",
+                path.display()
+            )));
+        }
+        inst.call_arrow_stream(&args.function, &batches)
+            .and_then(|out| {
+                wasmlink::exchange::encode_stream(&out).map_err(|m| PluginError::Abi {
+                    plugin: plugin.name(),
+                    function: args.function.clone(),
+                    message: format!("cannot encode its output: {m}"),
+                })
+            })
+    } else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &inst.take_stderr());
+    match result {
+        Ok(out) => {
+            write_output(args.output.as_deref(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+fn fail(e: &PluginError) -> ExitCode {
+    eprintln!("error: {e}");
+    if let Some(bt) = e.backtrace()
+        && std::env::var_os("WASMLINK_BACKTRACE").is_some()
+    {
+        eprintln!("{bt}");
+    }
+    ExitCode::from(1)
+}
+
+fn parse_arg(t: &ValType, a: &str) -> Option<Val> {
+    Some(match t {
+        ValType::I32 => Val::I32(
+            a.parse::<i32>()
+                .ok()
+                .or_else(|| a.parse::<u32>().ok().map(|u| u as i32))?,
+        ),
+        ValType::I64 => Val::I64(
+            a.parse::<i64>()
+                .ok()
+                .or_else(|| a.parse::<u64>().ok().map(|u| u as i64))?,
+        ),
+        ValType::F32 => Val::F32(a.parse::<f32>().ok()?.to_bits()),
+        ValType::F64 => Val::F64(a.parse::<f64>().ok()?.to_bits()),
+        _ => return None,
+    })
+}
+
+fn format_val(v: &Val) -> String {
+    match v {
+        Val::I32(x) => x.to_string(),
+        Val::I64(x) => x.to_string(),
+        Val::F32(x) => f32::from_bits(*x).to_string(),
+        Val::F64(x) => f64::from_bits(*x).to_string(),
+        other => format!("{other:?}"),
+    }
+}

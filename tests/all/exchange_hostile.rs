@@ -1,0 +1,205 @@
+//! Guests that break the data-exchange ABI (docs/abi.md): every pointer and length they hand
+//! back is checked before a byte is read, each violation is one exact error, and the plugin
+//! answers the next call on a fresh instance.
+
+use wasmlink::plugin::{HostConfig, PluginHost};
+use wasmlink::policy::Policy;
+
+use crate::support::{stderr, wasmlink};
+
+/// An ABI v1 guest with a bump allocator; `$ret` sets the record `(status, ptr, len, cap)`
+/// at address 16 and returns 16.
+fn guest(functions: &str, alloc_body: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 1024))
+  (func $alloc (export "wasmlink_alloc") (param $size i32) (param $align i32) (result i32)
+    (local $p i32)
+    {alloc_body}
+    (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get $align) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $bump (i32.add (local.get $p) (local.get $size)))
+    (if (i32.gt_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.const 1)
+        (i32.div_u (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 65536))) (i32.const 65536)))))))
+    (local.get $p))
+  (func (export "wasmlink_free") (param i32 i32 i32))
+  (func $ret (param $status i32) (param $ptr i32) (param $len i32) (param $cap i32) (result i32)
+    (i32.store (i32.const 16) (local.get $status))
+    (i32.store (i32.const 20) (local.get $ptr))
+    (i32.store (i32.const 24) (local.get $len))
+    (i32.store (i32.const 28) (local.get $cap))
+    (i32.const 16))
+  (func (export "echo") (param $p i32) (param $n i32) (result i32)
+    (local $o i32)
+    (local.set $o (call $alloc (local.get $n) (i32.const 1)))
+    (memory.copy (local.get $o) (local.get $p) (local.get $n))
+    (call $ret (i32.const 0) (local.get $o) (local.get $n) (local.get $n)))
+  {functions}
+)"#
+    );
+    wat::parse_str(text).expect("wat")
+}
+
+const BAD: &str = r#"
+  (data (i32.const 512) "no such user")
+  (func (export "oob") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 0xffff0000) (i32.const 100) (i32.const 0)))
+  (func (export "overflow") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 0xfffffff0) (i32.const 0x20) (i32.const 0)))
+  (func (export "bad_record") (param i32 i32) (result i32) (i32.const 0xfffffff8))
+  (func (export "bad_status") (param i32 i32) (result i32)
+    (call $ret (i32.const 7) (i32.const 0) (i32.const 0) (i32.const 0)))
+  (func (export "small_cap") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 1024) (i32.const 64) (i32.const 8)))
+  (func (export "big") (param i32 i32) (result i32)
+    (drop (memory.grow (i32.const 40)))
+    (call $ret (i32.const 0) (i32.const 0) (i32.const 0x200000) (i32.const 0)))
+  (func (export "refuse") (param i32 i32) (result i32)
+    (call $ret (i32.const 1) (i32.const 512) (i32.const 12) (i32.const 0)))
+  (func (export "junk") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 512) (i32.const 12) (i32.const 0)))
+  (func (export "wrong_type") (param i32) (result i32) (i32.const 0))
+"#;
+
+fn load(name: &str, bytes: &[u8], policy: &str) -> wasmlink::plugin::Plugin {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    host.load(name, bytes, Policy::from_toml(policy, name).expect("policy"))
+        .expect("load")
+}
+
+#[test]
+fn the_host_checks_everything_a_guest_hands_back() {
+    let plugin = load("evil", &guest(BAD, ""), "[limits]\noutput = \"1 MiB\"\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "oob",
+            "plugin `evil`: `oob`: the output 0xffff0000+100 is outside the guest's 131072-byte memory",
+        ),
+        (
+            "overflow",
+            "plugin `evil`: `overflow`: the output 0xfffffff0+32 overflows 32 bits",
+        ),
+        (
+            "bad_record",
+            "plugin `evil`: `bad_record`: the result record at 0xfffffff8+16 overflows 32 bits",
+        ),
+        (
+            "bad_status",
+            "plugin `evil`: `bad_status`: unknown result status 7 (docs/abi.md knows 0 and 1)",
+        ),
+        (
+            "small_cap",
+            "plugin `evil`: `small_cap`: the result record's capacity 8 is less than its length 64",
+        ),
+        (
+            "big",
+            "plugin `evil`: `big` produced more than 1 MiB of returned data (limits.output)",
+        ),
+        ("refuse", "plugin `evil`: `refuse` failed: no such user"),
+        (
+            "wrong_type",
+            "plugin `evil`: `wrong_type`: `wrong_type` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)",
+        ),
+    ];
+    for (function, want) in cases {
+        let err = plugin.call_bytes(function, b"hello").unwrap_err();
+        assert_eq!(err.to_string(), *want);
+        // A guest error (status 1) is an answer, not a broken instance; the rest poison it.
+        assert_eq!(err.is_call_failure(), *function != "refuse", "{function}");
+        assert_eq!(plugin.call_bytes("echo", b"still here").expect("echo"), b"still here");
+    }
+    let err = plugin
+        .call_arrow(
+            "junk",
+            &arrow_array::RecordBatch::try_from_iter([(
+                "x",
+                std::sync::Arc::new(arrow_array::Int32Array::from(vec![1, 2, 3]))
+                    as arrow_array::ArrayRef,
+            )])
+            .expect("batch"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin `evil`: `junk`: returned a truncated Arrow IPC stream: Ipc error: Unexpected End of Stream"
+    );
+}
+
+#[test]
+fn a_broken_allocator_is_refused_before_any_byte_is_written() {
+    let null = load("nullalloc", &guest("", "(if (local.get $size) (then (return (i32.const 0))))"), "");
+    assert_eq!(
+        null.call_bytes("echo", b"hello").unwrap_err().to_string(),
+        "plugin `nullalloc`: `echo`: the guest allocator returned NULL for 5 bytes of input"
+    );
+    let wild = load("wildalloc", &guest("", "(return (i32.const 0x7ffffff0))"), "");
+    assert_eq!(
+        wild.call_bytes("echo", b"hello").unwrap_err().to_string(),
+        "plugin `wildalloc`: `echo`: the input buffer the guest allocated at 0x7ffffff0+5 is outside the guest's 131072-byte memory"
+    );
+    let trap = load("trapalloc", &guest("", "(if (i32.gt_u (local.get $size) (i32.const 3)) (then unreachable))"), "");
+    assert_eq!(
+        trap.call_bytes("echo", b"hello").unwrap_err().to_string(),
+        "plugin `trapalloc`: `echo` trapped: wasm `unreachable` instruction executed"
+    );
+    assert_eq!(trap.call_bytes("echo", b"hi").expect("small"), b"hi");
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    let plain = host
+        .load(
+            "plain",
+            &wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "f") (param i32 i32) (result i32) i32.const 0))"#)
+                .expect("wat"),
+            Policy::default(),
+        )
+        .expect("load");
+    assert_eq!(
+        plain.call_bytes("f", b"x").unwrap_err().to_string(),
+        "plugin `plain`: `f`: does not export `wasmlink_alloc(size: i32, align: i32) -> i32` (docs/abi.md); for modules of another convention set `abi` in the policy"
+    );
+}
+
+#[test]
+fn bytes_round_trip_through_a_wat_guest() {
+    let plugin = load("echo", &guest("", ""), "[limits]\nmemory = \"64 MiB\"\n");
+    let mut inst = plugin.instance().expect("instance");
+    for size in [0usize, 1, 65536, 1 << 20] {
+        let input: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+        assert_eq!(inst.call_bytes("echo", &input).expect("echo"), input, "{size}");
+    }
+    let n = inst
+        .call_bytes_with("echo", b"zero copy", |out| out.len())
+        .expect("in place");
+    assert_eq!(n, 9);
+}
+
+#[test]
+fn the_cli_reports_abi_violations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("evil.wasm");
+    std::fs::write(&module, guest(BAD, "")).expect("write");
+    let input = dir.path().join("in.bin");
+    std::fs::write(&input, b"hello").expect("write");
+    let out = wasmlink(&[
+        "call",
+        module.to_str().expect("utf-8"),
+        "oob",
+        "--input",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: plugin `evil`: `oob`: the output 0xffff0000+100 is outside the guest's 131072-byte memory"
+    );
+    let out = wasmlink(&[
+        "call",
+        module.to_str().expect("utf-8"),
+        "echo",
+        "--input",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hello");
+}

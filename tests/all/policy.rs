@@ -1,0 +1,87 @@
+//! The policy format: its checked-in schema, `wasmlink policy check`, and the README's
+//! sandboxed-plugin walk-through, run for real.
+
+use crate::support::{root, stderr, stdout, wasmlink};
+
+#[test]
+fn checked_in_schema_matches_the_types() {
+    let path = root().join("docs/policy.schema.json");
+    let want = wasmlink::policy::Policy::json_schema();
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &want).expect("write schema");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(have == want, "docs/policy.schema.json is stale: run with BLESS=1");
+    let out = wasmlink(&["policy", "schema"]);
+    assert_eq!(stdout(&out), want);
+}
+
+#[test]
+fn policy_check_prints_the_effective_policy() {
+    let file = root().join("examples/policy/plugin.toml");
+    let out = wasmlink(&["policy", "check", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(": ok\n"), "{text}");
+    assert!(text.contains("/data (read-only)"), "{text}");
+    assert!(
+        text.contains("limits   memory 32 MiB, stack 512 KiB, timeout 500ms, fuel 50000000, output 1 MiB"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_policies_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("p.toml");
+    let fs = f.to_str().expect("utf-8");
+    for (text, want) in [
+        ("[limits]\nmemroy = 1\n", format!("error: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`")),
+        ("[limits]\nmemory = \"12 parsecs\"\n", format!("error: {fs}:2:10: `12 parsecs`: unknown size unit `parsecs` (use B, KiB, MiB, GiB, kB, MB, GB)")),
+        ("[stdio]\nstdout = \"printer\"\n", format!("error: {fs}:2:10: unknown variant `printer`, expected one of `closed`, `inherit`, `capture`")),
+        ("[[dirs]]\nhost = \"nowhere\"\nguest = \"/x\"\n", format!("error: {fs}: dirs: host directory {} does not exist", dir.path().join("nowhere").display())),
+    ] {
+        std::fs::write(&f, text).expect("write");
+        let out = wasmlink(&["policy", "check", fs]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert_eq!(stderr(&out).trim_end(), want, "{text}");
+    }
+}
+
+#[test]
+fn readme_sandbox_walkthrough() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("spin.wasm");
+    std::fs::write(
+        &module,
+        wat::parse_file(root().join("examples/policy/spin.wat")).expect("wat"),
+    )
+    .expect("write");
+    let m = module.to_str().expect("utf-8");
+    let policy = root().join("examples/policy/plugin.toml");
+    let p = policy.to_str().expect("utf-8");
+    let out = wasmlink(&["call", "--policy", p, m, "add", "2", "3"]);
+    assert_eq!((stdout(&out).as_str(), out.status.code()), ("5\n", Some(0)), "{}", stderr(&out));
+    let out = wasmlink(&["call", "--policy", p, m, "spin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: plugin `spin`: `spin` ran out of fuel after 50000000 units (limits.fuel)"
+    );
+    let out = wasmlink(&["call", "--timeout", "100ms", m, "spin"]);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: plugin `spin`: `spin` timed out after 100ms (limits.timeout)"
+    );
+    let out = wasmlink(&["call", "--policy", p, m, "hog"]);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: plugin `spin`: `hog` tried to grow memory to 33619968 bytes beyond the 32 MiB limit (limits.memory)"
+    );
+    let out = wasmlink(&["call", m, "add", "2", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!("error: {m}: argument 2 of `add`: `x` is not a i32")
+    );
+}
