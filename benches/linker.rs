@@ -18,14 +18,16 @@
 
 mod support;
 
+use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput, black_box};
-use wasmlink::process::{RTLD_GLOBAL, RTLD_NOW};
+use wasmlink::process::{ModuleCache, RTLD_GLOBAL, RTLD_NOW};
 use wasmlink::resolve::SearchPath;
 use wasmlink::{Process, ProcessBuilder, Symbol};
 use wasmtime::{Engine, Module, Ref, Val};
@@ -47,18 +49,21 @@ unsafe extern "C" {
 }
 const NATIVE_RTLD_NOW: c_int = 2;
 
-/// How compiled code is cached: wasmlink's own setting (`ProcessBuilder::cache_dir`) and the
-/// engine wasmlink uses for it (`shared_engine`), for the compile-only baselines.
+/// How compiled code is cached: wasmlink's own settings (`ProcessBuilder::cache_dir` and
+/// `ProcessBuilder::module_cache`) and the engine wasmlink uses (`shared_engine`), for the
+/// compile-only baselines.
 struct Caching {
     /// `None`: no on-disk cache (each load compiles); `Some(dir)`: wasmtime's disk cache there.
     dir: Option<PathBuf>,
+    /// The in-memory module cache (`None`: none, so the disk cache or the compiler is asked).
+    mem: Option<ModuleCache>,
     engine: Engine,
 }
 
 impl Caching {
-    fn new(dir: Option<PathBuf>) -> Caching {
+    fn new(dir: Option<PathBuf>, mem: Option<ModuleCache>) -> Caching {
         let engine = wasmlink::process::shared_engine(dir.as_deref()).expect("engine");
-        Caching { dir, engine }
+        Caching { dir, mem, engine }
     }
 }
 
@@ -72,6 +77,7 @@ fn builder(fx: &Fixtures, engine: &Caching) -> ProcessBuilder {
     ProcessBuilder::new()
         .search_path(search(fx.dir()))
         .cache_dir(engine.dir.clone())
+        .module_cache(engine.mem.clone())
 }
 
 fn load_main(fx: &Fixtures, engine: &Caching) -> Process {
@@ -144,7 +150,7 @@ fn calls(
         }
     }
     // How the two imports are bound.
-    let (mut p, trace) = load_traced(builder(fx, engine), fx);
+    let (p, trace) = load_traced(builder(fx, engine), fx);
     let direct = trace_line(&trace, "bench_main.wasm: lib_inc -> libbench.so");
     let thunk = trace_line(&trace, "libbench.so: main_inc -> bench_main.wasm");
     assert!(direct.ends_with("(direct)"), "{direct}");
@@ -153,7 +159,7 @@ fn calls(
     eprintln!("check: binding `{}`", thunk.trim());
 
     // With `hot_swap(true)` the cross-library call is bound through the callee's slot.
-    let (mut q, trace) = load_traced(builder(fx, engine).hot_swap(true), fx);
+    let (q, trace) = load_traced(builder(fx, engine).hot_swap(true), fx);
     let swap = trace_line(&trace, "bench_main.wasm: lib_inc -> libbench.so");
     assert!(swap.ends_with("(thunk)"), "{swap}");
     eprintln!("check: with hot_swap(true), binding `{}`", swap.trim());
@@ -168,25 +174,35 @@ fn calls(
         ("call_indirect_cross", "bench_lib_indirect", false),
         ("import_hot_swap", "bench_cross", true),
     ];
-    let mut funcs = Vec::new();
+    let (p, q) = (Rc::new(RefCell::new(p)), Rc::new(RefCell::new(q)));
+    let mut funcs: Vec<(&str, Box<dyn FnMut(i32) -> i32>)> = Vec::new();
     for (id, func, swap) in variants {
-        let proc = if swap { &mut q } else { &mut p };
-        let f = proc
-            .func(func)
-            .unwrap()
-            .typed::<i32, i32>(proc.store_mut())
-            .unwrap();
-        assert_eq!(f.call(proc.store_mut(), CALLS).unwrap(), CALLS, "{func}");
-        funcs.push((id, f, swap));
+        let proc = if swap { q.clone() } else { p.clone() };
+        let f = {
+            let mut pr = proc.borrow_mut();
+            pr.func(func)
+                .unwrap()
+                .typed::<i32, i32>(pr.store_mut())
+                .unwrap()
+        };
+        funcs.push((
+            id,
+            Box::new(move |n| f.call(proc.borrow_mut().store_mut(), n).unwrap()),
+        ));
+    }
+    // The floor: plain wasmtime, no wasmlink. Instance A exports `inc`; instance B imports it
+    // (wasmtime binds the import to A's own function) and has the same two loops as above.
+    let (raw_local, raw_import) = raw_wasmtime_loops(&engine.engine);
+    funcs.push(("raw_local", raw_local));
+    funcs.push(("raw_import", raw_import));
+    for (id, f) in &mut funcs {
+        assert_eq!(f(CALLS), CALLS, "{id}");
     }
 
     let mut g = c.benchmark_group("calls");
     g.throughput(Throughput::Elements(CALLS as u64));
-    for (id, f, swap) in &funcs {
-        let proc = if *swap { &mut q } else { &mut p };
-        g.bench_function(*id, |b| {
-            b.iter(|| f.call(proc.store_mut(), black_box(CALLS)).unwrap())
-        });
+    for (id, f) in &mut funcs {
+        g.bench_function(*id, |b| b.iter(|| f(black_box(CALLS))));
     }
     g.finish();
 
@@ -197,15 +213,14 @@ fn calls(
     if bench_mode {
         let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); funcs.len()];
         for _ in 0..INTERLEAVED_ROUNDS {
-            for (i, (_, f, swap)) in funcs.iter().enumerate() {
-                let proc = if *swap { &mut q } else { &mut p };
+            for (i, (_, f)) in funcs.iter_mut().enumerate() {
                 let start = Instant::now();
-                black_box(f.call(proc.store_mut(), black_box(CALLS)).unwrap());
+                black_box(f(black_box(CALLS)));
                 rounds[i].push(start.elapsed().as_nanos() as f64 / f64::from(CALLS));
             }
         }
         eprintln!("interleaved rounds, ns per call: min p10 p25 p50 p75 p90");
-        for ((id, _, _), mut v) in funcs.iter().zip(rounds) {
+        for ((id, _), mut v) in funcs.iter().zip(rounds) {
             v.sort_by(f64::total_cmp);
             let pct = |p: usize| v[(v.len() - 1) * p / 100];
             let q: Vec<String> = [0, 10, 25, 50, 75, 90]
@@ -216,6 +231,53 @@ fn calls(
             single.push((format!("interleaved/{id}"), pct(10)));
         }
     }
+}
+
+/// Plain wasmtime: `x = inc(x)` loops, `inc` local to the looping module, or imported from
+/// another instance in the same store.
+fn raw_wasmtime_loops(engine: &Engine) -> (Box<dyn FnMut(i32) -> i32>, Box<dyn FnMut(i32) -> i32>) {
+    let a = wat::parse_str(
+        r#"(module (func (export "inc") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#,
+    )
+    .unwrap();
+    let lp = |callee: &str| {
+        format!(
+            r#"(func (export "loop_{callee}") (param $n i32) (result i32) (local $x i32)
+                 (block $done (loop $l
+                   (br_if $done (i32.ge_s (local.get $x) (local.get $n)))
+                   (local.set $x (call ${callee} (local.get $x)))
+                   (br $l)))
+                 local.get $x)"#
+        )
+    };
+    let b = wat::parse_str(format!(
+        r#"(module
+             (import "a" "inc" (func $import (param i32) (result i32)))
+             (func $local (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+             {} {})"#,
+        lp("local"),
+        lp("import")
+    ))
+    .unwrap();
+    let store = Rc::new(RefCell::new(wasmtime::Store::new(engine, ())));
+    let (ia, ib) = {
+        let mut st = store.borrow_mut();
+        let ia = wasmtime::Instance::new(&mut *st, &Module::new(engine, &a).unwrap(), &[]).unwrap();
+        let inc = ia.get_func(&mut *st, "inc").unwrap();
+        let ib =
+            wasmtime::Instance::new(&mut *st, &Module::new(engine, &b).unwrap(), &[inc.into()])
+                .unwrap();
+        (ia, ib)
+    };
+    let _ = ia;
+    let get = |name: &str| {
+        let f = ib
+            .get_typed_func::<i32, i32>(&mut *store.borrow_mut(), name)
+            .unwrap();
+        let st = store.clone();
+        Box::new(move |n| f.call(&mut *st.borrow_mut(), n).unwrap()) as Box<dyn FnMut(i32) -> i32>
+    };
+    (get("loop_local"), get("loop_import"))
 }
 
 /// One dlopen + dlsym + dlclose cycle through the Rust API.
@@ -290,11 +352,31 @@ fn check_small(fx: &Fixtures, engine: &Caching) {
 }
 
 /// 2. dlopen of a small library, against native dlopen.
-fn dlopen_bench(c: &mut Criterion, fx: &Fixtures, engine: &Caching, cached: &Caching) {
+fn dlopen_bench(
+    c: &mut Criterion,
+    fx: &Fixtures,
+    engine: &Caching,
+    cached: &Caching,
+    mem: &Caching,
+) {
     check_small(fx, engine);
-    // Fill the on-disk cache before measuring the cached variants.
+    // Fill the on-disk and in-memory caches before measuring the cached variants.
     drop(load_main(fx, cached));
     wasm_cycle(&mut load_main(fx, cached));
+    wasm_cycle(&mut load_main(fx, mem));
+    let before = mem.mem.as_ref().expect("memory cache").stats();
+    wasm_cycle(&mut load_main(fx, mem));
+    let after = mem.mem.as_ref().expect("memory cache").stats();
+    assert_eq!(
+        after.misses, before.misses,
+        "a warm load and dlopen compile nothing"
+    );
+    eprintln!(
+        "check: with the memory cache a load + dlopen compiles nothing ({} hits, {} modules, {} KiB of code held)",
+        after.hits - before.hits,
+        after.entries,
+        after.bytes / 1024
+    );
 
     let path = CString::new(fx.small_native.as_os_str().to_str().unwrap()).unwrap();
     let sym = CString::new("small_fn").unwrap();
@@ -308,6 +390,9 @@ fn dlopen_bench(c: &mut Criterion, fx: &Fixtures, engine: &Caching, cached: &Cac
     g.bench_function("wasmlink_disk_cache", |b| {
         b.iter_custom(|iters| wasm_cycles(fx, cached, iters))
     });
+    g.bench_function("wasmlink_memory_cache", |b| {
+        b.iter_custom(|iters| wasm_cycles(fx, mem, iters))
+    });
     g.bench_function("compile_only", |b| {
         b.iter(|| Module::new(&engine.engine, &bytes).unwrap())
     });
@@ -320,6 +405,7 @@ fn dlopen_bench(c: &mut Criterion, fx: &Fixtures, engine: &Caching, cached: &Cac
 /// What repeated dlopen/dlclose does to one process (not a criterion benchmark): the time of
 /// the first and last cycles, and the table, memory and library list before and after.
 fn dlopen_growth(fx: &Fixtures, cached: &Caching, cycles: usize) -> String {
+    // One process for the whole run: no per-process bound on cycles below 1,000,000 instances.
     let mut p = load_main(fx, cached);
     let table = p.table();
     let memory = p.memory();
@@ -352,7 +438,7 @@ fn dlopen_growth(fx: &Fixtures, cached: &Caching, cycles: usize) -> String {
         }
     };
     format!(
-        "{done} of {cycles} dlopen/dlsym/dlclose cycles in one process (disk-cached engine): \
+        "{done} of {cycles} dlopen/dlsym/dlclose cycles in one process (memory cache): \
          first {window} {:?}/cycle, last {window} {:?}/cycle; table {t0} -> {} slots; \
          memory {m0} -> {} bytes; libraries {l0} -> {}{failure}",
         mean(&times[..window.min(done)]),
@@ -421,6 +507,7 @@ fn corpus_bench(
     fx: &Fixtures,
     engine: &Caching,
     cached: &Caching,
+    mem: &Caching,
     full: bool,
     single: &mut SingleShots,
 ) {
@@ -433,6 +520,7 @@ fn corpus_bench(
         ProcessBuilder::new()
             .search_path(search(&corpus))
             .cache_dir(engine.dir.clone())
+            .module_cache(engine.mem.clone())
             .load(program)
     };
     let compile_all = |modules: &[Vec<u8>], engine: &Caching| {
@@ -472,6 +560,37 @@ fn corpus_bench(
         });
         g.bench_function(format!("{id}_compile_only_disk_cache"), |b| {
             b.iter_with_large_drop(|| compile_all(&modules, cached))
+        });
+        // The in-memory cache: a first load fills it, then every load takes its modules
+        // (the program's and libraries', thunk modules, WASI shims) from it.
+        drop(load(program, mem).unwrap());
+        let cache = mem.mem.clone().expect("memory cache");
+        let before = cache.stats();
+        drop(load(program, mem).unwrap());
+        let after = cache.stats();
+        assert_eq!(
+            after.misses, before.misses,
+            "{id}: a warm load compiles nothing"
+        );
+        eprintln!(
+            "check: {id} with the memory cache compiles nothing ({} hits per load)",
+            after.hits - before.hits
+        );
+        g.bench_function(format!("{id}_load_memory_cache"), |b| {
+            b.iter_with_large_drop(|| load(program, mem).unwrap())
+        });
+        // What the cache itself costs: hashing each module's bytes (sha256) and the lookup.
+        g.bench_function(format!("{id}_lookup_memory_cache"), |b| {
+            b.iter_with_large_drop(|| {
+                modules
+                    .iter()
+                    .map(|m| {
+                        cache
+                            .get_or_compile(&mem.engine, m, || Module::new(&mem.engine, m))
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
         });
         if full {
             g.bench_function(format!("{id}_load"), |b| {
@@ -575,6 +694,16 @@ fn summary(dir: &Path, since: SystemTime, single: &SingleShots) -> String {
             "call_indirect, libbench to main",
             "lib_local",
         ),
+        (
+            "raw_local",
+            "plain wasmtime: call, same module",
+            "raw_local",
+        ),
+        (
+            "raw_import",
+            "plain wasmtime: call, import from another instance (the floor)",
+            "raw_local",
+        ),
     ] {
         if med(id).is_none() {
             continue;
@@ -619,6 +748,10 @@ fn summary(dir: &Path, since: SystemTime, single: &SingleShots) -> String {
             "wasmlink_disk_cache",
             "wasmlink dlopen+dlsym+dlclose, cache_dir(Some): disk cache hit",
         ),
+        (
+            "wasmlink_memory_cache",
+            "wasmlink dlopen+dlsym+dlclose, module_cache: in-memory cache hit",
+        ),
         ("compile_only", "wasmtime Module::new of libsmall.so"),
         (
             "compile_only_disk_cache",
@@ -637,6 +770,8 @@ fn summary(dir: &Path, since: SystemTime, single: &SingleShots) -> String {
             ("load", compile, "compile"),
             ("compile_only_disk_cache", compile_cached, "cached compile"),
             ("load_disk_cache", compile_cached, "cached compile"),
+            ("lookup_memory_cache", compile_cached, "cached compile"),
+            ("load_memory_cache", compile_cached, "cached compile"),
         ] {
             let v = e("corpus", &format!("{prog}_{id}"));
             row(
@@ -674,8 +809,11 @@ fn main() {
     let out_dir = target.join("criterion");
 
     let fx = Fixtures::build();
-    let engine = Caching::new(None);
-    let cached = Caching::new(Some(fx.dir().join("wasmtime-cache")));
+    // No cache at all; wasmtime's disk cache only; the in-memory module cache only (a private
+    // one, so no other part of the run warms it).
+    let engine = Caching::new(None, None);
+    let cached = Caching::new(Some(fx.dir().join("wasmtime-cache")), None);
+    let mem = Caching::new(None, Some(ModuleCache::new(1 << 30)));
     let mut single = SingleShots::new();
 
     let mut c = Criterion::default()
@@ -685,9 +823,9 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     calls(&mut c, &fx, &engine, bench_mode, &mut single);
-    dlopen_bench(&mut c, &fx, &engine, &cached);
+    dlopen_bench(&mut c, &fx, &engine, &cached, &mem);
     if bench_mode {
-        corpus_bench(&mut c, &fx, &engine, &cached, full, &mut single);
+        corpus_bench(&mut c, &fx, &engine, &cached, &mem, full, &mut single);
     } else {
         eprintln!("test mode: corpus benchmarks skipped (run cargo bench --bench linker)");
     }
@@ -697,9 +835,9 @@ fn main() {
         let cycles = std::env::var("WASMLINK_BENCH_GROWTH_CYCLES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(12_000);
+            .unwrap_or(20_000);
         if cycles > 0 {
-            println!("\n{}", dlopen_growth(&fx, &cached, cycles));
+            println!("\n{}", dlopen_growth(&fx, &mem, cycles));
         }
         println!(
             "\nload average: {load_before} at start, {} at end",

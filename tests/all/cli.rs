@@ -944,3 +944,44 @@ fn inspect_json_doc_is_current() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// WASMLINK_DEBUG=symbols
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn wasmlink_debug_symbols_traces_each_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = r#"(module (@dylink.0 (mem-info (memory 0 0)))
+        (import "env" "memory" (memory 0))
+        (func (export "present") (result i32) i32.const 7))"#;
+    let top = r#"(module (@dylink.0 (mem-info (memory 0 0)) (needed "libdef.so"))
+        (import "env" "memory" (memory 0))
+        (import "env" "present" (func $present (result i32)))
+        (import "env" "absent" (func $absent))
+        (func (export "top") (result i32) call $absent call $present))"#;
+    for (name, wat) in [("libdef.so", def), ("libtop.so", top)] {
+        std::fs::write(dir.path().join(name), wat::parse_str(wat).unwrap()).unwrap();
+    }
+    let (code, out, err) = ldd(
+        dir.path(),
+        &["-r", "-L", ".", "libtop.so"],
+        &[("WASMLINK_DEBUG", "symbols")],
+    );
+    assert_eq!(code, 1, "an unresolved strong symbol\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("absent"), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    for want in [
+        "wasmlink::symbols: symbol=present; lookup by libtop.so: found in libdef.so",
+        "wasmlink::symbols: symbol=absent; lookup by libtop.so: not found (searched libtop.so, libdef.so)",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    // Only the symbols topic was asked for: no library or binding trace.
+    assert!(
+        lines.iter().all(|l| l.starts_with("wasmlink::symbols: symbol=")),
+        "{err}"
+    );
+    let (_, _, quiet) = ldd(dir.path(), &["-r", "-L", ".", "libtop.so"], &[]);
+    assert!(!quiet.contains("symbol="), "no trace without WASMLINK_DEBUG: {quiet}");
+}

@@ -571,3 +571,116 @@ fn thread_local_data_is_shared_between_a_library_and_the_program() {
     assert_eq!(p.dlsym(0, "tls_counter").unwrap().address(), addr);
     assert_eq!(p.read(addr, 4).unwrap(), 40i32.to_le_bytes());
 }
+
+#[test]
+fn compiled_modules_are_shared_through_the_in_memory_cache() {
+    let app = app();
+    let cache = wasmlink::process::ModuleCache::new(64 << 20);
+    let load = || {
+        ProcessBuilder::new()
+            .search_path(search())
+            .cache_dir(None)
+            .module_cache(Some(cache.clone()))
+            .load(&app)
+            .unwrap()
+    };
+    let mut p1 = load();
+    let first = cache.stats();
+    // ld_app.wasm, libutil.so, and any thunk module or WASI shim they need: each compiled once.
+    let lookups = first.hits + first.misses;
+    assert!(first.misses >= 2, "{first:?}");
+    assert_eq!(first.entries as u64, first.misses, "{first:?}");
+    p1.dlopen("libplugin.so", wasmlink::process::RTLD_NOW)
+        .unwrap();
+    let after_plugin = cache.stats();
+    assert!(
+        after_plugin.misses > first.misses,
+        "libplugin.so was compiled"
+    );
+    let m = after_plugin.misses;
+    // A second process compiles nothing: every module comes from the cache.
+    let mut p2 = load();
+    let s = cache.stats();
+    assert_eq!(
+        (s.hits, s.misses),
+        (after_plugin.hits + lookups, m),
+        "{s:?}"
+    );
+    let h = p2
+        .dlopen("libplugin.so", wasmlink::process::RTLD_NOW)
+        .unwrap();
+    let s = cache.stats();
+    assert_eq!(s.misses, m, "{s:?}");
+    assert!(s.bytes > 0 && s.bytes <= s.capacity);
+    // A module from the cache links and runs as well as a fresh one.
+    let run = p2.dlsym(h, "plugin_run").unwrap();
+    assert!(matches!(run, wasmlink::Symbol::Function(_)));
+    let data = p2.dlsym(h, "plugin_data").unwrap().address();
+    assert_eq!(p2.read(data, 4).unwrap(), 1000i32.to_le_bytes());
+    // Without a cache nothing is recorded.
+    ProcessBuilder::new()
+        .search_path(search())
+        .cache_dir(None)
+        .module_cache(None)
+        .load(&app)
+        .unwrap();
+    assert_eq!(cache.stats().misses, m);
+}
+
+#[test]
+fn twenty_thousand_dlopen_dlclose_cycles() {
+    let app = app();
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .cache_dir(None)
+        .load(&app)
+        .unwrap();
+    let libs = p.libraries().len();
+    let mut first_base = None;
+    for cycle in 0..20_000 {
+        let h = p
+            .dlopen("libplugin.so", wasmlink::process::RTLD_NOW)
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        let data = p.dlsym(h, "plugin_data").unwrap().address();
+        let base = *first_base.get_or_insert(data);
+        assert_eq!(data, base, "cycle {cycle}: data region reused");
+        p.dlclose(h).unwrap();
+    }
+    assert_eq!(p.libraries().len(), libs);
+}
+
+#[test]
+fn running_out_of_instances_is_a_clear_link_error() {
+    let app = app();
+    let mut p = ProcessBuilder::new()
+        .search_path(search())
+        .max_instances(8)
+        .load(&app)
+        .unwrap();
+    // Each cycle leaves libplugin.so's instance in the store, so the bound is reached.
+    let mut opened = 0;
+    let err = loop {
+        match p.dlopen("libplugin.so", wasmlink::process::RTLD_NOW) {
+            Ok(h) => {
+                opened += 1;
+                assert!(opened <= 8, "the bound of 8 instances was not enforced");
+                p.dlclose(h).unwrap();
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(opened >= 1, "the first dlopen fits: {err}");
+    assert!(
+        matches!(&err, LinkError::Exhausted { library, what: "instances", .. } if library == "libplugin.so"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(
+            "libplugin.so: out of instances: the process already holds 8 wasmtime instances, its limit"
+        ),
+        "{err}"
+    );
+    // The failed load left nothing behind, and the process still works.
+    assert!(p.libraries().iter().all(|l| l.name != "libplugin.so"));
+    assert!(p.dlsym(0, "util_add").is_ok());
+}

@@ -16,7 +16,7 @@ use wasmtime::{Engine, Instance, Linker, Module, Store, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::process::LinkError;
+use crate::process::{LinkError, ModuleCache};
 use crate::resolve::SearchPath;
 
 /// A set of plain modules linked by name, ready to run.
@@ -71,6 +71,23 @@ impl PlainProgram {
         search: &SearchPath,
         wasi: WasiCtxBuilder,
     ) -> Result<PlainProgram, LinkError> {
+        let cache = ModuleCache::global();
+        Self::load_with_cache(engine, root, explicit, search, wasi, Some(&cache))
+    }
+
+    /// As [`load`](Self::load), with `module_cache` (`None`: none) instead of
+    /// [`ModuleCache::global`] for the compiled modules.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with_cache(
+        engine: &Engine,
+        root: &Path,
+        explicit: &HashMap<String, PathBuf>,
+        search: &SearchPath,
+        wasi: WasiCtxBuilder,
+        module_cache: Option<&ModuleCache>,
+    ) -> Result<PlainProgram, LinkError> {
         let mut wasi = wasi;
         let root_name = root
             .file_stem()
@@ -111,10 +128,16 @@ impl PlainProgram {
         let mut root_instance = None;
         for name in &order {
             let node = &nodes[name];
-            let module = Module::new(engine, &node.bytes).map_err(|e| LinkError::BadModule {
-                path: node.path.clone(),
-                message: format!("{e:#}"),
-            })?;
+            let compile = || {
+                Module::new(engine, &node.bytes).map_err(|e| LinkError::BadModule {
+                    path: node.path.clone(),
+                    message: format!("{e:#}"),
+                })
+            };
+            let module = match &module_cache {
+                Some(c) => c.get_or_compile(engine, &node.bytes, compile)?,
+                None => compile()?,
+            };
             let instance = linker
                 .instantiate(&mut store, &module)
                 .map_err(|e| LinkError::runtime(name, "instantiate", e))?;

@@ -85,6 +85,9 @@ pub struct Found {
     pub path: PathBuf,
     /// Its model, parsed once.
     pub info: Arc<ModuleInfo>,
+    /// Its bytes, read once: the loader compiles these and never reads the file again.
+    /// `None` only for the root entry of a [`DependencyTree`], which the caller read.
+    pub bytes: Option<Arc<[u8]>>,
 }
 
 impl SearchPath {
@@ -173,10 +176,11 @@ impl SearchPath {
                 continue;
             }
             match load_library(path) {
-                Ok(info) => {
+                Ok((info, bytes)) => {
                     return Ok(Found {
                         path: path.clone(),
                         info: Arc::new(info),
+                        bytes: Some(bytes.into()),
                     });
                 }
                 Err(why) => {
@@ -194,7 +198,7 @@ impl SearchPath {
 }
 
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
-fn load_library(path: &Path) -> Result<ModuleInfo, String> {
+fn load_library(path: &Path) -> Result<(ModuleInfo, Vec<u8>), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
     if !info.is_dynamic() {
@@ -203,7 +207,7 @@ fn load_library(path: &Path) -> Result<ModuleInfo, String> {
     if info.address_width != AddressWidth::Wasm32 {
         return Err("wasm64 library, wasmlink loads wasm32".to_string());
     }
-    Ok(info)
+    Ok((info, bytes))
 }
 
 /// One entry of a resolved dependency tree.
@@ -237,6 +241,7 @@ impl DependencyTree {
             result: Ok(Found {
                 path: root.to_path_buf(),
                 info,
+                bytes: None,
             }),
             duplicate_of: None,
         }];

@@ -76,7 +76,7 @@ pub enum LinkError {
     Exhausted {
         /// The library being loaded.
         library: String,
-        /// `linear memory` or `table slots`.
+        /// `linear memory`, `table slots` or `instances`.
         what: &'static str,
         /// Details.
         message: String,

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use wasmlink_dylink::ModuleInfo;
 use wasmtime::{
-    AsContextMut, Caller, Extern, Func, FuncType, Instance, Module, Ref, StoreContextMut, Val,
-    ValType,
+    AsContextMut, Caller, Extern, Func, FuncType, Module, Ref, StoreContextMut, Val, ValType,
 };
 
 use super::{Def, Host, LibId, LinkError, Symbol, alloc_region, load_tree};
@@ -333,18 +332,30 @@ pub(super) fn lookup_sym(
                 let after = caller
                     .and_then(|c| dl.global_scope.iter().position(|&g| g == c))
                     .map_or(0, |p| p + 1);
-                dl.global_scope[after.min(dl.global_scope.len())..]
+                let scope = &dl.global_scope[after.min(dl.global_scope.len())..];
+                let def = scope
                     .iter()
                     .filter_map(|&id| dl.libs[id].as_ref())
-                    .find_map(|l| l.defs.get(name).copied())
+                    .find_map(|l| l.defs.get(name).copied());
+                if super::tracing_symbols() {
+                    let requester = caller.map_or("host", |c| dl.lib(c).name.as_str());
+                    let requester = format!("{requester} (RTLD_NEXT)");
+                    dl.trace_symbol(name, &requester, scope.iter().copied(), def);
+                }
+                def
             }
             h => {
                 let id = handle_lib(&cx, h)?;
-                dl.lib(id)
-                    .local_scope
+                let scope = &dl.lib(id).local_scope;
+                let def = scope
                     .iter()
                     .filter_map(|&i| dl.libs[i].as_ref())
-                    .find_map(|l| l.defs.get(name).copied())
+                    .find_map(|l| l.defs.get(name).copied());
+                if super::tracing_symbols() {
+                    let requester = format!("dlsym(handle of {})", dl.lib(id).name);
+                    dl.trace_symbol(name, &requester, scope.iter().copied(), def);
+                }
+                def
             }
         }
     };
@@ -775,8 +786,8 @@ pub(super) fn setup_static_main(
         };
         externs.push(ext);
     }
-    let instance = Instance::new(cx.as_context_mut(), &module, &externs)
-        .map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
+    let instance =
+        super::new_instance(cx.as_context_mut(), &name, "instantiate", &module, &externs)?;
     let exports: Vec<Extern> = instance
         .exports(cx.as_context_mut())
         .map(|e| e.into_extern())

@@ -26,6 +26,7 @@
 //! `dlopen`, `dlsym`, `dlclose`, `dlerror` and `dladdr` are supplied to the modules as `env`
 //! imports (see [`libdl`]) and callable from Rust ([`Process::dlopen`], ...).
 
+pub mod cache;
 mod error;
 pub mod layout;
 mod libdl;
@@ -44,6 +45,7 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+pub use cache::{CacheStats, DEFAULT_MODULE_CACHE_BYTES, ModuleCache};
 pub use error::LinkError;
 pub use libdl::{
     RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD,
@@ -58,6 +60,10 @@ pub type LibId = usize;
 
 /// Default size of the shadow stack.
 pub const DEFAULT_STACK_SIZE: u32 = 1 << 20;
+
+/// Default bound on the wasmtime instances one process's store may hold
+/// ([`ProcessBuilder::max_instances`]).
+pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
 
 /// How a process is set up. Build one, then [`load`](Self::load) a program.
 #[derive(Clone)]
@@ -76,6 +82,8 @@ pub struct ProcessBuilder {
     cache_dir: Option<PathBuf>,
     link_only: bool,
     swappable: bool,
+    module_cache: Option<ModuleCache>,
+    max_instances: usize,
 }
 
 impl Default for ProcessBuilder {
@@ -95,6 +103,8 @@ impl Default for ProcessBuilder {
             cache_dir: default_cache_dir(),
             link_only: false,
             swappable: false,
+            module_cache: Some(ModuleCache::global()),
+            max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
 }
@@ -179,6 +189,24 @@ impl ProcessBuilder {
         self.engine = Some(engine);
         self
     }
+    /// The in-memory cache of compiled modules (see [`cache`]) that loads and `dlopen`s ask
+    /// before compiling or reading the on-disk cache. Default: [`ModuleCache::global`], shared
+    /// by every process of the host process (entries are per engine). `None`: none, so every
+    /// load compiles or reads the on-disk cache ([`cache_dir`](Self::cache_dir)).
+    pub fn module_cache(mut self, cache: Option<ModuleCache>) -> Self {
+        self.module_cache = cache;
+        self
+    }
+    /// Bounds the wasmtime instances the process's store may hold (default
+    /// [`DEFAULT_MAX_INSTANCES`]; wasmtime's own default is 10,000). Every loaded library is
+    /// one, plus one for its generated thunks and one per WASI shim when it needs them, and an
+    /// unloaded library's instance stays in the store until the process ends, so this bounds
+    /// the number of `dlopen`s of a process. Past it, loading fails with
+    /// [`LinkError::Exhausted`].
+    pub fn max_instances(mut self, n: usize) -> Self {
+        self.max_instances = n;
+        self
+    }
 
     /// The WASI preview 1 context this builder describes.
     fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
@@ -214,7 +242,14 @@ impl ProcessBuilder {
             Some(e) => e.clone(),
             None => shared_engine(self.cache_dir.as_deref())?,
         };
-        crate::plain::PlainProgram::load(&engine, root, explicit, &self.search, self.wasi()?)
+        crate::plain::PlainProgram::load_with_cache(
+            &engine,
+            root,
+            explicit,
+            &self.search,
+            self.wasi()?,
+            self.module_cache.as_ref(),
+        )
     }
 
     /// Loads `program` (a PIE main, a static main, or a shared library used as the entry) and
@@ -233,7 +268,7 @@ impl ProcessBuilder {
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
 
-        let bytes = read(program)?;
+        let bytes: Arc<[u8]> = read(program)?.into();
         let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
             path: program.to_path_buf(),
             message: e.to_string(),
@@ -265,11 +300,20 @@ impl ProcessBuilder {
                 dlerror: None,
                 dlerror_buf: 0,
                 dladdr_buf: 0,
+                module_cache: self.module_cache.clone(),
+                instances: 0,
+                max_instances: self.max_instances,
             },
             atexit: Vec::new(),
             args: self.args.clone(),
+            limits: wasmtime::StoreLimitsBuilder::new()
+                // Our own count (`Linkage::instances`) refuses first, with a clear error; the
+                // margin covers instances wasmtime makes for host-created memories and tables.
+                .instances(self.max_instances.saturating_add(16))
+                .build(),
         };
         let mut store = Store::new(&engine, host);
+        store.limiter(|h| &mut h.limits);
         let main = setup_main(&mut store, program, bytes, info, &self)?;
         let mut process = Process { store, main };
         for lib in &self.preload {
@@ -299,8 +343,9 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// The engine for a cache directory, created once per host process and shared by every process
-/// built with it; with a cache directory, compiled code is reused across loads and runs (there is
-/// no in-memory module cache yet: without one, every load and `dlopen` compiles).
+/// built with it; with a cache directory, compiled code is reused across loads and runs. Within
+/// a host process, compiled modules are also kept in memory ([`ModuleCache`]), so a second load
+/// or `dlopen` of the same bytes on this engine neither compiles nor reads the disk.
 ///
 /// The on-disk cache is wasmtime's: entries are keyed by a hash of the module's bytes, the engine
 /// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
@@ -344,6 +389,8 @@ pub struct Host {
     atexit: Vec<(u32, u32, u32)>,
     /// The program's arguments, for `main(argc, argv)`.
     args: Vec<String>,
+    /// The store's resource limits (its instance count: see [`ProcessBuilder::max_instances`]).
+    limits: wasmtime::StoreLimits,
 }
 
 #[derive(Default, Clone, Copy, Debug)]
@@ -467,6 +514,12 @@ struct Linkage {
     dlerror_buf: u32,
     /// Buffer for the strings `dladdr` returns (allocated on first use).
     dladdr_buf: u32,
+    /// The in-memory cache of compiled modules, if any.
+    module_cache: Option<ModuleCache>,
+    /// Instances made in the store so far (libraries, thunk modules, WASI shims).
+    instances: usize,
+    /// The bound on `instances`.
+    max_instances: usize,
 }
 
 impl Linkage {
@@ -482,16 +535,60 @@ impl Linkage {
         let local = from
             .map(|f| self.lib(f).local_scope.as_slice())
             .unwrap_or(&[]);
-        self.global_scope
-            .iter()
-            .chain(local.iter())
-            .filter_map(|&id| self.libs[id].as_ref())
-            .find_map(|l| l.defs.get(name).copied())
+        let scope = self.global_scope.iter().chain(local.iter()).copied();
+        let def = scope
+            .clone()
+            .filter_map(|id| self.libs[id].as_ref())
+            .find_map(|l| l.defs.get(name).copied());
+        let requester = from.map_or("RTLD_DEFAULT", |f| self.lib(f).name.as_str());
+        self.trace_symbol(name, requester, scope, def);
+        def
+    }
+
+    /// `WASMLINK_DEBUG=symbols`: one line per lookup, at the `wasmlink::symbols` target, like
+    /// `LD_DEBUG=symbols`: the symbol, who asked, and where it was found or what was searched.
+    fn trace_symbol(
+        &self,
+        name: &str,
+        requester: &str,
+        scope: impl Iterator<Item = LibId>,
+        def: Option<Def>,
+    ) {
+        if !tracing_symbols() {
+            return;
+        }
+        match def {
+            Some(d) => tracing::debug!(
+                target: "wasmlink::symbols",
+                "symbol={name}; lookup by {requester}: found in {}",
+                self.lib(d.lib()).name
+            ),
+            None => {
+                let mut searched: Vec<&str> = Vec::new();
+                for id in scope {
+                    if let Some(l) = self.libs[id].as_ref() {
+                        if !searched.contains(&l.name.as_str()) {
+                            searched.push(&l.name);
+                        }
+                    }
+                }
+                tracing::debug!(
+                    target: "wasmlink::symbols",
+                    "symbol={name}; lookup by {requester}: not found (searched {})",
+                    searched.join(", ")
+                );
+            }
+        }
     }
 
     fn lib_name(&self, id: LibId) -> String {
         self.lib(id).name.clone()
     }
+}
+
+/// Whether `WASMLINK_DEBUG=symbols` (the `wasmlink::symbols` target) is on.
+fn tracing_symbols() -> bool {
+    tracing::enabled!(target: "wasmlink::symbols", tracing::Level::DEBUG)
 }
 
 /// A handle to a running linked process.
@@ -686,8 +783,11 @@ impl Process {
         let new = add_library(
             self.store.as_context_mut(),
             new_name,
-            path.to_path_buf(),
-            info,
+            crate::resolve::Found {
+                path: path.to_path_buf(),
+                info,
+                bytes: Some(bytes.into()),
+            },
         )?;
         // The new build resolves its own imports against the process, but it is not in any
         // scope: callers keep finding the old definitions, whose slots now hold the new code.
@@ -889,7 +989,7 @@ fn alloc_slots(
 fn setup_main(
     store: &mut Store<Host>,
     path: &Path,
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
     info: ModuleInfo,
     opts: &ProcessBuilder,
 ) -> Result<LibId, LinkError> {
@@ -897,7 +997,12 @@ fn setup_main(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let module = compile(&store.data().dl.engine, path, &bytes)?;
+    let module = compile(
+        &store.data().dl.engine,
+        store.data().dl.module_cache.as_ref(),
+        path,
+        &bytes,
+    )?;
     let info = Arc::new(info);
     if info.kind == ModuleKind::StaticProgram
         || (info.kind == ModuleKind::Plain && exports_memory(&info))
@@ -972,11 +1077,63 @@ fn exports_memory(info: &ModuleInfo) -> bool {
     info.exports.iter().any(|e| e.class == ExportClass::Memory)
 }
 
-fn compile(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, LinkError> {
-    Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
-        path: path.to_path_buf(),
-        message: format!("{e:#}"),
-    })
+/// Compiles `bytes` (read from `path`), or takes the module from the in-memory cache.
+fn compile(
+    engine: &Engine,
+    cache: Option<&ModuleCache>,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Module, LinkError> {
+    let compile = || {
+        Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })
+    };
+    match cache {
+        Some(c) => c.get_or_compile(engine, bytes, compile),
+        None => compile(),
+    }
+}
+
+/// Compiles a module the linker generated (thunks, WASI shims), through the cache.
+fn compile_generated(
+    cx: &StoreContextMut<'_, Host>,
+    who: &str,
+    what: &str,
+    bytes: &[u8],
+) -> Result<Module, LinkError> {
+    let dl = &cx.data().dl;
+    let compile = || Module::new(&dl.engine, bytes).map_err(|e| LinkError::runtime(who, what, e));
+    match &dl.module_cache {
+        Some(c) => c.get_or_compile(&dl.engine, bytes, compile),
+        None => compile(),
+    }
+}
+
+/// Instantiates `module` for `who`, within the process's instance bound.
+pub(crate) fn new_instance(
+    mut cx: StoreContextMut<'_, Host>,
+    who: &str,
+    what: &str,
+    module: &Module,
+    imports: &[Extern],
+) -> Result<Instance, LinkError> {
+    let dl = &cx.data().dl;
+    if dl.instances >= dl.max_instances {
+        return Err(LinkError::Exhausted {
+            library: who.to_string(),
+            what: "instances",
+            message: format!(
+                "the process already holds {} wasmtime instances, its limit (unloaded libraries keep theirs until the process ends; see ProcessBuilder::max_instances)",
+                dl.instances
+            ),
+        });
+    }
+    let i = Instance::new(cx.as_context_mut(), module, imports)
+        .map_err(|e| LinkError::runtime(who, what, e))?;
+    cx.data_mut().dl.instances += 1;
+    Ok(i)
 }
 
 /// Adds a library record (regions already chosen) and its definitions.
@@ -1075,6 +1232,7 @@ pub(crate) fn load_tree(
         crate::resolve::Found {
             path: name.to_path_buf(),
             info: Arc::new(info),
+            bytes: Some(bytes.into()),
         }
     } else {
         cx.data()
@@ -1086,7 +1244,7 @@ pub(crate) fn load_tree(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or(name_str.clone());
-    let id = add_library(cx.as_context_mut(), display, found.path, found.info)?;
+    let id = add_library(cx.as_context_mut(), display, found)?;
     if global {
         cx.data_mut().dl.global_scope.push(id);
     }
@@ -1113,17 +1271,22 @@ fn find_loaded(cx: &StoreContextMut<'_, Host>, name: &str) -> Option<LibId> {
 fn add_library(
     mut cx: StoreContextMut<'_, Host>,
     name: String,
-    path: PathBuf,
-    info: Arc<ModuleInfo>,
+    found: crate::resolve::Found,
 ) -> Result<LibId, LinkError> {
+    let crate::resolve::Found { path, info, bytes } = found;
     if !info.is_dynamic() {
         return Err(LinkError::BadModule {
             path,
             message: "not a shared library (no dylink.0 section)".to_string(),
         });
     }
-    let bytes = read(&path)?;
-    let module = compile(&cx.data().dl.engine, &path, &bytes)?;
+    let bytes = match bytes {
+        Some(b) => b,
+        None => read(&path)?.into(),
+    };
+    let dl = &cx.data().dl;
+    let module = compile(&dl.engine, dl.module_cache.as_ref(), &path, &bytes)?;
+    drop(bytes);
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
     for (offset, len) in &info.data_segments {
         let end = offset.map(|o| o + i64::from(*len));
@@ -1186,7 +1349,7 @@ fn load_tree_from(mut cx: StoreContextMut<'_, Host>, root: LibId) -> Result<LibI
                 }
                 None => {
                     let found = cx.data().dl.search.find(&n, Some(&path), &runpath)?;
-                    let d = add_library(cx.as_context_mut(), n.clone(), found.path, found.info)?;
+                    let d = add_library(cx.as_context_mut(), n.clone(), found)?;
                     if root_global {
                         cx.data_mut().dl.global_scope.push(d);
                     }
@@ -1502,11 +1665,14 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
             message: "a function import with reference-typed parameters cannot be bound lazily"
                 .to_string(),
         })?;
-        let engine = cx.data().dl.engine.clone();
-        let tm =
-            Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(&name, "thunks", e))?;
-        let ti = Instance::new(cx.as_context_mut(), &tm, &[Extern::Table(table)])
-            .map_err(|e| LinkError::runtime(&name, "thunks", e))?;
+        let tm = compile_generated(&cx, &name, "thunks", &bytes)?;
+        let ti = new_instance(
+            cx.as_context_mut(),
+            &name,
+            "thunks",
+            &tm,
+            &[Extern::Table(table)],
+        )?;
         for (n, (idx, _)) in thunks.iter().enumerate() {
             let f = ti
                 .get_func(cx.as_context_mut(), &n.to_string())
@@ -1519,8 +1685,7 @@ fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkE
         .into_iter()
         .map(|e| e.expect("every import bound"))
         .collect();
-    let instance = Instance::new(cx.as_context_mut(), &module, &externs)
-        .map_err(|e| LinkError::runtime(&name, "instantiate", e))?;
+    let instance = new_instance(cx.as_context_mut(), &name, "instantiate", &module, &externs)?;
     cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
     fill_slots(cx.as_context_mut(), id)?;
     if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
@@ -1580,9 +1745,7 @@ fn bind_wasi(
                 wasmtime::format_err!("unsupported WASI signature"),
             )
         })?;
-        let engine = cx.data().dl.engine.clone();
-        let sm =
-            Module::new(&engine, &bytes).map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        let sm = compile_generated(&cx, name, "wasi shim", &bytes)?;
         let mut imports = vec![Extern::Memory(memory)];
         for (_, f, _) in &funcs {
             imports.push(
@@ -1591,8 +1754,7 @@ fn bind_wasi(
                     .map_err(|e| LinkError::runtime(name, "wasi", e))?,
             );
         }
-        let si = Instance::new(cx.as_context_mut(), &sm, &imports)
-            .map_err(|e| LinkError::runtime(name, "wasi shim", e))?;
+        let si = new_instance(cx.as_context_mut(), name, "wasi shim", &sm, &imports)?;
         for (idx, f, _) in &funcs {
             externs[*idx] = Some(Extern::Func(
                 si.get_func(cx.as_context_mut(), f).expect("shim export"),

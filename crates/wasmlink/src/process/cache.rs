@@ -1,0 +1,319 @@
+//! The in-memory cache of compiled modules.
+//!
+//! Every load and `dlopen` asks this cache before it compiles (or reads wasmtime's on-disk
+//! cache). An entry is a compiled [`wasmtime::Module`], keyed by the **sha256 of the module's
+//! bytes** and the **engine** it was compiled for ([`Engine::same`]): a module compiled for
+//! one engine is never handed to a process on another. The key is a cryptographic hash of the
+//! whole input, so two different modules cannot share an entry.
+//!
+//! The cache is bounded by the size of the compiled code it holds (the length of each module's
+//! [`Module::image_range`]); past the capacity, the least recently used entries are dropped.
+//! Dropping an entry never affects a process that uses the module: a process's store keeps its
+//! own reference. The generated thunk modules and WASI shims go through the same cache.
+//!
+//! [`ModuleCache::global`] is the one cache of a host process, shared by every
+//! [`Process`](super::Process) and plain program whatever its engine, and the default of
+//! [`ProcessBuilder::module_cache`](super::ProcessBuilder::module_cache). It is thread-safe:
+//! the lock is held only to look up or insert, never while compiling, so two threads that miss
+//! on the same module at once both compile it and the second insert is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+/// Default capacity of [`ModuleCache::global`]: 512 MiB of compiled code.
+pub const DEFAULT_MODULE_CACHE_BYTES: usize = 512 << 20;
+
+/// A bounded, thread-safe cache of compiled modules; cloning shares it.
+#[derive(Clone)]
+pub struct ModuleCache {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+struct State {
+    capacity: usize,
+    used: usize,
+    tick: u64,
+    /// sha256 of the bytes -> the entries for each engine.
+    map: HashMap<[u8; 32], Vec<Entry>>,
+}
+
+struct Entry {
+    module: Module,
+    size: usize,
+    last_used: u64,
+}
+
+/// Counters of a [`ModuleCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that compiled.
+    pub misses: u64,
+    /// Modules held.
+    pub entries: usize,
+    /// Bytes of compiled code held.
+    pub bytes: usize,
+    /// The bound on `bytes`.
+    pub capacity: usize,
+}
+
+impl std::fmt::Debug for ModuleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.stats().fmt(f)
+    }
+}
+
+impl ModuleCache {
+    /// An empty cache that holds at most `capacity_bytes` of compiled code (0: holds nothing).
+    pub fn new(capacity_bytes: usize) -> Self {
+        ModuleCache {
+            inner: Arc::new(Shared {
+                state: Mutex::new(State {
+                    capacity: capacity_bytes,
+                    used: 0,
+                    tick: 0,
+                    map: HashMap::new(),
+                }),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The host process's cache ([`DEFAULT_MODULE_CACHE_BYTES`]), shared by every process
+    /// that does not choose another.
+    pub fn global() -> ModuleCache {
+        static GLOBAL: OnceLock<ModuleCache> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| ModuleCache::new(DEFAULT_MODULE_CACHE_BYTES))
+            .clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the capacity, dropping least recently used entries to fit.
+    pub fn set_capacity(&self, capacity_bytes: usize) {
+        let mut s = self.state();
+        s.capacity = capacity_bytes;
+        s.evict();
+    }
+
+    /// Drops every entry (the counters stay).
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.map.clear();
+        s.used = 0;
+    }
+
+    /// Hits, misses and size.
+    pub fn stats(&self) -> CacheStats {
+        let s = self.state();
+        CacheStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            entries: s.map.values().map(Vec::len).sum(),
+            bytes: s.used,
+            capacity: s.capacity,
+        }
+    }
+
+    /// The module for `bytes` on `engine`: from the cache, or made by `compile` and kept.
+    ///
+    /// # Errors
+    /// What `compile` returns; a failed compilation is not cached.
+    pub fn get_or_compile<E>(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        compile: impl FnOnce() -> Result<Module, E>,
+    ) -> Result<Module, E> {
+        let key: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(m) = self.state().get(&key, engine) {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(m);
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        let module = compile()?;
+        let r = module.image_range();
+        let size = (r.end as usize).saturating_sub(r.start as usize).max(1);
+        self.state().insert(key, module.clone(), size);
+        Ok(module)
+    }
+}
+
+impl State {
+    fn get(&mut self, key: &[u8; 32], engine: &Engine) -> Option<Module> {
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self
+            .map
+            .get_mut(key)?
+            .iter_mut()
+            .find(|e| Engine::same(e.module.engine(), engine))?;
+        e.last_used = tick;
+        Some(e.module.clone())
+    }
+
+    fn insert(&mut self, key: [u8; 32], module: Module, size: usize) {
+        if size > self.capacity {
+            return;
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        let list = self.map.entry(key).or_default();
+        if list
+            .iter()
+            .any(|e| Engine::same(e.module.engine(), module.engine()))
+        {
+            return;
+        }
+        list.push(Entry {
+            module,
+            size,
+            last_used: tick,
+        });
+        self.used += size;
+        self.evict();
+    }
+
+    /// Drops least recently used entries until the cache fits its capacity.
+    fn evict(&mut self) {
+        while self.used > self.capacity {
+            let Some((key, i)) = self
+                .map
+                .iter()
+                .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (*k, i, e.last_used)))
+                .min_by_key(|&(_, _, t)| t)
+                .map(|(k, i, _)| (k, i))
+            else {
+                self.used = 0;
+                return;
+            };
+            if let Some(list) = self.map.get_mut(&key) {
+                let e = list.swap_remove(i);
+                self.used -= e.size;
+                if list.is_empty() {
+                    self.map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module_bytes(n: i32) -> Vec<u8> {
+        wat::parse_str(format!(
+            "(module (func (export \"f\") (result i32) i32.const {n}))"
+        ))
+        .expect("wat")
+    }
+
+    fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, wasmtime::Error> {
+        Module::new(engine, bytes)
+    }
+
+    #[test]
+    fn hit_after_miss_same_module() {
+        let cache = ModuleCache::new(1 << 30);
+        let engine = Engine::default();
+        let b = module_bytes(1);
+        let m1 = cache
+            .get_or_compile(&engine, &b, || compile(&engine, &b))
+            .unwrap();
+        let m2 = cache
+            .get_or_compile(&engine, &b, || -> Result<Module, wasmtime::Error> {
+                panic!("must not compile again")
+            })
+            .unwrap();
+        assert!(Module::same(&m1, &m2));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
+        assert!(s.bytes > 0);
+    }
+
+    #[test]
+    fn engines_do_not_share_entries() {
+        let cache = ModuleCache::new(1 << 30);
+        let (e1, e2) = (Engine::default(), Engine::default());
+        let b = module_bytes(2);
+        let m1 = cache.get_or_compile(&e1, &b, || compile(&e1, &b)).unwrap();
+        let m2 = cache.get_or_compile(&e2, &b, || compile(&e2, &b)).unwrap();
+        assert!(!Module::same(&m1, &m2));
+        assert!(Engine::same(m2.engine(), &e2));
+        assert_eq!(cache.stats().misses, 2);
+        assert_eq!(cache.stats().entries, 2);
+    }
+
+    #[test]
+    fn least_recently_used_is_evicted_at_capacity() {
+        let engine = Engine::default();
+        let (a, b, c) = (module_bytes(10), module_bytes(11), module_bytes(12));
+        let probe = ModuleCache::new(1 << 30);
+        probe
+            .get_or_compile(&engine, &a, || compile(&engine, &a))
+            .unwrap();
+        let one = probe.stats().bytes;
+        // Room for two modules of this size, not three.
+        let cache = ModuleCache::new(one * 2 + one / 2);
+        for x in [&a, &b] {
+            cache
+                .get_or_compile(&engine, x, || compile(&engine, x))
+                .unwrap();
+        }
+        cache
+            .get_or_compile(&engine, &a, || compile(&engine, &a))
+            .unwrap(); // a is now recent
+        cache
+            .get_or_compile(&engine, &c, || compile(&engine, &c))
+            .unwrap(); // evicts b
+        let s = cache.stats();
+        assert_eq!((s.entries, s.hits, s.misses), (2, 1, 3));
+        assert!(s.bytes <= s.capacity);
+        cache
+            .get_or_compile(&engine, &a, || compile(&engine, &a))
+            .unwrap();
+        assert_eq!(cache.stats().hits, 2, "a was kept");
+        cache
+            .get_or_compile(&engine, &b, || compile(&engine, &b))
+            .unwrap();
+        assert_eq!(cache.stats().misses, 4, "b was evicted");
+    }
+
+    #[test]
+    fn zero_capacity_holds_nothing_and_errors_are_not_cached() {
+        let engine = Engine::default();
+        let cache = ModuleCache::new(0);
+        let b = module_bytes(3);
+        cache
+            .get_or_compile(&engine, &b, || compile(&engine, &b))
+            .unwrap();
+        cache
+            .get_or_compile(&engine, &b, || compile(&engine, &b))
+            .unwrap();
+        assert_eq!(cache.stats().misses, 2);
+        assert_eq!(cache.stats().entries, 0);
+        let big = ModuleCache::new(1 << 30);
+        let bad = b"\0asm\x01\0\0\0\x01".to_vec();
+        assert!(
+            big.get_or_compile(&engine, &bad, || compile(&engine, &bad))
+                .is_err()
+        );
+        assert_eq!(big.stats().entries, 0);
+    }
+}
