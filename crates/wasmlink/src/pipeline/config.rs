@@ -1,0 +1,362 @@
+//! The TOML form of a pipeline (docs/pipeline.md): parsed with `deny_unknown_fields`, then
+//! checked field by field; every error is one line starting `FILE:LINE:COL:`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+use super::{
+    DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, PipelineError, PipelineSpec, Sink,
+    Source, Stage, check_function,
+};
+use crate::plugin::PluginHost;
+use crate::policy::Policy;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPipeline {
+    source: RawSource,
+    #[serde(default)]
+    stage: Vec<RawStage>,
+    sink: RawSink,
+    dead_letter: Option<Spanned<PathBuf>>,
+    queue_depth: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    Jsonl,
+    Csv,
+    Arrow,
+    Dir,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ContentKind {
+    Utf8,
+    Binary,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSource {
+    kind: Spanned<SourceKind>,
+    path: Spanned<PathBuf>,
+    batch_rows: Option<Spanned<usize>>,
+    extensions: Option<Spanned<Vec<String>>>,
+    content: Option<Spanned<ContentKind>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStage {
+    name: Spanned<String>,
+    module: Spanned<PathBuf>,
+    function: Spanned<String>,
+    policy: Option<Spanned<PolicyRef>>,
+    workers: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SinkKind {
+    Arrow,
+    Jsonl,
+    Csv,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSink {
+    kind: Spanned<SinkKind>,
+    path: Option<Spanned<PathBuf>>,
+}
+
+/// `policy = "file.toml"` or an inline `[stage.policy]` table.
+enum PolicyRef {
+    File(PathBuf),
+    Inline(Box<Policy>),
+}
+
+impl<'de> Deserialize<'de> for PolicyRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PolicyRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path to a policy file, or an inline policy table")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PolicyRef, E> {
+                Ok(PolicyRef::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PolicyRef, A::Error> {
+                Policy::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|p| PolicyRef::Inline(Box::new(p)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `origin:LINE:COL` of a byte offset.
+fn at(text: &str, origin: &str, span: Range<usize>) -> String {
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{origin}:{line}:{col}")
+}
+
+pub(crate) fn from_file(path: &Path, host: &PluginHost) -> Result<PipelineSpec, PipelineError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PipelineError(format!("{}: cannot read pipeline: {e}", path.display())))?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    from_toml(&text, &path.display().to_string(), &base, host)
+}
+
+pub(crate) fn from_toml(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    host: &PluginHost,
+) -> Result<PipelineSpec, PipelineError> {
+    let raw: RawPipeline = toml::from_str(text).map_err(|e| {
+        let loc = e
+            .span()
+            .map(|s| at(text, origin, s))
+            .unwrap_or_else(|| origin.to_string());
+        PipelineError(format!("{loc}: {}", e.message().trim().replace('\n', " ")))
+    })?;
+    let err = |span: Range<usize>, msg: String| {
+        PipelineError(format!("{}: {msg}", at(text, origin, span)))
+    };
+    let resolve = |p: &Path| {
+        if p.is_relative() {
+            base.join(p)
+        } else {
+            p.to_path_buf()
+        }
+    };
+
+    // Source.
+    let s = &raw.source;
+    let src_path = resolve(s.path.get_ref());
+    let kind = *s.kind.get_ref();
+    let metadata = std::fs::metadata(&src_path).map_err(|e| {
+        err(
+            s.path.span(),
+            format!(
+                "source.path: cannot open `{}`: {}",
+                src_path.display(),
+                io_msg(&e)
+            ),
+        )
+    })?;
+    if kind == SourceKind::Dir && !metadata.is_dir() {
+        return Err(err(
+            s.path.span(),
+            format!(
+                "source.path: `{}` is not a directory (kind = \"dir\")",
+                src_path.display()
+            ),
+        ));
+    }
+    if kind != SourceKind::Dir && metadata.is_dir() {
+        return Err(err(
+            s.path.span(),
+            format!(
+                "source.path: `{}` is a directory; use kind = \"dir\"",
+                src_path.display()
+            ),
+        ));
+    }
+    if kind != SourceKind::Dir {
+        if let Some(x) = &s.extensions {
+            return Err(err(
+                x.span(),
+                "source.extensions: only for kind = \"dir\"".into(),
+            ));
+        }
+        if let Some(x) = &s.content {
+            return Err(err(
+                x.span(),
+                "source.content: only for kind = \"dir\"".into(),
+            ));
+        }
+    }
+    let source = match kind {
+        SourceKind::Jsonl => Source::JsonLines { path: src_path },
+        SourceKind::Csv => Source::Csv { path: src_path },
+        SourceKind::Arrow => Source::Arrow { path: src_path },
+        SourceKind::Dir => Source::Dir {
+            path: src_path,
+            extensions: s.extensions.as_ref().map_or_else(
+                || DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                |x| {
+                    x.get_ref()
+                        .iter()
+                        .map(|e| e.trim_start_matches('.').to_string())
+                        .collect()
+                },
+            ),
+            binary: s
+                .content
+                .as_ref()
+                .is_some_and(|c| *c.get_ref() == ContentKind::Binary),
+        },
+    };
+    let batch_rows = match &s.batch_rows {
+        Some(b) if *b.get_ref() == 0 => {
+            return Err(err(
+                b.span(),
+                "source.batch-rows: must be at least 1".into(),
+            ));
+        }
+        Some(b) => *b.get_ref(),
+        None => DEFAULT_BATCH_ROWS,
+    };
+    let queue_depth = match &raw.queue_depth {
+        Some(q) if *q.get_ref() == 0 => {
+            return Err(err(q.span(), "queue-depth: must be at least 1".into()));
+        }
+        Some(q) => *q.get_ref(),
+        None => DEFAULT_QUEUE_DEPTH,
+    };
+
+    // Sink.
+    let sink_kind = *raw.sink.kind.get_ref();
+    let sink = match (sink_kind, &raw.sink.path) {
+        (SinkKind::None, None) => Sink::None,
+        (SinkKind::None, Some(p)) => {
+            return Err(err(
+                p.span(),
+                "sink.path: not used with kind = \"none\"".into(),
+            ));
+        }
+        (k, None) => {
+            let name = match k {
+                SinkKind::Arrow => "arrow",
+                SinkKind::Jsonl => "jsonl",
+                _ => "csv",
+            };
+            return Err(err(
+                raw.sink.kind.span(),
+                format!("sink.path: required with kind = \"{name}\""),
+            ));
+        }
+        (k, Some(p)) => {
+            let path = resolve(p.get_ref());
+            if path.is_dir() {
+                return Err(err(
+                    p.span(),
+                    format!("sink.path: `{}` is a directory", path.display()),
+                ));
+            }
+            match k {
+                SinkKind::Arrow => Sink::Arrow(path),
+                SinkKind::Jsonl => Sink::JsonLines(path),
+                _ => Sink::Csv(path),
+            }
+        }
+    };
+    if let Some(out) = sink.path()
+        && out == resolve(raw.source.path.get_ref())
+    {
+        return Err(err(
+            raw.sink.path.as_ref().map_or(0..0, |p| p.span()),
+            "sink.path: the same file as source.path".into(),
+        ));
+    }
+    let dead_letter = raw.dead_letter.as_ref().map(|d| resolve(d.get_ref()));
+    if let (Some(out), Some(d)) = (sink.path(), &raw.dead_letter)
+        && Some(out) == dead_letter.as_deref()
+    {
+        return Err(err(
+            d.span(),
+            "dead-letter: the same file as sink.path".into(),
+        ));
+    }
+
+    // Stages.
+    let mut stages: Vec<Stage> = Vec::new();
+    for st in &raw.stage {
+        let name = st.name.get_ref().clone();
+        let serr = |span: Range<usize>, field: &str, msg: String| {
+            err(span, format!("stage `{name}`: {field}: {msg}"))
+        };
+        if name.is_empty() {
+            return Err(err(st.name.span(), "stage.name: must not be empty".into()));
+        }
+        if stages.iter().any(|s| s.name == name) {
+            return Err(serr(
+                st.name.span(),
+                "name",
+                "used by an earlier stage".into(),
+            ));
+        }
+        let workers = match &st.workers {
+            Some(w) if *w.get_ref() == 0 => {
+                return Err(serr(w.span(), "workers", "must be at least 1".into()));
+            }
+            Some(w) => *w.get_ref(),
+            None => 1,
+        };
+        let module = resolve(st.module.get_ref());
+        if !module.is_file() {
+            return Err(serr(
+                st.module.span(),
+                "module",
+                format!("`{}` does not exist or is not a file", module.display()),
+            ));
+        }
+        let policy = match &st.policy {
+            None => Policy::default(),
+            Some(p) => match p.get_ref() {
+                PolicyRef::File(f) => Policy::from_file(&resolve(f))
+                    .map_err(|e| serr(p.span(), "policy", e.to_string()))?,
+                PolicyRef::Inline(pol) => {
+                    let mut pol = (**pol).clone();
+                    pol.validate(&format!("stage `{name}` policy"))
+                        .map_err(|e| err(p.span(), e.to_string()))?;
+                    pol.base_dir = Some(base.to_path_buf());
+                    pol
+                }
+            },
+        };
+        let plugin = host
+            .load_file(&module, policy)
+            .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
+        check_function(&plugin, st.function.get_ref())
+            .map_err(|m| serr(st.function.span(), "function", m))?;
+        stages.push(Stage {
+            name,
+            plugin,
+            function: st.function.get_ref().clone(),
+            workers,
+        });
+    }
+    Ok(PipelineSpec {
+        source,
+        batch_rows,
+        stages,
+        sink,
+        dead_letter,
+        queue_depth,
+    })
+}
+
+fn io_msg(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

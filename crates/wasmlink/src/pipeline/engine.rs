@@ -1,0 +1,429 @@
+//! The engine: a reader thread, worker threads per stage, bounded queues between them, and the
+//! sink on the calling thread behind a reorder buffer.
+//!
+//! ```text
+//! reader ──q──► stage 1 (N workers) ──q──► ... ──q──► reorder buffer ──► sink + dead letters
+//! ```
+//!
+//! Every queue is a `crossbeam_channel::bounded(queue_depth)`; a full queue blocks its
+//! producers. A failed batch travels on as `Item::Failed` (later stages pass it through) so the
+//! sink sees every sequence number exactly once and the checkpoint only ever advances over a
+//! contiguous prefix.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use sha2::{Digest, Sha256};
+
+use super::sink::Output;
+use super::source::open_source;
+use super::{
+    Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Source, Stage, StageStats,
+};
+use crate::plugin::{Instance, PluginError};
+
+/// How often the sink commits a checkpoint (syncing its files).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+enum Item {
+    Ok {
+        seq: u64,
+        batch: RecordBatch,
+    },
+    Failed {
+        seq: u64,
+        stage: usize,
+        error: String,
+        batch: RecordBatch,
+    },
+}
+
+impl Item {
+    fn seq(&self) -> u64 {
+        match self {
+            Item::Ok { seq, .. } | Item::Failed { seq, .. } => *seq,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    rows_in: AtomicU64,
+    rows_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    failures: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Set on a fatal error: every thread stops.
+    abort: AtomicBool,
+    fatal: Mutex<Option<PipelineError>>,
+    /// The next sequence number the sink waits for.
+    done: AtomicU64,
+    max_ahead: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: PipelineError) {
+        tracing::error!(target: "wasmlink::pipeline", "{e}");
+        if let Ok(mut f) = self.fatal.lock()
+            && f.is_none()
+        {
+            *f = Some(e);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Identifies a pipeline for `--resume`: the source (and its length), batch size, each stage's
+/// name, module hash and function, the sink and the dead-letter file.
+pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
+    let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut text = match &spec.source {
+        Source::JsonLines { path } => format!("jsonl {} {}", path.display(), len(path)),
+        Source::Csv { path } => format!("csv {} {}", path.display(), len(path)),
+        Source::Arrow { path } => format!("arrow {} {}", path.display(), len(path)),
+        Source::Dir {
+            path,
+            extensions,
+            binary,
+        } => format!("dir {} {extensions:?} {binary}", path.display()),
+        Source::Batches(b) => {
+            let rows: usize = b.iter().map(|b| b.num_rows()).sum();
+            format!("batches {} {rows}", b.len())
+        }
+    };
+    text.push_str(&format!("\nbatch-rows {}\n", spec.batch_rows));
+    for s in &spec.stages {
+        text.push_str(&format!(
+            "stage {} {} {}\n",
+            s.name,
+            s.plugin.sha256(),
+            s.function
+        ));
+    }
+    text.push_str(&format!(
+        "sink {:?}\ndead {:?}\n",
+        spec.sink, spec.dead_letter
+    ));
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats, PipelineError> {
+    let start = Instant::now();
+    let fingerprint = fingerprint(spec);
+    let mut output = Output::open(
+        &spec.sink,
+        spec.dead_letter.as_deref(),
+        &fingerprint,
+        options.resume,
+    )?;
+    let skip = output.state.next_seq;
+    let progress = options.progress.clone().unwrap_or_default();
+    let cancel = options.cancel.clone().unwrap_or_default();
+    progress
+        .rows_written
+        .store(output.state.rows_written, Ordering::Relaxed);
+    progress
+        .failed_batches
+        .store(output.state.failed_batches, Ordering::Relaxed);
+    let batches = open_source(&spec.source, spec.batch_rows, progress.clone())?;
+    tracing::info!(
+        target: "wasmlink::pipeline",
+        "starting: {} stage(s), batch-rows {}, queue-depth {}{}",
+        spec.stages.len(),
+        spec.batch_rows,
+        spec.queue_depth,
+        if skip > 0 { format!(", resuming after batch {}", skip - 1) } else { String::new() }
+    );
+    let shared = Arc::new(Shared {
+        done: AtomicU64::new(skip),
+        ..Shared::default()
+    });
+    let counters: Vec<Arc<Counters>> = spec.stages.iter().map(|_| Arc::default()).collect();
+
+    std::thread::scope(|scope| -> Result<RunStats, PipelineError> {
+        let (tx0, mut rx) = bounded::<Item>(spec.queue_depth);
+        let reader = {
+            let shared = shared.clone();
+            let progress = progress.clone();
+            let cancel = cancel.clone();
+            std::thread::Builder::new()
+                .name("pipeline-reader".into())
+                .spawn_scoped(scope, move || {
+                    read(batches, tx0, skip, &shared, &progress, &cancel)
+                })
+                .map_err(|e| PipelineError(format!("cannot start the reader thread: {e}")))?
+        };
+        let mut workers = Vec::new();
+        for (i, stage) in spec.stages.iter().enumerate() {
+            let (tx, next_rx) = bounded::<Item>(spec.queue_depth);
+            for w in 0..stage.workers {
+                let (rx, tx) = (rx.clone(), tx.clone());
+                let sh = shared.clone();
+                let counters = counters[i].clone();
+                let handle = std::thread::Builder::new()
+                    .name(format!("pipeline-{}-{w}", stage.name))
+                    .spawn_scoped(scope, move || work(i, stage, rx, tx, &sh, &counters));
+                match handle {
+                    Ok(h) => workers.push(h),
+                    Err(e) => shared.fail(PipelineError(format!(
+                        "stage `{}`: cannot start a worker thread: {e}",
+                        stage.name
+                    ))),
+                }
+            }
+            rx = next_rx;
+        }
+
+        // The sink: write in sequence order, checkpointing as it goes.
+        let mut pending: BTreeMap<u64, Item> = BTreeMap::new();
+        let mut next = skip;
+        let mut last_checkpoint = Instant::now();
+        'recv: for item in rx.iter() {
+            pending.insert(item.seq(), item);
+            while let Some(item) = pending.remove(&next) {
+                let r = match item {
+                    Item::Ok { seq, batch } => output.write(seq, &batch),
+                    Item::Failed {
+                        seq,
+                        stage,
+                        error,
+                        batch,
+                    } => {
+                        let s = &spec.stages[stage];
+                        output.dead_letter(seq, &s.name, &s.function, &error, &batch)
+                    }
+                };
+                if let Err(e) = r {
+                    shared.fail(e);
+                    break 'recv;
+                }
+                next += 1;
+                shared.done.store(next, Ordering::SeqCst);
+                progress
+                    .rows_written
+                    .store(output.state.rows_written, Ordering::Relaxed);
+                progress
+                    .failed_batches
+                    .store(output.state.failed_batches, Ordering::Relaxed);
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                if let Err(e) = output.checkpoint() {
+                    shared.fail(e);
+                    break 'recv;
+                }
+                last_checkpoint = Instant::now();
+            }
+        }
+        drop(rx);
+        let read_result = reader.join();
+        for w in workers {
+            let _ = w.join();
+        }
+        let (batches_read, rows_read, exhausted) = match read_result {
+            Ok(r) => r,
+            Err(_) => {
+                shared.fail(PipelineError("the reader thread panicked".into()));
+                (0, 0, false)
+            }
+        };
+        let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
+        if let Some(e) = fatal {
+            // What was written in order is still good: keep it resumable.
+            let _ = output.checkpoint();
+            return Err(e);
+        }
+        if !pending.is_empty() {
+            let _ = output.checkpoint();
+            return Err(PipelineError(format!(
+                "internal error: batch {next} never reached the sink"
+            )));
+        }
+        let outcome = if exhausted {
+            Outcome::Completed
+        } else {
+            Outcome::Interrupted
+        };
+        let state = output.state.clone();
+        match outcome {
+            Outcome::Completed => output.commit()?,
+            Outcome::Interrupted => output.checkpoint()?,
+        }
+        tracing::info!(target: "wasmlink::pipeline", "{outcome:?} after {} batch(es)", state.next_seq);
+        let stages = spec
+            .stages
+            .iter()
+            .zip(&counters)
+            .map(|(s, c)| StageStats {
+                name: s.name.clone(),
+                function: s.function.clone(),
+                workers: s.workers,
+                batches: c.batches.load(Ordering::Relaxed),
+                rows_in: c.rows_in.load(Ordering::Relaxed),
+                rows_out: c.rows_out.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                failures: c.failures.load(Ordering::Relaxed),
+                busy_secs: c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            })
+            .collect();
+        Ok(RunStats {
+            outcome,
+            batches_read,
+            rows_read,
+            bytes_read: progress.bytes_read.load(Ordering::Relaxed),
+            resumed_batches: skip,
+            batches_written: state.batches_written,
+            rows_written: state.rows_written,
+            failed_batches: state.failed_batches,
+            failed_rows: state.failed_rows,
+            elapsed_secs: start.elapsed().as_secs_f64(),
+            max_batches_in_flight: shared.max_ahead.load(Ordering::Relaxed),
+            stages,
+            output: spec.sink.path().map(|p| p.to_path_buf()),
+            dead_letter: spec.dead_letter.clone(),
+        })
+    })
+}
+
+/// The reader: numbers the batches, skips the committed ones, stops on cancel. Returns the
+/// batches and rows it sent and whether the source was read to its end.
+fn read(
+    batches: super::source::Batches,
+    tx: Sender<Item>,
+    skip: u64,
+    shared: &Shared,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> (u64, u64, bool) {
+    let (mut sent, mut rows) = (0u64, 0u64);
+    let mut seq = 0u64;
+    for r in batches {
+        if shared.abort.load(Ordering::SeqCst) {
+            return (sent, rows, false);
+        }
+        if cancel.load(Ordering::SeqCst) {
+            tracing::info!(target: "wasmlink::pipeline", "interrupted: stopped reading at batch {seq}");
+            return (sent, rows, false);
+        }
+        let batch = match r {
+            Ok(b) => b,
+            Err(e) => {
+                shared.fail(e);
+                return (sent, rows, false);
+            }
+        };
+        progress.batches_read.fetch_add(1, Ordering::Relaxed);
+        progress
+            .rows_read
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        if seq < skip {
+            seq += 1;
+            continue;
+        }
+        let n = batch.num_rows() as u64;
+        if tx.send(Item::Ok { seq, batch }).is_err() {
+            return (sent, rows, false);
+        }
+        seq += 1;
+        sent += 1;
+        rows += n;
+        let ahead = seq.saturating_sub(shared.done.load(Ordering::SeqCst));
+        shared.max_ahead.fetch_max(ahead, Ordering::Relaxed);
+    }
+    if seq < skip {
+        shared.fail(PipelineError(format!(
+            "cannot resume: the source now has {seq} batch(es), fewer than the {skip} committed; \
+             run without --resume to start over"
+        )));
+        return (sent, rows, false);
+    }
+    (sent, rows, !shared.abort.load(Ordering::SeqCst))
+}
+
+/// One worker of stage `index`: one instance, taken fresh after a failed call.
+fn work(
+    index: usize,
+    stage: &Stage,
+    rx: Receiver<Item>,
+    tx: Sender<Item>,
+    shared: &Shared,
+    counters: &Counters,
+) {
+    let mut instance: Option<Instance> = None;
+    for item in rx.iter() {
+        let (seq, batch) = match item {
+            Item::Ok { seq, batch } => (seq, batch),
+            failed => {
+                if tx.send(failed).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if shared.abort.load(Ordering::SeqCst) {
+            return;
+        }
+        let inst = match &mut instance {
+            Some(i) => i,
+            None => match stage.plugin.instance() {
+                Ok(i) => instance.insert(i),
+                Err(e) => {
+                    shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+                    return;
+                }
+            },
+        };
+        let started = Instant::now();
+        let result = inst.call_arrow(&stage.function, &batch);
+        counters
+            .busy_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .rows_in
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        counters
+            .bytes_in
+            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+        let item = match result {
+            Ok(out) => {
+                counters
+                    .rows_out
+                    .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
+                counters
+                    .bytes_out
+                    .fetch_add(out.get_array_memory_size() as u64, Ordering::Relaxed);
+                Item::Ok { seq, batch: out }
+            }
+            Err(e) if e.is_call_failure() || matches!(e, PluginError::Guest { .. }) => {
+                tracing::warn!(target: "wasmlink::pipeline", "batch {seq}: stage `{}`: {e}", stage.name);
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                // The instance may be poisoned: the next batch gets a fresh one.
+                instance = None;
+                Item::Failed {
+                    seq,
+                    stage: index,
+                    error: e.to_string(),
+                    batch,
+                }
+            }
+            Err(e) => {
+                shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+                return;
+            }
+        };
+        if tx.send(item).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Streaming pipelines: batches of rows flow from a source through a chain of plugin stages
+//! into a sink, over bounded queues, on worker threads holding one instance each.
+//!
+//! A pipeline is a [`PipelineSpec`]: a [`Source`] (JSON Lines, CSV, Arrow IPC, a directory of
+//! text files, or batches given in code), [`Stage`]s (a loaded [`Plugin`], an ABI v1 Arrow
+//! function, a number of workers) and a [`Sink`] (Arrow IPC, JSON Lines, CSV, or none). It is
+//! built in code or read from a TOML file ([`PipelineSpec::from_file`], format in
+//! docs/pipeline.md), checked by [`Pipeline::new`], and run by [`Pipeline::run`].
+//!
+//! Guarantees:
+//! - **Bounded memory.** Between two steps sits a queue of `queue_depth` batches; a full queue
+//!   blocks the step before it, up to the reader. At most
+//!   `queue_depth * (stages + 1) + (workers of all stages) + 1` batches are read and not yet
+//!   written (one in each queue slot, one per worker, one being written), whatever the input's
+//!   size ([`RunStats::max_batches_in_flight`] measures it); a reorder buffer holds only
+//!   batches from that set.
+//! - **Order.** A reorder buffer before the sink writes batches in input order.
+//! - **Nothing lost.** A batch whose call fails (trap, timeout, limit, guest error) goes with its
+//!   error to the dead-letter file and the run continues. Outputs are written to
+//!   `PATH.tmp-<pid>` and renamed over `PATH` only when the run completes, so `PATH` holds a
+//!   complete output or none (or the previous run's complete output).
+//! - **Resume.** `PATH.progress` (JSON) records, atomically, the next sequence number and how
+//!   many bytes of each temporary file are committed (synced to disk). A run started with
+//!   [`RunOptions::resume`] truncates the temporary files to those lengths, skips the committed
+//!   batches of the (deterministic) source and continues, producing exactly the bytes an
+//!   uninterrupted run would.
+//!
+//! ```no_run
+//! use wasmlink::pipeline::{Pipeline, PipelineSpec, RunOptions, Sink, Source};
+//! use wasmlink::plugin::PluginHost;
+//! use wasmlink::policy::Policy;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = PluginHost::new(Default::default())?;
+//! let tokenizer = host.load_file("tokenize.wasm".as_ref(), Policy::default())?;
+//! let spec = PipelineSpec::new(
+//!     Source::Dir { path: "docs".into(), extensions: vec!["md".into()], binary: false },
+//!     Sink::JsonLines("tokens.jsonl".into()),
+//! )
+//! .stage("tokenize", tokenizer, "tokenize", 2);
+//! let stats = Pipeline::new(spec)?.run(&RunOptions::default())?;
+//! println!("{} rows written, {} batches failed", stats.rows_written, stats.failed_batches);
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod engine;
+mod sink;
+mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use arrow_array::RecordBatch;
+use serde::Serialize;
+
+use crate::plugin::{Plugin, PluginHost};
+
+/// Default rows per batch.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+/// Default queue depth (batches) between two steps.
+pub const DEFAULT_QUEUE_DEPTH: usize = 4;
+/// Default file extensions of a directory source.
+pub const DEFAULT_EXTENSIONS: &[&str] = &["txt", "md", "markdown", "html", "htm"];
+
+/// A pipeline error: one line naming the file (and line), stage or field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PipelineError(pub String);
+
+/// Where rows come from. Every source is deterministic: the same input gives the same batches,
+/// which `--resume` relies on.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A JSON Lines file; the schema is inferred from the whole file.
+    JsonLines {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CSV file with a header line; the schema is inferred from the whole file.
+    Csv {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An Arrow IPC file or stream.
+    Arrow {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The files under a directory (recursively, in sorted path order) whose extension is one
+    /// of `extensions` (case-insensitive), one row each: `path` (Utf8, relative to the
+    /// directory, `/`-separated), `content` (Utf8, invalid UTF-8 replaced by U+FFFD; Binary
+    /// if `binary`), `size` (UInt64, bytes).
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Extensions without the dot; empty means every file.
+        extensions: Vec<String>,
+        /// Whether `content` is Binary rather than Utf8.
+        binary: bool,
+    },
+    /// Batches given in code (re-cut into `batch_rows`-row batches).
+    Batches(Vec<RecordBatch>),
+}
+
+/// Where the last stage's batches go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// An Arrow IPC stream file.
+    Arrow(PathBuf),
+    /// A JSON Lines file (one object per row).
+    JsonLines(PathBuf),
+    /// A CSV file with a header line.
+    Csv(PathBuf),
+    /// Nowhere: the stages write their own output (e.g. into a directory their policy grants).
+    None,
+}
+
+impl Sink {
+    /// The output file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Sink::Arrow(p) | Sink::JsonLines(p) | Sink::Csv(p) => Some(p),
+            Sink::None => None,
+        }
+    }
+}
+
+/// One stage: an ABI v1 Arrow function of a loaded plugin, run by `workers` threads.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// The stage's name, unique in the pipeline (shown in stats and dead letters).
+    pub name: String,
+    /// The plugin.
+    pub plugin: Plugin,
+    /// The exported function: `f(in_ptr: i32, in_len: i32) -> i32` (docs/abi.md), Arrow IPC in
+    /// and out.
+    pub function: String,
+    /// Worker threads, each with one instance (at least 1).
+    pub workers: usize,
+}
+
+/// What a pipeline is: source, stages, sink, dead-letter file, batch size and queue depth.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// Where rows come from.
+    pub source: Source,
+    /// Rows per batch (the last batch may have fewer).
+    pub batch_rows: usize,
+    /// The stages, in order (none: the source is copied to the sink).
+    pub stages: Vec<Stage>,
+    /// Where the output goes.
+    pub sink: Sink,
+    /// The JSON Lines file failed batches go to (`None`: they are counted and dropped).
+    pub dead_letter: Option<PathBuf>,
+    /// Batches each queue holds before its producer blocks (at least 1).
+    pub queue_depth: usize,
+}
+
+impl PipelineSpec {
+    /// A pipeline with no stages, [`DEFAULT_BATCH_ROWS`], [`DEFAULT_QUEUE_DEPTH`] and no
+    /// dead-letter file.
+    pub fn new(source: Source, sink: Sink) -> PipelineSpec {
+        PipelineSpec {
+            source,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            stages: Vec::new(),
+            sink,
+            dead_letter: None,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+        }
+    }
+
+    /// Appends a stage.
+    pub fn stage(mut self, name: &str, plugin: Plugin, function: &str, workers: usize) -> Self {
+        self.stages.push(Stage {
+            name: name.to_string(),
+            plugin,
+            function: function.to_string(),
+            workers,
+        });
+        self
+    }
+
+    /// Reads a pipeline TOML file and loads its stages' modules on `host`. Relative paths are
+    /// relative to the file's directory. Errors are one line, `FILE:LINE:COL: message` where
+    /// a place in the file is known.
+    pub fn from_file(path: &Path, host: &PluginHost) -> Result<PipelineSpec, PipelineError> {
+        config::from_file(path, host)
+    }
+
+    /// Parses pipeline TOML `text`; `origin` names it in errors and `base` is the directory
+    /// relative paths are resolved from.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        base: &Path,
+        host: &PluginHost,
+    ) -> Result<PipelineSpec, PipelineError> {
+        config::from_toml(text, origin, base, host)
+    }
+}
+
+/// A checked pipeline, ready to run (any number of times).
+#[derive(Debug)]
+pub struct Pipeline {
+    spec: PipelineSpec,
+}
+
+/// How to run a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue an interrupted run from its `.progress` checkpoint (a fresh run if there is
+    /// none). Without it a run starts over and removes any earlier checkpoint.
+    pub resume: bool,
+    /// Set to stop: the reader stops, batches in flight are finished and written, the
+    /// checkpoint is saved, and the run returns with [`Outcome::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Live counters, for a progress display polled from another thread.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// Live counters of a running pipeline (relaxed atomics; read them from any thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Batches read from the source (skipped ones of a resumed run included).
+    pub batches_read: AtomicU64,
+    /// Rows read from the source.
+    pub rows_read: AtomicU64,
+    /// Bytes read from the source (file bytes; in-memory size for [`Source::Batches`]).
+    pub bytes_read: AtomicU64,
+    /// Rows written to the sink.
+    pub rows_written: AtomicU64,
+    /// Batches sent to the dead-letter file.
+    pub failed_batches: AtomicU64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every batch was read and handled; the outputs are in place.
+    Completed,
+    /// Stopped by [`RunOptions::cancel`]; the checkpoint allows `--resume`.
+    Interrupted,
+}
+
+/// Per-stage figures of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageStats {
+    /// The stage's name.
+    pub name: String,
+    /// Its function.
+    pub function: String,
+    /// Its worker threads.
+    pub workers: usize,
+    /// Batches its function was called on.
+    pub batches: u64,
+    /// Rows in.
+    pub rows_in: u64,
+    /// Rows out (of the calls that succeeded).
+    pub rows_out: u64,
+    /// Arrow memory size of the batches in.
+    pub bytes_in: u64,
+    /// Arrow memory size of the batches out.
+    pub bytes_out: u64,
+    /// Calls that failed (their batches went to the dead-letter file).
+    pub failures: u64,
+    /// Time spent in calls, summed over workers, in seconds.
+    pub busy_secs: f64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Batches read from the source in this run (skipped ones not included).
+    pub batches_read: u64,
+    /// Rows read in this run.
+    pub rows_read: u64,
+    /// Source bytes read in this run.
+    pub bytes_read: u64,
+    /// Batches skipped because an earlier run had committed them (`--resume`).
+    pub resumed_batches: u64,
+    /// Batches written to the sink, over all runs of this output (resumed ones included).
+    pub batches_written: u64,
+    /// Rows written to the sink, over all runs.
+    pub rows_written: u64,
+    /// Batches sent to the dead-letter file, over all runs.
+    pub failed_batches: u64,
+    /// Rows of those batches.
+    pub failed_rows: u64,
+    /// Wall-clock time of this run, in seconds.
+    pub elapsed_secs: f64,
+    /// The most batches read but not yet written at any time (bounded by the queues).
+    pub max_batches_in_flight: u64,
+    /// Per stage, in order.
+    pub stages: Vec<StageStats>,
+    /// The output file (in place only when the outcome is `completed`).
+    pub output: Option<PathBuf>,
+    /// The dead-letter file (in place only when completed).
+    pub dead_letter: Option<PathBuf>,
+}
+
+impl Pipeline {
+    /// Checks a spec: at least one worker per stage, unique stage names, every function
+    /// exported with the ABI v1 signature, positive batch size and queue depth, distinct
+    /// files.
+    pub fn new(spec: PipelineSpec) -> Result<Pipeline, PipelineError> {
+        let err = |m: String| Err(PipelineError(m));
+        if spec.batch_rows == 0 {
+            return err("batch-rows: must be at least 1".into());
+        }
+        if spec.queue_depth == 0 {
+            return err("queue-depth: must be at least 1".into());
+        }
+        for (i, s) in spec.stages.iter().enumerate() {
+            if s.name.is_empty() {
+                return err(format!("stage {}: name: must not be empty", i + 1));
+            }
+            if spec.stages[..i].iter().any(|o| o.name == s.name) {
+                return err(format!(
+                    "stage `{}`: name: used by an earlier stage",
+                    s.name
+                ));
+            }
+            if s.workers == 0 {
+                return err(format!("stage `{}`: workers: must be at least 1", s.name));
+            }
+            check_function(&s.plugin, &s.function)
+                .map_err(|m| PipelineError(format!("stage `{}`: function: {m}", s.name)))?;
+        }
+        if let (Some(out), Some(dead)) = (spec.sink.path(), &spec.dead_letter)
+            && out == dead
+        {
+            return err(format!(
+                "dead-letter: `{}` is also the sink's path",
+                dead.display()
+            ));
+        }
+        Ok(Pipeline { spec })
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// Runs the pipeline to the end (or until cancelled). A failed call sends its batch to the
+    /// dead-letter file and does not stop the run; an error here is fatal (the source cannot
+    /// be read, an output cannot be written, a stage cannot be instantiated), and leaves the
+    /// checkpoint consistent for `resume`.
+    pub fn run(&self, options: &RunOptions) -> Result<RunStats, PipelineError> {
+        engine::run(&self.spec, options)
+    }
+}
+
+/// Checks that `function` is exported as `(i32, i32) -> i32`; the message says what is wrong.
+pub(crate) fn check_function(plugin: &Plugin, function: &str) -> Result<(), String> {
+    let exports = plugin.exports();
+    let Some((_, ty)) = exports.iter().find(|(n, _)| n == function) else {
+        let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "`{function}` is not exported by plugin `{}` (it exports: {})",
+            plugin.name(),
+            if names.is_empty() {
+                "no functions".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    };
+    let params: Vec<String> = ty.params().map(|t| t.to_string()).collect();
+    let results: Vec<String> = ty.results().map(|t| t.to_string()).collect();
+    if params != ["i32", "i32"] || results != ["i32"] {
+        return Err(format!(
+            "`{function}` of plugin `{}` has type ({}) -> ({}), not the ABI v1 (i32, i32) -> i32 \
+             (docs/abi.md)",
+            plugin.name(),
+            params.join(", "),
+            results.join(", ")
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,691 @@
+//! Streaming pipelines (`wasmlink::pipeline`, `wasmlink pipeline run`): order, dead letters,
+//! killed runs and `--resume`, one-line errors for bad files, and backpressure.
+//!
+//! The stages are ABI v1 modules written by hand in WAT (docs/abi.md): an identity stage (its
+//! output is its input, the Arrow IPC stream unchanged), one that traps when its input holds
+//! the bytes `TRAP`, and a slow identity that spins before answering.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, RunOptions, Sink, Source};
+use wasmlink::plugin::{HostConfig, PluginHost};
+use wasmlink::policy::Policy;
+
+/// An ABI v1 module whose `run` copies its input to a fresh output after `spin` loop
+/// iterations, and traps first if `trap_on_marker` and the input contains `TRAP`.
+/// The allocator is a bump allocator that frees the top block (the host frees the output, then
+/// the input), so memory does not grow from call to call.
+fn stage_wat(spin: u32, trap_on_marker: bool) -> String {
+    let check = if trap_on_marker {
+        r#"
+    (local.set $i (i32.const 0))
+    (block $done
+      (loop $scan
+        (br_if $done (i32.gt_s (i32.add (local.get $i) (i32.const 4)) (local.get $len)))
+        (if (i32.eq (i32.load (i32.add (local.get $ptr) (local.get $i))) (i32.const 0x50415254))
+          (then unreachable))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $sink (mut i32) (i32.const 0))
+  (func $alloc (export "wasmlink_alloc") (param $size i32) (param $align i32) (result i32)
+    (local $p i32)
+    (local.set $p
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (block $ok
+      (loop $grow
+        (br_if $ok (i32.le_u (i32.add (local.get $p) (local.get $size))
+                             (i32.mul (memory.size) (i32.const 65536))))
+        (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then (return (i32.const 0))))
+        (br $grow)))
+    (global.set $heap (i32.add (local.get $p) (local.get $size)))
+    (local.get $p))
+  (func (export "wasmlink_free") (param $ptr i32) (param $size i32) (param $align i32)
+    (if (i32.eq (i32.add (local.get $ptr) (local.get $size)) (global.get $heap))
+      (then (global.set $heap (local.get $ptr)))))
+  (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+    (local $out i32) (local $i i32)
+    {check}
+    (local.set $i (i32.const {spin}))
+    (block $spun
+      (loop $spin
+        (br_if $spun (i32.eqz (local.get $i)))
+        (global.set $sink (i32.add (global.get $sink) (local.get $i)))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (br $spin)))
+    (local.set $out (call $alloc (local.get $len) (i32.const 1)))
+    (memory.copy (local.get $out) (local.get $ptr) (local.get $len))
+    (i32.store (i32.const 16) (i32.const 0))
+    (i32.store (i32.const 20) (local.get $out))
+    (i32.store (i32.const 24) (local.get $len))
+    (i32.store (i32.const 28) (local.get $len))
+    (i32.const 16))
+  (func (export "not_abi") (param i32) (result i32) (local.get 0))
+)"#
+    )
+}
+
+/// Writes the stage modules into `dir`: identity.wasm, trap.wasm, slow.wasm.
+fn write_stages(dir: &Path, slow_spin: u32) {
+    for (name, wat) in [
+        ("identity.wasm", stage_wat(0, false)),
+        ("trap.wasm", stage_wat(0, true)),
+        ("slow.wasm", stage_wat(slow_spin, false)),
+    ] {
+        std::fs::write(dir.join(name), wat::parse_str(&wat).unwrap()).unwrap();
+    }
+}
+
+/// `n` JSON Lines rows `{"id":i,"text":"row i"}` (or `TRAP i` for the ids in `marked`).
+fn write_rows(path: &Path, n: usize, marked: &[usize]) -> Vec<serde_json::Value> {
+    let rows: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let text = if marked.contains(&i) {
+                format!("TRAP {i}")
+            } else {
+                format!("row {i}")
+            };
+            serde_json::json!({"id": i, "text": text})
+        })
+        .collect();
+    let mut text = String::new();
+    for r in &rows {
+        text += &r.to_string();
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+    rows
+}
+
+fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wasmlink(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmlink"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stats_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn host() -> PluginHost {
+    PluginHost::new(HostConfig {
+        pool_slots: 0,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn two_identity_stages_with_two_workers_keep_every_row_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    let rows = write_rows(&dir.path().join("in.jsonl"), 3000, &[]);
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        r#"
+queue-depth = 2
+[source]
+kind = "jsonl"
+path = "in.jsonl"
+batch-rows = 128
+
+[[stage]]
+name = "first"
+module = "identity.wasm"
+function = "run"
+workers = 2
+
+[[stage]]
+name = "second"
+module = "identity.wasm"
+function = "run"
+workers = 2
+[stage.policy]
+limits = { memory = "16MiB" }
+
+[sink]
+kind = "jsonl"
+path = "out/out.jsonl"
+"#,
+    )
+    .unwrap();
+    let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = stats_of(&o);
+    assert_eq!(stats["outcome"], "completed");
+    assert_eq!(stats["rows_read"], 3000);
+    assert_eq!(stats["batches_read"], 24); // ceil(3000 / 128)
+    assert_eq!(stats["rows_written"], 3000);
+    assert_eq!(stats["failed_batches"], 0);
+    for s in stats["stages"].as_array().unwrap() {
+        assert_eq!(s["batches"], 24);
+        assert_eq!(s["rows_in"], 3000);
+        assert_eq!(s["rows_out"], 3000);
+        assert_eq!(s["workers"], 2);
+        assert_eq!(s["failures"], 0);
+    }
+    assert_eq!(read_jsonl(&dir.path().join("out/out.jsonl")), rows);
+    // Nothing left behind: no temporary file, no checkpoint.
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["out.jsonl"]);
+}
+
+#[test]
+fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    // Batches of 100 rows: ids 150 and 720 fall in batches 1 and 7.
+    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[150, 720]);
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        r#"
+dead-letter = "dead.jsonl"
+[source]
+kind = "jsonl"
+path = "in.jsonl"
+batch-rows = 100
+[[stage]]
+name = "pass"
+module = "identity.wasm"
+function = "run"
+[[stage]]
+name = "picky"
+module = "trap.wasm"
+function = "run"
+workers = 3
+[[stage]]
+name = "after"
+module = "identity.wasm"
+function = "run"
+[sink]
+kind = "jsonl"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
+    // 1: completed, but some batches failed.
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = stats_of(&o);
+    assert_eq!(stats["failed_batches"], 2);
+    assert_eq!(stats["failed_rows"], 200);
+    assert_eq!(stats["rows_written"], 800);
+    assert_eq!(stats["stages"][1]["failures"], 2);
+    assert_eq!(stats["stages"][1]["rows_out"], 800);
+    assert_eq!(stats["stages"][2]["rows_in"], 800);
+
+    let expected: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(100..200).contains(i) && !(700..800).contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), expected);
+
+    let dead = read_jsonl(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 2);
+    for (letter, seq) in dead.iter().zip([1usize, 7]) {
+        assert_eq!(letter["seq"], seq);
+        assert_eq!(letter["stage"], "picky");
+        assert_eq!(letter["function"], "run");
+        assert_eq!(letter["num_rows"], 100);
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("plugin `trap`: `run` trapped: "),
+            "error: {error}"
+        );
+        assert!(!error.contains('\n'));
+        assert_eq!(
+            letter["rows"].as_array().unwrap()[..],
+            rows[seq * 100..seq * 100 + 100]
+        );
+    }
+}
+
+fn write_slow_pipeline(dir: &Path, name: &str, out: &str) -> PathBuf {
+    let file = dir.join(name);
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+queue-depth = 1
+[source]
+kind = "jsonl"
+path = "in.jsonl"
+batch-rows = 10
+[[stage]]
+name = "slow"
+module = "slow.wasm"
+function = "run"
+[sink]
+kind = "arrow"
+path = "{out}"
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn read_ipc(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    arrow_ipc::reader::StreamReader::try_new(f, None)
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+#[test]
+fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~20-40 ms per batch of 10 rows: 100 batches take a few seconds.
+    write_stages(dir.path(), 8_000_000);
+    write_rows(&dir.path().join("in.jsonl"), 1000, &[]);
+    let killed = write_slow_pipeline(dir.path(), "p.toml", "out.arrow");
+    let out = dir.path().join("out.arrow");
+    let progress = dir.path().join("out.arrow.progress");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
+        .args(["pipeline", "run", killed.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint with a few batches committed, then kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed = std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["next_seq"].as_u64())
+            .unwrap_or(0);
+        if committed >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !out.exists(),
+        "a killed run left a file under the final name"
+    );
+    assert!(progress.exists());
+
+    let o = wasmlink(&[
+        "pipeline",
+        "run",
+        "--resume",
+        "--json",
+        killed.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = stats_of(&o);
+    let resumed = stats["resumed_batches"].as_u64().unwrap();
+    assert!(
+        resumed >= 3 && resumed < 100,
+        "resumed after {resumed} batches"
+    );
+    assert_eq!(stats["batches_read"].as_u64().unwrap(), 100 - resumed);
+    assert_eq!(stats["rows_written"], 1000);
+    assert!(!progress.exists());
+
+    // The same bytes as an uninterrupted run.
+    let whole = write_slow_pipeline(dir.path(), "q.toml", "whole.arrow");
+    let o = wasmlink(&["pipeline", "run", whole.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(dir.path().join("whole.arrow")).unwrap()
+    );
+    let batches = read_ipc(&out);
+    assert_eq!(batches.len(), 100);
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let col = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            col.values().to_vec()
+        })
+        .collect();
+    assert_eq!(ids, (0..1000).collect::<Vec<i64>>());
+    let temps: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.ends_with(".progress"))
+        .collect();
+    assert!(temps.is_empty(), "left behind: {temps:?}");
+}
+
+#[test]
+fn ctrl_c_finishes_the_batches_in_flight_keeps_the_checkpoint_and_resume_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 8_000_000);
+    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[]);
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "queue-depth = 2\n[source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\nbatch-rows = 10\n\
+         [[stage]]\nname = \"slow\"\nmodule = \"slow.wasm\"\nfunction = \"run\"\nworkers = 2\n\
+         [sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let progress = dir.path().join("out.jsonl.progress");
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
+        .args(["pipeline", "run", "--json", file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !progress.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = stats_of(&o);
+    assert_eq!(stats["outcome"], "interrupted");
+    let written = stats["batches_written"].as_u64().unwrap();
+    assert!(
+        written < 100,
+        "{written} batches written before the interrupt"
+    );
+    // Every batch read was finished and written: the checkpoint covers all of them.
+    assert_eq!(written, stats["batches_read"].as_u64().unwrap());
+    assert!(!out.exists());
+    let cp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&progress).unwrap()).unwrap();
+    assert_eq!(cp["next_seq"].as_u64().unwrap(), written);
+
+    let o = wasmlink(&[
+        "pipeline",
+        "run",
+        "--resume",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stats_of(&o)["resumed_batches"].as_u64().unwrap(), written);
+    assert_eq!(read_jsonl(&out), rows);
+}
+
+/// The error for a pipeline file with `stage` (and `extra` top-level text), or "ok".
+fn error_of(dir: &Path, host: &PluginHost, text: &str) -> String {
+    match PipelineSpec::from_toml(text, "p.toml", dir, host) {
+        Ok(_) => "ok".into(),
+        Err(e) => e.to_string().replace(&dir.display().to_string(), "DIR"),
+    }
+}
+
+#[test]
+fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    write_rows(&dir.path().join("in.jsonl"), 10, &[]);
+    let host = host();
+    let source = "[source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\n";
+    let sink = "[sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n";
+    let stage = |body: &str| format!("{source}[[stage]]\n{body}{sink}");
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{source}{sink}"), "ok"),
+        (
+            format!("{source}batch-size = 10\n{sink}"),
+            "p.toml:4:1: unknown field `batch-size`, expected one of `kind`, `path`, `batch-rows`, `extensions`, `content`",
+        ),
+        (
+            "[source]\nkind = \"parquet\"\npath = \"in.jsonl\"\n[sink]\nkind = \"none\"\n".into(),
+            "p.toml:2:8: unknown variant `parquet`, expected one of `jsonl`, `csv`, `arrow`, `dir`",
+        ),
+        (
+            format!("[source]\nkind = \"jsonl\"\npath = \"nope.jsonl\"\n{sink}"),
+            "p.toml:3:8: source.path: cannot open `DIR/nope.jsonl`: no such file or directory",
+        ),
+        (
+            format!("{source}batch-rows = 0\n{sink}"),
+            "p.toml:4:14: source.batch-rows: must be at least 1",
+        ),
+        (
+            format!("queue-depth = 0\n{source}{sink}"),
+            "p.toml:1:15: queue-depth: must be at least 1",
+        ),
+        (source.to_string(), "p.toml:1:1: missing field `sink`"),
+        (
+            format!("{source}[sink]\nkind = \"jsonl\"\n"),
+            "p.toml:5:8: sink.path: required with kind = \"jsonl\"",
+        ),
+        (
+            stage("name = \"a\"\nmodule = \"missing.wasm\"\nfunction = \"run\"\n"),
+            "p.toml:6:10: stage `a`: module: `DIR/missing.wasm` does not exist or is not a file",
+        ),
+        (
+            stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"nope\"\n"),
+            "p.toml:7:12: stage `a`: function: `nope` is not exported by plugin `identity` (it exports: not_abi, run, wasmlink_alloc, wasmlink_free)",
+        ),
+        (
+            stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"not_abi\"\n"),
+            "p.toml:7:12: stage `a`: function: `not_abi` of plugin `identity` has type (i32) -> (i32), not the ABI v1 (i32, i32) -> i32 (docs/abi.md)",
+        ),
+        (
+            stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\nworkers = 0\n"),
+            "p.toml:8:11: stage `a`: workers: must be at least 1",
+        ),
+        (
+            stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\ncolour = 1\n"),
+            "p.toml:8:1: unknown field `colour`, expected one of `name`, `module`, `function`, `policy`, `workers`",
+        ),
+        (
+            stage(
+                "name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\npolicy = \"none.toml\"\n",
+            ),
+            "p.toml:8:10: stage `a`: policy: DIR/none.toml: cannot read policy: No such file or directory (os error 2)",
+        ),
+        (
+            stage(
+                "name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\n[stage.policy]\nlimits = { memroy = \"1MiB\" }\n",
+            ),
+            "p.toml:9:12: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, expected) in &cases {
+        let got = error_of(dir.path(), &host, text);
+        assert!(!got.contains('\n'), "not one line: {got}");
+        if got != *expected {
+            failures.push(format!(
+                "file:\n{text}\n  expected: {expected}\n  got:      {got}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // Through the CLI: `error: ` and exit status 2.
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\nworkers = 0\n"),
+    )
+    .unwrap();
+    let o = wasmlink(&["pipeline", "run", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "error: {}:8:11: stage `a`: workers: must be at least 1\n",
+            file.display()
+        )
+    );
+}
+
+fn id_batches(batches: usize, rows: usize) -> Vec<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+    ]));
+    (0..batches)
+        .map(|b| {
+            let ids: Vec<i64> = (0..rows).map(|r| (b * rows + r) as i64).collect();
+            let text: Vec<String> = ids.iter().map(|i| format!("row {i}")).collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(text)),
+                ],
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn backpressure_keeps_the_reader_a_bounded_number_of_batches_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    let slow = host
+        .load(
+            "slow",
+            stage_wat(2_000_000, false).as_bytes(),
+            Policy::default(),
+        )
+        .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut spec = PipelineSpec::new(
+        Source::Batches(id_batches(60, 10)),
+        Sink::JsonLines(out.clone()),
+    )
+    .stage("slow", slow, "run", 1);
+    spec.batch_rows = 10;
+    spec.queue_depth = 1;
+    let stats = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap();
+    assert_eq!(stats.outcome, Outcome::Completed);
+    assert_eq!(stats.batches_read, 60);
+    assert_eq!(stats.rows_written, 600);
+    // In flight: one batch in each of the two queues, one in the worker, one being written.
+    assert!(
+        (2..=4).contains(&stats.max_batches_in_flight),
+        "{} batches in flight",
+        stats.max_batches_in_flight
+    );
+    assert_eq!(read_jsonl(&out).len(), 600);
+}
+
+#[test]
+fn a_directory_source_gives_one_row_per_matching_file_in_path_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(docs.join("sub")).unwrap();
+    std::fs::write(docs.join("b.md"), "# B\n").unwrap();
+    std::fs::write(docs.join("a.txt"), "alpha").unwrap();
+    std::fs::write(docs.join("sub/c.HTML"), "<p>c</p>").unwrap();
+    std::fs::write(docs.join("skip.bin"), [0u8, 1, 2]).unwrap();
+    let out = dir.path().join("files.jsonl");
+    let mut spec = PipelineSpec::new(
+        Source::Dir {
+            path: docs,
+            extensions: vec!["md".into(), "txt".into(), "html".into()],
+            binary: false,
+        },
+        Sink::JsonLines(out.clone()),
+    );
+    spec.batch_rows = 2;
+    let stats = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap();
+    assert_eq!(stats.batches_read, 2);
+    assert_eq!(stats.bytes_read, 4 + 5 + 8);
+    assert_eq!(
+        read_jsonl(&out),
+        vec![
+            serde_json::json!({"path": "a.txt", "content": "alpha", "size": 5}),
+            serde_json::json!({"path": "b.md", "content": "# B\n", "size": 4}),
+            serde_json::json!({"path": "sub/c.HTML", "content": "<p>c</p>", "size": 8}),
+        ]
+    );
+}
