@@ -20,12 +20,17 @@ Examples:
   wasmlink call math.wasm add 2 3
   wasmlink call --policy plugin.toml plugin.wasm run
   wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
+  wasmlink call tokenizer@^1 count 3           a module from the repository (wasmlink repo)
 
 Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
 2 bad usage or input (unreadable module, bad policy, wrong arguments).")]
 pub struct Args {
-    /// The module file.
+    /// The module file, or a repository reference NAME[@VERSION-REQUIREMENT].
     module: PathBuf,
+    /// The module repository for references (default: $WASMLINK_REPO, else the user's data
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
     /// The exported function to call.
     function: String,
     /// Its arguments.
@@ -53,7 +58,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         ..HostConfig::default()
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
-    let plugin = match host.load_file(&args.module, policy) {
+    let loaded = if args.module.exists() || args.module.extension().is_some_and(|e| e == "wasm") {
+        host.load_file(&args.module, policy)
+    } else {
+        // Not a file: a repository reference such as `tokenizer@^1`.
+        let repo = match &args.repo {
+            Some(dir) => wasmlink::repo::Repository::open(dir),
+            None => wasmlink::repo::Repository::open_default()
+                .map_err(|e| CliError::Other(e.to_string()))?,
+        };
+        host.load_ref(&repo, &args.module.to_string_lossy(), policy)
+    };
+    let plugin = match loaded {
         Ok(p) => p,
         Err(e) => return Ok(fail(&e)),
     };

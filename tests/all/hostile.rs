@@ -606,3 +606,64 @@ fn not_a_module_is_a_load_error() {
         "error: /nonexistent/x.wasm: cannot read module: No such file or directory (os error 2)"
     );
 }
+
+#[test]
+fn repository_modules_are_checked_before_they_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    let r = repo.to_str().expect("utf-8");
+    let module = dir.path().join("adder.wasm");
+    std::fs::write(
+        &module,
+        wat::parse_str(r#"(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"#)
+            .expect("wat"),
+    )
+    .expect("write");
+    let m = module.to_str().expect("utf-8");
+    let key = dir.path().join("key");
+    let k = key.to_str().expect("utf-8");
+    assert!(wasmlink(&["keygen", k]).status.success());
+    let add = |version: &str, sign: bool| {
+        let mut a = vec!["repo", "--repo", r, "add", m, "--name", "adder", "--version", version];
+        if sign {
+            a.extend(["--sign", k]);
+        }
+        let out = wasmlink(&a);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    add("1.0.0", false);
+    // Loaded on demand by reference, after its hash is checked.
+    let out = wasmlink(&["call", "--repo", r, "adder@^1", "add", "2", "3"]);
+    assert_eq!((stdout(&out).as_str(), out.status.code()), ("5\n", Some(0)), "{}", stderr(&out));
+    // A policy that trusts a key refuses the unsigned module.
+    let policy = dir.path().join("trust.toml");
+    std::fs::write(&policy, format!("[integrity]\ntrusted-keys = [\"{k}.pub\"]\n")).expect("write");
+    let p = policy.to_str().expect("utf-8");
+    let out = wasmlink(&["call", "--repo", r, "--policy", p, "adder@1.0.0", "add", "2", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: plugin `adder@1.0.0`: adder@1.0.0: not signed, but a signature by a trusted key is required"),
+        "{err}"
+    );
+    // Signed, it runs.
+    add("1.1.0", true);
+    let out = wasmlink(&["call", "--repo", r, "--policy", p, "adder@1.1", "add", "2", "3"]);
+    assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
+    // A tampered object is refused, naming the file and both hashes.
+    let objects = repo.join("objects/sha256");
+    let object = std::fs::read_dir(&objects).expect("objects").next().expect("one").expect("entry").path();
+    let mut perms = std::fs::metadata(&object).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).expect("chmod");
+    let mut bytes = std::fs::read(&object).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&object, &bytes).expect("tamper");
+    let out = wasmlink(&["call", "--repo", r, "adder@1.1", "add", "2", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(": sha256 mismatch: the index says "), "{err}");
+    assert!(err.contains(&object.display().to_string()), "{err}");
+}

@@ -190,6 +190,37 @@ impl PluginHost {
         self.load(&name, &bytes, policy)
     }
 
+    /// Loads a plugin from a module repository by reference (`name`, `name@1.2`,
+    /// `name@^1`, ...). The object's sha256 is checked against the index; when the policy lists
+    /// `integrity.trusted-keys`, the module must also carry a signature by one of them. The
+    /// plugin is named after the module.
+    pub fn load_ref(
+        &self,
+        repo: &crate::repo::Repository,
+        reference: &str,
+        policy: Policy,
+    ) -> Result<Plugin, PluginError> {
+        let keys: Vec<std::path::PathBuf> = policy
+            .integrity
+            .trusted_keys
+            .iter()
+            .map(|k| match &policy.base_dir {
+                Some(base) if k.is_relative() => base.join(k),
+                _ => k.clone(),
+            })
+            .collect();
+        let integrity = |message: String| PluginError::Denied {
+            plugin: reference.to_string(),
+            capability: "integrity".into(),
+            message,
+        };
+        let trust = crate::repo::Trust::load(&keys).map_err(|e| integrity(e.to_string()))?;
+        let loaded = repo
+            .load(reference, &trust)
+            .map_err(|e| integrity(e.to_string()))?;
+        self.load(&loaded.module.name, &loaded.bytes, policy)
+    }
+
     /// Loads a plugin from bytes (binary or text format) under `policy`: checks integrity,
     /// compiles (or takes the compiled module from the cache), checks every import against the
     /// policy, and creates one instance so that a start function or `_initialize` that traps
