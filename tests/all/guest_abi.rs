@@ -26,7 +26,7 @@ const ERROR: u32 = 1;
 const IN_PLACE: u32 = 2;
 
 /// Builds the guests once per test process (cargo's lock serialises concurrent processes).
-fn modules_dir() -> PathBuf {
+pub(crate) fn modules_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = support::root();
@@ -348,7 +348,7 @@ fn echo_releases_memory() {
     );
 }
 
-fn sample_batch() -> RecordBatch {
+pub(crate) fn sample_batch() -> RecordBatch {
     let ids: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(-3)]));
     let names: ArrayRef = Arc::new(StringArray::from(vec![Some("ada"), Some("grace"), None]));
     let score: ArrayRef = Arc::new(Float64Array::from(vec![1.5, 2.5, -0.0]));
@@ -430,7 +430,7 @@ fn in_place_rewrites_only_the_columns_it_reports() {
     assert_eq!(after.column(3), batch.column(3));
 }
 
-fn documents() -> RecordBatch {
+pub(crate) fn documents() -> RecordBatch {
     let mut metadata = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
     for entries in [
         &[("a", "1"), ("b", "2")][..],

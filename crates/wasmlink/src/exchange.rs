@@ -29,6 +29,7 @@ pub const ABI_VERSION: i32 = 1;
 
 const STATUS_OK: u32 = 0;
 const STATUS_ERR: u32 = 1;
+const STATUS_IN_PLACE: u32 = 2;
 /// Longest guest error message shown.
 const MAX_MESSAGE: usize = 4096;
 
@@ -65,6 +66,8 @@ fn check_range(memory_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::R
 enum Raw {
     Ok { ptr: u32, len: u32, cap: u32 },
     Err(String),
+    /// Status 2: the guest rewrote these columns inside the input; their arrays, read back.
+    InPlace(Vec<(usize, arrow_array::ArrayRef)>),
 }
 
 struct AbiFuncs {
@@ -127,6 +130,7 @@ impl Instance {
         function: &str,
         len: usize,
         pieces: &[&[u8]],
+        in_place_schema: Option<SchemaRef>,
     ) -> Result<Raw, PluginError> {
         let max_out = self.limits().output;
         let mem = match memory_of(self) {
@@ -187,9 +191,39 @@ impl Instance {
                     }
                     Raw::Err(msg)
                 }
+                STATUS_IN_PLACE => {
+                    let Some(schema) = in_place_schema else {
+                        return Err(violation(
+                            "returned an in-place result (status 2) from a byte call",
+                        ));
+                    };
+                    if olen % 4 != 0 {
+                        return Err(violation(format!(
+                            "an in-place result of {olen} bytes is not a list of u32 column indices"
+                        )));
+                    }
+                    let start = ptr as usize;
+                    let mut cols: Vec<usize> = data[start..start + olen as usize]
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+                        .collect();
+                    cols.sort_unstable();
+                    cols.dedup();
+                    if let Some(bad) = cols.iter().find(|&&c| c >= schema.fields().len()) {
+                        return Err(violation(format!(
+                            "an in-place result names column {bad}, but the batch has {}",
+                            schema.fields().len()
+                        )));
+                    }
+                    let arrays = read_in_place(data, in_ptr, len, &schema, &cols)?;
+                    if cap > 0 {
+                        funcs.free.call(&mut *store, (ptr as i32, cap as i32, 1))?;
+                    }
+                    Raw::InPlace(cols.into_iter().zip(arrays).collect())
+                }
                 other => {
                     return Err(violation(format!(
-                        "unknown result status {other} (docs/abi.md knows 0 and 1)"
+                        "unknown result status {other} (docs/abi.md knows 0, 1 and 2)"
                     )));
                 }
             };
@@ -243,8 +277,12 @@ impl Instance {
     ) -> Result<R, PluginError> {
         match self.abi() {
             Abi::Wasmlink => {
-                let raw = self.raw_wasmlink(function, len, pieces)?;
+                let raw = self.raw_wasmlink(function, len, pieces, None)?;
                 match raw {
+                    Raw::InPlace(_) => Err(self.fail_abi(
+                        function,
+                        violation("returned an in-place result (status 2) from a byte call"),
+                    )),
                     Raw::Err(message) => Err(PluginError::Guest {
                         plugin: self.plugin_name().to_string(),
                         function: function.to_string(),
@@ -347,13 +385,80 @@ impl Instance {
     }
 
     /// Calls an Arrow function with one batch and returns its one output batch (several
-    /// output batches are concatenated).
+    /// output batches are concatenated). If the guest transforms the batch in place (status 2),
+    /// only the columns it rewrote are read back; the others are the input's own arrays.
     pub fn call_arrow(
         &mut self,
         function: &str,
         batch: &RecordBatch,
     ) -> Result<RecordBatch, PluginError> {
+        if self.abi() == Abi::Wasmlink {
+            return self.call_arrow_v1(function, batch);
+        }
         let out = self.call_arrow_stream(function, std::slice::from_ref(batch))?;
+        self.one_batch(function, batch, out)
+    }
+
+    fn call_arrow_v1(
+        &mut self,
+        function: &str,
+        batch: &RecordBatch,
+    ) -> Result<RecordBatch, PluginError> {
+        let name = self.plugin_name().to_string();
+        let host_err = |msg: String| PluginError::Abi {
+            plugin: name.clone(),
+            function: function.to_string(),
+            message: msg,
+        };
+        let schema = batch.schema();
+        let mut encoder = StreamEncoder::try_new(&schema)
+            .map_err(|e| host_err(format!("cannot encode the input batch: {e}")))?;
+        let mut segments = encoder
+            .encode(batch)
+            .map_err(|e| host_err(format!("cannot encode the input batch: {e}")))?;
+        segments.extend(
+            encoder
+                .finish()
+                .map_err(|e| host_err(format!("cannot encode the input batch: {e}")))?,
+        );
+        let pieces: Vec<&[u8]> = segments.iter().map(|b| b.as_slice()).collect();
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        match self.raw_wasmlink(function, len, &pieces, Some(schema.clone()))? {
+            Raw::Err(message) => Err(PluginError::Guest {
+                plugin: name,
+                function: function.to_string(),
+                message,
+            }),
+            Raw::InPlace(changed) => {
+                let mut columns = batch.columns().to_vec();
+                for (i, array) in changed {
+                    columns[i] = array;
+                }
+                RecordBatch::try_new(schema, columns).map_err(|e| {
+                    self.poison();
+                    host_err(format!("rewrote columns in place into an invalid batch: {e}"))
+                })
+            }
+            Raw::Ok { ptr, len, cap } => {
+                let mem = memory_of(self).map_err(|e| self.fail_abi(function, e))?;
+                let data = mem.data(self.store_mut());
+                let out = Buffer::from(&data[ptr as usize..ptr as usize + len as usize]);
+                self.release(function, ptr, cap)?;
+                let batches = decode_stream(out).map_err(|msg| {
+                    self.poison();
+                    host_err(msg)
+                })?;
+                self.one_batch(function, batch, batches)
+            }
+        }
+    }
+
+    fn one_batch(
+        &mut self,
+        function: &str,
+        batch: &RecordBatch,
+        out: Vec<RecordBatch>,
+    ) -> Result<RecordBatch, PluginError> {
         let name = self.plugin_name().to_string();
         match out.len() {
             1 => Ok(out.into_iter().next().unwrap_or_else(|| batch.clone())),
@@ -372,6 +477,110 @@ impl Instance {
             }
         }
     }
+}
+
+/// How many IPC buffers a column of type `t` has (Arrow IPC format, depth first), or `None`
+/// for types this host does not map (it then reads the whole body back).
+fn ipc_buffer_count(t: &arrow_schema::DataType) -> Option<usize> {
+    use arrow_schema::DataType::*;
+    Some(match t {
+        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16
+        | Float32 | Float64 | Date32 | Date64 | Time32(_) | Time64(_) | Timestamp(_, _)
+        | Duration(_) | Interval(_) | Decimal128(_, _) | Decimal256(_, _) | FixedSizeBinary(_) => 2,
+        Utf8 | Binary | LargeUtf8 | LargeBinary => 3,
+        List(f) | LargeList(f) | Map(f, _) => 2 + ipc_buffer_count(f.data_type())?,
+        FixedSizeList(f, _) => 1 + ipc_buffer_count(f.data_type())?,
+        Struct(fields) => {
+            let mut n = 1;
+            for f in fields {
+                n += ipc_buffer_count(f.data_type())?;
+            }
+            n
+        }
+        _ => return None,
+    })
+}
+
+/// Reads back, from the input region of guest memory, the columns `cols` the guest rewrote in
+/// place: only their buffers are copied (into a zeroed host body that the others never touch).
+fn read_in_place(
+    data: &[u8],
+    in_ptr: u32,
+    in_len: usize,
+    schema: &SchemaRef,
+    cols: &[usize],
+) -> wasmtime::Result<Vec<arrow_array::ArrayRef>> {
+    let region = &data[in_ptr as usize..in_ptr as usize + in_len];
+    let bad = |m: &str| violation(format!("after an in-place call, the input stream {m}"));
+    // Find the record batch message (after the schema message).
+    let mut at = 0usize;
+    let (message, body_start) = loop {
+        let word = |o: usize| -> wasmtime::Result<u32> {
+            region
+                .get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| bad("is truncated"))
+        };
+        let (meta_len, meta_at) = if word(at)? == 0xFFFF_FFFF {
+            (word(at + 4)? as usize, at + 8)
+        } else {
+            (word(at)? as usize, at + 4)
+        };
+        let meta = region
+            .get(meta_at..meta_at + meta_len)
+            .ok_or_else(|| bad("is truncated"))?;
+        let message =
+            arrow_ipc::root_as_message(meta).map_err(|_| bad("has a corrupt message header"))?;
+        let body_start = meta_at + meta_len;
+        if message.header_as_record_batch().is_some() {
+            break (message, body_start);
+        }
+        at = body_start + usize::try_from(message.bodyLength()).map_err(|_| bad("is corrupt"))?;
+    };
+    let rb = message
+        .header_as_record_batch()
+        .ok_or_else(|| bad("has no record batch"))?;
+    let body_len = usize::try_from(message.bodyLength()).map_err(|_| bad("is corrupt"))?;
+    let body = region
+        .get(body_start..body_start + body_len)
+        .ok_or_else(|| bad("body is truncated"))?;
+    let buffers = rb.buffers().ok_or_else(|| bad("lists no buffers"))?;
+    let counts: Option<Vec<usize>> = schema
+        .fields()
+        .iter()
+        .map(|f| ipc_buffer_count(f.data_type()))
+        .collect();
+    let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(body_len);
+    match counts {
+        Some(counts) if counts.iter().sum::<usize>() == buffers.len() => {
+            let mut first = Vec::with_capacity(counts.len());
+            let mut n = 0;
+            for c in &counts {
+                first.push(n);
+                n += c;
+            }
+            for &col in cols {
+                for b in first[col]..first[col] + counts[col] {
+                    let buf = buffers.get(b);
+                    let (o, l) = (buf.offset() as usize, buf.length() as usize);
+                    let src = body.get(o..o + l).ok_or_else(|| bad("has a buffer outside its body"))?;
+                    host.as_slice_mut()[o..o + l].copy_from_slice(src);
+                }
+            }
+        }
+        // A type whose buffers are not mapped here: read the whole body back.
+        _ => host.as_slice_mut().copy_from_slice(body),
+    }
+    let projected = arrow_ipc::reader::read_record_batch(
+        &Buffer::from(host),
+        rb,
+        schema.clone(),
+        &std::collections::HashMap::new(),
+        Some(cols),
+        &message.version(),
+    )
+    .map_err(|e| bad(&format!("does not decode: {e}")))?;
+    Ok(projected.columns().to_vec())
 }
 
 /// Decodes an IPC stream held in `buf`, refusing compression and trailing garbage.
