@@ -20,6 +20,7 @@ Examples:
   wasmlink run -L lib main.wasm -- input.txt
   wasmlink run --preload libtrace.so -L lib main.wasm
   wasmlink run -L lib libmath.so --invoke compute -- 3 4
+  wasmlink run --policy sandbox.toml -L lib main.wasm
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for libraries
@@ -45,6 +46,11 @@ pub struct Args {
     /// Set an environment variable for the program (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Run under the capability policy FILE (TOML, deny by default; `wasmlink policy schema`).
+    /// Without it the program gets the host's stdio, the --dir/--env it is given, clocks and
+    /// randomness.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Resolve every symbol at load time: a missing function fails the load.
     #[arg(long)]
     bind_now: bool,
@@ -95,6 +101,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         );
     for p in &args.preload {
         builder = builder.preload(p);
+    }
+    if let Some(file) = &args.policy {
+        let policy = wasmlink::policy::Policy::from_file(file)
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        builder = builder.inherit_stdio(false).policy(policy);
     }
     for e in &args.env {
         let (k, v) = e

@@ -35,8 +35,6 @@ struct Case {
     expect: Expect,
 }
 
-const WASI: &str = "wasi_snapshot_preview1";
-
 fn cases() -> Vec<Case> {
     use Expect::*;
     vec![

@@ -85,3 +85,45 @@ fn readme_sandbox_walkthrough() {
         format!("error: {m}: argument 2 of `add`: `x` is not a i32")
     );
 }
+
+#[test]
+fn run_applies_a_policy_to_a_linked_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A static WASI command that prints its first environment variable count and tries the clock.
+    let module = dir.path().join("probe.wasm");
+    std::fs::write(
+        &module,
+        wat::parse_str(
+            r#"(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    ;; exit code = env count + 20 if the clock is denied (ENOTCAPABLE)
+    (call $exit (i32.add (i32.load (i32.const 0))
+                         (select (i32.const 20) (i32.const 0)
+                           (i32.eq (call $now (i32.const 0) (i64.const 1) (i32.const 8)) (i32.const 76)))))))"#,
+        )
+        .expect("wat"),
+    )
+    .expect("write");
+    let m = module.to_str().expect("utf-8");
+    let policy = dir.path().join("p.toml");
+    let p = policy.to_str().expect("utf-8");
+    std::fs::write(&policy, "[env]\nvars = { A = \"1\" }\n").expect("write");
+    // One variable granted, clocks denied: 1 + 20.
+    let out = wasmlink(&["run", "--policy", p, m]);
+    assert_eq!(out.status.code(), Some(21), "{}", stderr(&out));
+    std::fs::write(&policy, "[capabilities]\nclocks = true\n").expect("write");
+    let out = wasmlink(&["run", "--policy", p, m]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(&policy, "[limits]\ntimeout = \"1s\"\n").expect("write");
+    let out = wasmlink(&["run", "--policy", p, m]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "wasmlink: policy: limits.timeout: is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it"
+    );
+}

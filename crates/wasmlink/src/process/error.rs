@@ -8,6 +8,12 @@ use crate::resolve::NotFound;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    /// The policy given to the process asks for something a linked process cannot do.
+    #[error("policy: {message}")]
+    Policy {
+        /// The field and why.
+        message: String,
+    },
     /// A needed library is on no directory of the search path.
     #[error("error while loading shared libraries: {0}")]
     NotFound(#[from] NotFound),

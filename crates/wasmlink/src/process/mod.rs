@@ -78,6 +78,7 @@ pub struct ProcessBuilder {
     dirs: Vec<(PathBuf, String)>,
     inherit_stdio: bool,
     max_memory_pages: u32,
+    policy: Option<crate::policy::Policy>,
     engine: Option<Engine>,
     cache_dir: Option<PathBuf>,
     link_only: bool,
@@ -99,6 +100,7 @@ impl Default for ProcessBuilder {
             dirs: Vec::new(),
             inherit_stdio: false,
             max_memory_pages: 65536,
+            policy: None,
             engine: None,
             cache_dir: default_cache_dir(),
             link_only: false,
@@ -159,6 +161,18 @@ impl ProcessBuilder {
         self.inherit_stdio = yes;
         self
     }
+    /// Runs the program under a capability policy (the same type plugins use): its
+    /// directories (with their read-only/read-write mode), environment, arguments (when the
+    /// builder sets none), stdio, clocks and randomness, and its memory limit. A process has one
+    /// store and no per-call entry, so `limits.timeout` and `limits.fuel` are refused here with
+    /// an error rather than ignored; so is `stdio = "capture"`.
+    pub fn policy(mut self, policy: crate::policy::Policy) -> Self {
+        let pages = (policy.effective_limits().memory / 65536).min(65536) as u32;
+        self.max_memory_pages = self.max_memory_pages.min(pages.max(1));
+        self.policy = Some(policy);
+        self
+    }
+
     /// Caps the linear memory (in 64 KiB pages).
     pub fn max_memory_pages(mut self, pages: u32) -> Self {
         self.max_memory_pages = pages;
@@ -210,6 +224,52 @@ impl ProcessBuilder {
 
     /// The WASI preview 1 context this builder describes.
     fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
+        if let Some(policy) = &self.policy {
+            use crate::policy::OutputMode;
+            let refuse = |field: &str, why: &str| {
+                Err(LinkError::Policy {
+                    message: format!("{field}: {why}"),
+                })
+            };
+            if policy.limits.timeout.is_some() {
+                return refuse(
+                    "limits.timeout",
+                    "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
+                );
+            }
+            if policy.limits.fuel.is_some() {
+                return refuse(
+                    "limits.fuel",
+                    "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
+                );
+            }
+            if policy.stdio.stdout == OutputMode::Capture || policy.stdio.stderr == OutputMode::Capture {
+                return refuse("stdio", "`capture` is for plugins; `wasmlink run` can inherit or close a stream");
+            }
+            if policy.capabilities.network {
+                return refuse(
+                    "capabilities.network",
+                    "the program runs under WASI preview 1, which has no sockets",
+                );
+            }
+            let mut wasi = policy
+                .wasi_builder("program", None, None)
+                .map_err(|e| LinkError::Policy { message: e.to_string() })?;
+            if policy.args.is_empty() {
+                wasi.args(&self.args);
+            }
+            for (k, v) in &self.env {
+                wasi.env(k, v);
+            }
+            for (host, guest) in &self.dirs {
+                wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)
+                    .map_err(|e| LinkError::Io {
+                        path: host.clone(),
+                        message: format!("cannot preopen: {e}"),
+                    })?;
+            }
+            return Ok(wasi);
+        }
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&self.args);
         for (k, v) in &self.env {
@@ -267,6 +327,26 @@ impl ProcessBuilder {
         let mut wasi_linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
+        if let Some(policy) = &self.policy {
+            // Denied clocks and randomness fail with ENOTCAPABLE, as for plugins.
+            const ENOTCAPABLE: i32 = 76;
+            const P1: &str = "wasi_snapshot_preview1";
+            wasi_linker.allow_shadowing(true);
+            let setup = |e| LinkError::runtime("wasmlink", "wasi setup", e);
+            if !policy.capabilities.clocks {
+                wasi_linker
+                    .func_wrap(P1, "clock_time_get", |_: i32, _: i64, _: i32| ENOTCAPABLE)
+                    .map_err(setup)?;
+                wasi_linker
+                    .func_wrap(P1, "clock_res_get", |_: i32, _: i32| ENOTCAPABLE)
+                    .map_err(setup)?;
+            }
+            if policy.capabilities.random == crate::policy::RandomMode::Deny {
+                wasi_linker
+                    .func_wrap(P1, "random_get", |_: i32, _: i32| ENOTCAPABLE)
+                    .map_err(setup)?;
+            }
+        }
 
         let bytes: Arc<[u8]> = read(program)?.into();
         let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
