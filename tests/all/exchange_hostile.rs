@@ -87,7 +87,7 @@ fn the_host_checks_everything_a_guest_hands_back() {
         ),
         (
             "bad_status",
-            "plugin `evil`: `bad_status`: unknown result status 7 (docs/abi.md knows 0 and 1)",
+            "plugin `evil`: `bad_status`: unknown result status 7 (docs/abi.md knows 0, 1 and 2)",
         ),
         (
             "small_cap",
