@@ -55,6 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let policy = args.policy.resolve()?;
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
+        cache_dir: wasmlink::process::default_cache_dir(),
         ..HostConfig::default()
     })
     .map_err(|e| CliError::Other(e.to_string()))?;

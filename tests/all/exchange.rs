@@ -15,9 +15,14 @@ use wasmlink::policy::Policy;
 use crate::guest_abi::{documents, modules_dir, sample_batch};
 use crate::support::{stderr, wasmlink};
 
+/// One host for the tests: the greeter is compiled once and shared (by sha256) by every load.
+fn host() -> &'static PluginHost {
+    static HOST: std::sync::OnceLock<PluginHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new(HostConfig::default()).expect("host"))
+}
+
 fn greeter(policy: &str) -> Plugin {
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    host.load_file(
+    host().load_file(
         &modules_dir().join("greeter.wasm"),
         Policy::from_toml(policy, "test policy").expect("policy"),
     )
@@ -149,8 +154,7 @@ fn in_place_transforms_copy_back_only_what_changed() {
 
 #[test]
 fn docproc_processes_documents() {
-    let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host
+    let plugin = host()
         .load_file(&modules_dir().join("docproc.wasm"), Policy::default())
         .expect("docproc");
     let out = plugin.call_arrow("process", &documents()).expect("process");

@@ -70,6 +70,7 @@ enum Raw {
     InPlace(Vec<(usize, arrow_array::ArrayRef)>),
 }
 
+#[derive(Clone)]
 struct AbiFuncs {
     alloc: TypedFunc<(i32, i32), i32>,
     free: TypedFunc<(i32, i32, i32), ()>,
@@ -137,17 +138,11 @@ impl Instance {
             Ok(m) => m,
             Err(e) => return Err(self.fail_abi(function, e)),
         };
-        let (instance, _) = self.instance_handle();
-        let function_name = function.to_string();
+        let (funcs, f) = match self.abi_exports(function) {
+            Ok(v) => v,
+            Err(e) => return Err(self.fail_abi(function, e)),
+        };
         self.guarded(function, move |store| {
-            let funcs = abi_funcs(instance, store)?;
-            let f = instance
-                .get_typed_func::<(i32, i32), i32>(&mut *store, &function_name)
-                .map_err(|_| {
-                    violation(format!(
-                        "`{function_name}` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)"
-                    ))
-                })?;
             let in_ptr = write_input(
                 store,
                 mem,
@@ -236,6 +231,45 @@ impl Instance {
         })
     }
 
+    /// The allocator pair and `function` as an ABI function, looked up once per instance.
+    fn abi_exports(
+        &mut self,
+        function: &str,
+    ) -> wasmtime::Result<(AbiFuncs, TypedFunc<(i32, i32), i32>)> {
+        let pair = match &self.abi_cache().alloc_free {
+            Some(p) => p.clone(),
+            None => {
+                let (instance, store) = self.instance_handle();
+                let f = abi_funcs(instance, store)?;
+                let p = (f.alloc, f.free);
+                self.abi_cache().alloc_free = Some(p.clone());
+                p
+            }
+        };
+        let f = match self.abi_cache().functions.get(function) {
+            Some(f) => f.clone(),
+            None => {
+                let (instance, store) = self.instance_handle();
+                let f = instance
+                    .get_typed_func::<(i32, i32), i32>(&mut *store, function)
+                    .map_err(|_| {
+                        violation(format!(
+                            "`{function}` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)"
+                        ))
+                    })?;
+                self.abi_cache().functions.insert(function.to_string(), f.clone());
+                f
+            }
+        };
+        Ok((
+            AbiFuncs {
+                alloc: pair.0,
+                free: pair.1,
+            },
+            f,
+        ))
+    }
+
     fn fail_abi(&mut self, function: &str, e: wasmtime::Error) -> PluginError {
         self.poison();
         PluginError::Abi {
@@ -250,9 +284,11 @@ impl Instance {
         if cap == 0 {
             return Ok(());
         }
-        let (instance, _) = self.instance_handle();
+        let (funcs, _) = match self.abi_exports(function) {
+            Ok(v) => v,
+            Err(e) => return Err(self.fail_abi(function, e)),
+        };
         self.guarded(function, move |store| {
-            let funcs = abi_funcs(instance, store)?;
             funcs.free.call(&mut *store, (ptr as i32, cap as i32, 1))
         })
     }

@@ -89,6 +89,18 @@ pub(crate) struct Ready {
     pub(crate) store: Store<PluginState>,
     pub(crate) instance: wasmtime::Instance,
     pub(crate) memory: Option<Memory>,
+    /// Exports the data-exchange ABI looked up once per instance, not once per call.
+    pub(crate) abi: AbiCache,
+}
+
+/// Typed handles of the ABI exports of one instance, found on first use.
+#[derive(Default)]
+pub(crate) struct AbiCache {
+    pub(crate) alloc_free: Option<(
+        wasmtime::TypedFunc<(i32, i32), i32>,
+        wasmtime::TypedFunc<(i32, i32, i32), ()>,
+    )>,
+    pub(crate) functions: std::collections::HashMap<String, wasmtime::TypedFunc<(i32, i32), i32>>,
 }
 
 /// An instance checked out of a plugin's pool, for calls on one thread. Dropping it returns it
@@ -301,6 +313,10 @@ impl Instance {
         let r = self.ready();
         (r.instance, &mut r.store)
     }
+
+    pub(crate) fn abi_cache(&mut self) -> &mut AbiCache {
+        &mut self.ready().abi
+    }
 }
 
 impl Drop for Instance {
@@ -342,8 +358,7 @@ impl<P: WasmParams, R: WasmResults> TypedCall<'_, P, R> {
             return Err(unreachable_err(&self.instance.plugin.name));
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| func.call(&mut r.store, args)));
-        let name = self.name.clone();
-        self.instance.finish(&name, outcome)
+        self.instance.finish(&self.name, outcome)
     }
 }
 
@@ -356,8 +371,7 @@ fn take(pipe: &Option<CapturePipe>, taken: &mut usize) -> Vec<u8> {
 }
 
 fn ticks_for(plugin: &PluginInner) -> u64 {
-    let tick = plugin.host.config.tick.as_nanos().max(1);
-    (plugin.limits.timeout.as_nanos().div_ceil(tick) as u64).max(1)
+    plugin.ticks
 }
 
 fn unreachable_ready() -> Ready {
@@ -448,6 +462,7 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
         store,
         instance,
         memory,
+        abi: AbiCache::default(),
     })
 }
 

@@ -53,6 +53,9 @@ pub struct HostConfig {
     pub idle_per_plugin: usize,
     /// Period of the epoch timer that enforces `limits.timeout`.
     pub tick: Duration,
+    /// Keep compiled code on disk in this directory (wasmtime's cache: keyed by the module's
+    /// bytes, the engine settings and the wasmtime version; a corrupt entry is recompiled).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -61,6 +64,7 @@ impl Default for HostConfig {
             pool_slots: 256,
             idle_per_plugin: 8,
             tick: Duration::from_millis(1),
+            cache_dir: None,
         }
     }
 }
@@ -157,6 +161,15 @@ impl PluginHost {
         config.epoch_interruption(true);
         config.consume_fuel(key.fuel);
         config.max_wasm_stack(key.stack as usize);
+        if let Some(dir) = &self.inner.config.cache_dir {
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            if let Ok(cache) = wasmtime::Cache::new(cc) {
+                config.cache(Some(cache));
+            } else {
+                tracing::warn!("cannot use {} as compiled-code cache", dir.display());
+            }
+        }
         let slots = self.inner.config.pool_slots;
         if slots > 0 {
             let mut pool = PoolingAllocationConfig::default();
@@ -285,7 +298,10 @@ impl PluginHost {
                 exports.insert(export.name().to_string(), ty);
             }
         }
+        let tick = self.inner.config.tick.as_nanos().max(1);
+        let ticks = (limits.timeout.as_nanos().div_ceil(tick) as u64).max(1);
         Ok(PluginInner {
+            ticks,
             name: name.to_string(),
             sha256: hash,
             policy,
@@ -409,6 +425,8 @@ pub struct PluginInner {
     pub(crate) sha256: String,
     pub(crate) policy: Policy,
     pub(crate) limits: EffectiveLimits,
+    /// `limits.timeout` in epoch ticks, computed once.
+    pub(crate) ticks: u64,
     pub(crate) engine: Engine,
     pub(crate) pre: wasmtime::InstancePre<PluginState>,
     pub(crate) exports: HashMap<String, FuncType>,
