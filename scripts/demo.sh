@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
-# README's first command: set up a fresh machine, build wasmlink, then show its main job on a
-# built-in default: a C program split into a main program and two shared libraries (one
-# dlopen'ed), compiled with clang-19 and run by `wasmlink run`; then wasmlink's view of real
-# wasi-sdk libraries (componentize-py's libpython3.14.so and its needed libraries).
+# README's first command: wasmlink's main job on a built-in default. On a fresh machine it sets
+# up what it needs (scripts/setup.sh), builds wasmlink (release) and the search engine's modules
+# from source (scripts/build-guests.sh), indexes the Rust book shipped with the local toolchain
+# by streaming it through the modules (extract -> tokenize -> normalize -> index, each isolated
+# under its own policy), and answers three queries with ranked, titled results.
+#
+#   CORPUS=DIR bash scripts/demo.sh     index another directory of HTML/Markdown/text instead
+#
+# The dynamic linker demo is scripts/demo-linker.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build -q --bin wasmlink
-cargo run -q -p wasmlink-xtask -- corpus >/dev/null
-W=target/debug/wasmlink
-OUT=target/demo
-mkdir -p "$OUT"
-CF="--target=wasm32-wasi -fPIC -fvisibility=default -O2 -nostdlib"
-LIB="-shared -Wl,--no-entry -Wl,--export-if-defined=__wasm_call_ctors -Wl,--unresolved-symbols=import-dynamic"
-PIE="-Wl,-pie -Wl,--experimental-pic -Wl,--import-memory -Wl,--import-table -Wl,--no-entry -Wl,--export-dynamic -Wl,--export=main -Wl,--unresolved-symbols=import-dynamic"
-( cd "$OUT"
-  clang-19 $CF $LIB -o libgreet.so ../../examples/c/greet.c 2>/dev/null
-  clang-19 $CF $LIB -o libshout.so ../../examples/c/shout.c 2>/dev/null
-  clang-19 $CF $PIE -o main.wasm ../../examples/c/main.c libgreet.so 2>/dev/null )
-echo "== wasmlink ldd $OUT/main.wasm"
-"$W" ldd -L "$OUT" "$OUT/main.wasm"
-echo "== wasmlink run -L $OUT $OUT/main.wasm -- wasm"
-"$W" run -L "$OUT" "$OUT/main.wasm" -- wasm
-echo "== wasmlink inspect target/corpus/libpython3.14.so"
-"$W" inspect target/corpus/libpython3.14.so
-echo "== wasmlink ldd -L target/corpus target/corpus/libpython3.14.so"
-"$W" ldd -L target/corpus target/corpus/libpython3.14.so
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-docs'; then
+  rustup component add rust-docs
+fi
+cargo build -q --release --bin wasmlink
+bash scripts/build-guests.sh >/dev/null
+W=target/release/wasmlink
+OUT=target/demo/book-index
+corpus=()
+if [ -n "${CORPUS:-}" ]; then corpus=(--corpus "$CORPUS"); fi
+echo "== wasmlink index ${corpus[*]} --out $OUT"
+"$W" index "${corpus[@]}" --out "$OUT"
+for q in "ownership borrowing" "lifetime elision" "trait objects dyn"; do
+  echo
+  echo "== wasmlink search $OUT \"$q\" -k 5"
+  "$W" search "$OUT" "$q" -k 5
+done

@@ -22,6 +22,8 @@ Examples:
   wasmlink repo add m.wasm --name m --version 1.0.0   store a module in the repository
   wasmlink repo resolve m@^1            the checked object of the highest matching version
   wasmlink pipeline run index.toml      stream batches through module stages (docs/pipeline.md)
+  wasmlink index --out idx              index the Rust book with the search engine's modules
+  wasmlink search idx 'trait objects'   ranked, titled results (BM25)
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for needed libraries
@@ -51,6 +53,8 @@ enum Command {
     Repo(commands::repo::Args),
     Keygen(commands::keygen::Args),
     Pipeline(commands::pipeline::Args),
+    Index(commands::index::Args),
+    Search(commands::search::Args),
 }
 
 /// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
@@ -91,6 +95,8 @@ fn main() -> ExitCode {
         Command::Repo(a) => commands::repo::run(a),
         Command::Keygen(a) => commands::keygen::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
+        Command::Index(a) => commands::index::run(a),
+        Command::Search(a) => commands::search::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod call;
+pub mod index;
+pub mod search;
 pub mod inspect;
 pub mod keygen;
 pub mod ldd;

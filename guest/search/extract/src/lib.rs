@@ -58,7 +58,10 @@ pub fn extract(batch: RecordBatch) -> Result<RecordBatch, String> {
             return Err(format!("row {row}: `path` is null"));
         }
         if content.is_null(row) {
-            return Err(format!("row {row}: `content` of {:?} is null", path.value(row)));
+            return Err(format!(
+                "row {row}: `content` of {:?} is null",
+                path.value(row)
+            ));
         }
         let p = path.value(row);
         let kind = DocKind::from_path(p).unwrap_or(DocKind::Text);

@@ -13,8 +13,8 @@
 //!   batch) rewrites the same segment. Output: one row `segment` (Utf8), `docs` (UInt64),
 //!   `terms` (UInt64); no row for an empty batch (which writes nothing).
 //! - `merge(_: &str) -> String`, called once after the last batch: merges every segment, in
-//!   the order of its first document's path (the corpus order of a directory source, which is
-//!   sorted by path), into the index at `/index` (written atomically: `manifest.json` last),
+//!   the order of its first document's path, compared component by component (the corpus
+//!   order of a directory source, which is sorted by path), into the index at `/index` (written atomically: `manifest.json` last),
 //!   then removes `/index/segments`. Returns JSON `{"segments", "docs", "terms", "postings",
 //!   "total_terms"}`. Fails, changing nothing, if there are no segments or if two segments'
 //!   path ranges overlap (segments left over from an earlier run with other batches).
@@ -108,6 +108,13 @@ pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
     .map_err(|e| format!("cannot build the output batch: {e}"))
 }
 
+/// Orders `/`-separated paths component by component, as the pipeline's directory source
+/// (and `std::path::Path`) does: `a/b.html` comes before `a.html`, whose component `a.html`
+/// sorts after the directory `a`.
+fn path_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
 /// Merges the segments into the index (see the crate documentation).
 #[export]
 pub fn merge(_arg: &str) -> Result<String, String> {
@@ -139,9 +146,9 @@ pub fn merge(_arg: &str) -> Result<String, String> {
             "{SEGMENTS_DIR}: no segments to merge (run the `index` stage first)"
         ));
     }
-    segments.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
+    segments.sort_by(|a, b| path_cmp(&a.0, &b.0).then_with(|| a.2.cmp(&b.2)));
     for pair in segments.windows(2) {
-        if pair[1].0 <= pair[0].1 {
+        if path_cmp(&pair[1].0, &pair[0].1).is_le() {
             return Err(format!(
                 "{SEGMENTS_DIR}: segments {} and {} overlap ({:?} <= {:?}); stale segments from \
                  an earlier run? remove {SEGMENTS_DIR} and index again",

@@ -1,0 +1,428 @@
+//! `wasmlink index`: build a search index over a directory of HTML, Markdown and text files by
+//! streaming it through the search engine's modules (extract -> tokenize -> normalize ->
+//! index) with the pipeline engine (`wasmlink::pipeline`), then merging the indexer's segments
+//! with the index module's `merge`. `--compare-native` then runs the same wasmlink-search code
+//! natively in this process, for the throughput ratio.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
+use wasmlink::plugin::{HostConfig, PluginHost};
+
+use super::search::{ModulesFlag, load_module};
+use crate::input::CliError;
+
+/// The file extensions indexed (as the pipeline's directory source spells them).
+const EXTENSIONS: &[&str] = &["html", "htm", "md", "markdown", "txt"];
+
+/// Index a directory of HTML, Markdown and text files with the search engine's modules.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Each stage is a module under its own policy (examples/search/*.toml): extract, tokenize and
+normalize get nothing (no filesystem at all); index gets the --out directory read-write at
+/index. Batches stream through the stages over bounded queues; each stage has --workers
+threads with one instance each. The indexer writes one segment per batch under OUT/segments,
+and its `merge` function combines them into OUT (manifest.json last, so OUT holds a complete
+index or none). Failed batches go to OUT/dead-letter.jsonl.
+
+The default corpus is the Rust book shipped with the toolchain
+($(rustc --print sysroot)/share/doc/rust/html/book; `rustup component add rust-docs` if it
+is missing). Modules are looked up as for `wasmlink search` (--modules, WASMLINK_MODULES,
+target/guest-modules/; build them with `bash scripts/build-guests.sh`).
+
+Examples:
+  wasmlink index --out target/book-index
+  wasmlink index --corpus \"$(rustc --print sysroot)/share/doc/rust/html\" --out target/docs-index --workers 2
+  wasmlink search target/book-index \"lifetime elision\"
+
+Exit status: 0 indexed; 1 indexed, but some batches failed (see the dead-letter file);
+2 bad usage, a missing corpus or module, or a fatal error.")]
+pub struct Args {
+    /// The directory to index (default: the Rust book of the local toolchain).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// The index directory to write (created if missing; an index there is replaced).
+    #[arg(long, value_name = "INDEX_DIR", default_value = "search-index")]
+    out: PathBuf,
+    /// Worker threads per stage, each with its own instance of the stage's module.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Documents per batch (and per segment).
+    #[arg(long, default_value_t = 64)]
+    batch_rows: usize,
+    /// Where the search engine's modules are.
+    #[command(flatten)]
+    modules: ModulesFlag,
+    /// Afterwards, run the same wasmlink-search code natively in this process (same workers
+    /// and batches, no index written) and print the throughput ratio.
+    #[arg(long)]
+    compare_native: bool,
+    /// No progress line, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// The Rust book of the local toolchain.
+fn default_corpus() -> Result<PathBuf, CliError> {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| {
+            CliError::Other(format!(
+                "no --corpus given and `rustc --print sysroot` failed ({e}); pass --corpus DIR"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(CliError::Other(
+            "no --corpus given and `rustc --print sysroot` failed; pass --corpus DIR".into(),
+        ));
+    }
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let book = Path::new(&sysroot).join("share/doc/rust/html/book");
+    if !book.is_dir() {
+        return Err(CliError::Input {
+            path: book,
+            message: "the Rust book is not installed (run `rustup component add rust-docs`), \
+                      or pass --corpus DIR"
+                .into(),
+        });
+    }
+    Ok(book)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    if args.workers == 0 {
+        return Err(CliError::Other("--workers: must be at least 1".into()));
+    }
+    if args.batch_rows == 0 {
+        return Err(CliError::Other("--batch-rows: must be at least 1".into()));
+    }
+    let corpus = match &args.corpus {
+        Some(dir) if !dir.is_dir() => {
+            return Err(CliError::Input {
+                path: dir.clone(),
+                message: "--corpus: no such directory".into(),
+            });
+        }
+        Some(dir) => dir.clone(),
+        None => default_corpus()?,
+    };
+    let out = &args.out;
+    std::fs::create_dir_all(out).map_err(|e| CliError::Input {
+        path: out.clone(),
+        message: format!("cannot create the index directory: {e}"),
+    })?;
+    // Segments of an earlier (interrupted) run would be merged too: start clean.
+    let segments = out.join("segments");
+    if segments.exists() {
+        std::fs::remove_dir_all(&segments).map_err(|e| CliError::Input {
+            path: segments.clone(),
+            message: format!("cannot remove stale segments: {e}"),
+        })?;
+    }
+
+    let host = PluginHost::new(HostConfig {
+        pool_slots: 0,
+        cache_dir: wasmlink::process::default_cache_dir(),
+        ..HostConfig::default()
+    })
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    let extract = load_module(&host, &args.modules, "extract", None)?;
+    let tokenize = load_module(&host, &args.modules, "tokenize", None)?;
+    let normalize = load_module(&host, &args.modules, "normalize", None)?;
+    let index = load_module(&host, &args.modules, "index", Some(out))?;
+
+    let mut spec = PipelineSpec::new(
+        Source::Dir {
+            path: corpus.clone(),
+            extensions: EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            binary: true,
+        },
+        Sink::None,
+    )
+    .stage("extract", extract, "extract", args.workers)
+    .stage("tokenize", tokenize, "tokenize", args.workers)
+    .stage("normalize", normalize, "normalize", args.workers)
+    .stage("index", index.clone(), "index", args.workers);
+    spec.batch_rows = args.batch_rows;
+    spec.dead_letter = Some(out.join("dead-letter.jsonl"));
+    let pipeline = Pipeline::new(spec).map_err(|e| CliError::Other(e.0))?;
+
+    eprintln!(
+        "indexing {} into {} ({} worker(s) per stage, {} documents per batch)",
+        corpus.display(),
+        out.display(),
+        args.workers,
+        args.batch_rows
+    );
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let ticker = bar.clone().map(|bar| {
+        let (progress, done) = (progress.clone(), done.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                let secs = start.elapsed().as_secs_f64().max(1e-3);
+                let files = progress.rows_read.load(Ordering::Relaxed);
+                let bytes = progress.bytes_read.load(Ordering::Relaxed);
+                bar.set_message(format!(
+                    "{files} files read ({:.0} files/s), {} ({}/s), {} segments written",
+                    files as f64 / secs,
+                    HumanBytes(bytes),
+                    HumanBytes((bytes as f64 / secs) as u64),
+                    progress.rows_written.load(Ordering::Relaxed),
+                ));
+                bar.tick();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    });
+    let started = Instant::now();
+    let result = pipeline.run(&RunOptions {
+        resume: false,
+        cancel: None,
+        progress: Some(progress),
+    });
+    done.store(true, Ordering::Relaxed);
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let stats = result.map_err(|e| CliError::Other(e.0))?;
+    if stats.outcome != Outcome::Completed {
+        return Err(CliError::Other("indexing was interrupted".into()));
+    }
+    if stats.rows_read == 0 {
+        return Err(CliError::Input {
+            path: corpus,
+            message: format!("no {} files to index", EXTENSIONS.join("/")),
+        });
+    }
+    let streamed = started.elapsed();
+    let merge_started = Instant::now();
+    let summary = index
+        .call_str("merge", "")
+        .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+    let merge_time = merge_started.elapsed();
+    let total = started.elapsed().as_secs_f64();
+    let summary: serde_json::Value = serde_json::from_str(&summary)
+        .map_err(|e| CliError::Other(format!("the index module's merge returned bad JSON: {e}")))?;
+    let docs = summary["docs"].as_u64().unwrap_or(0);
+
+    let mut report = String::new();
+    report.push_str(&format!(
+        "indexed {docs} documents ({} files read, {:.2} MB) in {total:.2}s: {:.0} docs/s, {:.2} MB/s\n",
+        stats.rows_read,
+        mb(stats.bytes_read),
+        docs as f64 / total,
+        mb(stats.bytes_read) / total,
+    ));
+    report.push_str(&format!(
+        "index: {} terms, {} postings, from {} segments -> {}\n",
+        summary["terms"],
+        summary["postings"],
+        summary["segments"],
+        out.display()
+    ));
+    report.push_str("stage       workers  batches  rows in  rows out  busy (s)\n");
+    for s in &stats.stages {
+        report.push_str(&format!(
+            "{:<10} {:>8} {:>8} {:>8} {:>9} {:>9.2}\n",
+            s.name, s.workers, s.batches, s.rows_in, s.rows_out, s.busy_secs
+        ));
+    }
+    report.push_str(&format!(
+        "{:<10} {:>8} {:>8} {:>8} {:>9} {:>9.2}\n",
+        "merge",
+        1,
+        1,
+        summary["segments"].as_u64().unwrap_or(0),
+        1,
+        merge_time.as_secs_f64()
+    ));
+    report.push_str(&format!(
+        "wall: {:.2}s streaming + {:.2}s merging\n",
+        streamed.as_secs_f64(),
+        merge_time.as_secs_f64()
+    ));
+    if stats.failed_batches > 0 {
+        report.push_str(&format!(
+            "{} batch(es) ({} files) failed and were not indexed: see {}\n",
+            stats.failed_batches,
+            stats.failed_rows,
+            out.join("dead-letter.jsonl").display()
+        ));
+    }
+    eprint!("{report}");
+
+    if args.compare_native {
+        let native = native_index(&corpus, args.batch_rows, args.workers)?;
+        let native_rate = mb(native.bytes) / native.secs;
+        let wasm_rate = mb(stats.bytes_read) / total;
+        eprintln!(
+            "native (same wasmlink-search code, {} thread(s), no wasm): {} documents, {:.2} MB \
+             in {:.2}s: {:.0} docs/s, {:.2} MB/s; wasmlink/native = {:.2}x",
+            args.workers,
+            native.docs,
+            mb(native.bytes),
+            native.secs,
+            native.docs as f64 / native.secs,
+            native_rate,
+            wasm_rate / native_rate
+        );
+        if native.docs != docs {
+            return Err(CliError::Other(format!(
+                "native indexing found {} documents, the modules {docs}",
+                native.docs
+            )));
+        }
+    }
+    Ok(if stats.failed_batches > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The files to index under `dir`: (path relative to `dir`, `/`-separated; full path), sorted.
+fn corpus_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, CliError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| CliError::Input {
+            path: d.clone(),
+            message: e.to_string(),
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| CliError::Input {
+                path: d.clone(),
+                message: e.to_string(),
+            })?;
+            let path = entry.path();
+            let ty = entry.file_type().map_err(|e| CliError::Input {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            if ty.is_dir() {
+                stack.push(path);
+            } else if ty.is_file() {
+                let ext = path
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                    .unwrap_or_default();
+                if EXTENSIONS.contains(&ext.as_str())
+                    && let Ok(rel) = path.strip_prefix(dir)
+                {
+                    let rel: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    out.push((rel.join("/"), path));
+                }
+            }
+        }
+    }
+    // Component by component, as the pipeline's directory source orders files.
+    out.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+    Ok(out)
+}
+
+struct NativeRun {
+    docs: u64,
+    bytes: u64,
+    secs: f64,
+}
+
+/// The same work natively: `workers` threads take batches of `batch_rows` files in turn, read,
+/// extract, analyze and index each batch into a builder; the builders are merged in corpus
+/// order and encoded (not written).
+fn native_index(corpus: &Path, batch_rows: usize, workers: usize) -> Result<NativeRun, CliError> {
+    use wasmlink_search::{DocKind, IndexBuilder, IndexWriter, Normalizer, extract, tokens};
+    let started = Instant::now();
+    let files = corpus_files(corpus)?;
+    let batches: Vec<&[(String, PathBuf)]> = files.chunks(batch_rows).collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, IndexBuilder, u64)>> = Mutex::new(Vec::new());
+    let error: Mutex<Option<CliError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut normalizer = Normalizer::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { break };
+                    let mut builder = IndexBuilder::new();
+                    let mut bytes = 0u64;
+                    for (rel, path) in batch.iter() {
+                        let content = match std::fs::read(path) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(CliError::Input {
+                                        path: path.clone(),
+                                        message: e.to_string(),
+                                    });
+                                return;
+                            }
+                        };
+                        bytes += content.len() as u64;
+                        let doc =
+                            extract(&content, DocKind::from_path(rel).unwrap_or(DocKind::Text));
+                        if doc.redirect.is_some() {
+                            continue;
+                        }
+                        let terms = normalizer.normalize_all(tokens(&doc.text));
+                        if let Err(e) = builder.add(&doc.title, rel, &terms) {
+                            *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(CliError::Other(format!("{rel}: {e}")));
+                            return;
+                        }
+                    }
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, builder, bytes));
+                }
+            });
+        }
+    });
+    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|r| r.0);
+    let mut all = IndexBuilder::new();
+    let mut bytes = 0;
+    for (_, builder, b) in results {
+        bytes += b;
+        all.merge(builder)
+            .map_err(|e| CliError::Other(format!("native merge: {e}")))?;
+    }
+    let writer = IndexWriter::new(&all).map_err(|e| CliError::Other(format!("native: {e}")))?;
+    std::hint::black_box(writer.files());
+    Ok(NativeRun {
+        docs: all.num_docs() as u64,
+        bytes,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,399 @@
+//! The search engine as modules (guest/search/*): `wasmlink index` and `wasmlink search` over a
+//! small fixed corpus, BM25 checked against an independent computation, and the modules'
+//! policies (tokenize needs nothing; query cannot write to the index).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use wasmlink::plugin::{HostConfig, PluginHost};
+use wasmlink::policy::{DirGrant, DirMode, Policy};
+
+use crate::support::{self, stderr, stdout, wasmlink, wasmlink_in};
+
+/// Builds the guests once per test process (as tests/all/guest_abi.rs does).
+fn modules_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = support::root();
+        let out = Command::new("bash")
+            .arg(root.join("scripts/build-guests.sh"))
+            .current_dir(&root)
+            .output()
+            .expect("run scripts/build-guests.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-guests.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root.join("target/guest-modules")
+    })
+    .clone()
+}
+
+/// The fixed corpus: (file, title, the words of its text). Every word is its own term (no stop
+/// words, already stemmed), so the test can count terms without the engine's code.
+const DOCS: &[(&str, &str, &str)] = &[
+    ("a.html", "Crabs", "rust crab crab borrow"),
+    ("b.md", "Heap", "heap heap stack box rust"),
+    ("c.html", "Traits", "trait trait trait rust vec map key key"),
+    ("d.md", "Borrow", "borrow borrow borrow crab stack"),
+    ("e.html", "Boxes", "box vec vec map rust rust rust"),
+    ("f.md", "Key", "key key map crab"),
+];
+
+/// Writes the corpus: HTML pages (title in <title>, text in <body>), Markdown files (the title
+/// is the first heading, whose one word is also the text's first word), and one redirect stub
+/// that must not be indexed.
+fn write_corpus(dir: &Path) {
+    for (file, title, words) in DOCS {
+        let body = if file.ends_with(".html") {
+            format!(
+                "<!DOCTYPE html><html><head><title>{title}</title><style>p {{}}</style></head>\
+                 <body><p>{words}</p></body></html>"
+            )
+        } else {
+            let (first, rest) = words.split_once(' ').unwrap();
+            assert_eq!(first.to_lowercase(), title.to_lowercase());
+            format!("# {title}\n\n{rest}\n")
+        };
+        std::fs::write(dir.join(file), body).unwrap();
+    }
+    std::fs::write(
+        dir.join("moved.html"),
+        "<html><head><meta http-equiv=\"refresh\" content=\"0; URL=a.html\">\
+         <title>Redirect</title></head><body>crab crab crab crab</body></html>",
+    )
+    .unwrap();
+}
+
+/// BM25 (k1 1.2, b 0.75, Lucene's idf, (k1 + 1) in the numerator) of every document matching
+/// `query`, best first, ties by corpus order: (path, score).
+fn bm25(query: &[&str]) -> Vec<(String, f64)> {
+    let (k1, b) = (1.2f64, 0.75f64);
+    let docs: Vec<Vec<&str>> = DOCS.iter().map(|d| d.2.split(' ').collect()).collect();
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(|d| d.len()).sum::<usize>() as f64 / n;
+    let mut distinct: Vec<&str> = query.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    let mut scores: BTreeMap<usize, f64> = BTreeMap::new();
+    for t in distinct {
+        let df = docs.iter().filter(|d| d.contains(&t)).count() as f64;
+        if df == 0.0 {
+            continue;
+        }
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        for (i, d) in docs.iter().enumerate() {
+            let tf = d.iter().filter(|w| **w == t).count() as f64;
+            if tf > 0.0 {
+                let dl = d.len() as f64;
+                *scores.entry(i).or_default() +=
+                    idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl));
+            }
+        }
+    }
+    let mut ranked: Vec<(usize, f64)> = scores.into_iter().collect();
+    ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    ranked
+        .into_iter()
+        .map(|(i, s)| (DOCS[i].0.to_string(), s))
+        .collect()
+}
+
+/// Parses the query module's JSON Lines: (rank, score, title, path).
+fn parse_hits(out: &str) -> Vec<(u64, f64, String, String)> {
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["rank"].as_u64().unwrap(),
+                v["score"].as_f64().unwrap(),
+                v["title"].as_str().unwrap().to_string(),
+                v["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Checks hits against the top `k` of [`bm25`].
+fn check_against_bm25(hits: &[(u64, f64, String, String)], query: &[&str], k: usize) {
+    let mut want = bm25(query);
+    want.truncate(k);
+    assert_eq!(hits.len(), want.len(), "hits {hits:?}, want {want:?}");
+    for (i, (hit, (path, score))) in hits.iter().zip(&want).enumerate() {
+        assert_eq!(hit.0, i as u64 + 1);
+        assert_eq!(&hit.3, path, "rank {}: {hits:?} vs {want:?}", i + 1);
+        assert!(
+            (hit.1 - score).abs() < 1e-6,
+            "{path}: score {} vs BM25 {score}",
+            hit.1
+        );
+        let title = DOCS.iter().find(|d| d.0 == path).unwrap().1;
+        assert_eq!(hit.2, title);
+    }
+}
+
+/// Indexes the corpus into a fresh temporary directory; returns (tempdir, corpus, index).
+fn indexed(workers: &str, batch_rows: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let modules = modules_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    let index = tmp.path().join("index");
+    std::fs::create_dir(&corpus).unwrap();
+    write_corpus(&corpus);
+    let out = wasmlink(&[
+        "index",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        index.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--batch-rows",
+        batch_rows,
+        "--modules",
+        modules.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "index failed: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("indexed 6 documents (7 files read"),
+        "{}",
+        stderr(&out)
+    );
+    (tmp, corpus, index)
+}
+
+fn query_policy(index: &Path) -> Policy {
+    Policy {
+        dirs: vec![DirGrant {
+            host: index.to_path_buf(),
+            guest: "/index".into(),
+            mode: DirMode::ReadOnly,
+        }],
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn cli_ranks_by_bm25() {
+    let (_tmp, _corpus, index) = indexed("2", "2");
+    let modules = modules_dir();
+    // Segments are merged and removed; the index files are in place.
+    assert!(!index.join("segments").exists());
+    for f in ["manifest.json", "docs.bin", "terms.bin", "postings.bin"] {
+        assert!(index.join(f).is_file(), "{f}");
+    }
+    for query in [
+        &["crab", "borrow"][..],
+        &["rust", "key"],
+        &["heap"],
+        &["trait", "vec", "vec"],
+    ] {
+        let text = query.join(" ");
+        let out = wasmlink(&[
+            "search",
+            index.to_str().unwrap(),
+            &text,
+            "--json",
+            "--modules",
+            modules.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        check_against_bm25(&parse_hits(&stdout(&out)), query, 10);
+    }
+    // The exact ranking of one query, as a reader would check it by hand.
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        "Borrowing crabs",
+        "--modules",
+        modules.to_str().unwrap(),
+        "-k",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("  1. ") && lines[0].ends_with("  Borrow"),
+        "{text}"
+    );
+    assert_eq!(lines[1].trim(), "d.md");
+    assert!(
+        lines[2].starts_with("  2. ") && lines[2].ends_with("  Crabs"),
+        "{text}"
+    );
+    assert_eq!(lines[3].trim(), "a.html");
+    // No match.
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        "zebra",
+        "--modules",
+        modules.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "no results\n");
+}
+
+#[test]
+fn index_is_the_same_for_any_workers_and_batches() {
+    let (_t1, _c1, one) = indexed("1", "3");
+    let (_t2, _c2, two) = indexed("2", "1");
+    for f in ["manifest.json", "docs.bin", "terms.bin", "postings.bin"] {
+        assert_eq!(
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(two.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
+fn query_module_searches_and_cannot_write() {
+    let (_tmp, _corpus, index) = indexed("1", "4");
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    let query = host
+        .load_file(&modules_dir().join("query.wasm"), query_policy(&index))
+        .unwrap();
+    let mut inst = query.instance().unwrap();
+    let hits = parse_hits(&inst.call_str("search", "crab borrow").unwrap());
+    check_against_bm25(&hits, &["crab", "borrow"], 10);
+    let hits = parse_hits(
+        &inst
+            .call_str("search", r#"{"query": "rust", "k": 2}"#)
+            .unwrap(),
+    );
+    assert_eq!(bm25(&["rust"]).len(), 4);
+    check_against_bm25(&hits, &["rust"], 2);
+
+    // Writing under the read-only grant: EPERM (WASI errno 63) from the host's WASI layer.
+    assert_eq!(
+        inst.call_str("try_write", "/index/evil.txt").unwrap(),
+        "PermissionDenied: Operation not permitted (os error 63)"
+    );
+    assert_eq!(
+        inst.call_str("try_write", "/index/manifest.json").unwrap(),
+        "PermissionDenied: Operation not permitted (os error 63)"
+    );
+    // Outside the grant there is nothing at all: ENOENT (WASI errno 44), no preopen matches.
+    assert_eq!(
+        inst.call_str("try_write", "/tmp/evil.txt").unwrap(),
+        "NotFound: No such file or directory (os error 44)"
+    );
+    assert!(!index.join("evil.txt").exists());
+    assert_eq!(
+        Policy::default().dirs.len(),
+        0,
+        "the default policy grants nothing"
+    );
+}
+
+#[test]
+fn tokenizer_needs_no_capabilities() {
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    // The policy grants nothing: no directory, no environment, no clocks, closed stdio.
+    let tokenize = host
+        .load_file(&modules_dir().join("tokenize.wasm"), Policy::default())
+        .unwrap();
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("path", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("text", arrow_schema::DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+            Arc::new(StringArray::from(vec![
+                "Vec::push(x) isn't foo_bar, 3.14",
+                "",
+            ])),
+        ],
+    )
+    .unwrap();
+    let out = tokenize.call_arrow("tokenize", &batch).unwrap();
+    let names: Vec<&str> = out
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["path", "tokens"]);
+    let tokens = out.column(1).as_list::<i32>();
+    let row = |i: usize| -> Vec<String> {
+        let v = tokens.value(i);
+        v.as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        row(0),
+        ["Vec", "push", "x", "isn't", "foo", "bar", "3", "14"]
+    );
+    assert!(row(1).is_empty());
+    // A batch without `text` is an error the guest reports, naming the column.
+    let bad = RecordBatch::try_new(
+        Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "path",
+            arrow_schema::DataType::Utf8,
+            false,
+        )])),
+        vec![Arc::new(StringArray::from(vec!["a"])) as ArrayRef],
+    )
+    .unwrap();
+    let err = tokenize
+        .call_arrow("tokenize", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("input batch has no `text` column"), "{err}");
+}
+
+#[test]
+fn missing_modules_and_corpus_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = wasmlink_in(
+        &[
+            "index",
+            "--corpus",
+            tmp.path().to_str().unwrap(),
+            "--out",
+            tmp.path().join("i").to_str().unwrap(),
+            "--modules",
+            tmp.path().join("nope").to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("extract.wasm: module not found")
+            && err.contains("bash scripts/build-guests.sh"),
+        "{err}"
+    );
+    let out = wasmlink(&[
+        "index",
+        "--corpus",
+        tmp.path().join("none").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--corpus: no such directory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmlink(&["search", tmp.path().join("none").to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no such index directory"),
+        "{}",
+        stderr(&out)
+    );
+}
