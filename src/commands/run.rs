@@ -46,6 +46,10 @@ pub struct Args {
     /// Set an environment variable for the program (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Also look for needed libraries in the module repository DIR, after every directory
+    /// (their hashes are checked; see `wasmlink repo`).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
     /// Run under the capability policy FILE (TOML, deny by default; `wasmlink policy schema`).
     /// Without it the program gets the host's stdio, the --dir/--env it is given, clocks and
     /// randomness.
@@ -79,6 +83,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut search = SearchPath::from_env();
     for d in &args.lib_dirs {
         search.add_dir(d);
+    }
+    if let Some(dir) = &args.repo {
+        search.add_repository(
+            wasmlink::repo::Repository::open(dir),
+            wasmlink::repo::Trust::none(),
+        );
     }
     let argv0 = args.program.display().to_string();
     let mut builder = ProcessBuilder::new()

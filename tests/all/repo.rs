@@ -861,3 +861,31 @@ fn default_repository_is_in_the_user_data_directory() {
     assert_eq!(repo.resolve("d").unwrap().version, v("0.0.1"));
     assert!(repo.object_path(&sha(&module_bytes(9))).is_file());
 }
+
+#[test]
+fn the_runtime_linker_finds_needed_libraries_in_a_repository() {
+    let (base, mid, main) = crate::support::base_set();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let r = repo.to_str().unwrap();
+    // Only the program is on disk; both libraries come from the repository.
+    let prog = dir.path().join("main.wasm");
+    std::fs::copy(&main, &prog).unwrap();
+    for (lib, name) in [(&base, "libbase.so"), (&mid, "libmid.so")] {
+        let out = crate::support::wasmlink(&[
+            "repo", "--repo", r, "add", lib.to_str().unwrap(), "--name", name, "--version", "1.0.0",
+        ]);
+        assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    }
+    let p = prog.to_str().unwrap();
+    let without = crate::support::wasmlink(&["run", "--no-cache", p]);
+    assert_eq!(without.status.code(), Some(127));
+    let with = crate::support::wasmlink(&["run", "--no-cache", "--repo", r, p]);
+    let direct = crate::support::wasmlink(&[
+        "run", "--no-cache", "-L", base.parent().unwrap().to_str().unwrap(), main.to_str().unwrap(),
+    ]);
+    assert_eq!(with.status.code(), direct.status.code(), "{}", crate::support::stderr(&with));
+    assert_eq!(with.stdout, direct.stdout);
+    let missing = crate::support::stderr(&without);
+    assert!(missing.contains("libmid.so"), "{missing}");
+}

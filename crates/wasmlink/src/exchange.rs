@@ -377,6 +377,12 @@ impl Instance {
         function: &str,
         batches: &[RecordBatch],
     ) -> Result<Vec<RecordBatch>, PluginError> {
+        if let [one] = batches
+            && self.abi() == Abi::Wasmlink
+        {
+            // One batch may come back in place (status 2).
+            return self.call_arrow_v1(function, one).map(|b| vec![b]);
+        }
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => {

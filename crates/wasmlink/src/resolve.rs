@@ -36,6 +36,7 @@ pub struct SearchPath {
     user_dirs: Vec<PathBuf>,
     env_dirs: Vec<PathBuf>,
     default_dirs: Vec<PathBuf>,
+    repos: Vec<(crate::repo::Repository, crate::repo::Trust)>,
 }
 
 impl Default for SearchPath {
@@ -44,6 +45,7 @@ impl Default for SearchPath {
             user_dirs: Vec::new(),
             env_dirs: Vec::new(),
             default_dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+            repos: Vec::new(),
         }
     }
 }
@@ -110,6 +112,18 @@ impl SearchPath {
     /// Adds a user directory (`-L DIR`), searched before everything else.
     pub fn add_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.user_dirs.push(dir.into());
+        self
+    }
+
+    /// Searches a module repository after every directory: a needed `libfoo.so` is the
+    /// repository's latest `libfoo.so`, taken only after its sha256 (and, when `trust` holds
+    /// keys, its signature) is checked.
+    pub fn add_repository(
+        &mut self,
+        repo: crate::repo::Repository,
+        trust: crate::repo::Trust,
+    ) -> &mut Self {
+        self.repos.push((repo, trust));
         self
     }
 
@@ -189,9 +203,36 @@ impl SearchPath {
                 }
             }
         }
+        let mut searched = candidates;
+        if !name.contains('/') {
+            for (repo, trust) in &self.repos {
+                searched.push(repo.root().join(format!("index.json ({name})")));
+                match repo.load(name, trust) {
+                    Ok(loaded) => {
+                        let path = loaded.module.path.clone();
+                        match ModuleInfo::parse(&loaded.bytes) {
+                            Ok(info) if info.is_dynamic() => {
+                                return Ok(Found {
+                                    path,
+                                    info: Arc::new(info),
+                                    bytes: Some(loaded.bytes.into()),
+                                });
+                            }
+                            Ok(_) => skipped.push((
+                                path,
+                                "no dylink.0 section: not a shared library".to_string(),
+                            )),
+                            Err(e) => skipped.push((path, e.to_string())),
+                        }
+                    }
+                    Err(crate::repo::RepoError::UnknownModule { .. }) => {}
+                    Err(e) => skipped.push((repo.root().join("index.json"), e.to_string())),
+                }
+            }
+        }
         Err(NotFound {
             name: name.to_string(),
-            searched: candidates,
+            searched,
             skipped,
         })
     }
