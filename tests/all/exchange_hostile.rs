@@ -203,3 +203,56 @@ fn the_cli_reports_abi_violations() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(out.stdout, b"hello");
 }
+
+/// A compressed Arrow IPC stream (lz4 frames; written by pyarrow), which wasmlink refuses
+/// rather than decompress (no decompression bombs).
+fn compressed_ipc() -> Vec<u8> {
+    std::fs::read(crate::support::root().join("tests/fixtures/compressed-lz4.arrows"))
+        .expect("fixture")
+}
+
+#[test]
+fn compressed_arrow_ipc_is_refused_both_ways() {
+    // From the guest: a function returning the compressed stream from a data segment.
+    let bytes = compressed_ipc();
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    let functions = format!(
+        r#"(data (i32.const 8192) "{escaped}")
+  (func (export "zipped") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 8192) (i32.const {len}) (i32.const 0)))"#,
+        len = bytes.len()
+    );
+    let plugin = load("zipper", &guest(&functions, ""), "");
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "x",
+        std::sync::Arc::new(arrow_array::Int64Array::from(vec![1])) as arrow_array::ArrayRef,
+    )])
+    .expect("batch");
+    let err = plugin.call_arrow("zipped", &batch).unwrap_err().to_string();
+    assert!(
+        err.starts_with("plugin `zipper`: `zipped`: returned compressed Arrow IPC, which wasmlink refuses: "),
+        "{err}"
+    );
+    // From a file given to the CLI.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("zipped.arrows");
+    std::fs::write(&input, &bytes).expect("write");
+    let module = dir.path().join("zipper.wasm");
+    std::fs::write(&module, guest("", "")).expect("write");
+    let out = wasmlink(&[
+        "call",
+        module.to_str().expect("utf-8"),
+        "echo",
+        "--arrow",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: {}: compressed Arrow IPC, which wasmlink refuses: ",
+            input.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
