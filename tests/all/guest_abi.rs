@@ -366,10 +366,14 @@ pub(crate) fn sample_batch() -> RecordBatch {
 fn echo_arrow_round_trip() {
     let mut g = Guest::new("greeter");
     let batch = sample_batch();
-    let (status, out) = g.call_abi("echo_arrow", &ipc(&[batch.clone()]));
-    assert_eq!(status, OK, "{}", String::from_utf8_lossy(&out));
-    assert_eq!(batches(&out), vec![batch.clone()]);
-    // A stream of several batches comes back as a stream of the same batches.
+    // A single batch passed through unchanged is answered in place with no column: the host
+    // reuses its own batch (status 2, empty list), and the input region is left as written.
+    let input = ipc(&[batch.clone()]);
+    let (status, out, input_after) = g.call_abi_full("echo_arrow", &input);
+    assert_eq!(status, IN_PLACE, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(out, Vec::<u8>::new());
+    assert_eq!(input_after, input);
+    // A stream of several batches comes back as a stream of the same batches (status 0).
     let two = [batch.clone(), batch.slice(1, 2)];
     let (status, out) = g.call_abi("echo_arrow", &ipc(&two));
     assert_eq!(status, OK);

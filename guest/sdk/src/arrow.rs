@@ -13,7 +13,7 @@ use arrow_data::ArrayData;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 
-use crate::{IntoOutput, Output, STATUS_IN_PLACE, input_slice, publish, publish_result};
+use crate::{IntoOutput, Output, STATUS_IN_PLACE, STATUS_OK, input_slice, publish, publish_result};
 
 /// The "owner" of the input region for Arrow's reference counting. It frees nothing: the host
 /// frees the region after the call. The SDK checks that no buffer still references it when
@@ -54,7 +54,8 @@ fn decode_error(e: impl Display) -> String {
 }
 
 /// Every batch of the input stream, decoded zero-copy over the input region (buffers that are
-/// not aligned for their type are copied unless `require_alignment`).
+/// not aligned for their type are copied unless `require_alignment`). Returns how many batches
+/// the stream held (0 for a schema-only stream, whose `f` still ran once on an empty batch).
 fn for_each_batch(
     buffer: &mut Buffer,
     require_alignment: bool,
@@ -74,7 +75,6 @@ fn for_each_batch(
             .schema()
             .ok_or_else(|| decode_error("the stream has no schema message"))?;
         f(RecordBatch::new_empty(schema))?;
-        count = 1;
     }
     Ok(count)
 }
@@ -181,20 +181,64 @@ impl<E: Display> InPlaceOutput for Result<(), E> {
     }
 }
 
+/// Whether `output` is `input` passed through: the same schema and rows, and every column the
+/// very same array (`Arc::ptr_eq`) as the input's column at that index.
+fn passes_through(input: &RecordBatch, output: &RecordBatch) -> bool {
+    input.schema_ref() == output.schema_ref()
+        && input.num_rows() == output.num_rows()
+        && input.num_columns() == output.num_columns()
+        && input
+            .columns()
+            .iter()
+            .zip(output.columns())
+            .all(|(a, b)| Arc::ptr_eq(a, b))
+}
+
 /// Arrow function: each input batch goes through `f`; the results form the output stream.
+///
+/// If the stream holds a single batch and `f` returns it unchanged (same schema, every column
+/// the input's own array), nothing is encoded: the result is status 2 (in place) with an empty
+/// column list, which tells the host that the output is its own input batch (docs/abi.md).
 pub fn call_arrow<R: BatchOutput>(ptr: i32, len: i32, mut f: impl FnMut(RecordBatch) -> R) -> i32 {
-    let mut run = || -> Result<Output, String> {
+    let mut run = || -> Result<(u32, Output), String> {
         let (mut buffer, owner) = input_buffer(ptr, len)?;
         let mut out = OutputStream { writer: None };
-        for_each_batch(&mut buffer, false, |batch| {
+        // The first output is held back until a second batch shows up, so that a single
+        // pass-through batch can be answered without encoding it.
+        let mut first: Option<RecordBatch> = None;
+        let mut first_passes = false;
+        let mut seen = 0usize;
+        let decoded = for_each_batch(&mut buffer, false, |batch| {
+            seen += 1;
+            if seen == 1 {
+                let input = batch.clone();
+                let output = f(batch).into_batch()?;
+                first_passes = passes_through(&input, &output);
+                first = Some(output);
+                return Ok(());
+            }
+            if let Some(held) = first.take() {
+                out.write(&held)?;
+            }
             out.write(&f(batch).into_batch()?)
         })?;
         drop(buffer);
+        if decoded == 1 && first_passes {
+            drop(first);
+            finish_input(owner)?;
+            return Ok((STATUS_IN_PLACE, Output::Static(&[])));
+        }
+        if let Some(held) = first.take() {
+            out.write(&held)?;
+        }
         let bytes = out.finish()?;
         finish_input(owner)?;
-        Ok(Output::Owned(bytes))
+        Ok((STATUS_OK, Output::Owned(bytes)))
     };
-    publish_result(run())
+    match run() {
+        Ok((status, output)) => publish(status, output),
+        Err(message) => publish_result(Err(message)),
+    }
 }
 
 /// In-place function: `f` rewrites columns of each input batch inside the input region; the

@@ -51,7 +51,8 @@ pub const STATUS_OK: u32 = 0;
 /// Result status: `[ptr, ptr+len)` is a UTF-8 error message.
 pub const STATUS_ERROR: u32 = 1;
 /// Result status: input columns were rewritten in place; `[ptr, ptr+len)` lists their indices
-/// as `u32` little-endian.
+/// as `u32` little-endian. An empty list means the output is the input batch itself (an Arrow
+/// function that returned its single input batch unchanged).
 pub const STATUS_IN_PLACE: u32 = 2;
 /// The message of a `&str`/`String` parameter whose input is not UTF-8.
 pub const INVALID_UTF8: &str = "input is not valid UTF-8";
