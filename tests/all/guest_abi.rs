@@ -3,7 +3,6 @@
 //! by scripts/build-guests.sh.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::builder::{MapBuilder, StringBuilder};
@@ -25,24 +24,8 @@ const OK: u32 = 0;
 const ERROR: u32 = 1;
 const IN_PLACE: u32 = 2;
 
-/// Builds the guests once per test process (cargo's lock serialises concurrent processes).
 pub(crate) fn modules_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = support::root();
-        let out = Command::new("bash")
-            .arg(root.join("scripts/build-guests.sh"))
-            .current_dir(&root)
-            .output()
-            .expect("run scripts/build-guests.sh");
-        assert!(
-            out.status.success(),
-            "scripts/build-guests.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        root.join("target/guest-modules")
-    })
-    .clone()
+    support::guest_modules()
 }
 
 fn engine() -> &'static Engine {

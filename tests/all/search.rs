@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
@@ -14,24 +13,8 @@ use wasmlink::policy::{DirGrant, DirMode, Policy};
 
 use crate::support::{self, stderr, stdout, wasmlink, wasmlink_in};
 
-/// Builds the guests once per test process (as tests/all/guest_abi.rs does).
 fn modules_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = support::root();
-        let out = Command::new("bash")
-            .arg(root.join("scripts/build-guests.sh"))
-            .current_dir(&root)
-            .output()
-            .expect("run scripts/build-guests.sh");
-        assert!(
-            out.status.success(),
-            "scripts/build-guests.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        root.join("target/guest-modules")
-    })
-    .clone()
+    support::guest_modules()
 }
 
 /// The fixed corpus: (file, title, the words of its text). Every word is its own term (no stop

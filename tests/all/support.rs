@@ -187,3 +187,24 @@ pub fn golden(name: &str, actual: &str) {
         path.display()
     );
 }
+
+/// The wasm guests of guest/ (SDK examples and search modules), built once per test process
+/// by scripts/build-guests.sh (cargo's lock serialises concurrent test processes).
+pub fn guest_modules() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = root();
+        let out = std::process::Command::new("bash")
+            .arg(root.join("scripts/build-guests.sh"))
+            .current_dir(&root)
+            .output()
+            .expect("run scripts/build-guests.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-guests.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root.join("target/guest-modules")
+    })
+    .clone()
+}
