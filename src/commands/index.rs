@@ -4,14 +4,13 @@
 //! with the index module's `merge`. `--compare-native` then runs the same wasmlink-search code
 //! natively in this process, for the throughput ratio.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
@@ -166,48 +165,25 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         args.batch_rows
     );
     let progress = Arc::new(Progress::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar
-    });
-    let ticker = bar.clone().map(|bar| {
-        let (progress, done) = (progress.clone(), done.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while !done.load(Ordering::Relaxed) {
-                let secs = start.elapsed().as_secs_f64().max(1e-3);
-                let files = progress.rows_read.load(Ordering::Relaxed);
-                let bytes = progress.bytes_read.load(Ordering::Relaxed);
-                bar.set_message(format!(
-                    "{files} files read ({:.0} files/s), {} ({}/s), {} segments written",
-                    files as f64 / secs,
-                    HumanBytes(bytes),
-                    HumanBytes((bytes as f64 / secs) as u64),
-                    progress.rows_written.load(Ordering::Relaxed),
-                ));
-                bar.tick();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    });
+    let line =
+        super::pipeline::ProgressLine::start(progress.clone(), !args.no_progress, |p, secs| {
+            let files = p.rows_read.load(Ordering::Relaxed);
+            let bytes = p.bytes_read.load(Ordering::Relaxed);
+            format!(
+                "{files} files read ({:.0} files/s), {} ({}/s), {} segments written",
+                files as f64 / secs,
+                HumanBytes(bytes),
+                HumanBytes((bytes as f64 / secs) as u64),
+                p.rows_written.load(Ordering::Relaxed),
+            )
+        });
     let started = Instant::now();
     let result = pipeline.run(&RunOptions {
         resume: false,
         cancel: None,
         progress: Some(progress),
     });
-    done.store(true, Ordering::Relaxed);
-    if let Some(t) = ticker {
-        let _ = t.join();
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    line.finish();
     let stats = result.map_err(|e| CliError::Other(e.0))?;
     if stats.outcome != Outcome::Completed {
         return Err(CliError::Other("indexing was interrupted".into()));

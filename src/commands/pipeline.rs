@@ -90,48 +90,24 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Other(format!("cannot install the Ctrl-C handler: {e}")))?;
     }
     let progress = Arc::new(Progress::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar
-    });
-    let ticker = bar.clone().map(|bar| {
-        let (progress, done) = (progress.clone(), done.clone());
-        std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            while !done.load(Ordering::Relaxed) {
-                let secs = start.elapsed().as_secs_f64().max(1e-3);
-                let rows = progress.rows_read.load(Ordering::Relaxed);
-                let bytes = progress.bytes_read.load(Ordering::Relaxed);
-                bar.set_message(format!(
-                    "{rows} rows read ({:.0} rows/s), {} ({}/s), {} rows written, {} batches failed",
-                    rows as f64 / secs,
-                    HumanBytes(bytes),
-                    HumanBytes((bytes as f64 / secs) as u64),
-                    progress.rows_written.load(Ordering::Relaxed),
-                    progress.failed_batches.load(Ordering::Relaxed),
-                ));
-                bar.tick();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+    let line = ProgressLine::start(progress.clone(), !args.no_progress, |p, secs| {
+        let rows = p.rows_read.load(Ordering::Relaxed);
+        let bytes = p.bytes_read.load(Ordering::Relaxed);
+        format!(
+            "{rows} rows read ({:.0} rows/s), {} ({}/s), {} rows written, {} batches failed",
+            rows as f64 / secs,
+            HumanBytes(bytes),
+            HumanBytes((bytes as f64 / secs) as u64),
+            p.rows_written.load(Ordering::Relaxed),
+            p.failed_batches.load(Ordering::Relaxed),
+        )
     });
     let result = pipeline.run(&RunOptions {
         resume: args.resume,
         cancel: Some(cancel),
         progress: Some(progress),
     });
-    done.store(true, Ordering::Relaxed);
-    if let Some(t) = ticker {
-        let _ = t.join();
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    line.finish();
     let stats = result.map_err(|e| CliError::Other(e.0))?;
     if args.json {
         let json = serde_json::to_string_pretty(&stats).unwrap_or_default();
@@ -205,4 +181,54 @@ fn table(stats: &RunStats) -> String {
         );
     }
     out
+}
+
+/// A one-line progress display on stderr (when it is a terminal and not disabled), redrawn
+/// every 100 ms from a pipeline's live counters by `message(progress, elapsed_seconds)`.
+pub(crate) struct ProgressLine {
+    done: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl ProgressLine {
+    pub(crate) fn start(
+        progress: Arc<Progress>,
+        enabled: bool,
+        message: fn(&Progress, f64) -> String,
+    ) -> ProgressLine {
+        let done = Arc::new(AtomicBool::new(false));
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        let ticker = bar.clone().map(|bar| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    let secs = start.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_message(message(&progress, secs));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        });
+        ProgressLine { done, ticker, bar }
+    }
+
+    /// Stops the ticker and clears the line.
+    pub(crate) fn finish(self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker {
+            let _ = t.join();
+        }
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
