@@ -575,6 +575,26 @@ impl Policy {
         Ok(())
     }
 
+    /// Shadows the WASI preview 1 functions of the ambient capabilities this policy denies
+    /// (clocks; randomness when `random = "deny"`) in a linker that already has wasmtime-wasi,
+    /// so they fail with `ENOTCAPABLE` (76). Used for plugins and for `wasmlink run`.
+    pub fn deny_ambient<T: 'static>(
+        &self,
+        linker: &mut wasmtime::Linker<T>,
+    ) -> wasmtime::Result<()> {
+        const ENOTCAPABLE: i32 = 76;
+        const P1: &str = "wasi_snapshot_preview1";
+        linker.allow_shadowing(true);
+        if !self.capabilities.clocks {
+            linker.func_wrap(P1, "clock_time_get", |_: i32, _: i64, _: i32| ENOTCAPABLE)?;
+            linker.func_wrap(P1, "clock_res_get", |_: i32, _: i32| ENOTCAPABLE)?;
+        }
+        if self.capabilities.random == RandomMode::Deny {
+            linker.func_wrap(P1, "random_get", |_: i32, _: i32| ENOTCAPABLE)?;
+        }
+        Ok(())
+    }
+
     /// Builds the WASI preview 1 context this policy grants. `what` names the module in errors.
     pub fn wasi_builder(
         &self,

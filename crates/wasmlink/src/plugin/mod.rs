@@ -40,7 +40,7 @@ use wasmtime::{
 pub use error::PluginError;
 pub use instance::{Instance, PluginState, TypedCall};
 
-use crate::policy::{EffectiveLimits, Policy, RandomMode, sha256_hex};
+use crate::policy::{EffectiveLimits, Policy, sha256_hex};
 
 /// How a [`PluginHost`] is set up. The defaults suit a host of a few hundred live instances.
 #[derive(Debug, Clone)]
@@ -329,33 +329,7 @@ impl PluginHost {
         };
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut PluginState| &mut s.wasi)
             .map_err(load_err)?;
-        linker.allow_shadowing(true);
-        const ENOTCAPABLE: i32 = 76;
-        if !policy.capabilities.clocks {
-            linker
-                .func_wrap(
-                    "wasi_snapshot_preview1",
-                    "clock_time_get",
-                    |_: i32, _: i64, _: i32| ENOTCAPABLE,
-                )
-                .map_err(load_err)?;
-            linker
-                .func_wrap(
-                    "wasi_snapshot_preview1",
-                    "clock_res_get",
-                    |_: i32, _: i32| ENOTCAPABLE,
-                )
-                .map_err(load_err)?;
-        }
-        if policy.capabilities.random == RandomMode::Deny {
-            linker
-                .func_wrap(
-                    "wasi_snapshot_preview1",
-                    "random_get",
-                    |_: i32, _: i32| ENOTCAPABLE,
-                )
-                .map_err(load_err)?;
-        }
+        policy.deny_ambient(&mut linker).map_err(load_err)?;
         let uses_wasi = module
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1" || i.module() == "wasi_unstable");

@@ -328,24 +328,9 @@ impl ProcessBuilder {
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
         if let Some(policy) = &self.policy {
-            // Denied clocks and randomness fail with ENOTCAPABLE, as for plugins.
-            const ENOTCAPABLE: i32 = 76;
-            const P1: &str = "wasi_snapshot_preview1";
-            wasi_linker.allow_shadowing(true);
-            let setup = |e| LinkError::runtime("wasmlink", "wasi setup", e);
-            if !policy.capabilities.clocks {
-                wasi_linker
-                    .func_wrap(P1, "clock_time_get", |_: i32, _: i64, _: i32| ENOTCAPABLE)
-                    .map_err(setup)?;
-                wasi_linker
-                    .func_wrap(P1, "clock_res_get", |_: i32, _: i32| ENOTCAPABLE)
-                    .map_err(setup)?;
-            }
-            if policy.capabilities.random == crate::policy::RandomMode::Deny {
-                wasi_linker
-                    .func_wrap(P1, "random_get", |_: i32, _: i32| ENOTCAPABLE)
-                    .map_err(setup)?;
-            }
+            policy
+                .deny_ambient(&mut wasi_linker)
+                .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
         }
 
         let bytes: Arc<[u8]> = read(program)?.into();
