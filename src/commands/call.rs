@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arrow_array::RecordBatch;
+
 use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
@@ -40,8 +42,9 @@ pub struct Args {
     /// what it returns to stdout or --output.
     #[arg(long, value_name = "FILE", conflicts_with = "arrow")]
     input: Option<PathBuf>,
-    /// Pass the Arrow IPC stream or file FILE (`-` for stdin) to an Arrow function and write
-    /// the batches it returns as an Arrow IPC stream.
+    /// Pass the Arrow IPC stream or file, or the Parquet file (recognised by its `PAR1`
+    /// magic), FILE (`-` for stdin) to an Arrow function and write the batches it returns as
+    /// an Arrow IPC stream (as Parquet if --output ends in `.parquet`).
     #[arg(long, value_name = "FILE")]
     arrow: Option<PathBuf>,
     /// Write the output of --input/--arrow to FILE instead of stdout.
@@ -144,6 +147,40 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
     }
 }
 
+/// The batches of an `--arrow` input: Parquet if it starts with `PAR1` (read through the
+/// guarded reader of `wasmlink::pipeline`), else an Arrow IPC stream or file. Errors are one
+/// line naming the file.
+fn read_arrow_input(path: &std::path::Path) -> Result<Vec<RecordBatch>, CliError> {
+    use std::io::{Read, Seek, Write};
+    let io = |e: std::io::Error| CliError::Other(format!("{}: {e}", path.display()));
+    let parquet = |file: std::fs::File| {
+        wasmlink::pipeline::read_parquet(file, path).map_err(|e| CliError::Other(e.to_string()))
+    };
+    let ipc = |bytes: &[u8]| {
+        wasmlink::exchange::read_ipc(bytes)
+            .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))
+    };
+    if path.as_os_str() == "-" {
+        let bytes = read_input(path)?;
+        if !bytes.starts_with(wasmlink::pipeline::PARQUET_MAGIC) {
+            return ipc(&bytes);
+        }
+        // Parquet is read by seeking: spool stdin to an anonymous temporary file.
+        let mut file = tempfile::tempfile().map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        return parquet(file);
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = Vec::with_capacity(4);
+    (&mut file).take(4).read_to_end(&mut magic).map_err(io)?;
+    if magic == wasmlink::pipeline::PARQUET_MAGIC {
+        file.rewind().map_err(io)?;
+        return parquet(file);
+    }
+    drop(file);
+    ipc(&read_input(path)?)
+}
+
 fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     match path {
@@ -179,17 +216,29 @@ fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
         let input = read_input(path)?;
         inst.call_bytes(&args.function, &input)
     } else if let Some(path) = &args.arrow {
-        let bytes = read_input(path)?;
-        let batches = wasmlink::exchange::read_ipc(&bytes)
-            .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        let batches = read_arrow_input(path)?;
         if batches.is_empty() {
             return Err(CliError::Other(format!(
                 "{}: the Arrow input holds no record batch",
                 path.display()
             )));
         }
+        let parquet_out = args
+            .output
+            .as_deref()
+            .and_then(|p| p.extension())
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
         inst.call_arrow_stream(&args.function, &batches)
             .and_then(|out| {
+                if parquet_out {
+                    return wasmlink::pipeline::encode_parquet(&out).map_err(|m| {
+                        PluginError::Abi {
+                            plugin: plugin.name(),
+                            function: args.function.clone(),
+                            message: format!("cannot encode its output as Parquet: {m}"),
+                        }
+                    });
+                }
                 wasmlink::exchange::encode_stream(&out).map_err(|m| PluginError::Abi {
                     plugin: plugin.name(),
                     function: args.function.clone(),

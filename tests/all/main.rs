@@ -11,6 +11,7 @@ mod hostile;
 mod linker;
 mod linker_cases;
 mod policy;
+mod parquet;
 mod pipeline;
 mod plugin;
 mod repo;

@@ -516,8 +516,8 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
             "p.toml:4:1: unknown field `batch-size`, expected one of `kind`, `path`, `batch-rows`, `extensions`, `content`",
         ),
         (
-            "[source]\nkind = \"parquet\"\npath = \"in.jsonl\"\n[sink]\nkind = \"none\"\n".into(),
-            "p.toml:2:8: unknown variant `parquet`, expected one of `jsonl`, `csv`, `arrow`, `dir`",
+            "[source]\nkind = \"orc\"\npath = \"in.jsonl\"\n[sink]\nkind = \"none\"\n".into(),
+            "p.toml:2:8: unknown variant `orc`, expected one of `jsonl`, `csv`, `arrow`, `parquet`, `dir`",
         ),
         (
             format!("[source]\nkind = \"jsonl\"\npath = \"nope.jsonl\"\n{sink}"),

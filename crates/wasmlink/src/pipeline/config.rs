@@ -9,8 +9,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::{
-    DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, PipelineError, PipelineSpec, Sink,
-    Source, Stage, check_function,
+    DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
+    PipelineError, PipelineSpec, Sink, Source, Stage, check_function,
 };
 use crate::plugin::PluginHost;
 use crate::policy::Policy;
@@ -32,6 +32,7 @@ enum SourceKind {
     Jsonl,
     Csv,
     Arrow,
+    Parquet,
     Dir,
 }
 
@@ -68,6 +69,7 @@ enum SinkKind {
     Arrow,
     Jsonl,
     Csv,
+    Parquet,
     None,
 }
 
@@ -76,6 +78,7 @@ enum SinkKind {
 struct RawSink {
     kind: Spanned<SinkKind>,
     path: Option<Spanned<PathBuf>>,
+    row_group_rows: Option<Spanned<usize>>,
 }
 
 /// `policy = "file.toml"` or an inline `[stage.policy]` table.
@@ -196,6 +199,7 @@ pub(crate) fn from_toml(
         SourceKind::Jsonl => Source::JsonLines { path: src_path },
         SourceKind::Csv => Source::Csv { path: src_path },
         SourceKind::Arrow => Source::Arrow { path: src_path },
+        SourceKind::Parquet => Source::Parquet { path: src_path },
         SourceKind::Dir => Source::Dir {
             path: src_path,
             extensions: s.extensions.as_ref().map_or_else(
@@ -233,6 +237,22 @@ pub(crate) fn from_toml(
 
     // Sink.
     let sink_kind = *raw.sink.kind.get_ref();
+    let row_group_rows = match &raw.sink.row_group_rows {
+        Some(r) if sink_kind != SinkKind::Parquet => {
+            return Err(err(
+                r.span(),
+                "sink.row-group-rows: only for kind = \"parquet\"".into(),
+            ));
+        }
+        Some(r) if *r.get_ref() == 0 => {
+            return Err(err(
+                r.span(),
+                "sink.row-group-rows: must be at least 1".into(),
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => DEFAULT_ROW_GROUP_ROWS,
+    };
     let sink = match (sink_kind, &raw.sink.path) {
         (SinkKind::None, None) => Sink::None,
         (SinkKind::None, Some(p)) => {
@@ -245,6 +265,7 @@ pub(crate) fn from_toml(
             let name = match k {
                 SinkKind::Arrow => "arrow",
                 SinkKind::Jsonl => "jsonl",
+                SinkKind::Parquet => "parquet",
                 _ => "csv",
             };
             return Err(err(
@@ -263,6 +284,10 @@ pub(crate) fn from_toml(
             match k {
                 SinkKind::Arrow => Sink::Arrow(path),
                 SinkKind::Jsonl => Sink::JsonLines(path),
+                SinkKind::Parquet => Sink::Parquet {
+                    path,
+                    row_group_rows,
+                },
                 _ => Sink::Csv(path),
             }
         }

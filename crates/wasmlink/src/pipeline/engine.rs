@@ -91,6 +91,7 @@ pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
         Source::JsonLines { path } => format!("jsonl {} {}", path.display(), len(path)),
         Source::Csv { path } => format!("csv {} {}", path.display(), len(path)),
         Source::Arrow { path } => format!("arrow {} {}", path.display(), len(path)),
+        Source::Parquet { path } => format!("parquet {} {}", path.display(), len(path)),
         Source::Dir {
             path,
             extensions,

@@ -14,6 +14,7 @@ use arrow_array::RecordBatch;
 use arrow_ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
 
+use super::parquet_io::ParquetOut;
 use super::{PipelineError, Sink};
 
 /// The checkpoint file's contents.
@@ -32,6 +33,10 @@ pub(crate) struct Checkpoint {
     pub rows_written: u64,
     pub failed_batches: u64,
     pub failed_rows: u64,
+    /// Parquet sink only: a footer (base64) for the committed row groups, so that the
+    /// committed prefix plus this footer is a complete Parquet file a resumed run re-reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_footer: Option<String>,
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> PipelineError {
@@ -56,6 +61,15 @@ pub(crate) struct TmpFile {
 impl TmpFile {
     /// Creates `target.tmp-<pid>`, or reopens `resume_from` truncated to `bytes`.
     fn open(target: &Path, resume_from: Option<(&Path, u64)>) -> Result<TmpFile, PipelineError> {
+        TmpFile::open_avoiding(target, resume_from, None)
+    }
+
+    /// As [`TmpFile::open`]; a fresh file is never named `avoid`.
+    fn open_avoiding(
+        target: &Path,
+        resume_from: Option<(&Path, u64)>,
+        avoid: Option<&Path>,
+    ) -> Result<TmpFile, PipelineError> {
         if let Some(parent) = target.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -93,7 +107,11 @@ impl TmpFile {
                 Ok(t)
             }
             None => {
-                let tmp = with_suffix(target, &format!(".tmp-{}", std::process::id()));
+                let mut tmp = with_suffix(target, &format!(".tmp-{}", std::process::id()));
+                if Some(tmp.as_path()) == avoid {
+                    // Resumed in the same process: the old temporary file is still being read.
+                    tmp = with_suffix(&tmp, "-1");
+                }
                 let file = File::create(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
                 Ok(TmpFile {
                     tmp,
@@ -136,6 +154,8 @@ enum Format {
     Arrow(Option<Box<(StreamWriter<Vec<u8>>, arrow_schema::SchemaRef)>>),
     JsonLines,
     Csv,
+    /// The writer (created with the first batch) and the row-group size.
+    Parquet(Option<Box<ParquetOut>>, usize),
 }
 
 /// Where written batches and dead letters go, with the checkpoint.
@@ -145,6 +165,9 @@ pub(crate) struct Output {
     dead: Option<TmpFile>,
     progress: Option<PathBuf>,
     pub state: Checkpoint,
+    /// Parquet sink only: the state as of the last closed row group, which is what a
+    /// checkpoint records (the rows after it are computed again by a resumed run).
+    committed: Option<Checkpoint>,
 }
 
 /// The checkpoint file of a pipeline: next to its output, else next to its dead-letter file.
@@ -223,24 +246,46 @@ impl Output {
             Sink::Arrow(_) => Some(Format::Arrow(None)),
             Sink::JsonLines(_) => Some(Format::JsonLines),
             Sink::Csv(_) => Some(Format::Csv),
+            Sink::Parquet { row_group_rows, .. } => Some(Format::Parquet(None, *row_group_rows)),
             Sink::None => None,
         };
         let mut state = cp;
+        let mut out = out;
+        let mut format = format;
+        let mut old_tmp = None;
+        if let (Some(Format::Parquet(writer, rows)), Some(prefix)) = (&mut format, &mut out)
+            && state.output_bytes > 0
+        {
+            // Re-read the committed row groups into a new temporary file and writer.
+            let (fresh, w) = resume_parquet(prefix, &state, *rows)?;
+            state.output_bytes = fresh.bytes;
+            *writer = Some(Box::new(w));
+            old_tmp = Some(std::mem::replace(prefix, fresh).tmp);
+        }
         state.fingerprint = fingerprint.to_string();
         state.output_tmp = out.as_ref().map(|t| t.tmp.clone());
         state.dead_tmp = dead.as_ref().map(|t| t.tmp.clone());
-        Ok(Output {
+        let committed = matches!(format, Some(Format::Parquet(..))).then(|| state.clone());
+        let mut output = Output {
             format,
             out,
             dead,
             progress,
             state,
-        })
+            committed,
+        };
+        if let Some(old) = old_tmp {
+            // The checkpoint now names the new file: the old one can go.
+            output.checkpoint()?;
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(output)
     }
 
     /// Appends a batch of the last stage.
     pub(crate) fn write(&mut self, seq: u64, batch: &RecordBatch) -> Result<(), PipelineError> {
         let resumed_header = self.state.output_bytes > 0;
+        let mut closed_row_group = false;
         if let (Some(format), Some(out)) = (&mut self.format, &mut self.out) {
             let target = out.target.clone();
             let enc_err = |e: arrow_schema::ArrowError| {
@@ -270,6 +315,30 @@ impl Output {
                     w.write(batch).map_err(enc_err)?;
                     std::mem::take(w.get_mut())
                 }
+                Format::Parquet(writer, rows) => {
+                    let pq_err = |e: parquet::errors::ParquetError| {
+                        PipelineError(format!(
+                            "{}: cannot encode Parquet: {}",
+                            target.display(),
+                            e.to_string().replace('\n', " ")
+                        ))
+                    };
+                    let w = match writer {
+                        Some(w) => w,
+                        None => writer.insert(Box::new(
+                            ParquetOut::new(batch.schema(), *rows).map_err(pq_err)?,
+                        )),
+                    };
+                    if !same_columns(&w.schema, &batch.schema()) {
+                        return Err(PipelineError(format!(
+                            "{}: batch {seq} has a different schema from the first batch written",
+                            out.target.display()
+                        )));
+                    }
+                    let (data, closed) = w.write(batch).map_err(pq_err)?;
+                    closed_row_group = closed;
+                    data
+                }
                 Format::JsonLines => {
                     let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
                     w.write(batch).map_err(enc_err)?;
@@ -293,6 +362,30 @@ impl Output {
         self.state.batches_written += 1;
         self.state.rows_written += batch.num_rows() as u64;
         self.state.next_seq = seq + 1;
+        if closed_row_group {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Parquet: records the current state, with a footer for the row groups closed so far, as
+    /// the one the next checkpoint writes.
+    fn snapshot(&mut self) -> Result<(), PipelineError> {
+        if let Some(Format::Parquet(Some(w), _)) = &self.format {
+            use base64::Engine;
+            let footer = w.prefix_footer().map_err(|e| {
+                PipelineError(format!(
+                    "{}: cannot encode a Parquet footer: {e}",
+                    self.out
+                        .as_ref()
+                        .map_or(Path::new(""), |o| &o.target)
+                        .display()
+                ))
+            })?;
+            let mut state = self.state.clone();
+            state.parquet_footer = Some(base64::engine::general_purpose::STANDARD.encode(footer));
+            self.committed = Some(state);
+        }
         Ok(())
     }
 
@@ -344,7 +437,8 @@ impl Output {
             t.sync()?;
         }
         let tmp = with_suffix(progress, &format!(".tmp-{}", std::process::id()));
-        let text = serde_json::to_string_pretty(&self.state).unwrap_or_default() + "\n";
+        let state = self.committed.as_ref().unwrap_or(&self.state);
+        let text = serde_json::to_string_pretty(state).unwrap_or_default() + "\n";
         (|| -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
@@ -375,6 +469,19 @@ impl Output {
                 }
             }
         }
+        if let (Some(Format::Parquet(w, _)), Some(out)) = (&mut self.format, &mut self.out) {
+            let fin = |e: parquet::errors::ParquetError| {
+                PipelineError(format!("{}: cannot finish: {e}", out.target.display()))
+            };
+            let tail = match w.as_deref_mut() {
+                Some(w) => w.finish().map_err(fin)?,
+                // No batch at all: a file with no columns and no rows.
+                None => super::parquet_io::encode_parquet(&[]).map_err(|e| {
+                    PipelineError(format!("{}: cannot finish: {e}", out.target.display()))
+                })?,
+            };
+            out.append(&tail)?;
+        }
         if let Some(out) = self.out.take() {
             out.commit()?;
         }
@@ -398,4 +505,65 @@ fn rows_json(batch: &RecordBatch) -> Option<serde_json::Value> {
         return Some(serde_json::Value::Array(Vec::new()));
     }
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether two schemas have the same columns (names, types, nullability), whatever their
+/// metadata: a Parquet sink resumed from its file has the schema read back from it.
+fn same_columns(a: &arrow_schema::Schema, b: &arrow_schema::Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
+            x.name() == y.name()
+                && x.data_type() == y.data_type()
+                && x.is_nullable() == y.is_nullable()
+        })
+}
+
+/// Resumes a Parquet sink: `prefix` (truncated to the committed length) gets its footer back,
+/// becoming a complete Parquet file of the committed row groups; they are re-encoded into a
+/// fresh temporary file, giving the same bytes and a writer that knows them.
+fn resume_parquet(
+    prefix: &mut TmpFile,
+    state: &Checkpoint,
+    row_group_rows: usize,
+) -> Result<(TmpFile, ParquetOut), PipelineError> {
+    use base64::Engine;
+    let footer = state
+        .parquet_footer
+        .as_deref()
+        .and_then(|f| base64::engine::general_purpose::STANDARD.decode(f).ok())
+        .ok_or_else(|| {
+            PipelineError(format!(
+                "{}: cannot resume: the checkpoint has no valid Parquet footer; run without \
+                 --resume to start over",
+                prefix.tmp.display()
+            ))
+        })?;
+    prefix.append(&footer)?;
+    prefix.sync()?;
+    let file =
+        File::open(&prefix.tmp).map_err(|e| io_err(&prefix.tmp, "cannot reopen to resume", e))?;
+    let mut fresh = TmpFile::open_avoiding(&prefix.target, None, Some(&prefix.tmp))?;
+    let result = ParquetOut::resume(file, &prefix.tmp, row_group_rows, &mut |data| {
+        fresh.append(data)
+    })
+    .and_then(|writer| {
+        if fresh.bytes != state.output_bytes {
+            return Err(PipelineError(format!(
+                "{}: cannot resume: re-encoding the committed row groups gave {} bytes, not {}; \
+                 run without --resume to start over",
+                prefix.tmp.display(),
+                fresh.bytes,
+                state.output_bytes
+            )));
+        }
+        fresh.sync()?;
+        Ok(writer)
+    });
+    match result {
+        Ok(writer) => Ok((fresh, writer)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&fresh.tmp);
+            Err(e)
+        }
+    }
 }

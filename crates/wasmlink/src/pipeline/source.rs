@@ -105,6 +105,12 @@ pub(crate) fn open_source(
                 Box::new(reader.map(move |r| r.map_err(|e| arrow_err(&p, e))))
             }
         }
+        Source::Parquet { path } => Box::new(super::parquet_io::open(
+            open(path)?,
+            path,
+            batch_rows,
+            Some(bytes),
+        )?),
         Source::Dir {
             path,
             extensions,
