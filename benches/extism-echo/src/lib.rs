@@ -1,0 +1,1 @@
+//! Empty library: the benchmark is `benches/echo.rs` (run by `scripts/bench-extism.sh`).
