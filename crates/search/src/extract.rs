@@ -1,6 +1,6 @@
 //! HTML, Markdown and plain text to a title and plain text.
 
-use html5gum::Tokenizer;
+use html5gum::{Emitter, ForwardingEmitter, Tokenizer};
 use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
@@ -388,6 +388,24 @@ fn parse_refresh(content: &str) -> Option<String> {
     (!url.is_empty()).then(|| url.to_owned())
 }
 
+/// An emitter that tells the tokenizer not to look for parse errors: extraction ignores them,
+/// and html5gum's per-byte character validation is otherwise the single hottest function of
+/// the extract stage (a large `match` that compiles to a long branch chain in wasm).
+struct IgnoreErrors<E>(E);
+
+impl<E: Emitter> ForwardingEmitter for IgnoreErrors<E> {
+    type Token = E::Token;
+
+    fn inner(&mut self) -> &mut impl Emitter<Token = Self::Token> {
+        &mut self.0
+    }
+
+    #[inline]
+    fn should_emit_errors(&mut self) -> bool {
+        false
+    }
+}
+
 fn extract_html(bytes: &[u8]) -> Doc {
     let mut state = HtmlState::default();
     {
@@ -427,7 +445,7 @@ fn extract_html(bytes: &[u8]) -> Doc {
         // Switch to RAWTEXT/RCDATA/script states after <script>, <style>, <title>, ... as a
         // tree builder would, so that their contents are not tokenized as markup.
         emitter.naively_switch_states(true);
-        for item in Tokenizer::new_with_emitter(bytes, emitter) {
+        for item in Tokenizer::new_with_emitter(bytes, IgnoreErrors(emitter)) {
             // The reader over a byte slice cannot fail.
             let Ok(()) = item;
         }
