@@ -158,6 +158,7 @@ impl PluginHost {
             return Ok(e.clone());
         }
         let mut config = Config::new();
+        crate::process::apply_profiler(&mut config);
         config.epoch_interruption(true);
         config.consume_fuel(key.fuel);
         config.max_wasm_stack(key.stack as usize);

@@ -407,6 +407,31 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
 }
 
+/// The environment variable that turns on a profiler for JIT-compiled wasm code:
+/// `perfmap` (a `/tmp/perf-PID.map` for `perf report`), `jitdump` (for `perf inject --jit`) or
+/// `vtune`. Unset or empty: none. Any other value is warned about and ignored.
+pub const PROFILE_ENV: &str = "WASMLINK_PROFILE";
+
+/// Applies [`PROFILE_ENV`] to an engine configuration (every engine wasmlink creates calls it).
+pub(crate) fn apply_profiler(config: &mut wasmtime::Config) {
+    let Some(value) = std::env::var_os(PROFILE_ENV) else {
+        return;
+    };
+    let strategy = match value.to_str().unwrap_or("") {
+        "" => return,
+        "perfmap" => wasmtime::ProfilingStrategy::PerfMap,
+        "jitdump" => wasmtime::ProfilingStrategy::JitDump,
+        "vtune" => wasmtime::ProfilingStrategy::VTune,
+        other => {
+            tracing::warn!(
+                "{PROFILE_ENV}={other:?} is not a profiler (perfmap, jitdump, vtune): ignored"
+            );
+            return;
+        }
+    };
+    config.profiler(strategy);
+}
+
 /// The engine for a cache directory, created once per host process and shared by every process
 /// built with it; with a cache directory, compiled code is reused across loads and runs. Within
 /// a host process, compiled modules are also kept in memory ([`ModuleCache`]), so a second load
@@ -425,6 +450,7 @@ pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, LinkError> {
     }
     let mut config = wasmtime::Config::new();
     config.wasm_exceptions(true);
+    apply_profiler(&mut config);
     if let Some(dir) = cache_dir {
         let mut cc = wasmtime::CacheConfig::new();
         cc.with_directory(dir);
