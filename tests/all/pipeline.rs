@@ -689,3 +689,159 @@ fn a_directory_source_gives_one_row_per_matching_file_in_path_order() {
         ]
     );
 }
+
+#[test]
+fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    // Batches of 50 rows: ids 60, 61 and 990 fall in batches 1 and 19.
+    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[60, 61, 990]);
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        r#"
+workers = 2
+dead-letter = "dead.jsonl"
+[source]
+kind = "jsonl"
+path = "in.jsonl"
+batch-rows = 50
+[[stage]]
+name = "pass"
+module = "identity.wasm"
+function = "run"
+[[stage]]
+name = "picky"
+module = "trap.wasm"
+function = "run"
+[[stage]]
+name = "after"
+module = "identity.wasm"
+function = "run"
+[sink]
+kind = "jsonl"
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stats = stats_of(&o);
+    assert_eq!(stats["outcome"], "completed");
+    assert_eq!(stats["batches_read"], 20);
+    assert_eq!(stats["failed_batches"], 2);
+    assert_eq!(stats["rows_written"], 900);
+    let stages = stats["stages"].as_array().unwrap();
+    assert_eq!(
+        stages.iter().map(|s| s["workers"].clone()).collect::<Vec<_>>(),
+        [2, 2, 2]
+    );
+    // Every batch goes through `pass`; the two failed ones stop at `picky`.
+    assert_eq!(stages[0]["batches"], 20);
+    assert_eq!(stages[1]["batches"], 20);
+    assert_eq!(stages[1]["failures"], 2);
+    assert_eq!(stages[2]["batches"], 18);
+    assert_eq!(stages[2]["rows_in"], 900);
+
+    let expected: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(50..100).contains(i) && !(950..1000).contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), expected);
+    let dead = read_jsonl(&dir.path().join("dead.jsonl"));
+    assert_eq!(
+        dead.iter()
+            .map(|d| (d["seq"].clone(), d["stage"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (serde_json::json!(1), serde_json::json!("picky")),
+            (serde_json::json!(19), serde_json::json!("picky"))
+        ]
+    );
+    // The dead letter holds the failed stage's input: the rows as `pass` left them.
+    assert_eq!(dead[0]["rows"].as_array().unwrap()[..], rows[50..100]);
+}
+
+#[test]
+fn chain_schedule_errors_point_at_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    write_rows(&dir.path().join("in.jsonl"), 10, &[]);
+    let host = host();
+    let rest = "[source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\n\
+                [[stage]]\nname = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\n";
+    let sink = "[sink]\nkind = \"none\"\n";
+    assert_eq!(
+        error_of(dir.path(), &host, &format!("workers = 0\n{rest}{sink}")),
+        "p.toml:1:11: workers: must be at least 1"
+    );
+    assert_eq!(
+        error_of(dir.path(), &host, &format!("workers = 2\n{rest}workers = 3\n{sink}")),
+        "p.toml:9:11: stage `a`: workers: not allowed with the pipeline-level `workers` \
+         (the chain schedule runs every stage on each of those threads)"
+    );
+    assert_eq!(error_of(dir.path(), &host, &format!("workers = 2\n{rest}{sink}")), "ok");
+    // In code, too.
+    let plugin = host
+        .load_file(&dir.path().join("identity.wasm"), Policy::default())
+        .unwrap();
+    let spec = PipelineSpec::new(Source::Batches(id_batches(1, 1)), Sink::None)
+        .stage("a", plugin, "run", 1)
+        .chain(0);
+    assert_eq!(
+        Pipeline::new(spec).unwrap_err().to_string(),
+        "workers: must be at least 1"
+    );
+}
+
+#[test]
+fn a_stage_module_can_be_a_repository_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    write_stages(dir.path(), 0);
+    let rows = write_rows(&dir.path().join("in.jsonl"), 30, &[]);
+    let repo = wasmlink::repo::Repository::open(dir.path().join("repo"));
+    for (file, version) in [("trap.wasm", "1.0.0"), ("identity.wasm", "1.2.0")] {
+        repo.add(
+            &dir.path().join(file),
+            "ident",
+            &version.parse().unwrap(),
+            None,
+        )
+        .unwrap();
+    }
+    let pipeline = |module: &str| {
+        format!(
+            "repository = \"repo\"\n[source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\n\
+             [[stage]]\nname = \"a\"\nmodule = \"{module}\"\nfunction = \"run\"\n\
+             [sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, pipeline("ident@^1.1")).unwrap();
+    let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), rows);
+
+    let host = host();
+    assert_eq!(
+        error_of(dir.path(), &host, &pipeline("ident@^2")),
+        "p.toml:7:10: stage `a`: module: plugin `ident@^2`: \
+         no version of ident matches ^2 (available: 1.0.0, 1.2.0)"
+    );
+    assert_eq!(
+        error_of(dir.path(), &host, &pipeline("gone@1")),
+        "p.toml:7:10: stage `a`: module: plugin `gone@1`: no module named gone in the repository DIR/repo"
+    );
+    // A path that does not exist is still a missing file, not a reference.
+    assert_eq!(
+        error_of(dir.path(), &host, &pipeline("lib/ident.wasm")),
+        "p.toml:7:10: stage `a`: module: `DIR/lib/ident.wasm` does not exist or is not a file"
+    );
+}

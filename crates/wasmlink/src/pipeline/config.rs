@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
-    PipelineError, PipelineSpec, Sink, Source, Stage, check_function,
+    PipelineError, PipelineSpec, Schedule, Sink, Source, Stage, check_function,
 };
 use crate::plugin::PluginHost;
 use crate::policy::Policy;
@@ -24,6 +24,10 @@ struct RawPipeline {
     sink: RawSink,
     dead_letter: Option<Spanned<PathBuf>>,
     queue_depth: Option<Spanned<usize>>,
+    /// Chain schedule with this many threads (see [`Schedule::Chain`]).
+    workers: Option<Spanned<usize>>,
+    /// The module repository for stages whose `module` is `NAME@REQ`.
+    repository: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +314,18 @@ pub(crate) fn from_toml(
         ));
     }
 
+    let schedule = match &raw.workers {
+        Some(w) if *w.get_ref() == 0 => {
+            return Err(err(w.span(), "workers: must be at least 1".into()));
+        }
+        Some(w) => Schedule::Chain {
+            workers: *w.get_ref(),
+        },
+        None => Schedule::Stages,
+    };
+    // Opened on first use, so a pipeline of files needs no repository.
+    let mut repository: Option<crate::repo::Repository> = None;
+
     // Stages.
     let mut stages: Vec<Stage> = Vec::new();
     for st in &raw.stage {
@@ -327,15 +343,28 @@ pub(crate) fn from_toml(
                 "used by an earlier stage".into(),
             ));
         }
-        let workers = match &st.workers {
-            Some(w) if *w.get_ref() == 0 => {
+        let workers = match (&st.workers, &raw.workers) {
+            (Some(w), Some(_)) => {
+                return Err(serr(
+                    w.span(),
+                    "workers",
+                    "not allowed with the pipeline-level `workers` (the chain schedule runs \
+                     every stage on each of those threads)"
+                        .into(),
+                ));
+            }
+            (Some(w), None) if *w.get_ref() == 0 => {
                 return Err(serr(w.span(), "workers", "must be at least 1".into()));
             }
-            Some(w) => *w.get_ref(),
-            None => 1,
+            (Some(w), None) => *w.get_ref(),
+            (None, _) => 1,
         };
         let module = resolve(st.module.get_ref());
-        if !module.is_file() {
+        let reference = (!module.is_file())
+            .then(|| st.module.get_ref().to_str())
+            .flatten()
+            .filter(|m| is_reference(m));
+        if !module.is_file() && reference.is_none() {
             return Err(serr(
                 st.module.span(),
                 "module",
@@ -356,9 +385,23 @@ pub(crate) fn from_toml(
                 }
             },
         };
-        let plugin = host
-            .load_file(&module, policy)
-            .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
+        let plugin = match reference {
+            None => host.load_file(&module, policy),
+            Some(r) => {
+                if repository.is_none() {
+                    repository = Some(match &raw.repository {
+                        Some(dir) => crate::repo::Repository::open(resolve(dir.get_ref())),
+                        None => crate::repo::Repository::open_default()
+                            .map_err(|e| serr(st.module.span(), "module", e.to_string()))?,
+                    });
+                }
+                let repo = repository.as_ref().ok_or_else(|| {
+                    serr(st.module.span(), "module", "no repository".into())
+                })?;
+                host.load_ref(repo, r, policy)
+            }
+        }
+        .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
         check_function(&plugin, st.function.get_ref())
             .map_err(|m| serr(st.function.span(), "function", m))?;
         stages.push(Stage {
@@ -375,7 +418,18 @@ pub(crate) fn from_toml(
         sink,
         dead_letter,
         queue_depth,
+        schedule,
     })
+}
+
+/// Whether a stage's `module` that is not a file reads as a repository reference (`NAME` or
+/// `NAME@REQ`): no path separator and no `.wasm`/`.wat` extension.
+fn is_reference(module: &str) -> bool {
+    !module.contains('/')
+        && !module.contains('\\')
+        && !module.ends_with(".wasm")
+        && !module.ends_with(".wat")
+        && crate::repo::ModuleRef::parse(module).is_ok()
 }
 
 fn io_msg(e: &std::io::Error) -> String {

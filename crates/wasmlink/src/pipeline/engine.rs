@@ -5,6 +5,12 @@
 //! reader ──q──► stage 1 (N workers) ──q──► ... ──q──► reorder buffer ──► sink + dead letters
 //! ```
 //!
+//! or, with [`Schedule::Chain`], one pool of workers each running every stage:
+//!
+//! ```text
+//! reader ──q──► N workers (stage 1 → stage 2 → ... on one thread) ──q──► reorder ──► sink
+//! ```
+//!
 //! Every queue is a `crossbeam_channel::bounded(queue_depth)`; a full queue blocks its
 //! producers. A failed batch travels on as `Item::Failed` (later stages pass it through) so the
 //! sink sees every sequence number exactly once and the checkpoint only ever advances over a
@@ -22,7 +28,8 @@ use sha2::{Digest, Sha256};
 use super::sink::Output;
 use super::source::open_source;
 use super::{
-    Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Source, Stage, StageStats,
+    Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Schedule, Source, Stage,
+    StageStats,
 };
 use crate::plugin::{Instance, PluginError};
 
@@ -165,7 +172,32 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
                 .map_err(|e| PipelineError(format!("cannot start the reader thread: {e}")))?
         };
         let mut workers = Vec::new();
-        for (i, stage) in spec.stages.iter().enumerate() {
+        if let Schedule::Chain { workers: n } = spec.schedule
+            && !spec.stages.is_empty()
+        {
+            let (tx, next_rx) = bounded::<Item>(spec.queue_depth);
+            for w in 0..n {
+                let (rx, tx) = (rx.clone(), tx.clone());
+                let sh = shared.clone();
+                let counters = &counters;
+                let handle = std::thread::Builder::new()
+                    .name(format!("pipeline-chain-{w}"))
+                    .spawn_scoped(scope, move || work_chain(&spec.stages, rx, tx, &sh, counters));
+                match handle {
+                    Ok(h) => workers.push(h),
+                    Err(e) => shared.fail(PipelineError(format!(
+                        "cannot start worker thread {w}: {e}"
+                    ))),
+                }
+            }
+            rx = next_rx;
+        }
+        let per_stage = if spec.schedule == Schedule::Stages {
+            &spec.stages[..]
+        } else {
+            &[]
+        };
+        for (i, stage) in per_stage.iter().enumerate() {
             let (tx, next_rx) = bounded::<Item>(spec.queue_depth);
             for w in 0..stage.workers {
                 let (rx, tx) = (rx.clone(), tx.clone());
@@ -267,7 +299,10 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
             .map(|(s, c)| StageStats {
                 name: s.name.clone(),
                 function: s.function.clone(),
-                workers: s.workers,
+                workers: match spec.schedule {
+                    Schedule::Stages => s.workers,
+                    Schedule::Chain { workers } => workers,
+                },
                 batches: c.batches.load(Ordering::Relaxed),
                 rows_in: c.rows_in.load(Ordering::Relaxed),
                 rows_out: c.rows_out.load(Ordering::Relaxed),
@@ -351,6 +386,120 @@ fn read(
     (sent, rows, !shared.abort.load(Ordering::SeqCst))
 }
 
+/// What one call of a stage did to a batch.
+enum Step {
+    Ok(RecordBatch),
+    /// The call failed: the batch goes to the dead letters with this message.
+    Failed(String),
+    /// Fatal: the run stops (reported through `shared`).
+    Fatal,
+}
+
+/// Calls `stage` on `batch` with the worker's instance of it (taken, or taken again after a
+/// failed call), counting into `counters`.
+fn call_stage(
+    stage: &Stage,
+    instance: &mut Option<Instance>,
+    batch: &RecordBatch,
+    seq: u64,
+    shared: &Shared,
+    counters: &Counters,
+) -> Step {
+    let inst = match instance {
+        Some(i) => i,
+        None => match stage.plugin.instance() {
+            Ok(i) => instance.insert(i),
+            Err(e) => {
+                shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+                return Step::Fatal;
+            }
+        },
+    };
+    let started = Instant::now();
+    let result = inst.call_arrow(&stage.function, batch);
+    counters
+        .busy_nanos
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    counters.batches.fetch_add(1, Ordering::Relaxed);
+    counters
+        .rows_in
+        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+    counters
+        .bytes_in
+        .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+    match result {
+        Ok(out) => {
+            counters
+                .rows_out
+                .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
+            counters
+                .bytes_out
+                .fetch_add(out.get_array_memory_size() as u64, Ordering::Relaxed);
+            Step::Ok(out)
+        }
+        Err(e) if e.is_call_failure() || matches!(e, PluginError::Guest { .. }) => {
+            tracing::warn!(target: "wasmlink::pipeline", "batch {seq}: stage `{}`: {e}", stage.name);
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            // The instance may be poisoned: the next batch gets a fresh one.
+            *instance = None;
+            Step::Failed(e.to_string())
+        }
+        Err(e) => {
+            shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+            Step::Fatal
+        }
+    }
+}
+
+/// One worker of the chain schedule: one instance of every stage; each batch goes through all
+/// of them on this thread.
+fn work_chain(
+    stages: &[Stage],
+    rx: Receiver<Item>,
+    tx: Sender<Item>,
+    shared: &Shared,
+    counters: &[Arc<Counters>],
+) {
+    let mut instances: Vec<Option<Instance>> = stages.iter().map(|_| None).collect();
+    for item in rx.iter() {
+        let (seq, mut batch) = match item {
+            Item::Ok { seq, batch } => (seq, batch),
+            failed => {
+                if tx.send(failed).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut failed = None;
+        for (i, stage) in stages.iter().enumerate() {
+            if shared.abort.load(Ordering::SeqCst) {
+                return;
+            }
+            match call_stage(stage, &mut instances[i], &batch, seq, shared, &counters[i]) {
+                Step::Ok(out) => batch = out,
+                Step::Failed(error) => {
+                    failed = Some((i, error));
+                    break;
+                }
+                Step::Fatal => return,
+            }
+        }
+        let item = match failed {
+            None => Item::Ok { seq, batch },
+            Some((stage, error)) => Item::Failed {
+                seq,
+                stage,
+                error,
+                batch,
+            },
+        };
+        if tx.send(item).is_err() {
+            return;
+        }
+    }
+}
+
 /// One worker of stage `index`: one instance, taken fresh after a failed call.
 fn work(
     index: usize,
@@ -374,54 +523,15 @@ fn work(
         if shared.abort.load(Ordering::SeqCst) {
             return;
         }
-        let inst = match &mut instance {
-            Some(i) => i,
-            None => match stage.plugin.instance() {
-                Ok(i) => instance.insert(i),
-                Err(e) => {
-                    shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
-                    return;
-                }
+        let item = match call_stage(stage, &mut instance, &batch, seq, shared, counters) {
+            Step::Ok(out) => Item::Ok { seq, batch: out },
+            Step::Failed(error) => Item::Failed {
+                seq,
+                stage: index,
+                error,
+                batch,
             },
-        };
-        let started = Instant::now();
-        let result = inst.call_arrow(&stage.function, &batch);
-        counters
-            .busy_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters
-            .rows_in
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        counters
-            .bytes_in
-            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
-        let item = match result {
-            Ok(out) => {
-                counters
-                    .rows_out
-                    .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
-                counters
-                    .bytes_out
-                    .fetch_add(out.get_array_memory_size() as u64, Ordering::Relaxed);
-                Item::Ok { seq, batch: out }
-            }
-            Err(e) if e.is_call_failure() || matches!(e, PluginError::Guest { .. }) => {
-                tracing::warn!(target: "wasmlink::pipeline", "batch {seq}: stage `{}`: {e}", stage.name);
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                // The instance may be poisoned: the next batch gets a fresh one.
-                instance = None;
-                Item::Failed {
-                    seq,
-                    stage: index,
-                    error: e.to_string(),
-                    batch,
-                }
-            }
-            Err(e) => {
-                shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
-                return;
-            }
+            Step::Fatal => return,
         };
         if tx.send(item).is_err() {
             return;

@@ -14,7 +14,11 @@
 //!   `queue_depth * (stages + 1) + (workers of all stages) + 1` batches are read and not yet
 //!   written (one in each queue slot, one per worker, one being written), whatever the input's
 //!   size ([`RunStats::max_batches_in_flight`] measures it); a reorder buffer holds only
-//!   batches from that set.
+//!   batches from that set. With [`Schedule::Chain`] there are two queues (reader to workers,
+//!   workers to sink): at most `queue_depth * 2 + workers + 1`.
+//! - **Schedules.** [`Schedule::Stages`] gives each stage its own threads; [`Schedule::Chain`]
+//!   gives each of `workers` threads one instance of every stage and takes each batch through
+//!   the whole chain on one thread.
 //! - **Order.** A reorder buffer before the sink writes batches in input order.
 //! - **Nothing lost.** A batch whose call fails (trap, timeout, limit, guest error) goes with its
 //!   error to the dead-letter file and the run continues. Outputs are written to
@@ -164,6 +168,25 @@ pub struct Stage {
     pub workers: usize,
 }
 
+/// How the stages are spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Schedule {
+    /// Each stage has its own [`Stage::workers`] threads, with a queue between consecutive
+    /// stages: the stages of one batch run on different threads, one after another (a
+    /// pipeline in the hardware sense). Good when one stage needs more threads than the others.
+    #[default]
+    Stages,
+    /// `workers` threads, each holding one instance of every stage, each taking a whole batch
+    /// through all the stages before taking the next: no queue and no thread hand-off between
+    /// stages, so throughput grows with `workers` up to the number of cores.
+    /// [`Stage::workers`] is ignored.
+    Chain {
+        /// Threads (at least 1).
+        workers: usize,
+    },
+}
+
 /// What a pipeline is: source, stages, sink, dead-letter file, batch size and queue depth.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
@@ -179,6 +202,8 @@ pub struct PipelineSpec {
     pub dead_letter: Option<PathBuf>,
     /// Batches each queue holds before its producer blocks (at least 1).
     pub queue_depth: usize,
+    /// How the stages are spread over threads.
+    pub schedule: Schedule,
 }
 
 impl PipelineSpec {
@@ -192,7 +217,14 @@ impl PipelineSpec {
             sink,
             dead_letter: None,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            schedule: Schedule::Stages,
         }
+    }
+
+    /// Runs the stages on the [`Schedule::Chain`] schedule with `workers` threads.
+    pub fn chain(mut self, workers: usize) -> Self {
+        self.schedule = Schedule::Chain { workers };
+        self
     }
 
     /// Appends a stage.
@@ -339,6 +371,9 @@ impl Pipeline {
         if spec.queue_depth == 0 {
             return err("queue-depth: must be at least 1".into());
         }
+        if spec.schedule == (Schedule::Chain { workers: 0 }) {
+            return err("workers: must be at least 1".into());
+        }
         for (i, s) in spec.stages.iter().enumerate() {
             if s.name.is_empty() {
                 return err(format!("stage {}: name: must not be empty", i + 1));
@@ -349,7 +384,7 @@ impl Pipeline {
                     s.name
                 ));
             }
-            if s.workers == 0 {
+            if s.workers == 0 && spec.schedule == Schedule::Stages {
                 return err(format!("stage `{}`: workers: must be at least 1", s.name));
             }
             check_function(&s.plugin, &s.function)
