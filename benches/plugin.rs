@@ -424,16 +424,18 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
     let pre = raw_wasi_pre(raw, greeter);
     let mut rw = RawWasi::new(raw, &pre);
     let in_ptr = rw.alloc(ipc_len) as usize;
-    g.bench_function("arrow_copy_in", |b| {
-        b.iter(|| {
-            let data = rw.memory.data_mut(&mut rw.store);
-            let mut at = in_ptr;
-            for s in &segs {
-                data[at..at + s.len()].copy_from_slice(s);
-                at += s.len();
-            }
-        })
-    });
+    let copy_in = |rw: &mut RawWasi| {
+        let data = rw.memory.data_mut(&mut rw.store);
+        let mut at = in_ptr;
+        for s in &segs {
+            data[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        }
+    };
+    g.bench_function("arrow_copy_in", |b| b.iter(|| copy_in(&mut rw)));
+    // Once more outside the benchmark, so the guest steps below have their input even when a
+    // filter skipped `arrow_copy_in`.
+    copy_in(&mut rw);
     // Guest side: the input is in guest memory; the guest decodes it (zero-copy) and writes
     // the output stream (one copy, in wasm); the host frees the output.
     let echo_arrow = rw.func("echo_arrow");

@@ -388,49 +388,11 @@ fn a_parquet_to_parquet_pipeline_keeps_every_row_in_order() {
     assert_eq!(e.lines().count(), 1, "{e}");
 }
 
-/// An ABI v1 identity stage (copies its input to a fresh output) that spins `spin` iterations
-/// first, so a run lasts long enough to be killed.
+/// An ABI v1 identity stage that spins `spin` iterations first, so a run lasts long enough to
+/// be killed (the pipeline tests' stage module).
 fn slow_stage(dir: &Path, spin: u32) -> PathBuf {
-    let wat = format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 1024))
-  (global $sink (mut i32) (i32.const 0))
-  (func $alloc (export "wasmlink_alloc") (param $size i32) (param $align i32) (result i32)
-    (local $p i32)
-    (local.set $p
-      (i32.and
-        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
-        (i32.sub (i32.const 0) (local.get $align))))
-    (block $ok
-      (loop $grow
-        (br_if $ok (i32.le_u (i32.add (local.get $p) (local.get $size))
-                             (i32.mul (memory.size) (i32.const 65536))))
-        (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then (return (i32.const 0))))
-        (br $grow)))
-    (global.set $heap (i32.add (local.get $p) (local.get $size)))
-    (local.get $p))
-  (func (export "wasmlink_free") (param $ptr i32) (param $size i32) (param $align i32)
-    (if (i32.eq (i32.add (local.get $ptr) (local.get $size)) (global.get $heap))
-      (then (global.set $heap (local.get $ptr)))))
-  (func (export "run") (param $ptr i32) (param $len i32) (result i32)
-    (local $out i32) (local $i i32)
-    (local.set $i (i32.const {spin}))
-    (block $spun
-      (loop $spin
-        (br_if $spun (i32.eqz (local.get $i)))
-        (global.set $sink (i32.add (global.get $sink) (local.get $i)))
-        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
-        (br $spin)))
-    (local.set $out (call $alloc (local.get $len) (i32.const 1)))
-    (memory.copy (local.get $out) (local.get $ptr) (local.get $len))
-    (i32.store (i32.const 16) (i32.const 0))
-    (i32.store (i32.const 20) (local.get $out))
-    (i32.store (i32.const 24) (local.get $len))
-    (i32.store (i32.const 28) (local.get $len))
-    (i32.const 16)))"#
-    );
     let path = dir.join("slow.wasm");
+    let wat = crate::pipeline::stage_wat(spin, false);
     std::fs::write(&path, wat::parse_str(&wat).unwrap()).unwrap();
     path
 }

@@ -20,7 +20,7 @@ use wasmlink::policy::Policy;
 /// iterations, and traps first if `trap_on_marker` and the input contains `TRAP`.
 /// The allocator is a bump allocator that frees the top block (the host frees the output, then
 /// the input), so memory does not grow from call to call.
-fn stage_wat(spin: u32, trap_on_marker: bool) -> String {
+pub(crate) fn stage_wat(spin: u32, trap_on_marker: bool) -> String {
     let check = if trap_on_marker {
         r#"
     (local.set $i (i32.const 0))
@@ -208,6 +208,20 @@ path = "out/out.jsonl"
     assert_eq!(left, ["out.jsonl"]);
 }
 
+/// `top`, then a JSON Lines source (`in.jsonl`) cut into `batch_rows`-row batches, then three
+/// stages: `pass` (identity), `picky` (traps on `TRAP`; `picky_extra` added to it) and `after`
+/// (identity), into `out.jsonl`, with dead letters to `dead.jsonl`.
+fn trap_pipeline(top: &str, batch_rows: usize, picky_extra: &str) -> String {
+    format!(
+        "{top}dead-letter = \"dead.jsonl\"\n\
+         [source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\nbatch-rows = {batch_rows}\n\
+         [[stage]]\nname = \"pass\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\n\
+         [[stage]]\nname = \"picky\"\nmodule = \"trap.wasm\"\nfunction = \"run\"\n{picky_extra}\
+         [[stage]]\nname = \"after\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\n\
+         [sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n"
+    )
+}
+
 #[test]
 fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,29 +231,7 @@ fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
     let file = dir.path().join("p.toml");
     std::fs::write(
         &file,
-        r#"
-dead-letter = "dead.jsonl"
-[source]
-kind = "jsonl"
-path = "in.jsonl"
-batch-rows = 100
-[[stage]]
-name = "pass"
-module = "identity.wasm"
-function = "run"
-[[stage]]
-name = "picky"
-module = "trap.wasm"
-function = "run"
-workers = 3
-[[stage]]
-name = "after"
-module = "identity.wasm"
-function = "run"
-[sink]
-kind = "jsonl"
-path = "out.jsonl"
-"#,
+        trap_pipeline("", 100, "workers = 3\n"),
     )
     .unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
@@ -699,29 +691,7 @@ fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters()
     let file = dir.path().join("p.toml");
     std::fs::write(
         &file,
-        r#"
-workers = 2
-dead-letter = "dead.jsonl"
-[source]
-kind = "jsonl"
-path = "in.jsonl"
-batch-rows = 50
-[[stage]]
-name = "pass"
-module = "identity.wasm"
-function = "run"
-[[stage]]
-name = "picky"
-module = "trap.wasm"
-function = "run"
-[[stage]]
-name = "after"
-module = "identity.wasm"
-function = "run"
-[sink]
-kind = "jsonl"
-path = "out.jsonl"
-"#,
+        trap_pipeline("workers = 2\n", 50, ""),
     )
     .unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
