@@ -552,6 +552,10 @@ fn read_in_place(
     schema: &SchemaRef,
     cols: &[usize],
 ) -> wasmtime::Result<Vec<arrow_array::ArrayRef>> {
+    if cols.is_empty() {
+        // A pass-through: nothing to read back (and no body-sized buffer to allocate).
+        return Ok(Vec::new());
+    }
     let region = &data[in_ptr as usize..in_ptr as usize + in_len];
     let bad = |m: &str| violation(format!("after an in-place call, the input stream {m}"));
     // Find the record batch message (after the schema message).
@@ -592,8 +596,7 @@ fn read_in_place(
         .iter()
         .map(|f| ipc_buffer_count(f.data_type()))
         .collect();
-    let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(body_len);
-    match counts {
+    let host = match counts {
         Some(counts) if counts.iter().sum::<usize>() == buffers.len() => {
             let mut first = Vec::with_capacity(counts.len());
             let mut n = 0;
@@ -601,18 +604,31 @@ fn read_in_place(
                 first.push(n);
                 n += c;
             }
-            for &col in cols {
-                for b in first[col]..first[col] + counts[col] {
+            let spans = cols.iter().flat_map(|&col| {
+                (first[col]..first[col] + counts[col]).map(|b| {
                     let buf = buffers.get(b);
-                    let (o, l) = (buf.offset() as usize, buf.length() as usize);
-                    let src = body.get(o..o + l).ok_or_else(|| bad("has a buffer outside its body"))?;
-                    host.as_slice_mut()[o..o + l].copy_from_slice(src);
-                }
+                    (buf.offset() as usize, buf.length() as usize)
+                })
+            });
+            // The host body only reaches as far as the last rewritten buffer: the decoder
+            // skips the other columns without touching their bytes.
+            let end = spans.clone().map(|(o, l)| o.saturating_add(l)).max().unwrap_or(0);
+            if end > body_len {
+                return Err(bad("has a buffer outside its body"));
             }
+            let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(end);
+            for (o, l) in spans {
+                host.as_slice_mut()[o..o + l].copy_from_slice(&body[o..o + l]);
+            }
+            host
         }
         // A type whose buffers are not mapped here: read the whole body back.
-        _ => host.as_slice_mut().copy_from_slice(body),
-    }
+        _ => {
+            let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(body_len);
+            host.as_slice_mut().copy_from_slice(body);
+            host
+        }
+    };
     let projected = arrow_ipc::reader::read_record_batch(
         &Buffer::from(host),
         rb,
