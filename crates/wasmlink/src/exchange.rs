@@ -138,11 +138,11 @@ impl Instance {
             Ok(m) => m,
             Err(e) => return Err(self.fail_abi(function, e)),
         };
-        let (funcs, f) = match self.abi_exports(function) {
-            Ok(v) => v,
-            Err(e) => return Err(self.fail_abi(function, e)),
-        };
-        self.guarded(function, move |store| {
+        if let Err(e) = self.abi_exports(function) {
+            return Err(self.fail_abi(function, e));
+        }
+        self.guarded_abi(function, move |store, abi| {
+            let (funcs, f) = abi.get(function)?;
             let in_ptr = write_input(
                 store,
                 mem,
@@ -232,42 +232,26 @@ impl Instance {
     }
 
     /// The allocator pair and `function` as an ABI function, looked up once per instance.
-    fn abi_exports(
-        &mut self,
-        function: &str,
-    ) -> wasmtime::Result<(AbiFuncs, TypedFunc<(i32, i32), i32>)> {
-        let pair = match &self.abi_cache().alloc_free {
-            Some(p) => p.clone(),
-            None => {
-                let (instance, store) = self.instance_handle();
-                let f = abi_funcs(instance, store)?;
-                let p = (f.alloc, f.free);
-                self.abi_cache().alloc_free = Some(p.clone());
-                p
-            }
-        };
-        let f = match self.abi_cache().functions.get(function) {
-            Some(f) => f.clone(),
-            None => {
-                let (instance, store) = self.instance_handle();
-                let f = instance
-                    .get_typed_func::<(i32, i32), i32>(&mut *store, function)
-                    .map_err(|_| {
-                        violation(format!(
-                            "`{function}` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)"
-                        ))
-                    })?;
-                self.abi_cache().functions.insert(function.to_string(), f.clone());
-                f
-            }
-        };
-        Ok((
-            AbiFuncs {
-                alloc: pair.0,
-                free: pair.1,
-            },
-            f,
-        ))
+    /// Looks up the allocator pair and `function` as an ABI function, once per instance, into
+    /// the instance's [`AbiCache`] (read back with [`AbiCache::get`]).
+    fn abi_exports(&mut self, function: &str) -> wasmtime::Result<()> {
+        if self.abi_cache().alloc_free.is_none() {
+            let (instance, store) = self.instance_handle();
+            let f = abi_funcs(instance, store)?;
+            self.abi_cache().alloc_free = Some((f.alloc, f.free));
+        }
+        if !self.abi_cache().functions.contains_key(function) {
+            let (instance, store) = self.instance_handle();
+            let f = instance
+                .get_typed_func::<(i32, i32), i32>(&mut *store, function)
+                .map_err(|_| {
+                    violation(format!(
+                        "`{function}` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)"
+                    ))
+                })?;
+            self.abi_cache().functions.insert(function.to_string(), f);
+        }
+        Ok(())
     }
 
     fn fail_abi(&mut self, function: &str, e: wasmtime::Error) -> PluginError {
@@ -284,11 +268,11 @@ impl Instance {
         if cap == 0 {
             return Ok(());
         }
-        let (funcs, _) = match self.abi_exports(function) {
-            Ok(v) => v,
-            Err(e) => return Err(self.fail_abi(function, e)),
-        };
-        self.guarded(function, move |store| {
+        if let Err(e) = self.abi_exports(function) {
+            return Err(self.fail_abi(function, e));
+        }
+        self.guarded_abi(function, move |store, abi| {
+            let (funcs, _) = abi.get(function)?;
             funcs.free.call(&mut *store, (ptr as i32, cap as i32, 1))
         })
     }

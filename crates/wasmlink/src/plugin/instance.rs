@@ -103,6 +103,26 @@ pub(crate) struct AbiCache {
     pub(crate) functions: std::collections::HashMap<String, wasmtime::TypedFunc<(i32, i32), i32>>,
 }
 
+/// The allocator pair of an [`AbiCache`], borrowed.
+#[derive(Clone, Copy)]
+pub(crate) struct AbiPair<'a> {
+    pub(crate) alloc: &'a wasmtime::TypedFunc<(i32, i32), i32>,
+    pub(crate) free: &'a wasmtime::TypedFunc<(i32, i32, i32), ()>,
+}
+
+impl AbiCache {
+    /// The allocator pair and `function`, once looked up (an internal error otherwise).
+    pub(crate) fn get(
+        &self,
+        function: &str,
+    ) -> wasmtime::Result<(AbiPair<'_>, &wasmtime::TypedFunc<(i32, i32), i32>)> {
+        let missing = || wasmtime::Error::msg("internal error: ABI exports used before lookup");
+        let (alloc, free) = self.alloc_free.as_ref().ok_or_else(missing)?;
+        let f = self.functions.get(function).ok_or_else(missing)?;
+        Ok((AbiPair { alloc, free }, f))
+    }
+}
+
 /// An instance checked out of a plugin's pool, for calls on one thread. Dropping it returns it
 /// to the pool, unless a call on it failed (then it is thrown away).
 pub struct Instance {
@@ -306,6 +326,22 @@ impl Instance {
             return Err(unreachable_err(&self.plugin.name));
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut r.store)));
+        self.finish(function, outcome)
+    }
+
+    /// [`Instance::guarded`], with the instance's ABI exports lent alongside the store (they
+    /// are called by reference: cloning a `TypedFunc` clones its registered type, which cost
+    /// more than the rest of a small call).
+    pub(crate) fn guarded_abi<T>(
+        &mut self,
+        function: &str,
+        f: impl FnOnce(&mut Store<PluginState>, &AbiCache) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        self.arm();
+        let Some(r) = self.ready.as_mut() else {
+            return Err(unreachable_err(&self.plugin.name));
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut r.store, &r.abi)));
         self.finish(function, outcome)
     }
 
