@@ -469,11 +469,7 @@ fn a_killed_parquet_run_leaves_no_output_and_resume_writes_the_same_bytes() {
         std::fs::read(&out).unwrap(),
         std::fs::read(dir.path().join("whole.parquet")).unwrap()
     );
-    let temps: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-") || n.ends_with(".progress"))
-        .collect();
+    let temps = crate::pipeline::leftovers(dir.path());
     assert!(temps.is_empty(), "left behind: {temps:?}");
 }
 
@@ -544,10 +540,6 @@ fn an_interrupted_parquet_sink_resumes_in_the_same_process() {
     let (x, groups) = read_x(&out);
     assert_eq!(x, (0..600).collect::<Vec<i64>>());
     assert_eq!(groups, vec![30; 20]);
-    let left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-") || n.ends_with(".progress"))
-        .collect();
+    let left = crate::pipeline::leftovers(dir.path());
     assert!(left.is_empty(), "left behind: {left:?}");
 }

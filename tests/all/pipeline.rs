@@ -110,6 +110,15 @@ fn write_rows(path: &Path, n: usize, marked: &[usize]) -> Vec<serde_json::Value>
     rows
 }
 
+/// The temporary outputs and checkpoints left in `dir` (none after a completed run).
+pub(crate) fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-") || n.ends_with(".progress"))
+        .collect()
+}
+
 fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -406,11 +415,7 @@ fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
         })
         .collect();
     assert_eq!(ids, (0..1000).collect::<Vec<i64>>());
-    let temps: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-") || n.ends_with(".progress"))
-        .collect();
+    let temps = leftovers(dir.path());
     assert!(temps.is_empty(), "left behind: {temps:?}");
 }
 
