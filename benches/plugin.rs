@@ -467,7 +467,9 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
             b.iter(|| wasmlink::exchange::read_ipc(black_box(&out_ipc)).expect("decode"))
         });
     } else {
-        println!("exchange16/arrow_copy_out_decode: skipped, the guest passed its input through (status 2)");
+        println!(
+            "exchange16/arrow_copy_out_decode: skipped, the guest passed its input through (status 2)"
+        );
     }
     // Guest side of the byte echo: `input.to_vec()` in wasm.
     let echo = rw.func("echo");

@@ -2,7 +2,6 @@
 
 pub mod call;
 pub mod index;
-pub mod search;
 pub mod inspect;
 pub mod keygen;
 pub mod ldd;
@@ -11,3 +10,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod repo;
 pub mod run;
+pub mod search;

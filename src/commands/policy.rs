@@ -64,7 +64,11 @@ fn print_summary(p: &Policy) {
             DirMode::ReadOnly => "read-only",
             DirMode::ReadWrite => "read-write",
         };
-        println!("  dir      {} -> {} ({mode})", p.host_path(d).display(), d.guest);
+        println!(
+            "  dir      {} -> {} ({mode})",
+            p.host_path(d).display(),
+            d.guest
+        );
     }
     for (k, v) in &p.env.vars {
         println!("  env      {k}={v}");
@@ -162,7 +166,10 @@ impl PolicyFlags {
             Some(f) => Policy::from_file(f).map_err(|e| CliError::Other(e.to_string()))?,
             None => Policy::default(),
         };
-        for (list, mode) in [(&self.dir, DirMode::ReadWrite), (&self.dir_ro, DirMode::ReadOnly)] {
+        for (list, mode) in [
+            (&self.dir, DirMode::ReadWrite),
+            (&self.dir_ro, DirMode::ReadOnly),
+        ] {
             for d in list {
                 let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
                 p.dirs.push(DirGrant {

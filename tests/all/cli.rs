@@ -968,7 +968,10 @@ fn wasmlink_debug_symbols_traces_each_lookup() {
         &["-r", "-L", ".", "libtop.so"],
         &[("WASMLINK_DEBUG", "symbols")],
     );
-    assert_eq!(code, 1, "an unresolved strong symbol\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        code, 1,
+        "an unresolved strong symbol\nstdout:\n{out}\nstderr:\n{err}"
+    );
     assert!(out.contains("absent"), "{out}");
     let lines: Vec<&str> = err.lines().collect();
     for want in [
@@ -979,9 +982,14 @@ fn wasmlink_debug_symbols_traces_each_lookup() {
     }
     // Only the symbols topic was asked for: no library or binding trace.
     assert!(
-        lines.iter().all(|l| l.starts_with("wasmlink::symbols: symbol=")),
+        lines
+            .iter()
+            .all(|l| l.starts_with("wasmlink::symbols: symbol=")),
         "{err}"
     );
     let (_, _, quiet) = ldd(dir.path(), &["-r", "-L", ".", "libtop.so"], &[]);
-    assert!(!quiet.contains("symbol="), "no trace without WASMLINK_DEBUG: {quiet}");
+    assert!(
+        !quiet.contains("symbol="),
+        "no trace without WASMLINK_DEBUG: {quiet}"
+    );
 }

@@ -22,11 +22,12 @@ fn host() -> &'static PluginHost {
 }
 
 fn greeter(policy: &str) -> Plugin {
-    host().load_file(
-        &modules_dir().join("greeter.wasm"),
-        Policy::from_toml(policy, "test policy").expect("policy"),
-    )
-    .expect("load greeter")
+    host()
+        .load_file(
+            &modules_dir().join("greeter.wasm"),
+            Policy::from_toml(policy, "test policy").expect("policy"),
+        )
+        .expect("load greeter")
 }
 
 #[test]
@@ -43,7 +44,11 @@ fn greet_in_every_convention() {
             "Hello, World!",
             "{abi}"
         );
-        assert_eq!(plugin.call_str(function, "").expect(abi), "Hello, !", "{abi}");
+        assert_eq!(
+            plugin.call_str(function, "").expect(abi),
+            "Hello, !",
+            "{abi}"
+        );
     }
     let plugin = greeter("");
     let err = plugin.call_str("fail", "now").unwrap_err();
@@ -51,7 +56,10 @@ fn greet_in_every_convention() {
         err.to_string(),
         "plugin `greeter`: `fail` failed: you asked me to fail: now"
     );
-    assert!(!err.is_call_failure(), "a guest error leaves the instance usable");
+    assert!(
+        !err.is_call_failure(),
+        "a guest error leaves the instance usable"
+    );
     let err = plugin.call_bytes("greet", &[0xff, 0xfe]).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -99,11 +107,19 @@ fn nested_batch() -> RecordBatch {
     dict.append_value("red");
     let point = StructArray::from(vec![
         (
-            Arc::new(arrow_schema::Field::new("x", arrow_schema::DataType::Int64, false)),
+            Arc::new(arrow_schema::Field::new(
+                "x",
+                arrow_schema::DataType::Int64,
+                false,
+            )),
             Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
         ),
         (
-            Arc::new(arrow_schema::Field::new("y", arrow_schema::DataType::Int64, true)),
+            Arc::new(arrow_schema::Field::new(
+                "y",
+                arrow_schema::DataType::Int64,
+                true,
+            )),
             Arc::new(Int64Array::from(vec![Some(4), None, Some(6)])) as ArrayRef,
         ),
     ]);
@@ -135,9 +151,14 @@ fn arrow_batches_round_trip_with_nested_and_dictionary_columns() {
 fn in_place_transforms_copy_back_only_what_changed() {
     let plugin = greeter("");
     let batch = sample_batch();
-    let out = plugin.call_arrow("shout_in_place", &batch).expect("in place");
+    let out = plugin
+        .call_arrow("shout_in_place", &batch)
+        .expect("in place");
     assert_eq!(
-        out.column(0).as_primitive::<Int64Type>().iter().collect::<Vec<_>>(),
+        out.column(0)
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect::<Vec<_>>(),
         vec![Some(-1), None, Some(3)]
     );
     assert_eq!(
@@ -146,7 +167,10 @@ fn in_place_transforms_copy_back_only_what_changed() {
     );
     // Unchanged columns are the caller's own arrays: not copied at all.
     for i in [2, 3] {
-        assert!(Arc::ptr_eq(out.column(i), batch.column(i)), "column {i} was copied");
+        assert!(
+            Arc::ptr_eq(out.column(i), batch.column(i)),
+            "column {i} was copied"
+        );
     }
     // The input batch itself is untouched.
     assert_eq!(batch, sample_batch());
@@ -158,10 +182,22 @@ fn docproc_processes_documents() {
         .load_file(&modules_dir().join("docproc.wasm"), Policy::default())
         .expect("docproc");
     let out = plugin.call_arrow("process", &documents()).expect("process");
-    let names: Vec<String> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = out
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(
         names,
-        ["id", "title", "word_count", "content_length", "tag_count", "year"]
+        [
+            "id",
+            "title",
+            "word_count",
+            "content_length",
+            "tag_count",
+            "year"
+        ]
     );
     assert_eq!(
         out.column(1).as_string::<i32>().iter().collect::<Vec<_>>(),
@@ -171,14 +207,13 @@ fn docproc_processes_documents() {
         out.column(4).as_primitive::<Int64Type>().values().to_vec(),
         vec![2, 0, 3]
     );
-    let missing = RecordBatch::try_from_iter([(
-        "id",
-        Arc::new(Int64Array::from(vec![1])) as ArrayRef,
-    )])
-    .expect("batch");
+    let missing =
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1])) as ArrayRef)])
+            .expect("batch");
     let err = plugin.call_arrow("process", &missing).unwrap_err();
     assert!(
-        err.to_string().starts_with("plugin `docproc`: `process` failed: "),
+        err.to_string()
+            .starts_with("plugin `docproc`: `process` failed: "),
         "{err}"
     );
 }
@@ -190,7 +225,8 @@ fn a_million_calls_do_not_grow_guest_memory() {
     let input = [42u8; 64];
     let mem = inst.memory().expect("memory");
     for _ in 0..1000 {
-        inst.call_bytes_with("echo", &input, |o| o.len()).expect("warm-up");
+        inst.call_bytes_with("echo", &input, |o| o.len())
+            .expect("warm-up");
     }
     let before = mem.data_size(inst.store_mut());
     for i in 0..1_000_000u32 {
@@ -231,7 +267,13 @@ fn the_cli_calls_byte_and_arrow_functions() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let back = wasmlink::exchange::read_ipc(&std::fs::read(&output).expect("read")).expect("ipc");
     assert_eq!(back, vec![sample_batch()]);
-    let out = wasmlink(&["call", m, "echo_arrow", "--arrow", name.to_str().expect("utf-8")]);
+    let out = wasmlink(&[
+        "call",
+        m,
+        "echo_arrow",
+        "--arrow",
+        name.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).starts_with(&format!("error: {}: ", name.display())),

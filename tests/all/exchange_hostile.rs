@@ -65,8 +65,12 @@ const BAD: &str = r#"
 
 fn load(name: &str, bytes: &[u8], policy: &str) -> wasmlink::plugin::Plugin {
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    host.load(name, bytes, Policy::from_toml(policy, name).expect("policy"))
-        .expect("load")
+    host.load(
+        name,
+        bytes,
+        Policy::from_toml(policy, name).expect("policy"),
+    )
+    .expect("load")
 }
 
 #[test]
@@ -108,7 +112,10 @@ fn the_host_checks_everything_a_guest_hands_back() {
         assert_eq!(err.to_string(), *want);
         // A guest error (status 1) is an answer, not a broken instance; the rest poison it.
         assert_eq!(err.is_call_failure(), *function != "refuse", "{function}");
-        assert_eq!(plugin.call_bytes("echo", b"still here").expect("echo"), b"still here");
+        assert_eq!(
+            plugin.call_bytes("echo", b"still here").expect("echo"),
+            b"still here"
+        );
     }
     let err = plugin
         .call_arrow(
@@ -129,17 +136,32 @@ fn the_host_checks_everything_a_guest_hands_back() {
 
 #[test]
 fn a_broken_allocator_is_refused_before_any_byte_is_written() {
-    let null = load("nullalloc", &guest("", "(if (local.get $size) (then (return (i32.const 0))))"), "");
+    let null = load(
+        "nullalloc",
+        &guest("", "(if (local.get $size) (then (return (i32.const 0))))"),
+        "",
+    );
     assert_eq!(
         null.call_bytes("echo", b"hello").unwrap_err().to_string(),
         "plugin `nullalloc`: `echo`: the guest allocator returned NULL for 5 bytes of input"
     );
-    let wild = load("wildalloc", &guest("", "(return (i32.const 0x7ffffff0))"), "");
+    let wild = load(
+        "wildalloc",
+        &guest("", "(return (i32.const 0x7ffffff0))"),
+        "",
+    );
     assert_eq!(
         wild.call_bytes("echo", b"hello").unwrap_err().to_string(),
         "plugin `wildalloc`: `echo`: the input buffer the guest allocated at 0x7ffffff0+5 is outside the guest's 131072-byte memory"
     );
-    let trap = load("trapalloc", &guest("", "(if (i32.gt_u (local.get $size) (i32.const 3)) (then unreachable))"), "");
+    let trap = load(
+        "trapalloc",
+        &guest(
+            "",
+            "(if (i32.gt_u (local.get $size) (i32.const 3)) (then unreachable))",
+        ),
+        "",
+    );
     assert_eq!(
         trap.call_bytes("echo", b"hello").unwrap_err().to_string(),
         "plugin `trapalloc`: `echo` trapped: wasm `unreachable` instruction executed"
@@ -166,7 +188,11 @@ fn bytes_round_trip_through_a_wat_guest() {
     let mut inst = plugin.instance().expect("instance");
     for size in [0usize, 1, 65536, 1 << 20] {
         let input: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
-        assert_eq!(inst.call_bytes("echo", &input).expect("echo"), input, "{size}");
+        assert_eq!(
+            inst.call_bytes("echo", &input).expect("echo"),
+            input,
+            "{size}"
+        );
     }
     let n = inst
         .call_bytes_with("echo", b"zero copy", |out| out.len())
@@ -230,7 +256,9 @@ fn compressed_arrow_ipc_is_refused_both_ways() {
     .expect("batch");
     let err = plugin.call_arrow("zipped", &batch).unwrap_err().to_string();
     assert!(
-        err.starts_with("plugin `zipper`: `zipped`: returned compressed Arrow IPC, which wasmlink refuses: "),
+        err.starts_with(
+            "plugin `zipper`: `zipped`: returned compressed Arrow IPC, which wasmlink refuses: "
+        ),
         "{err}"
     );
     // From a file given to the CLI.

@@ -45,7 +45,9 @@ fn cases() -> Vec<Case> {
             own_memory: false,
             policy: "[limits]\ntimeout = \"100ms\"\n",
             function: "spin",
-            expect: CallError("plugin `infinite_loop`: `spin` timed out after 100ms (limits.timeout)"),
+            expect: CallError(
+                "plugin `infinite_loop`: `spin` timed out after 100ms (limits.timeout)",
+            ),
         },
         Case {
             name: "fuel_burner",
@@ -176,9 +178,7 @@ fn cases() -> Vec<Case> {
             own_memory: false,
             policy: "",
             function: "jump",
-            expect: CallError(
-                "plugin `null_funcptr`: `jump` trapped: uninitialized element",
-            ),
+            expect: CallError("plugin `null_funcptr`: `jump` trapped: uninitialized element"),
         },
         Case {
             name: "funcptr_bad_signature",
@@ -390,7 +390,9 @@ fn cases() -> Vec<Case> {
             own_memory: false,
             policy: "",
             function: "steal",
-            expect: CallError("plugin `wrong_function`: no exported function `steal` (it exports: ok)"),
+            expect: CallError(
+                "plugin `wrong_function`: no exported function `steal` (it exports: ok)",
+            ),
         },
     ]
 }
@@ -444,14 +446,15 @@ fn hostile_modules_through_the_api() {
     for case in cases() {
         let dir = scratch();
         let bytes = wat::parse_str(module_text(&case)).expect(case.name);
-        let policy =
-            Policy::from_toml(&policy_for(&case, dir.path()), case.name).expect(case.name);
+        let policy = Policy::from_toml(&policy_for(&case, dir.path()), case.name).expect(case.name);
         let loaded = host.load(case.name, &bytes, policy);
         match (&case.expect, loaded) {
             (Expect::LoadError(msg), Err(e)) => {
                 assert_eq!(e.to_string(), expected(msg, &bytes), "case {}", case.name)
             }
-            (Expect::LoadError(_), Ok(_)) => panic!("case {}: loaded, expected an error", case.name),
+            (Expect::LoadError(_), Ok(_)) => {
+                panic!("case {}: loaded, expected an error", case.name)
+            }
             (_, Err(e)) => panic!("case {}: load failed: {e}", case.name),
             (expect, Ok(plugin)) => {
                 let baseline = plugin
@@ -477,8 +480,16 @@ fn hostile_modules_through_the_api() {
                 // The same plugin answers on a fresh instance at its initial memory size.
                 let mut inst = plugin.instance().expect("fresh instance");
                 let size = inst.memory().map(|m| m.data_size(inst.store_mut()));
-                assert_eq!(size, baseline, "case {}: memory not back to baseline", case.name);
-                let ok = inst.typed::<(), i32>("ok").expect("ok").call(()).expect("ok call");
+                assert_eq!(
+                    size, baseline,
+                    "case {}: memory not back to baseline",
+                    case.name
+                );
+                let ok = inst
+                    .typed::<(), i32>("ok")
+                    .expect("ok")
+                    .call(())
+                    .expect("ok call");
                 assert_eq!(ok, 42, "case {}", case.name);
             }
         }
@@ -506,7 +517,13 @@ fn hostile_modules_through_the_cli() {
         match &case.expect {
             Expect::LoadError(msg) | Expect::CallError(msg) => {
                 let want_code = if msg.contains("no exported") { 2 } else { 1 };
-                assert_eq!(out.status.code(), Some(want_code), "case {}: {}", case.name, stderr(&out));
+                assert_eq!(
+                    out.status.code(),
+                    Some(want_code),
+                    "case {}: {}",
+                    case.name,
+                    stderr(&out)
+                );
                 assert_eq!(
                     stderr(&out).trim_end(),
                     format!("error: {}", expected(msg, &bytes)),
@@ -515,7 +532,13 @@ fn hostile_modules_through_the_cli() {
                 );
             }
             Expect::Returns(want) => {
-                assert_eq!(out.status.code(), Some(0), "case {}: {}", case.name, stderr(&out));
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "case {}: {}",
+                    case.name,
+                    stderr(&out)
+                );
                 let want: String = want.iter().map(|v| format!("{v}\n")).collect();
                 assert_eq!(stdout(&out), want, "case {}", case.name);
             }
@@ -559,7 +582,9 @@ fn a_failed_call_throws_its_instance_away_and_state_starts_fresh() {
              (func (export "boom") unreachable))"#,
     )
     .expect("wat");
-    let plugin = host.load("stateful", &bytes, Policy::default()).expect("load");
+    let plugin = host
+        .load("stateful", &bytes, Policy::default())
+        .expect("load");
     let mut inst = plugin.instance().expect("instance");
     let mut bump = inst.typed::<(), i32>("bump").expect("bump");
     assert_eq!(bump.call(()).expect("1"), 1);
@@ -567,12 +592,26 @@ fn a_failed_call_throws_its_instance_away_and_state_starts_fresh() {
     let err = inst.call("boom", &[]).unwrap_err();
     assert!(inst.is_poisoned(), "{err}");
     drop(inst);
-    assert_eq!(plugin.idle_instances(), 0, "a failed instance must not be pooled");
+    assert_eq!(
+        plugin.idle_instances(),
+        0,
+        "a failed instance must not be pooled"
+    );
     // The next instance starts from the module's initial state.
     let mut inst = plugin.instance().expect("instance");
-    assert_eq!(inst.typed::<(), i32>("bump").expect("bump").call(()).expect("1"), 1);
+    assert_eq!(
+        inst.typed::<(), i32>("bump")
+            .expect("bump")
+            .call(())
+            .expect("1"),
+        1
+    );
     drop(inst);
-    assert_eq!(plugin.idle_instances(), 1, "a healthy instance goes back to the pool");
+    assert_eq!(
+        plugin.idle_instances(),
+        1,
+        "a healthy instance goes back to the pool"
+    );
 }
 
 #[test]
@@ -588,14 +627,25 @@ fn wrong_argument_types_are_named() {
         err.to_string(),
         "plugin `math`: `add` has type (i32, i32) -> (i32), but the call expects (i64)"
     );
-    let err = plugin.instance().expect("i").typed::<i64, i64>("add").err().expect("mismatch");
-    assert!(err.to_string().starts_with("plugin `math`: `add` has type (i32, i32) -> (i32)"), "{err}");
+    let err = plugin
+        .instance()
+        .expect("i")
+        .typed::<i64, i64>("add")
+        .err()
+        .expect("mismatch");
+    assert!(
+        err.to_string()
+            .starts_with("plugin `math`: `add` has type (i32, i32) -> (i32)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn not_a_module_is_a_load_error() {
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let err = host.load("junk", b"\0asm\x01\0\0\0\x99", Policy::default()).unwrap_err();
+    let err = host
+        .load("junk", b"\0asm\x01\0\0\0\x99", Policy::default())
+        .unwrap_err();
     assert!(err.to_string().starts_with("plugin `junk`: "), "{err}");
     let out = wasmlink(&["call", "/nonexistent/x.wasm", "f"]);
     assert_eq!(out.status.code(), Some(1));
@@ -622,7 +672,17 @@ fn repository_modules_are_checked_before_they_run() {
     let k = key.to_str().expect("utf-8");
     assert!(wasmlink(&["keygen", k]).status.success());
     let add = |version: &str, sign: bool| {
-        let mut a = vec!["repo", "--repo", r, "add", m, "--name", "adder", "--version", version];
+        let mut a = vec![
+            "repo",
+            "--repo",
+            r,
+            "add",
+            m,
+            "--name",
+            "adder",
+            "--version",
+            version,
+        ];
         if sign {
             a.extend(["--sign", k]);
         }
@@ -632,12 +692,31 @@ fn repository_modules_are_checked_before_they_run() {
     add("1.0.0", false);
     // Loaded on demand by reference, after its hash is checked.
     let out = wasmlink(&["call", "--repo", r, "adder@^1", "add", "2", "3"]);
-    assert_eq!((stdout(&out).as_str(), out.status.code()), ("5\n", Some(0)), "{}", stderr(&out));
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("5\n", Some(0)),
+        "{}",
+        stderr(&out)
+    );
     // A policy that trusts a key refuses the unsigned module.
     let policy = dir.path().join("trust.toml");
-    std::fs::write(&policy, format!("[integrity]\ntrusted-keys = [\"{k}.pub\"]\n")).expect("write");
+    std::fs::write(
+        &policy,
+        format!("[integrity]\ntrusted-keys = [\"{k}.pub\"]\n"),
+    )
+    .expect("write");
     let p = policy.to_str().expect("utf-8");
-    let out = wasmlink(&["call", "--repo", r, "--policy", p, "adder@1.0.0", "add", "2", "3"]);
+    let out = wasmlink(&[
+        "call",
+        "--repo",
+        r,
+        "--policy",
+        p,
+        "adder@1.0.0",
+        "add",
+        "2",
+        "3",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -646,11 +725,26 @@ fn repository_modules_are_checked_before_they_run() {
     );
     // Signed, it runs.
     add("1.1.0", true);
-    let out = wasmlink(&["call", "--repo", r, "--policy", p, "adder@1.1", "add", "2", "3"]);
+    let out = wasmlink(&[
+        "call",
+        "--repo",
+        r,
+        "--policy",
+        p,
+        "adder@1.1",
+        "add",
+        "2",
+        "3",
+    ]);
     assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
     // A tampered object is refused, naming the file and both hashes.
     let objects = repo.join("objects/sha256");
-    let object = std::fs::read_dir(&objects).expect("objects").next().expect("one").expect("entry").path();
+    let object = std::fs::read_dir(&objects)
+        .expect("objects")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
     let mut perms = std::fs::metadata(&object).expect("meta").permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);

@@ -238,11 +238,7 @@ fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
     // Batches of 100 rows: ids 150 and 720 fall in batches 1 and 7.
     let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[150, 720]);
     let file = dir.path().join("p.toml");
-    std::fs::write(
-        &file,
-        trap_pipeline("", 100, "workers = 3\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, trap_pipeline("", 100, "workers = 3\n")).unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
     // 1: completed, but some batches failed.
     assert_eq!(
@@ -694,11 +690,7 @@ fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters()
     // Batches of 50 rows: ids 60, 61 and 990 fall in batches 1 and 19.
     let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[60, 61, 990]);
     let file = dir.path().join("p.toml");
-    std::fs::write(
-        &file,
-        trap_pipeline("workers = 2\n", 50, ""),
-    )
-    .unwrap();
+    std::fs::write(&file, trap_pipeline("workers = 2\n", 50, "")).unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
     assert_eq!(
         o.status.code(),
@@ -713,7 +705,10 @@ fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters()
     assert_eq!(stats["rows_written"], 900);
     let stages = stats["stages"].as_array().unwrap();
     assert_eq!(
-        stages.iter().map(|s| s["workers"].clone()).collect::<Vec<_>>(),
+        stages
+            .iter()
+            .map(|s| s["workers"].clone())
+            .collect::<Vec<_>>(),
         [2, 2, 2]
     );
     // Every batch goes through `pass`; the two failed ones stop at `picky`.
@@ -758,11 +753,18 @@ fn chain_schedule_errors_point_at_the_field() {
         "p.toml:1:11: workers: must be at least 1"
     );
     assert_eq!(
-        error_of(dir.path(), &host, &format!("workers = 2\n{rest}workers = 3\n{sink}")),
+        error_of(
+            dir.path(),
+            &host,
+            &format!("workers = 2\n{rest}workers = 3\n{sink}")
+        ),
         "p.toml:9:11: stage `a`: workers: not allowed with the pipeline-level `workers` \
          (the chain schedule runs every stage on each of those threads)"
     );
-    assert_eq!(error_of(dir.path(), &host, &format!("workers = 2\n{rest}{sink}")), "ok");
+    assert_eq!(
+        error_of(dir.path(), &host, &format!("workers = 2\n{rest}{sink}")),
+        "ok"
+    );
     // In code, too.
     let plugin = host
         .load_file(&dir.path().join("identity.wasm"), Policy::default())
@@ -801,7 +803,12 @@ fn a_stage_module_can_be_a_repository_reference() {
     let file = dir.path().join("p.toml");
     std::fs::write(&file, pipeline("ident@^1.1")).unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), rows);
 
     let host = host();

@@ -21,7 +21,9 @@ fn version(v: i32, spin_iterations: i32) -> Vec<u8> {
 #[test]
 fn many_threads_share_one_plugin() {
     let host = PluginHost::new(HostConfig::default()).expect("host");
-    let plugin = host.load("v", &version(1, 10), Policy::default()).expect("load");
+    let plugin = host
+        .load("v", &version(1, 10), Policy::default())
+        .expect("load");
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let plugin = plugin.clone();
@@ -63,5 +65,8 @@ fn hot_swap_lets_calls_in_flight_finish_on_the_old_module() {
     // A module that fails to load leaves the current one in place.
     let err = plugin.swap(&host, b"not wasm", None).unwrap_err();
     assert!(err.to_string().starts_with("plugin `v`: "), "{err}");
-    assert_eq!(plugin.call("version", &[]).expect("still v2")[0].i32(), Some(2));
+    assert_eq!(
+        plugin.call("version", &[]).expect("still v2")[0].i32(),
+        Some(2)
+    );
 }

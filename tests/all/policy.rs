@@ -11,7 +11,10 @@ fn checked_in_schema_matches_the_types() {
         std::fs::write(&path, &want).expect("write schema");
     }
     let have = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(have == want, "docs/policy.schema.json is stale: run with BLESS=1");
+    assert!(
+        have == want,
+        "docs/policy.schema.json is stale: run with BLESS=1"
+    );
     let out = wasmlink(&["policy", "schema"]);
     assert_eq!(stdout(&out), want);
 }
@@ -25,7 +28,9 @@ fn policy_check_prints_the_effective_policy() {
     assert!(text.contains(": ok\n"), "{text}");
     assert!(text.contains("/data (read-only)"), "{text}");
     assert!(
-        text.contains("limits   memory 32 MiB, stack 512 KiB, timeout 500ms, fuel 50000000, output 1 MiB"),
+        text.contains(
+            "limits   memory 32 MiB, stack 512 KiB, timeout 500ms, fuel 50000000, output 1 MiB"
+        ),
         "{text}"
     );
 }
@@ -36,10 +41,31 @@ fn bad_policies_are_one_line_errors() {
     let f = dir.path().join("p.toml");
     let fs = f.to_str().expect("utf-8");
     for (text, want) in [
-        ("[limits]\nmemroy = 1\n", format!("error: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`")),
-        ("[limits]\nmemory = \"12 parsecs\"\n", format!("error: {fs}:2:10: `12 parsecs`: unknown size unit `parsecs` (use B, KiB, MiB, GiB, kB, MB, GB)")),
-        ("[stdio]\nstdout = \"printer\"\n", format!("error: {fs}:2:10: unknown variant `printer`, expected one of `closed`, `inherit`, `capture`")),
-        ("[[dirs]]\nhost = \"nowhere\"\nguest = \"/x\"\n", format!("error: {fs}: dirs: host directory {} does not exist", dir.path().join("nowhere").display())),
+        (
+            "[limits]\nmemroy = 1\n",
+            format!(
+                "error: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`"
+            ),
+        ),
+        (
+            "[limits]\nmemory = \"12 parsecs\"\n",
+            format!(
+                "error: {fs}:2:10: `12 parsecs`: unknown size unit `parsecs` (use B, KiB, MiB, GiB, kB, MB, GB)"
+            ),
+        ),
+        (
+            "[stdio]\nstdout = \"printer\"\n",
+            format!(
+                "error: {fs}:2:10: unknown variant `printer`, expected one of `closed`, `inherit`, `capture`"
+            ),
+        ),
+        (
+            "[[dirs]]\nhost = \"nowhere\"\nguest = \"/x\"\n",
+            format!(
+                "error: {fs}: dirs: host directory {} does not exist",
+                dir.path().join("nowhere").display()
+            ),
+        ),
     ] {
         std::fs::write(&f, text).expect("write");
         let out = wasmlink(&["policy", "check", fs]);
@@ -61,7 +87,12 @@ fn readme_sandbox_walkthrough() {
     let policy = root().join("examples/policy/plugin.toml");
     let p = policy.to_str().expect("utf-8");
     let out = wasmlink(&["call", "--policy", p, m, "add", "2", "3"]);
-    assert_eq!((stdout(&out).as_str(), out.status.code()), ("5\n", Some(0)), "{}", stderr(&out));
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("5\n", Some(0)),
+        "{}",
+        stderr(&out)
+    );
     let out = wasmlink(&["call", "--policy", p, m, "spin"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

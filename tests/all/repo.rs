@@ -873,7 +873,15 @@ fn the_runtime_linker_finds_needed_libraries_in_a_repository() {
     std::fs::copy(&main, &prog).unwrap();
     for (lib, name) in [(&base, "libbase.so"), (&mid, "libmid.so")] {
         let out = crate::support::wasmlink(&[
-            "repo", "--repo", r, "add", lib.to_str().unwrap(), "--name", name, "--version", "1.0.0",
+            "repo",
+            "--repo",
+            r,
+            "add",
+            lib.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            "1.0.0",
         ]);
         assert!(out.status.success(), "{}", crate::support::stderr(&out));
     }
@@ -882,9 +890,18 @@ fn the_runtime_linker_finds_needed_libraries_in_a_repository() {
     assert_eq!(without.status.code(), Some(127));
     let with = crate::support::wasmlink(&["run", "--no-cache", "--repo", r, p]);
     let direct = crate::support::wasmlink(&[
-        "run", "--no-cache", "-L", base.parent().unwrap().to_str().unwrap(), main.to_str().unwrap(),
+        "run",
+        "--no-cache",
+        "-L",
+        base.parent().unwrap().to_str().unwrap(),
+        main.to_str().unwrap(),
     ]);
-    assert_eq!(with.status.code(), direct.status.code(), "{}", crate::support::stderr(&with));
+    assert_eq!(
+        with.status.code(),
+        direct.status.code(),
+        "{}",
+        crate::support::stderr(&with)
+    );
     assert_eq!(with.stdout, direct.stdout);
     let missing = crate::support::stderr(&without);
     assert!(missing.contains("libmid.so"), "{missing}");

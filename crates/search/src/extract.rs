@@ -1,7 +1,7 @@
 //! HTML, Markdown and plain text to a title and plain text.
 
-use html5gum::{Emitter, ForwardingEmitter, Tokenizer};
 use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
+use html5gum::{Emitter, ForwardingEmitter, Tokenizer};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 /// What kind of document some bytes are.
@@ -88,9 +88,32 @@ struct TextSink {
 }
 
 impl TextSink {
+    /// Pushes `s` as `push_char` would, one character at a time, but copies runs of ASCII
+    /// that are not whitespace in one go.
     fn push_str(&mut self, s: &str) {
-        for c in s.chars() {
-            self.push_char(c);
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if !b.is_ascii() {
+                let Some(c) = s[i..].chars().next() else {
+                    break;
+                };
+                self.push_char(c);
+                i += c.len_utf8();
+            } else if is_ascii_space(b) {
+                self.pending_space = true;
+                i += 1;
+            } else {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|&b| b.is_ascii() && !is_ascii_space(b))
+                {
+                    i += 1;
+                }
+                self.separate();
+                self.out.push_str(&s[start..i]);
+            }
         }
     }
 
@@ -99,6 +122,12 @@ impl TextSink {
             self.pending_space = true;
             return;
         }
+        self.separate();
+        self.out.push(c);
+    }
+
+    /// Before text that is not whitespace: the pending block break or space, if any.
+    fn separate(&mut self) {
         if !self.out.is_empty() {
             if self.pending_break {
                 self.out.push('\n');
@@ -108,23 +137,28 @@ impl TextSink {
         }
         self.pending_space = false;
         self.pending_break = false;
-        self.out.push(c);
     }
 
     /// Pushes preformatted text: newlines become block breaks.
     fn push_pre(&mut self, s: &str) {
-        for c in s.chars() {
-            if c == '\n' {
-                self.block_break();
-            } else {
-                self.push_char(c);
-            }
+        let mut lines = s.split('\n');
+        if let Some(first) = lines.next() {
+            self.push_str(first);
+        }
+        for line in lines {
+            self.block_break();
+            self.push_str(line);
         }
     }
 
     fn block_break(&mut self) {
         self.pending_break = true;
     }
+}
+
+/// The ASCII characters `char::is_whitespace` accepts (tab, LF, VT, FF, CR, space).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
 }
 
 /// Elements whose contents are dropped.
@@ -406,6 +440,117 @@ impl<E: Emitter> ForwardingEmitter for IgnoreErrors<E> {
     }
 }
 
+/// html5gum's input: a byte slice, like its own `StringReader`, but with a `read_until` that
+/// never calls `memchr`.
+///
+/// `StringReader` checks `needle.contains(byte)` several times per call. On wasm32, where
+/// `usize` is 4 bytes, `<[u8]>::contains` on a needle of 8 or more bytes calls core's
+/// out-of-line `memchr_aligned` instead of the short loop it inlines on 64-bit targets; in the
+/// extract module that was about a quarter of all samples. Here the needle (a constant after
+/// inlining) becomes a 256-bit set, and runs of text are scanned eight bytes at a time.
+struct SliceReader<'a> {
+    input: &'a [u8],
+}
+
+impl html5gum::Reader for SliceReader<'_> {
+    type Error = std::convert::Infallible;
+
+    #[inline(always)]
+    fn read_byte(&mut self) -> Result<Option<u8>, Self::Error> {
+        let Some((&b, rest)) = self.input.split_first() else {
+            return Ok(None);
+        };
+        self.input = rest;
+        Ok(Some(b))
+    }
+
+    #[inline(always)]
+    fn try_read_string(&mut self, s: &[u8], case_sensitive: bool) -> Result<bool, Self::Error> {
+        match self.input.get(..s.len()) {
+            Some(p) if p == s || (!case_sensitive && p.eq_ignore_ascii_case(s)) => {
+                self.input = &self.input[s.len()..];
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The first byte alone if it is in `needle`; otherwise everything before the first byte
+    /// that is (the rest of the input if none is). html5gum needs this exact split.
+    #[inline(always)]
+    fn read_until<'b>(
+        &'b mut self,
+        needle: &[u8],
+        _: &'b mut [u8; 4],
+    ) -> Result<Option<&'b [u8]>, Self::Error> {
+        let Some(&first) = self.input.first() else {
+            return Ok(None);
+        };
+        let set = ByteSet::new(needle);
+        let at = if set.contains(first) {
+            1
+        } else {
+            set.find(needle, self.input, 1)
+        };
+        let (chunk, rest) = self.input.split_at(at);
+        self.input = rest;
+        Ok(Some(chunk))
+    }
+}
+
+/// A set of bytes as 256 bits.
+#[derive(Clone, Copy)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    #[inline(always)]
+    fn new(bytes: &[u8]) -> ByteSet {
+        let mut bits = [0u64; 4];
+        for &b in bytes {
+            bits[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        ByteSet(bits)
+    }
+
+    #[inline(always)]
+    fn contains(self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] >> (b & 63) & 1 != 0
+    }
+
+    /// The index of the first byte of `hay[from..]` in the set (`needle` holds the same bytes),
+    /// or `hay.len()`.
+    #[inline(always)]
+    fn find(self, needle: &[u8], hay: &[u8], from: usize) -> usize {
+        const LO: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HI: u64 = u64::from_ne_bytes([0x80; 8]);
+        let mut i = from;
+        // Eight bytes at a time, one zero-byte test per needle byte: the lowest flagged byte of
+        // `(y - LO) & !y & HI` is exactly the lowest zero byte of `y` (a borrow can only flag
+        // bytes above a zero one). Worth it for the short needles of text and attribute values.
+        if needle.len() <= 5 {
+            while let Some(word) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+                let x = u64::from_le_bytes(*word);
+                let mut found = 0;
+                for &b in needle {
+                    let y = x ^ (LO * u64::from(b));
+                    found |= y.wrapping_sub(LO) & !y & HI;
+                }
+                if found != 0 {
+                    return i + (found.trailing_zeros() / 8) as usize;
+                }
+                i += 8;
+            }
+        }
+        while let Some(&b) = hay.get(i) {
+            if self.contains(b) {
+                return i;
+            }
+            i += 1;
+        }
+        hay.len()
+    }
+}
+
 fn extract_html(bytes: &[u8]) -> Doc {
     let mut state = HtmlState::default();
     {
@@ -445,7 +590,8 @@ fn extract_html(bytes: &[u8]) -> Doc {
         // Switch to RAWTEXT/RCDATA/script states after <script>, <style>, <title>, ... as a
         // tree builder would, so that their contents are not tokenized as markup.
         emitter.naively_switch_states(true);
-        for item in Tokenizer::new_with_emitter(bytes, IgnoreErrors(emitter)) {
+        for item in Tokenizer::new_with_emitter(SliceReader { input: bytes }, IgnoreErrors(emitter))
+        {
             // The reader over a byte slice cannot fail.
             let Ok(()) = item;
         }
@@ -588,6 +734,149 @@ mod tests {
 
     fn html(s: &str) -> Doc {
         extract(s.as_bytes(), DocKind::Html)
+    }
+
+    /// Every token (errors included) html5gum produces from `input` with `SliceReader`, and
+    /// with its own `StringReader`.
+    fn tokens_both_ways(input: &[u8]) -> (Vec<html5gum::Token>, Vec<html5gum::Token>) {
+        let ours = Tokenizer::new(SliceReader { input })
+            .map(|t| {
+                let Ok(t) = t;
+                t
+            })
+            .collect();
+        let theirs = Tokenizer::new(input)
+            .map(|t| {
+                let Ok(t) = t;
+                t
+            })
+            .collect();
+        (ours, theirs)
+    }
+
+    #[test]
+    fn slice_reader_tokenizes_exactly_as_html5gums_string_reader() {
+        let fixed: &[&[u8]] = &[
+            b"",
+            b"plain text with no markup at all, long enough for several words",
+            b"<p class=\"a\" id='b' data-x=c>text &amp; more &#x41;&#66; &notanentity; &lt</p>",
+            b"a\r\nb\rc\n\r\r\nd\0e<br\0/>\x0c\t<x y\r\n=\r\nz>",
+            b"<!DOCTYPE html><!-- a -- comment --><![CDATA[x]]><?pi?><title>T</title>",
+            b"<script>if (a < b && c > d) { s = '</p>' }</script><style>p>q{}</style>",
+            b"<textarea>&amp;<b></textarea><a href=\"x?a=1&b=2\">caf\xc3\xa9 \xff\xfe</a>",
+            b"<p attr=\"unterminated",
+            b"<<<>>>&&&;;;\0\0\r\r",
+        ];
+        for input in fixed {
+            let (ours, theirs) = tokens_both_ways(input);
+            assert_eq!(ours, theirs, "input {:?}", String::from_utf8_lossy(input));
+        }
+        // Random documents over an alphabet of the bytes html5gum's states stop at, letters,
+        // and a multi-byte character, with a fixed seed (xorshift64).
+        let alphabet: &[&[u8]] = &[
+            b"<",
+            b">",
+            b"/",
+            b"&",
+            b";",
+            b"#",
+            b"=",
+            b"\"",
+            b"'",
+            b"`",
+            b"!",
+            b"-",
+            b"?",
+            b" ",
+            b"\t",
+            b"\n",
+            b"\r",
+            b"\x0c",
+            b"\0",
+            b"a",
+            b"b",
+            b"p",
+            b"amp",
+            b"lt",
+            b"script",
+            b"title",
+            b"x1",
+            b"\xc3\xa9",
+            b"\xff",
+            b"abcdefghijklmnop",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 60) as usize;
+            let mut input = Vec::new();
+            for _ in 0..len {
+                input.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            let (ours, theirs) = tokens_both_ways(&input);
+            assert_eq!(ours, theirs, "input {:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    #[test]
+    fn text_sink_runs_equal_pushing_one_character_at_a_time() {
+        let pieces = [
+            "word", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\u{a0}", "\u{2003}", "\u{3000}", "é",
+            "東京", "x.y", "\u{85}", "",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let mut s = String::new();
+            for _ in 0..(state % 12) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            let (mut fast, mut slow) = (TextSink::default(), TextSink::default());
+            fast.push_str("start");
+            slow.push_str("start");
+            fast.block_break();
+            slow.block_break();
+            fast.push_str(&s);
+            fast.push_pre(&s);
+            for c in s.chars() {
+                slow.push_char(c);
+            }
+            for c in s.chars() {
+                if c == '\n' {
+                    slow.block_break();
+                } else {
+                    slow.push_char(c);
+                }
+            }
+            assert_eq!(fast.out, slow.out, "input {s:?}");
+        }
+    }
+
+    #[test]
+    fn byte_set_find_stops_at_the_first_needle_byte() {
+        let needles: &[&[u8]] = &[b"<", b"<&\0\r", b"\"&\0\r\n", b"\t\n\x0c />\0\r=\"'<`"];
+        let hay = b"abcdefgh<ijklmnop&qrstuvwx\0yz\r0123456789\"\t=>'`";
+        for needle in needles {
+            let set = ByteSet::new(needle);
+            for from in 0..hay.len() {
+                let expected = hay[from..]
+                    .iter()
+                    .position(|b| needle.contains(b))
+                    .map_or(hay.len(), |p| p + from);
+                assert_eq!(
+                    set.find(needle, hay, from),
+                    expected,
+                    "needle {needle:?} from {from}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -64,7 +64,11 @@ fn check_range(memory_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::R
 
 /// What a raw call produced: output bytes in guest memory, or the guest's error message.
 enum Raw {
-    Ok { ptr: u32, len: u32, cap: u32 },
+    Ok {
+        ptr: u32,
+        len: u32,
+        cap: u32,
+    },
     Err(String),
     /// Status 2: the guest rewrote these columns inside the input; their arrays, read back.
     InPlace(Vec<(usize, arrow_array::ArrayRef)>),
@@ -95,7 +99,9 @@ fn abi_funcs(
         })?;
     let free = instance
         .get_typed_func::<(i32, i32, i32), ()>(&mut *store, "wasmlink_free")
-        .map_err(|_| violation("does not export `wasmlink_free(ptr, size, align)` (docs/abi.md)"))?;
+        .map_err(|_| {
+            violation("does not export `wasmlink_free(ptr, size, align)` (docs/abi.md)")
+        })?;
     Ok(AbiFuncs { alloc, free })
 }
 
@@ -107,8 +113,11 @@ fn write_input(
     len: usize,
     pieces: &[&[u8]],
 ) -> wasmtime::Result<u32> {
-    let len32 = u32::try_from(len)
-        .map_err(|_| violation(format!("an input of {len} bytes does not fit a wasm32 guest")))?;
+    let len32 = u32::try_from(len).map_err(|_| {
+        violation(format!(
+            "an input of {len} bytes does not fit a wasm32 guest"
+        ))
+    })?;
     let ptr = alloc(store, len32)?;
     if ptr == 0 && len32 > 0 {
         return Err(violation(format!(
@@ -116,7 +125,12 @@ fn write_input(
         )));
     }
     let data = memory.data_mut(&mut *store);
-    let start = check_range(data.len(), ptr, len32, "the input buffer the guest allocated at")?;
+    let start = check_range(
+        data.len(),
+        ptr,
+        len32,
+        "the input buffer the guest allocated at",
+    )?;
     let mut at = start;
     for p in pieces {
         data[at..at + p.len()].copy_from_slice(p);
@@ -462,7 +476,9 @@ impl Instance {
                 }
                 RecordBatch::try_new(schema, columns).map_err(|e| {
                     self.poison();
-                    host_err(format!("rewrote columns in place into an invalid batch: {e}"))
+                    host_err(format!(
+                        "rewrote columns in place into an invalid batch: {e}"
+                    ))
                 })
             }
             Raw::Ok { ptr, len, cap } => {
@@ -510,9 +526,28 @@ impl Instance {
 fn ipc_buffer_count(t: &arrow_schema::DataType) -> Option<usize> {
     use arrow_schema::DataType::*;
     Some(match t {
-        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16
-        | Float32 | Float64 | Date32 | Date64 | Time32(_) | Time64(_) | Timestamp(_, _)
-        | Duration(_) | Interval(_) | Decimal128(_, _) | Decimal256(_, _) | FixedSizeBinary(_) => 2,
+        Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Float16
+        | Float32
+        | Float64
+        | Date32
+        | Date64
+        | Time32(_)
+        | Time64(_)
+        | Timestamp(_, _)
+        | Duration(_)
+        | Interval(_)
+        | Decimal128(_, _)
+        | Decimal256(_, _)
+        | FixedSizeBinary(_) => 2,
         Utf8 | Binary | LargeUtf8 | LargeBinary => 3,
         List(f) | LargeList(f) | Map(f, _) => 2 + ipc_buffer_count(f.data_type())?,
         FixedSizeList(f, _) => 1 + ipc_buffer_count(f.data_type())?,
@@ -596,7 +631,11 @@ fn read_in_place(
             });
             // The host body only reaches as far as the last rewritten buffer: the decoder
             // skips the other columns without touching their bytes.
-            let end = spans.clone().map(|(o, l)| o.saturating_add(l)).max().unwrap_or(0);
+            let end = spans
+                .clone()
+                .map(|(o, l)| o.saturating_add(l))
+                .max()
+                .unwrap_or(0);
             if end > body_len {
                 return Err(bad("has a buffer outside its body"));
             }
@@ -663,9 +702,7 @@ pub fn read_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("not a valid Arrow IPC file: {e}"));
     }
-    decode_stream(Buffer::from(bytes)).map_err(|m| {
-        m.replacen("returned ", "", 1)
-    })
+    decode_stream(Buffer::from(bytes)).map_err(|m| m.replacen("returned ", "", 1))
 }
 
 /// Encodes batches as one Arrow IPC stream (for files and tests).

@@ -20,8 +20,8 @@
 pub use wasmlink_dylink as dylink;
 
 pub mod exchange;
-pub mod plain;
 pub mod pipeline;
+pub mod plain;
 pub mod plugin;
 pub mod policy;
 pub mod process;

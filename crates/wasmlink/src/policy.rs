@@ -354,7 +354,8 @@ impl HumanDuration {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad = || format!("`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\")");
+        let bad =
+            || format!("`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\")");
         let n: f64 = num.parse().map_err(|_| bad())?;
         let secs = match unit.trim() {
             "ms" => n / 1000.0,
@@ -763,7 +764,11 @@ mod tests {
         assert_eq!(ByteSize::parse("64 MiB"), Ok(ByteSize(64 << 20)));
         assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
         assert_eq!(ByteSize::parse("1_000"), Ok(ByteSize(1000)));
-        assert!(ByteSize::parse("3 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            ByteSize::parse("3 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert_eq!(
             HumanDuration::parse("250ms"),
             Ok(HumanDuration(Duration::from_millis(250)))
@@ -780,7 +785,10 @@ mod tests {
         let err = Policy::from_toml("[limits]\nmemory = \"1 MiB\"\nmemroy = 3\n", "p.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("p.toml:3:1: unknown field `memroy`"), "{err}");
+        assert!(
+            err.starts_with("p.toml:3:1: unknown field `memroy`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -395,9 +395,9 @@ pub(crate) fn from_toml(
                             .map_err(|e| serr(st.module.span(), "module", e.to_string()))?,
                     });
                 }
-                let repo = repository.as_ref().ok_or_else(|| {
-                    serr(st.module.span(), "module", "no repository".into())
-                })?;
+                let repo = repository
+                    .as_ref()
+                    .ok_or_else(|| serr(st.module.span(), "module", "no repository".into()))?;
                 host.load_ref(repo, r, policy)
             }
         }

@@ -182,7 +182,9 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
                 let counters = &counters;
                 let handle = std::thread::Builder::new()
                     .name(format!("pipeline-chain-{w}"))
-                    .spawn_scoped(scope, move || work_chain(&spec.stages, rx, tx, &sh, counters));
+                    .spawn_scoped(scope, move || {
+                        work_chain(&spec.stages, rx, tx, &sh, counters)
+                    });
                 match handle {
                     Ok(h) => workers.push(h),
                     Err(e) => shared.fail(PipelineError(format!(

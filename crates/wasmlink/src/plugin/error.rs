@@ -118,7 +118,9 @@ pub enum PluginError {
         requested: u64,
     },
     /// Tables would exceed `limits.table-elements`.
-    #[error("plugin `{plugin}`: `{function}` tried to grow a table to {requested} elements beyond the {limit} limit (limits.table-elements)")]
+    #[error(
+        "plugin `{plugin}`: `{function}` tried to grow a table to {requested} elements beyond the {limit} limit (limits.table-elements)"
+    )]
     TableLimit {
         /// The plugin.
         plugin: String,

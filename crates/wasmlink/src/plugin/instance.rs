@@ -235,12 +235,14 @@ impl Instance {
         let name = self.plugin.name.clone();
         let store = &mut self.ready().store;
         let ty = func.ty(&*store);
-        let typed = func.typed::<P, R>(&*store).map_err(|_| PluginError::Signature {
-            plugin: name,
-            function: function.to_string(),
-            expected: std::any::type_name::<(P, R)>().to_string(),
-            actual: func_type_string(&ty),
-        })?;
+        let typed = func
+            .typed::<P, R>(&*store)
+            .map_err(|_| PluginError::Signature {
+                plugin: name,
+                function: function.to_string(),
+                expected: std::any::type_name::<(P, R)>().to_string(),
+                actual: func_type_string(&ty),
+            })?;
         Ok(TypedCall {
             instance: self,
             func: typed,
@@ -273,7 +275,10 @@ impl Instance {
         let plugin = self.plugin.name.clone();
         let function = function.to_string();
         let limits = self.plugin.limits;
-        let hit = self.ready.as_mut().and_then(|r| r.store.data_mut().limiter.hit.take());
+        let hit = self
+            .ready
+            .as_mut()
+            .and_then(|r| r.store.data_mut().limiter.hit.take());
         classify_error(&plugin, &function, &limits, hit, e)
     }
 
@@ -426,10 +431,8 @@ fn unreachable_err(plugin: &str) -> PluginError {
 fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
     let limits = plugin.limits;
     let cap = limits.output.min(usize::MAX as u64) as usize;
-    let stdout = (plugin.policy.stdio.stdout == OutputMode::Capture)
-        .then(|| CapturePipe::new(cap));
-    let stderr = (plugin.policy.stdio.stderr == OutputMode::Capture)
-        .then(|| CapturePipe::new(cap));
+    let stdout = (plugin.policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
+    let stderr = (plugin.policy.stdio.stderr == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let wasi = plugin
         .policy
         .wasi_builder(
@@ -510,11 +513,19 @@ fn instantiate_error(
 ) -> PluginError {
     // A start function's failure reads as a failure of `start`.
     let msg = one_line(&e);
-    if hit.is_none() && e.downcast_ref::<Trap>().is_none() && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none() {
-        if msg.contains("maximum concurrent") || msg.contains("pooling") || msg.contains("instance count") {
+    if hit.is_none()
+        && e.downcast_ref::<Trap>().is_none()
+        && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none()
+    {
+        if msg.contains("maximum concurrent")
+            || msg.contains("pooling")
+            || msg.contains("instance count")
+        {
             return PluginError::InstanceLimit {
                 plugin: plugin.to_string(),
-                message: format!("cannot create an instance: {msg} (limits.instances, or the host's pool_slots)"),
+                message: format!(
+                    "cannot create an instance: {msg} (limits.instances, or the host's pool_slots)"
+                ),
             };
         }
         return PluginError::Load {
@@ -593,7 +604,9 @@ fn classify_error(
             message: v.0.clone(),
         };
     }
-    if e.downcast_ref::<crate::exchange::OutputTooLarge>().is_some() {
+    if e.downcast_ref::<crate::exchange::OutputTooLarge>()
+        .is_some()
+    {
         return PluginError::OutputLimit {
             plugin,
             function,

@@ -341,7 +341,11 @@ impl PluginHost {
                 message: format!(
                     "the policy grants network access, but this is a core module{} and WASI \
                      preview 1 has no sockets; remove capabilities.network",
-                    if uses_wasi { " using WASI preview 1" } else { "" }
+                    if uses_wasi {
+                        " using WASI preview 1"
+                    } else {
+                        ""
+                    }
                 ),
             });
         }

@@ -243,8 +243,13 @@ impl ProcessBuilder {
                     "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
                 );
             }
-            if policy.stdio.stdout == OutputMode::Capture || policy.stdio.stderr == OutputMode::Capture {
-                return refuse("stdio", "`capture` is for plugins; `wasmlink run` can inherit or close a stream");
+            if policy.stdio.stdout == OutputMode::Capture
+                || policy.stdio.stderr == OutputMode::Capture
+            {
+                return refuse(
+                    "stdio",
+                    "`capture` is for plugins; `wasmlink run` can inherit or close a stream",
+                );
             }
             if policy.capabilities.network {
                 return refuse(
@@ -252,9 +257,12 @@ impl ProcessBuilder {
                     "the program runs under WASI preview 1, which has no sockets",
                 );
             }
-            let mut wasi = policy
-                .wasi_builder("program", None, None)
-                .map_err(|e| LinkError::Policy { message: e.to_string() })?;
+            let mut wasi =
+                policy
+                    .wasi_builder("program", None, None)
+                    .map_err(|e| LinkError::Policy {
+                        message: e.to_string(),
+                    })?;
             if policy.args.is_empty() {
                 wasi.args(&self.args);
             }
