@@ -22,8 +22,176 @@ pub fn tokenize(text: &str) -> Vec<&str> {
 }
 
 /// The words of [`tokenize`] as an iterator, without collecting them.
+///
+/// Runs of ASCII between ASCII whitespace take a fast path that gives the same words as UAX #29
+/// would (see [`AsciiWords`]); everything else goes through `unicode-segmentation`.
 pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
-    text.unicode_words().flat_map(SplitInner::new)
+    Pieces { text, pos: 0 }.flat_map(|piece| match piece {
+        Piece::Ascii(chunk) => PieceWords::Ascii(AsciiWords { chunk, pos: 0 }),
+        Piece::Mixed(part) => PieceWords::Mixed(unicode_tokens(part)),
+    })
+}
+
+type UnicodeTokens<'a> = std::iter::FlatMap<
+    unicode_segmentation::UnicodeWords<'a>,
+    SplitInner<'a>,
+    fn(&'a str) -> SplitInner<'a>,
+>;
+
+/// The words of [`tokenize`] by UAX #29 alone, without the ASCII fast path.
+fn unicode_tokens<'a>(text: &'a str) -> UnicodeTokens<'a> {
+    let split: fn(&'a str) -> SplitInner<'a> = SplitInner::new;
+    text.unicode_words().flat_map(split)
+}
+
+/// The whitespace that UAX #29 never joins to an ASCII letter, digit or punctuation mark on
+/// either side: tab, LF, VT, FF, CR and space.
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// A part of the text whose UAX #29 words do not depend on the text around it.
+enum Piece<'a> {
+    /// A run of ASCII without whitespace, between ASCII whitespace (or the ends of the text).
+    Ascii(&'a str),
+    /// Everything between two `Ascii` pieces: runs that contain non-ASCII characters, with
+    /// the whitespace around them.
+    Mixed(&'a str),
+}
+
+/// Cuts text into [`Piece`]s.
+///
+/// Why the cuts are safe: UAX #29 breaks on both sides of ASCII whitespace except in three
+/// cases: between two spaces (WB3d, including a non-ASCII space before an ASCII one), CR LF
+/// (WB3), and before a non-ASCII Extend, Format or ZWJ character (WB4). Its look-ahead and
+/// look-behind rules (WB6, WB7, WB11, WB12) never see past whitespace. So the words of an
+/// ASCII run whose neighbours are ASCII whitespace are the same alone as in the whole text;
+/// a `Mixed` piece keeps the whitespace before and after it, so the joins above stay inside it.
+struct Pieces<'a> {
+    text: &'a str,
+    /// Where the next piece starts: 0, or just after an `Ascii` or `Mixed` piece.
+    pos: usize,
+}
+
+impl<'a> Pieces<'a> {
+    /// The end of the run of non-whitespace starting at `from`, and whether it is all ASCII.
+    fn run(&self, from: usize) -> (usize, bool) {
+        let bytes = self.text.as_bytes();
+        let mut end = from;
+        let mut ascii = true;
+        while let Some(&b) = bytes.get(end) {
+            if is_ascii_space(b) {
+                break;
+            }
+            ascii &= b.is_ascii();
+            end += 1;
+        }
+        (end, ascii)
+    }
+
+    fn skip_space(&self, mut from: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        while bytes.get(from).is_some_and(|&b| is_ascii_space(b)) {
+            from += 1;
+        }
+        from
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let len = self.text.len();
+        let start = self.skip_space(self.pos);
+        if start == len {
+            self.pos = len;
+            return None;
+        }
+        let (end, ascii) = self.run(start);
+        if ascii {
+            self.pos = end;
+            return Some(Piece::Ascii(&self.text[start..end]));
+        }
+        // Take the following runs too, up to the next all-ASCII one. Every index here is at
+        // an ASCII byte or the end, so on a character boundary.
+        let mut end = end;
+        let stop = loop {
+            let next = self.skip_space(end);
+            if next == len {
+                break len;
+            }
+            let (next_end, ascii) = self.run(next);
+            if ascii {
+                break next;
+            }
+            end = next_end;
+        };
+        let piece = Piece::Mixed(&self.text[self.pos..stop]);
+        self.pos = stop;
+        Some(piece)
+    }
+}
+
+/// The words of one [`Piece::Ascii`].
+///
+/// In ASCII, UAX #29 keeps letters and digits together in any order, `_` next to them, and
+/// joins across `.`, `:`, `,`, `;` and `'` only between two letters (`.`, `:`, `'`) or two
+/// digits (`.`, `,`, `;`, `'`); every other byte stands alone. [`SplitInner`] then splits at all
+/// punctuation except such an apostrophe. So a word is a run of letters and digits, continued
+/// across an apostrophe that has two letters or two digits around it.
+struct AsciiWords<'a> {
+    chunk: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for AsciiWords<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.chunk.as_bytes();
+        let mut i = self.pos;
+        while b.get(i).is_some_and(|c| !c.is_ascii_alphanumeric()) {
+            i += 1;
+        }
+        if i == b.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        loop {
+            while b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+                i += 1;
+            }
+            let joins = |before: u8, after: u8| {
+                (before.is_ascii_alphabetic() && after.is_ascii_alphabetic())
+                    || (before.is_ascii_digit() && after.is_ascii_digit())
+            };
+            match (b.get(i), b.get(i + 1)) {
+                (Some(b'\''), Some(&after)) if joins(b[i - 1], after) => i += 1,
+                _ => break,
+            }
+        }
+        self.pos = i;
+        Some(&self.chunk[start..i])
+    }
+}
+
+/// The words of one [`Piece`].
+enum PieceWords<'a> {
+    Ascii(AsciiWords<'a>),
+    Mixed(UnicodeTokens<'a>),
+}
+
+impl<'a> Iterator for PieceWords<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            PieceWords::Ascii(words) => words.next(),
+            PieceWords::Mixed(words) => words.next(),
+        }
+    }
 }
 
 fn is_apostrophe(c: char) -> bool {
@@ -105,5 +273,36 @@ mod tests {
         );
         assert_eq!(tokenize("cafe\u{301} Ünïcödé"), ["cafe\u{301}", "Ünïcödé"]);
         assert_eq!(tokenize("emoji 🦀 crab"), ["emoji", "crab"]);
+    }
+
+    #[test]
+    fn ascii_fast_path_gives_the_words_of_uax29() {
+        // Pieces that exercise every rule the fast path relies on: letters and digits,
+        // apostrophes and the other mid-word marks, `_`, control bytes, every kind of ASCII
+        // whitespace, and the non-ASCII characters that join whitespace or words (combining
+        // marks, an alphabetic combining mark, soft hyphen, ZWJ, ideographic space, emoji,
+        // regional indicators, line separators).
+        let pieces = [
+            "a", "Z", "q9", "0", "7", "'", "’", ".", ",", ":", ";", "_", "-", "(", "\\", " ", "  ",
+            "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x01", "\u{301}", "\u{93e}", "\u{ad}",
+            "\u{200d}", "\u{3000}", "é", "東", "🦀", "🇫🇷", "\u{85}", "\u{2028}", "ab'cd", "1'2",
+            "x.y", "3.14", "",
+        ];
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 14 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let fast: Vec<&str> = tokens(&text).collect();
+            let slow: Vec<&str> = unicode_tokens(&text).collect();
+            assert_eq!(fast, slow, "text {text:?}");
+        }
     }
 }
