@@ -1,7 +1,6 @@
 //! Words to index terms.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use rust_stemmers::{Algorithm, Stemmer};
 
@@ -28,7 +27,7 @@ pub const MAX_TERM_BYTES: usize = 64;
 /// cleared when full.
 pub struct Normalizer {
     stemmer: Stemmer,
-    cache: HashMap<String, Option<String>, BuildHasherDefault<DefaultHasher>>,
+    cache: HashMap<String, Option<String>, rustc_hash::FxBuildHasher>,
 }
 
 impl Default for Normalizer {
@@ -57,13 +56,12 @@ impl Normalizer {
 
     /// The term for one word, or `None` if the word is a stop word, too long, or empty.
     pub fn term(&mut self, word: &str) -> Option<String> {
-        let lower = if word
-            .bytes()
-            .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
-        {
-            std::borrow::Cow::Borrowed(word)
-        } else {
+        let lower = if !word.is_ascii() {
             std::borrow::Cow::Owned(word.to_lowercase().replace('\u{2019}', "'"))
+        } else if word.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(word.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(word)
         };
         if let Some(term) = self.cache.get(lower.as_ref()) {
             return term.clone();
