@@ -40,6 +40,8 @@ target/guest-modules/; build them with `bash scripts/build-guests.sh`).
 Examples:
   wasmlink index --out target/book-index
   wasmlink index --corpus \"$(rustc --print sysroot)/share/doc/rust/html\" --out target/docs-index --workers 2
+  wasmlink index --corpus \"$(rustc --print sysroot)/share/doc/rust/html\" --out target/std-index \\
+      --include 'std/**/*.html' --exclude 'std/**/all.html'
   wasmlink search target/book-index \"lifetime elision\"
 
 Exit status: 0 indexed; 1 indexed, but some batches failed (see the dead-letter file);
@@ -62,6 +64,15 @@ pub struct Args {
     /// Documents per batch (and per segment).
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
+    /// Index only files whose path under the corpus matches this glob (`*`, `?`, `[..]`,
+    /// `{a,b}`, `**` across directories); repeatable. Without it: every html/htm/md/markdown/txt
+    /// file.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files and directories whose path under the corpus matches this glob;
+    /// repeatable.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
@@ -120,6 +131,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if args.batch_rows == 0 {
         return Err(CliError::Other("--batch-rows: must be at least 1".into()));
     }
+    for (flag, patterns) in [("--include", &args.include), ("--exclude", &args.exclude)] {
+        for p in patterns {
+            wasmlink::pipeline::check_glob(p)
+                .map_err(|m| CliError::Other(format!("{flag}: bad pattern `{p}`: {m}")))?;
+        }
+    }
     let corpus = match &args.corpus {
         Some(dir) if !dir.is_dir() => {
             return Err(CliError::Input {
@@ -155,18 +172,22 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let normalize = load_module(&host, &args.modules, "normalize", None)?;
     let index = load_module(&host, &args.modules, "index", Some(out))?;
 
-    let mut spec = PipelineSpec::new(
-        Source::Dir {
-            path: corpus.clone(),
-            extensions: EXTENSIONS.iter().map(|s| s.to_string()).collect(),
-            binary: true,
+    let source = Source::Dir {
+        path: corpus.clone(),
+        extensions: if args.include.is_empty() {
+            EXTENSIONS.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
         },
-        Sink::None,
-    )
-    .stage("extract", extract, "extract", args.workers)
-    .stage("tokenize", tokenize, "tokenize", args.workers)
-    .stage("normalize", normalize, "normalize", args.workers)
-    .stage("index", index.clone(), "index", args.workers);
+        binary: true,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+    };
+    let mut spec = PipelineSpec::new(source.clone(), Sink::None)
+        .stage("extract", extract, "extract", args.workers)
+        .stage("tokenize", tokenize, "tokenize", args.workers)
+        .stage("normalize", normalize, "normalize", args.workers)
+        .stage("index", index.clone(), "index", args.workers);
     spec.batch_rows = args.batch_rows;
     spec.dead_letter = Some(out.join("dead-letter.jsonl"));
     if args.schedule == ScheduleArg::Chain {
@@ -212,7 +233,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if stats.rows_read == 0 {
         return Err(CliError::Input {
             path: corpus,
-            message: format!("no {} files to index", EXTENSIONS.join("/")),
+            message: if args.include.is_empty() {
+                format!("no {} files to index", EXTENSIONS.join("/"))
+            } else {
+                "no files match --include".into()
+            },
         });
     }
     let streamed = started.elapsed();
@@ -273,7 +298,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     eprint!("{report}");
 
     if args.compare_native {
-        let native = native_index(&corpus, args.batch_rows, args.workers)?;
+        let native = native_index(&source, args.batch_rows, args.workers)?;
         let native_rate = mb(native.bytes) / native.secs;
         let wasm_rate = mb(stats.bytes_read) / total;
         eprintln!(
@@ -323,49 +348,6 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     })
 }
 
-/// The files to index under `dir`: (path relative to `dir`, `/`-separated; full path), sorted.
-fn corpus_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, CliError> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| CliError::Input {
-            path: d.clone(),
-            message: e.to_string(),
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|e| CliError::Input {
-                path: d.clone(),
-                message: e.to_string(),
-            })?;
-            let path = entry.path();
-            let ty = entry.file_type().map_err(|e| CliError::Input {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            if ty.is_dir() {
-                stack.push(path);
-            } else if ty.is_file() {
-                let ext = path
-                    .extension()
-                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                    .unwrap_or_default();
-                if EXTENSIONS.contains(&ext.as_str())
-                    && let Ok(rel) = path.strip_prefix(dir)
-                {
-                    let rel: Vec<String> = rel
-                        .components()
-                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                        .collect();
-                    out.push((rel.join("/"), path));
-                }
-            }
-        }
-    }
-    // Component by component, as the pipeline's directory source orders files.
-    out.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
-    Ok(out)
-}
-
 struct NativeRun {
     docs: u64,
     bytes: u64,
@@ -380,10 +362,13 @@ struct NativeRun {
 /// The same work natively: `workers` threads take batches of `batch_rows` files in turn, read,
 /// extract, analyze and index each batch into a builder; the builders are merged in corpus
 /// order and encoded (not written).
-fn native_index(corpus: &Path, batch_rows: usize, workers: usize) -> Result<NativeRun, CliError> {
+fn native_index(source: &Source, batch_rows: usize, workers: usize) -> Result<NativeRun, CliError> {
     use wasmlink_search::{DocKind, IndexBuilder, IndexWriter, Normalizer, extract, tokens};
     let started = Instant::now();
-    let files = corpus_files(corpus)?;
+    let files = source
+        .dir_files()
+        .unwrap_or_else(|| Ok(Vec::new()))
+        .map_err(|e| CliError::Other(e.0))?;
     let batches: Vec<&[(String, PathBuf)]> = files.chunks(batch_rows).collect();
     let next = AtomicUsize::new(0);
     let (extract_ns, analysis_ns) = (AtomicU64::new(0), AtomicU64::new(0));

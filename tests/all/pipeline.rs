@@ -506,7 +506,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
         (format!("{source}{sink}"), "ok"),
         (
             format!("{source}batch-size = 10\n{sink}"),
-            "p.toml:4:1: unknown field `batch-size`, expected one of `kind`, `path`, `batch-rows`, `extensions`, `content`",
+            "p.toml:4:1: unknown field `batch-size`, expected one of `kind`, `path`, `batch-rows`, `extensions`, `content`, `include`, `exclude`",
         ),
         (
             "[source]\nkind = \"orc\"\npath = \"in.jsonl\"\n[sink]\nkind = \"none\"\n".into(),
@@ -657,12 +657,15 @@ fn a_directory_source_gives_one_row_per_matching_file_in_path_order() {
     std::fs::write(docs.join("a.txt"), "alpha").unwrap();
     std::fs::write(docs.join("sub/c.HTML"), "<p>c</p>").unwrap();
     std::fs::write(docs.join("skip.bin"), [0u8, 1, 2]).unwrap();
+    std::fs::write(docs.join("e.txt"), b"x\xffy").unwrap();
     let out = dir.path().join("files.jsonl");
     let mut spec = PipelineSpec::new(
         Source::Dir {
             path: docs,
             extensions: vec!["md".into(), "txt".into(), "html".into()],
             binary: false,
+            include: vec![],
+            exclude: vec![],
         },
         Sink::JsonLines(out.clone()),
     );
@@ -672,14 +675,144 @@ fn a_directory_source_gives_one_row_per_matching_file_in_path_order() {
         .run(&RunOptions::default())
         .unwrap();
     assert_eq!(stats.batches_read, 2);
-    assert_eq!(stats.bytes_read, 4 + 5 + 8);
+    assert_eq!(stats.bytes_read, 4 + 5 + 3 + 8);
     assert_eq!(
         read_jsonl(&out),
         vec![
             serde_json::json!({"path": "a.txt", "content": "alpha", "size": 5}),
             serde_json::json!({"path": "b.md", "content": "# B\n", "size": 4}),
+            // Invalid UTF-8 becomes U+FFFD; `size` is the file's.
+            serde_json::json!({"path": "e.txt", "content": "x\u{fffd}y", "size": 3}),
             serde_json::json!({"path": "sub/c.HTML", "content": "<p>c</p>", "size": 8}),
         ]
+    );
+}
+
+#[test]
+fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    for (file, text) in [
+        ("a.md", "a"),
+        ("b.txt", "b"),
+        ("notes.rs", "fn main() {}"),
+        ("src/x.md", "excluded directory"),
+        ("sub/deep/c.md", "c"),
+        ("sub/all.html", "excluded file"),
+        ("sub/d.MD", "d"),
+    ] {
+        let path = docs.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let source = Source::Dir {
+        path: docs.clone(),
+        extensions: vec![],
+        binary: false,
+        include: vec!["**/*.{md,html}".into(), "*.rs".into()],
+        exclude: vec!["src".into(), "**/all.html".into()],
+    };
+    let listed: Vec<String> = source
+        .dir_files()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|(rel, full)| {
+            assert_eq!(full, docs.join(&rel));
+            rel
+        })
+        .collect();
+    // Globs are case-sensitive (`d.MD` is out); `*` does not cross `/`, `**` does.
+    assert_eq!(listed, ["a.md", "notes.rs", "sub/deep/c.md"]);
+
+    let out = dir.path().join("files.jsonl");
+    let stats = Pipeline::new(PipelineSpec::new(source, Sink::JsonLines(out.clone())))
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap();
+    assert_eq!(stats.rows_read, 3);
+    let paths: Vec<serde_json::Value> = read_jsonl(&out)
+        .into_iter()
+        .map(|r| r["path"].clone())
+        .collect();
+    assert_eq!(paths, ["a.md", "notes.rs", "sub/deep/c.md"]);
+
+    // The TOML form: `include` without `extensions` lets the patterns alone choose.
+    let host = host();
+    let pipeline = |source_extra: &str| {
+        format!(
+            "[source]\nkind = \"dir\"\npath = \"docs\"\n{source_extra}[sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    let spec = PipelineSpec::from_toml(
+        &pipeline("include = [\"*.rs\"]\n"),
+        "p.toml",
+        dir.path(),
+        &host,
+    )
+    .unwrap();
+    let files: Vec<String> = spec
+        .source
+        .dir_files()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(files, ["notes.rs"]);
+    // Without `include`, the default extensions apply, and `exclude` still prunes.
+    let spec = PipelineSpec::from_toml(
+        &pipeline("exclude = [\"sub\", \"src/**\"]\n"),
+        "p.toml",
+        dir.path(),
+        &host,
+    )
+    .unwrap();
+    let files: Vec<String> = spec
+        .source
+        .dir_files()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(files, ["a.md", "b.txt"]);
+
+    for (extra, expected) in [
+        (
+            "include = [\"[a\"]\n",
+            "p.toml:4:11: source.include: bad pattern `[a`: unclosed character class; missing ']'",
+        ),
+        (
+            "exclude = [\"ok\", \"{a\"]\n",
+            "p.toml:4:11: source.exclude: bad pattern `{a`: unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+        ),
+    ] {
+        assert_eq!(error_of(dir.path(), &host, &pipeline(extra)), expected);
+    }
+    std::fs::write(dir.path().join("in.jsonl"), "{\"a\": 1}\n").unwrap();
+    assert_eq!(
+        error_of(
+            dir.path(),
+            &host,
+            "[source]\nkind = \"jsonl\"\npath = \"in.jsonl\"\nexclude = [\"x\"]\n[sink]\nkind = \"none\"\n"
+        ),
+        "p.toml:4:11: source.exclude: only for kind = \"dir\""
+    );
+    // The Rust API checks patterns when the pipeline is built.
+    let bad = PipelineSpec::new(
+        Source::Dir {
+            path: docs,
+            extensions: vec![],
+            binary: false,
+            include: vec![],
+            exclude: vec!["a[".into()],
+        },
+        Sink::None,
+    );
+    assert_eq!(
+        Pipeline::new(bad).err().unwrap().to_string(),
+        "source.exclude: bad pattern `a[`: unclosed character class; missing ']'"
     );
 }
 

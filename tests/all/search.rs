@@ -339,6 +339,54 @@ fn tokenizer_needs_no_capabilities() {
 }
 
 #[test]
+fn index_include_and_exclude_globs_choose_the_files_on_both_sides_of_compare_native() {
+    let modules = modules_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    write_corpus(&corpus);
+    let index = tmp.path().join("index");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "index",
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--out",
+            index.to_str().unwrap(),
+            "--modules",
+            modules.to_str().unwrap(),
+            "--no-progress",
+        ];
+        args.extend_from_slice(extra);
+        wasmlink(&args)
+    };
+    // b.md and d.md; f.md is excluded. --compare-native fails if the native side, which
+    // lists the files itself, finds a different number of documents.
+    let out = run(&["--include", "*.md", "--exclude", "f.*", "--compare-native"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("indexed 2 documents (2 files read")
+            && stderr(&out)
+                .contains("native (same wasmlink-search code, 2 thread(s), no wasm): 2 documents"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--include", "[x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: --include: bad pattern `[x`: unclosed character class; missing ']'"
+    );
+    let out = run(&["--include", "*.rs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no files match --include"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn missing_modules_and_corpus_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = wasmlink_in(

@@ -55,6 +55,8 @@ struct RawSource {
     batch_rows: Option<Spanned<usize>>,
     extensions: Option<Spanned<Vec<String>>>,
     content: Option<Spanned<ContentKind>>,
+    include: Option<Spanned<Vec<String>>>,
+    exclude: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -198,7 +200,24 @@ pub(crate) fn from_toml(
                 "source.content: only for kind = \"dir\"".into(),
             ));
         }
+        for (name, x) in [("include", &s.include), ("exclude", &s.exclude)] {
+            if let Some(x) = x {
+                return Err(err(
+                    x.span(),
+                    format!("source.{name}: only for kind = \"dir\""),
+                ));
+            }
+        }
     }
+    for (name, x) in [("include", &s.include), ("exclude", &s.exclude)] {
+        if let Some(x) = x {
+            super::source::globs(&format!("source.{name}"), x.get_ref())
+                .map_err(|e| err(x.span(), e.0))?;
+        }
+    }
+    let patterns = |x: &Option<Spanned<Vec<String>>>| {
+        x.as_ref().map_or_else(Vec::new, |x| x.get_ref().clone())
+    };
     let source = match kind {
         SourceKind::Jsonl => Source::JsonLines { path: src_path },
         SourceKind::Csv => Source::Csv { path: src_path },
@@ -206,8 +225,12 @@ pub(crate) fn from_toml(
         SourceKind::Parquet => Source::Parquet { path: src_path },
         SourceKind::Dir => Source::Dir {
             path: src_path,
+            // With `include` patterns and no `extensions`, the patterns alone choose.
             extensions: s.extensions.as_ref().map_or_else(
-                || DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                || match s.include {
+                    Some(_) => Vec::new(),
+                    None => DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                },
                 |x| {
                     x.get_ref()
                         .iter()
@@ -219,6 +242,8 @@ pub(crate) fn from_toml(
                 .content
                 .as_ref()
                 .is_some_and(|c| *c.get_ref() == ContentKind::Binary),
+            include: patterns(&s.include),
+            exclude: patterns(&s.exclude),
         },
     };
     let batch_rows = match &s.batch_rows {

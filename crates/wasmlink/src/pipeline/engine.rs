@@ -103,7 +103,12 @@ pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
             path,
             extensions,
             binary,
-        } => format!("dir {} {extensions:?} {binary}", path.display()),
+            include,
+            exclude,
+        } => format!(
+            "dir {} {extensions:?} {binary} {include:?} {exclude:?}",
+            path.display()
+        ),
         Source::Batches(b) => {
             let rows: usize = b.iter().map(|b| b.num_rows()).sum();
             format!("batches {} {rows}", b.len())

@@ -40,7 +40,13 @@
 //! let host = PluginHost::new(Default::default())?;
 //! let tokenizer = host.load_file("tokenize.wasm".as_ref(), Policy::default())?;
 //! let spec = PipelineSpec::new(
-//!     Source::Dir { path: "docs".into(), extensions: vec!["md".into()], binary: false },
+//!     Source::Dir {
+//!         path: "docs".into(),
+//!         extensions: vec!["md".into()],
+//!         binary: false,
+//!         include: vec![],
+//!         exclude: vec!["drafts/**".into()],
+//!     },
 //!     Sink::JsonLines("tokens.jsonl".into()),
 //! )
 //! .stage("tokenize", tokenizer, "tokenize", 2);
@@ -116,6 +122,13 @@ pub enum Source {
         extensions: Vec<String>,
         /// Whether `content` is Binary rather than Utf8.
         binary: bool,
+        /// Glob patterns (`*`, `?`, `[a-z]`, `{a,b}`, and `**` across directories) matched
+        /// against the path relative to the directory, `/`-separated: when any are given, a
+        /// file must match one of them.
+        include: Vec<String>,
+        /// Glob patterns as for `include`: a file that matches one is left out, and so is
+        /// everything under a directory that matches one.
+        exclude: Vec<String>,
     },
     /// Batches given in code (re-cut into `batch_rows`-row batches).
     Batches(Vec<RecordBatch>),
@@ -141,6 +154,32 @@ pub enum Sink {
     },
     /// Nowhere: the stages write their own output (e.g. into a directory their policy grants).
     None,
+}
+
+/// Checks one glob pattern of a `Source::Dir`'s `include` or `exclude`: `Err` says what is
+/// wrong with it, in a few words.
+pub fn check_glob(pattern: &str) -> Result<(), String> {
+    source::globs("", &[pattern.to_string()])
+        .map(|_| ())
+        .map_err(|e| e.0.rsplit(": ").next().unwrap_or_default().to_string())
+}
+
+impl Source {
+    /// For a `Dir` source, the files it reads, in the order it reads them: (path relative to
+    /// the directory, `/`-separated, as in the `path` column; full path). `None` for other
+    /// sources.
+    pub fn dir_files(&self) -> Option<Result<Vec<(String, PathBuf)>, PipelineError>> {
+        match self {
+            Source::Dir {
+                path,
+                extensions,
+                include,
+                exclude,
+                ..
+            } => Some(source::dir_files(path, extensions, include, exclude)),
+            _ => None,
+        }
+    }
 }
 
 impl Sink {
@@ -370,6 +409,13 @@ impl Pipeline {
         }
         if spec.queue_depth == 0 {
             return err("queue-depth: must be at least 1".into());
+        }
+        if let Source::Dir {
+            include, exclude, ..
+        } = &spec.source
+        {
+            source::globs("source.include", include)?;
+            source::globs("source.exclude", exclude)?;
         }
         if spec.schedule == (Schedule::Chain { workers: 0 }) {
             return err("workers: must be at least 1".into());

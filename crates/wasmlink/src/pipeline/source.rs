@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
 use super::{PipelineError, Progress, Source};
@@ -115,8 +116,10 @@ pub(crate) fn open_source(
             path,
             extensions,
             binary,
+            include,
+            exclude,
         } => {
-            let files = list_dir(path, extensions)?;
+            let files = dir_files(path, extensions, include, exclude)?;
             Box::new(DirBatches {
                 root: path.clone(),
                 files: files.into_iter(),
@@ -140,9 +143,46 @@ pub(crate) fn open_source(
     }))
 }
 
-/// The files of a directory source, sorted by their relative path.
-fn list_dir(root: &Path, extensions: &[String]) -> Result<Vec<PathBuf>, PipelineError> {
+/// Compiles glob patterns (see `Source::Dir`); `field` names them in errors.
+pub(crate) fn globs(field: &str, patterns: &[String]) -> Result<globset::GlobSet, PipelineError> {
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                PipelineError(format!("{field}: bad pattern `{p}`: {}", glob_reason(&e)))
+            })?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| PipelineError(format!("{field}: {}", glob_reason(&e))))
+}
+
+/// globset's message without the pattern it repeats.
+fn glob_reason(e: &globset::Error) -> String {
+    e.kind().to_string()
+}
+
+/// The files a directory source reads, in order: (path relative to `root`, `/`-separated;
+/// full path). See `Source::Dir` for the filters.
+pub(crate) fn dir_files(
+    root: &Path,
+    extensions: &[String],
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<(String, PathBuf)>, PipelineError> {
     let wanted: Vec<String> = extensions.iter().map(|e| e.to_ascii_lowercase()).collect();
+    let include_set = globs("source.include", include)?;
+    let exclude_set = globs("source.exclude", exclude)?;
+    let relative = |path: &Path| -> String {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        parts.join("/")
+    };
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -154,56 +194,81 @@ fn list_dir(root: &Path, extensions: &[String]) -> Result<Vec<PathBuf>, Pipeline
             let path = entry.path();
             let ty = std::fs::metadata(&path)
                 .map_err(|e| PipelineError(format!("{}: {e}", path.display())))?;
+            let rel = relative(&path);
+            if exclude_set.is_match(&rel) {
+                continue;
+            }
             if ty.is_dir() {
                 stack.push(path);
             } else if ty.is_file() {
                 let ext = path
                     .extension()
                     .map(|e| e.to_string_lossy().to_ascii_lowercase());
-                if wanted.is_empty() || ext.is_some_and(|e| wanted.contains(&e)) {
-                    out.push(path);
+                let by_extension = wanted.is_empty() || ext.is_some_and(|e| wanted.contains(&e));
+                let by_pattern = include.is_empty() || include_set.is_match(&rel);
+                if by_extension && by_pattern {
+                    out.push((rel, path));
                 }
             }
         }
     }
-    out.sort();
+    // Component by component, so `a/b` sorts before `a-b`.
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
 }
 
 struct DirBatches {
     root: PathBuf,
-    files: std::vec::IntoIter<PathBuf>,
+    files: std::vec::IntoIter<(String, PathBuf)>,
     batch_rows: usize,
     binary: bool,
     bytes: Arc<Progress>,
 }
 
 impl DirBatches {
-    fn read_batch(&mut self, paths: Vec<PathBuf>) -> Result<RecordBatch, PipelineError> {
-        let mut names = Vec::with_capacity(paths.len());
-        let mut contents: Vec<Vec<u8>> = Vec::with_capacity(paths.len());
-        let mut sizes = Vec::with_capacity(paths.len());
-        for p in paths {
-            let data = std::fs::read(&p)
+    /// Reads a batch of files straight into one Arrow values buffer (no copy per file).
+    fn read_batch(&mut self, files: Vec<(String, PathBuf)>) -> Result<RecordBatch, PipelineError> {
+        let mut names = Vec::with_capacity(files.len());
+        let mut values: Vec<u8> = Vec::new();
+        let mut offsets: Vec<i32> = Vec::with_capacity(files.len() + 1);
+        offsets.push(0);
+        let mut sizes = Vec::with_capacity(files.len());
+        for (rel, p) in files {
+            let start = values.len();
+            File::open(&p)
+                .and_then(|mut f| f.read_to_end(&mut values))
                 .map_err(|e| PipelineError(format!("{}: cannot read: {e}", p.display())))?;
+            let size = values.len() - start;
             self.bytes
                 .bytes_read
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            let rel = p.strip_prefix(&self.root).unwrap_or(&p);
-            let name: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            names.push(name.join("/"));
-            sizes.push(data.len() as u64);
-            contents.push(data);
+                .fetch_add(size as u64, Ordering::Relaxed);
+            if !self.binary && std::str::from_utf8(&values[start..]).is_err() {
+                let text = String::from_utf8_lossy(&values[start..]).into_owned();
+                values.truncate(start);
+                values.extend_from_slice(text.as_bytes());
+            }
+            let end = i32::try_from(values.len()).map_err(|_| {
+                PipelineError(format!(
+                    "{}: a batch of files over 2 GiB; use a smaller batch-rows",
+                    self.root.display()
+                ))
+            })?;
+            offsets.push(end);
+            names.push(rel);
+            sizes.push(size as u64);
         }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let values = Buffer::from_vec(values);
         let content: ArrayRef = if self.binary {
-            Arc::new(BinaryArray::from_iter_values(contents.iter()))
+            Arc::new(
+                BinaryArray::try_new(offsets, values, None)
+                    .map_err(|e| PipelineError(format!("{}: {e}", self.root.display())))?,
+            )
         } else {
-            Arc::new(StringArray::from_iter_values(
-                contents.iter().map(|c| String::from_utf8_lossy(c)),
-            ))
+            Arc::new(
+                StringArray::try_new(offsets, values, None)
+                    .map_err(|e| PipelineError(format!("{}: {e}", self.root.display())))?,
+            )
         };
         let schema = Schema::new(vec![
             Field::new("path", DataType::Utf8, false),
@@ -234,11 +299,11 @@ impl Iterator for DirBatches {
     type Item = Result<RecordBatch, PipelineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let paths: Vec<PathBuf> = self.files.by_ref().take(self.batch_rows).collect();
-        if paths.is_empty() {
+        let files: Vec<(String, PathBuf)> = self.files.by_ref().take(self.batch_rows).collect();
+        if files.is_empty() {
             return None;
         }
-        Some(self.read_batch(paths))
+        Some(self.read_batch(files))
     }
 }
 
