@@ -14,7 +14,7 @@ use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
-use super::search::{ModulesFlag, load_module};
+use super::search::{ModulesFlag, load_module_timeout};
 use crate::input::CliError;
 
 /// The file extensions indexed (as the pipeline's directory source spells them).
@@ -73,6 +73,13 @@ pub struct Args {
     /// repeatable.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Wall-clock limit of each module call, replacing the policies' (60s; 10m for index), or
+    /// `none`: no limit, and the modules run without the clock checks a limit compiles into
+    /// every loop and call, about 1.5x faster (BENCHMARKS.md). With `none`, a document that
+    /// sent a module into an endless loop would hang the run instead of going to the
+    /// dead-letter file.
+    #[arg(long, value_name = "DURATION|none", value_parser = super::policy::parse_duration)]
+    timeout: Option<wasmlink::policy::HumanDuration>,
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
@@ -167,10 +174,13 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         ..HostConfig::default()
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
-    let extract = load_module(&host, &args.modules, "extract", None)?;
-    let tokenize = load_module(&host, &args.modules, "tokenize", None)?;
-    let normalize = load_module(&host, &args.modules, "normalize", None)?;
-    let index = load_module(&host, &args.modules, "index", Some(out))?;
+    let load = |name: &str, dir: Option<&Path>| {
+        load_module_timeout(&host, &args.modules, name, dir, args.timeout)
+    };
+    let extract = load("extract", None)?;
+    let tokenize = load("tokenize", None)?;
+    let normalize = load("normalize", None)?;
+    let index = load("index", Some(out))?;
 
     let source = Source::Dir {
         path: corpus.clone(),
@@ -196,7 +206,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let pipeline = Pipeline::new(spec).map_err(|e| CliError::Other(e.0))?;
 
     eprintln!(
-        "indexing {} into {} ({} worker(s){}, {} documents per batch)",
+        "indexing {} into {} ({} worker(s){}, {} documents per batch{})",
         corpus.display(),
         out.display(),
         args.workers,
@@ -204,7 +214,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             ScheduleArg::Chain => ", each running every stage",
             ScheduleArg::Stages => " per stage",
         },
-        args.batch_rows
+        args.batch_rows,
+        match args.timeout {
+            Some(t) if t.is_none() => ", no timeout".to_string(),
+            Some(t) => format!(", timeout {t} per call"),
+            None => String::new(),
+        }
     );
     let progress = Arc::new(Progress::default());
     let line =

@@ -140,7 +140,8 @@ pub struct PolicyFlags {
     /// Limit each call to N units of fuel.
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
-    /// Limit each call's wall-clock time (e.g. 500ms, 2s).
+    /// Limit each call's wall-clock time (e.g. 500ms, 2s), or `none`: no limit and no clock
+    /// checks compiled into the module (faster; only for modules trusted to return).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<HumanDuration>,
     /// Limit captured output and returned data (e.g. 1MiB).
@@ -155,7 +156,7 @@ fn parse_size(s: &str) -> Result<ByteSize, String> {
     ByteSize::parse(s)
 }
 
-fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+pub fn parse_duration(s: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(s)
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use wasmlink::plugin::{HostConfig, Plugin, PluginHost};
-use wasmlink::policy::Policy;
+use wasmlink::policy::{HumanDuration, Policy};
 
 use crate::input::{CliError, print};
 
@@ -138,8 +138,22 @@ pub fn load_module(
     name: &str,
     index_dir: Option<&Path>,
 ) -> Result<Plugin, CliError> {
+    load_module_timeout(host, modules, name, index_dir, None)
+}
+
+/// [`load_module`], with `limits.timeout` replaced when `timeout` is given.
+pub fn load_module_timeout(
+    host: &PluginHost,
+    modules: &ModulesFlag,
+    name: &str,
+    index_dir: Option<&Path>,
+    timeout: Option<HumanDuration>,
+) -> Result<Plugin, CliError> {
     let path = modules.find(name)?;
-    let policy = module_policy(name, index_dir)?;
+    let mut policy = module_policy(name, index_dir)?;
+    if timeout.is_some() {
+        policy.limits.timeout = timeout;
+    }
     host.load_file(&path, policy)
         .map_err(|e| CliError::Other(e.to_string()))
 }

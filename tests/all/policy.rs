@@ -36,6 +36,66 @@ fn policy_check_prints_the_effective_policy() {
 }
 
 #[test]
+fn timeout_none_means_no_limit_and_other_limits_still_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("spin.wasm");
+    std::fs::write(
+        &module,
+        wat::parse_file(root().join("examples/policy/spin.wat")).expect("wat"),
+    )
+    .expect("write");
+    let m = module.to_str().expect("utf-8");
+    let out = wasmlink(&["call", "--timeout", "none", m, "add", "2", "3"]);
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("5\n", Some(0)),
+        "{}",
+        stderr(&out)
+    );
+    // Without clock checks, fuel still stops an endless loop.
+    let out = wasmlink(&["call", "--timeout", "none", "--fuel", "100000", m, "spin"]);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: plugin `spin`: `spin` ran out of fuel after 100000 units (limits.fuel)"
+    );
+    let out = wasmlink(&["call", "--timeout", "soon", m, "add", "1", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "`soon` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\", \"none\")"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[limits]\ntimeout = \"none\"\n").expect("write");
+    let out = wasmlink(&["policy", "check", policy.to_str().expect("utf-8")]);
+    assert!(stdout(&out).contains("timeout none,"), "{}", stdout(&out));
+
+    // In one host, a plugin with a timeout and one without: each gets the engine it needs.
+    let host = wasmlink::plugin::PluginHost::new(Default::default()).expect("host");
+    let timed =
+        wasmlink::policy::Policy::from_toml("[limits]\ntimeout = \"50ms\"\n", "t.toml").unwrap();
+    let untimed =
+        wasmlink::policy::Policy::from_toml("[limits]\ntimeout = \"none\"\n", "u.toml").unwrap();
+    assert_eq!(
+        untimed.limits.timeout,
+        Some(wasmlink::policy::HumanDuration::NONE)
+    );
+    let spin_timed = host.load_file(&module, timed).expect("load");
+    let spin_free = host.load_file(&module, untimed).expect("load");
+    let mut i = spin_timed.instance().expect("instance");
+    assert_eq!(
+        i.call("spin", &[]).unwrap_err().to_string(),
+        "plugin `spin`: `spin` timed out after 50ms (limits.timeout)"
+    );
+    let mut i = spin_free.instance().expect("instance");
+    let sum = i.call("add", &[40i32.into(), 2i32.into()]).expect("add");
+    assert_eq!(sum[0].unwrap_i32(), 42);
+    assert_eq!(i.limits().timeout, std::time::Duration::MAX);
+}
+
+#[test]
 fn bad_policies_are_one_line_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("p.toml");

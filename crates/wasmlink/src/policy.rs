@@ -222,7 +222,10 @@ pub struct Limits {
     /// Fuel per call (roughly one unit per WebAssembly instruction). Unset: unmetered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// Wall-clock time per call (default 30s).
+    /// Wall-clock time per call (default 30s), or `"none"`: no limit, and the module's code is
+    /// compiled without the clock checks a limit needs at every loop and call (they cost about
+    /// a third of the run time of tight loops; BENCHMARKS.md). Only for modules trusted to
+    /// return: a call that never does hangs its thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
     /// Captured stdout/stderr, and bytes a guest may hand back from one call (default 64 MiB).
@@ -342,20 +345,34 @@ impl JsonSchema for ByteSize {
     }
 }
 
-/// A duration written as `"250ms"`, `"2s"`, `"1m"`.
+/// A duration written as `"250ms"`, `"2s"`, `"1m"`, or `"none"` ([`HumanDuration::NONE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    /// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`.
+    /// `"none"`: no limit at all (`Duration::MAX`).
+    pub const NONE: HumanDuration = HumanDuration(Duration::MAX);
+
+    /// Whether this is [`HumanDuration::NONE`].
+    pub fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+
+    /// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`, and `"none"`.
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
         let t = text.trim();
+        if t == "none" {
+            return Ok(Self::NONE);
+        }
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad =
-            || format!("`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\")");
+        let bad = || {
+            format!(
+                "`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\", \"none\")"
+            )
+        };
         let n: f64 = num.parse().map_err(|_| bad())?;
         let secs = match unit.trim() {
             "ms" => n / 1000.0,
@@ -372,6 +389,9 @@ impl HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_none() {
+            return f.write_str("none");
+        }
         let ms = self.0.as_millis();
         if ms % 1000 == 0 && ms > 0 {
             write!(f, "{}s", ms / 1000)
@@ -421,7 +441,7 @@ pub struct EffectiveLimits {
     pub stack: u64,
     /// Fuel per call, if metered.
     pub fuel: Option<u64>,
-    /// Wall-clock time per call.
+    /// Wall-clock time per call; `Duration::MAX` for none (`timeout = "none"`).
     pub timeout: Duration,
     /// Captured output bytes and bytes returned by one call.
     pub output: u64,

@@ -162,10 +162,12 @@ impl Instance {
 
     /// Arms the per-call limits (timeout and fuel).
     fn arm(&mut self) {
-        let ticks = ticks_for(&self.plugin);
+        let ticks = self.plugin.ticks;
         let fuel = self.plugin.limits.fuel;
         let r = self.ready();
-        r.store.set_epoch_deadline(ticks);
+        if let Some(ticks) = ticks {
+            r.store.set_epoch_deadline(ticks);
+        }
         if let Some(f) = fuel {
             let _ = r.store.set_fuel(f);
         }
@@ -411,10 +413,6 @@ fn take(pipe: &Option<CapturePipe>, taken: &mut usize) -> Vec<u8> {
     out
 }
 
-fn ticks_for(plugin: &PluginInner) -> u64 {
-    plugin.ticks
-}
-
 fn unreachable_ready() -> Ready {
     // Never called: `ready` is Some for the whole life of an Instance outside Drop.
     panic!("wasmlink: instance used after it was returned to the pool")
@@ -456,8 +454,10 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
     };
     let mut store = Store::new(&plugin.engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(ticks_for(plugin));
+    if let Some(ticks) = plugin.ticks {
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks);
+    }
     if let Some(f) = limits.fuel {
         let _ = store.set_fuel(f);
     }
@@ -479,7 +479,9 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
     };
     // A reactor's constructors run once, before the first call.
     if let Some(init) = instance.get_func(&mut store, "_initialize") {
-        store.set_epoch_deadline(ticks_for(plugin));
+        if let Some(ticks) = plugin.ticks {
+            store.set_epoch_deadline(ticks);
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| init.call(&mut store, &[], &mut [])));
         match outcome {
             Ok(Ok(())) => {}

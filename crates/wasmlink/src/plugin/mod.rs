@@ -74,6 +74,8 @@ impl Default for HostConfig {
 struct EngineKey {
     stack: u64,
     fuel: bool,
+    /// Whether code gets epoch checks (off only for `timeout = "none"`).
+    epoch: bool,
 }
 
 type Definer = Arc<dyn Fn(&mut Linker<PluginState>) -> wasmtime::Result<()> + Send + Sync>;
@@ -159,7 +161,7 @@ impl PluginHost {
         }
         let mut config = Config::new();
         crate::process::apply_profiler(&mut config);
-        config.epoch_interruption(true);
+        config.epoch_interruption(key.epoch);
         config.consume_fuel(key.fuel);
         config.max_wasm_stack(key.stack as usize);
         if let Some(dir) = &self.inner.config.cache_dir {
@@ -261,6 +263,7 @@ impl PluginHost {
         let key = EngineKey {
             stack: limits.stack,
             fuel: limits.fuel.is_some(),
+            epoch: limits.timeout != Duration::MAX,
         };
         let engine = self.engine(key)?;
         let hash = sha256_hex(bytes);
@@ -300,7 +303,11 @@ impl PluginHost {
             }
         }
         let tick = self.inner.config.tick.as_nanos().max(1);
-        let ticks = (limits.timeout.as_nanos().div_ceil(tick) as u64).max(1);
+        let ticks = key.epoch.then(|| {
+            u64::try_from(limits.timeout.as_nanos().div_ceil(tick))
+                .unwrap_or(u64::MAX / 2)
+                .clamp(1, u64::MAX / 2)
+        });
         Ok(PluginInner {
             ticks,
             name: name.to_string(),
@@ -404,8 +411,9 @@ pub struct PluginInner {
     pub(crate) sha256: String,
     pub(crate) policy: Policy,
     pub(crate) limits: EffectiveLimits,
-    /// `limits.timeout` in epoch ticks, computed once.
-    pub(crate) ticks: u64,
+    /// `limits.timeout` in epoch ticks, computed once; `None` for `timeout = "none"` (an
+    /// engine without epoch checks).
+    pub(crate) ticks: Option<u64>,
     pub(crate) engine: Engine,
     pub(crate) pre: wasmtime::InstancePre<PluginState>,
     pub(crate) exports: HashMap<String, FuncType>,

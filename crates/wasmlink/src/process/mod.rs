@@ -231,7 +231,7 @@ impl ProcessBuilder {
                     message: format!("{field}: {why}"),
                 })
             };
-            if policy.limits.timeout.is_some() {
+            if policy.limits.timeout.is_some_and(|t| !t.is_none()) {
                 return refuse(
                     "limits.timeout",
                     "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
