@@ -744,39 +744,18 @@ fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
             "[source]\nkind = \"dir\"\npath = \"docs\"\n{source_extra}[sink]\nkind = \"jsonl\"\npath = \"out.jsonl\"\n"
         )
     };
-    let spec = PipelineSpec::from_toml(
-        &pipeline("include = [\"*.rs\"]\n"),
-        "p.toml",
-        dir.path(),
-        &host,
-    )
-    .unwrap();
-    let files: Vec<String> = spec
-        .source
-        .dir_files()
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.0)
-        .collect();
-    assert_eq!(files, ["notes.rs"]);
+    let files_of = |source_extra: &str| -> Vec<String> {
+        let spec =
+            PipelineSpec::from_toml(&pipeline(source_extra), "p.toml", dir.path(), &host).unwrap();
+        let files = spec.source.dir_files().unwrap().unwrap();
+        files.into_iter().map(|f| f.0).collect()
+    };
+    assert_eq!(files_of("include = [\"*.rs\"]\n"), ["notes.rs"]);
     // Without `include`, the default extensions apply, and `exclude` still prunes.
-    let spec = PipelineSpec::from_toml(
-        &pipeline("exclude = [\"sub\", \"src/**\"]\n"),
-        "p.toml",
-        dir.path(),
-        &host,
-    )
-    .unwrap();
-    let files: Vec<String> = spec
-        .source
-        .dir_files()
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.0)
-        .collect();
-    assert_eq!(files, ["a.md", "b.txt"]);
+    assert_eq!(
+        files_of("exclude = [\"sub\", \"src/**\"]\n"),
+        ["a.md", "b.txt"]
+    );
 
     for (extra, expected) in [
         (

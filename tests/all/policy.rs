@@ -35,15 +35,21 @@ fn policy_check_prints_the_effective_policy() {
     );
 }
 
-#[test]
-fn timeout_none_means_no_limit_and_other_limits_still_hold() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let module = dir.path().join("spin.wasm");
+/// examples/policy/spin.wat compiled into `dir`.
+fn spin_module(dir: &std::path::Path) -> std::path::PathBuf {
+    let module = dir.join("spin.wasm");
     std::fs::write(
         &module,
         wat::parse_file(root().join("examples/policy/spin.wat")).expect("wat"),
     )
     .expect("write");
+    module
+}
+
+#[test]
+fn timeout_none_means_no_limit_and_other_limits_still_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = spin_module(dir.path());
     let m = module.to_str().expect("utf-8");
     let out = wasmlink(&["call", "--timeout", "none", m, "add", "2", "3"]);
     assert_eq!(
@@ -137,12 +143,7 @@ fn bad_policies_are_one_line_errors() {
 #[test]
 fn readme_sandbox_walkthrough() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = dir.path().join("spin.wasm");
-    std::fs::write(
-        &module,
-        wat::parse_file(root().join("examples/policy/spin.wat")).expect("wat"),
-    )
-    .expect("write");
+    let module = spin_module(dir.path());
     let m = module.to_str().expect("utf-8");
     let policy = root().join("examples/policy/plugin.toml");
     let p = policy.to_str().expect("utf-8");

@@ -222,69 +222,35 @@ impl ProcessBuilder {
         self
     }
 
-    /// The WASI preview 1 context this builder describes.
+    /// The WASI preview 1 context this builder describes: the policy's (checked for what
+    /// `wasmlink run` cannot enforce), or the builder's args and stdio; then the builder's env
+    /// and directories either way.
     fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
-        if let Some(policy) = &self.policy {
-            use crate::policy::OutputMode;
-            let refuse = |field: &str, why: &str| {
-                Err(LinkError::Policy {
-                    message: format!("{field}: {why}"),
-                })
-            };
-            if policy.limits.timeout.is_some_and(|t| !t.is_none()) {
-                return refuse(
-                    "limits.timeout",
-                    "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
-                );
+        let mut wasi = match &self.policy {
+            Some(policy) => {
+                check_run_policy(policy)?;
+                let mut wasi =
+                    policy
+                        .wasi_builder("program", None, None)
+                        .map_err(|e| LinkError::Policy {
+                            message: e.to_string(),
+                        })?;
+                if policy.args.is_empty() {
+                    wasi.args(&self.args);
+                }
+                wasi
             }
-            if policy.limits.fuel.is_some() {
-                return refuse(
-                    "limits.fuel",
-                    "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
-                );
-            }
-            if policy.stdio.stdout == OutputMode::Capture
-                || policy.stdio.stderr == OutputMode::Capture
-            {
-                return refuse(
-                    "stdio",
-                    "`capture` is for plugins; `wasmlink run` can inherit or close a stream",
-                );
-            }
-            if policy.capabilities.network {
-                return refuse(
-                    "capabilities.network",
-                    "the program runs under WASI preview 1, which has no sockets",
-                );
-            }
-            let mut wasi =
-                policy
-                    .wasi_builder("program", None, None)
-                    .map_err(|e| LinkError::Policy {
-                        message: e.to_string(),
-                    })?;
-            if policy.args.is_empty() {
+            None => {
+                let mut wasi = WasiCtxBuilder::new();
                 wasi.args(&self.args);
+                if self.inherit_stdio {
+                    wasi.inherit_stdio();
+                }
+                wasi
             }
-            for (k, v) in &self.env {
-                wasi.env(k, v);
-            }
-            for (host, guest) in &self.dirs {
-                wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)
-                    .map_err(|e| LinkError::Io {
-                        path: host.clone(),
-                        message: format!("cannot preopen: {e}"),
-                    })?;
-            }
-            return Ok(wasi);
-        }
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.args(&self.args);
+        };
         for (k, v) in &self.env {
             wasi.env(k, v);
-        }
-        if self.inherit_stdio {
-            wasi.inherit_stdio();
         }
         for (host, guest) in &self.dirs {
             wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)
@@ -2262,4 +2228,39 @@ fn trap_func(
     Ok(Func::new(cx, fty.clone(), move |_, _, _| {
         Err(wasmtime::format_err!("{message}"))
     }))
+}
+
+/// Refuses what a policy asks of `wasmlink run` that a linked process cannot honour.
+fn check_run_policy(policy: &crate::policy::Policy) -> Result<(), LinkError> {
+    use crate::policy::OutputMode;
+    let refuse = |field: &str, why: &str| {
+        Err(LinkError::Policy {
+            message: format!("{field}: {why}"),
+        })
+    };
+    if policy.limits.timeout.is_some_and(|t| !t.is_none()) {
+        return refuse(
+            "limits.timeout",
+            "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
+        );
+    }
+    if policy.limits.fuel.is_some() {
+        return refuse(
+            "limits.fuel",
+            "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
+        );
+    }
+    if policy.stdio.stdout == OutputMode::Capture || policy.stdio.stderr == OutputMode::Capture {
+        return refuse(
+            "stdio",
+            "`capture` is for plugins; `wasmlink run` can inherit or close a stream",
+        );
+    }
+    if policy.capabilities.network {
+        return refuse(
+            "capabilities.network",
+            "the program runs under WASI preview 1, which has no sockets",
+        );
+    }
+    Ok(())
 }
