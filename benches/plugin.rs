@@ -530,7 +530,7 @@ fn rss_flat(greeter: &[u8], total: u64, every: u64) -> String {
                     }
                     let out = plugin.call_bytes("echo", &input).expect("echo");
                     assert_eq!(out, input);
-                    if n % every == 0 {
+                    if n.is_multiple_of(every) {
                         samples.lock().expect("samples").push((n, rss_bytes()));
                     }
                 }

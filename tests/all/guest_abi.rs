@@ -251,7 +251,7 @@ fn abi_version_and_allocator() {
         for align in [1, 8, 64, 4096] {
             let p = g.abi_alloc(100, align);
             assert!(
-                p != 0 && p % align == 0,
+                p != 0 && p.is_multiple_of(align),
                 "{name}: alloc(100, {align}) = {p}"
             );
             g.call3("wasmlink_free", p, 100, align);

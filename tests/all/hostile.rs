@@ -459,9 +459,9 @@ fn hostile_modules_through_the_api() {
             (expect, Ok(plugin)) => {
                 let baseline = plugin
                     .instance()
-                    .and_then(|mut i| {
+                    .map(|mut i| {
                         let m = i.memory();
-                        Ok(m.map(|m| m.data_size(i.store_mut())))
+                        m.map(|m| m.data_size(i.store_mut()))
                     })
                     .expect("baseline");
                 let got = plugin.call(case.function, &[]);

@@ -375,7 +375,7 @@ fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
     let stats = stats_of(&o);
     let resumed = stats["resumed_batches"].as_u64().unwrap();
     assert!(
-        resumed >= 3 && resumed < 100,
+        (3..100).contains(&resumed),
         "resumed after {resumed} batches"
     );
     assert_eq!(stats["batches_read"].as_u64().unwrap(), 100 - resumed);
