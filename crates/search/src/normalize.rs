@@ -27,7 +27,9 @@ pub const MAX_TERM_BYTES: usize = 64;
 /// cleared when full.
 pub struct Normalizer {
     stemmer: Stemmer,
-    cache: HashMap<String, Option<String>, rustc_hash::FxBuildHasher>,
+    /// Recent words (lowercased) and where their term is in `terms`.
+    cache: HashMap<String, u32, rustc_hash::FxBuildHasher>,
+    terms: Vec<Option<String>>,
 }
 
 impl Default for Normalizer {
@@ -51,11 +53,18 @@ impl Normalizer {
         Normalizer {
             stemmer: Stemmer::create(Algorithm::English),
             cache: HashMap::default(),
+            terms: Vec::new(),
         }
     }
 
     /// The term for one word, or `None` if the word is a stop word, too long, or empty.
     pub fn term(&mut self, word: &str) -> Option<String> {
+        self.term_ref(word).map(str::to_owned)
+    }
+
+    /// [`Normalizer::term`], borrowed from the cache instead of copied (no allocation when the
+    /// word was seen recently).
+    pub fn term_ref(&mut self, word: &str) -> Option<&str> {
         let lower = if !word.is_ascii() {
             std::borrow::Cow::Owned(word.to_lowercase().replace('\u{2019}', "'"))
         } else if word.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -63,15 +72,21 @@ impl Normalizer {
         } else {
             std::borrow::Cow::Borrowed(word)
         };
-        if let Some(term) = self.cache.get(lower.as_ref()) {
-            return term.clone();
-        }
-        let term = self.uncached(&lower);
-        if self.cache.len() >= Self::CACHE_WORDS {
-            self.cache.clear();
-        }
-        self.cache.insert(lower.into_owned(), term.clone());
-        term
+        let slot = match self.cache.get(lower.as_ref()) {
+            Some(&slot) => slot,
+            None => {
+                let term = self.uncached(&lower);
+                if self.cache.len() >= Self::CACHE_WORDS {
+                    self.cache.clear();
+                    self.terms.clear();
+                }
+                let slot = self.terms.len() as u32;
+                self.terms.push(term);
+                self.cache.insert(lower.into_owned(), slot);
+                slot
+            }
+        };
+        self.terms[slot as usize].as_deref()
     }
 
     fn uncached(&self, lower: &str) -> Option<String> {

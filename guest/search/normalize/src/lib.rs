@@ -51,7 +51,7 @@ pub fn normalize(batch: RecordBatch) -> Result<RecordBatch, String> {
                 if words.is_null(i) {
                     return Err(format!("row {row}: a token is null"));
                 }
-                if let Some(term) = normalizer.term(words.value(i)) {
+                if let Some(term) = normalizer.term_ref(words.value(i)) {
                     out.values().append_value(term);
                 }
             }
