@@ -5,6 +5,7 @@
 # neighbour slows them all alike; the table shows the median of each figure.
 #
 #   bash scripts/bench-index.sh [CORPUS_DIR] [ROUNDS]
+#   WORKERS="2" bash scripts/bench-index.sh      # only some worker counts
 #
 # CORPUS_DIR defaults to the whole Rust documentation of the local toolchain; ROUNDS to 3.
 # Needs the release binary and the guest modules (both built here if missing or stale).
@@ -28,7 +29,10 @@ if [ -x /usr/bin/time ]; then
   time_cmd=(/usr/bin/time -f "peak RSS %M KB")
 fi
 
-configs=("1 default" "1 none" "2 default" "2 none")
+configs=()
+for w in ${WORKERS:-1 2}; do
+  configs+=("$w default" "$w none")
+done
 for round in $(seq 1 "$rounds"); do
   for config in "${configs[@]}"; do
     read -r workers timeout <<<"$config"
@@ -70,6 +74,7 @@ for config in "${configs[@]}"; do
     "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)"
 done
 for timeout in default none; do
+  if [ -z "${total[1 $timeout]:-}" ] || [ -z "${total[2 $timeout]:-}" ]; then continue; fi
   awk -v a="${total[1 $timeout]}" -v b="${total[2 $timeout]}" -v t="$timeout" \
     'BEGIN { printf "2 workers vs 1 (timeout %s): %.2fx\n", t, a / b }'
 done

@@ -75,7 +75,7 @@ pub struct Args {
     exclude: Vec<String>,
     /// Wall-clock limit of each module call, replacing the policies' (60s; 10m for index), or
     /// `none`: no limit, and the modules run without the clock checks a limit compiles into
-    /// every loop and call, 1.2 to 1.4x faster (BENCHMARKS.md). With `none`, a document that
+    /// every loop and call, 1.1 to 1.4x faster (BENCHMARKS.md). With `none`, a document that
     /// sent a module into an endless loop would hang the run instead of going to the
     /// dead-letter file.
     #[arg(long, value_name = "DURATION|none", value_parser = super::policy::parse_duration)]

@@ -223,9 +223,9 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
     /// Wall-clock time per call (default 30s), or `"none"`: no limit, and the module's code is
-    /// compiled without the clock checks a limit needs at every loop and call (they cost about
-    /// a third of the run time of tight loops; BENCHMARKS.md). Only for modules trusted to
-    /// return: a call that never does hangs its thread.
+    /// compiled without the clock checks a limit needs at every loop and call (they make tight
+    /// loops up to 1.5x slower; BENCHMARKS.md). Only for modules trusted to return: a call
+    /// that never does hangs its thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
     /// Captured stdout/stderr, and bytes a guest may hand back from one call (default 64 MiB).
