@@ -64,9 +64,9 @@ pub struct Args {
     /// Documents per batch (and per segment).
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
-    /// Index only files whose path under the corpus matches this glob (`*`, `?`, `[..]`,
-    /// `{a,b}`, `**` across directories); repeatable. Without it: every html/htm/md/markdown/txt
-    /// file.
+    /// Index only the html/htm/md/markdown/txt files whose path under the corpus matches this
+    /// glob (`*`, `?`, `[..]`, `{a,b}`, `**` across directories); repeatable. Without it: all
+    /// of them.
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
     /// Leave out files and directories whose path under the corpus matches this glob;
@@ -184,11 +184,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
 
     let source = Source::Dir {
         path: corpus.clone(),
-        extensions: if args.include.is_empty() {
-            EXTENSIONS.iter().map(|s| s.to_string()).collect()
-        } else {
-            Vec::new()
-        },
+        extensions: EXTENSIONS.iter().map(|s| s.to_string()).collect(),
         binary: true,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
@@ -251,7 +247,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             message: if args.include.is_empty() {
                 format!("no {} files to index", EXTENSIONS.join("/"))
             } else {
-                "no files match --include".into()
+                format!("no {} files match --include", EXTENSIONS.join("/"))
             },
         });
     }

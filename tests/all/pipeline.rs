@@ -751,6 +751,18 @@ fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
         files.into_iter().map(|f| f.0).collect()
     };
     assert_eq!(files_of("include = [\"*.rs\"]\n"), ["notes.rs"]);
+    // An empty list is no filter: the default extensions still apply.
+    assert_eq!(
+        files_of("include = []\n"),
+        [
+            "a.md",
+            "b.txt",
+            "src/x.md",
+            "sub/all.html",
+            "sub/d.MD",
+            "sub/deep/c.md"
+        ]
+    );
     // Without `include`, the default extensions apply, and `exclude` still prunes.
     assert_eq!(
         files_of("exclude = [\"sub\", \"src/**\"]\n"),

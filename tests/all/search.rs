@@ -380,7 +380,15 @@ fn index_include_and_exclude_globs_choose_the_files_on_both_sides_of_compare_nat
     let out = run(&["--include", "*.rs"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("no files match --include"),
+        stderr(&out).contains("no html/htm/md/markdown/txt files match --include"),
+        "{}",
+        stderr(&out)
+    );
+    // A pattern that matches everything still indexes only the text kinds, not style sheets.
+    std::fs::write(corpus.join("style.css"), "body { color: crab }").unwrap();
+    let out = run(&["--include", "**"]);
+    assert!(
+        stderr(&out).contains("indexed 6 documents (7 files read"),
         "{}",
         stderr(&out)
     );

@@ -421,9 +421,9 @@ impl JsonSchema for HumanDuration {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A duration such as \"250ms\", \"2s\", \"1.5s\", \"1m\".",
+            "description": "A duration such as \"250ms\", \"2s\", \"1.5s\", \"1m\", or \"none\" (no limit).",
             "type": "string",
-            "pattern": "^\\s*[0-9.]+\\s*(ms|s|m|min|us|µs)\\s*$"
+            "pattern": "^\\s*(none|[0-9.]+\\s*(ms|s|m|min|us|µs))\\s*$"
         })
     }
 }

@@ -227,9 +227,9 @@ pub(crate) fn from_toml(
             path: src_path,
             // With `include` patterns and no `extensions`, the patterns alone choose.
             extensions: s.extensions.as_ref().map_or_else(
-                || match s.include {
-                    Some(_) => Vec::new(),
-                    None => DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                || match &s.include {
+                    Some(x) if !x.get_ref().is_empty() => Vec::new(),
+                    _ => DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
                 },
                 |x| {
                     x.get_ref()

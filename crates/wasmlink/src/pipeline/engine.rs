@@ -105,10 +105,15 @@ pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
             binary,
             include,
             exclude,
-        } => format!(
-            "dir {} {extensions:?} {binary} {include:?} {exclude:?}",
-            path.display()
-        ),
+        } => {
+            let mut text = format!("dir {} {extensions:?} {binary}", path.display());
+            // Without patterns, the same text as before they existed, so older checkpoints
+            // still resume.
+            if !include.is_empty() || !exclude.is_empty() {
+                text.push_str(&format!(" {include:?} {exclude:?}"));
+            }
+            text
+        }
         Source::Batches(b) => {
             let rows: usize = b.iter().map(|b| b.num_rows()).sum();
             format!("batches {} {rows}", b.len())

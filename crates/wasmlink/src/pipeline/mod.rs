@@ -159,9 +159,7 @@ pub enum Sink {
 /// Checks one glob pattern of a `Source::Dir`'s `include` or `exclude`: `Err` says what is
 /// wrong with it, in a few words.
 pub fn check_glob(pattern: &str) -> Result<(), String> {
-    source::globs("", &[pattern.to_string()])
-        .map(|_| ())
-        .map_err(|e| e.0.rsplit(": ").next().unwrap_or_default().to_string())
+    source::glob(pattern).map(|_| ())
 }
 
 impl Source {

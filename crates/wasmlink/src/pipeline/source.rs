@@ -143,25 +143,23 @@ pub(crate) fn open_source(
     }))
 }
 
+/// Compiles one glob pattern of a `Source::Dir` (`*` and `?` stay within a directory); `Err`
+/// is globset's reason, without the pattern it would repeat.
+pub(crate) fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| e.kind().to_string())
+}
+
 /// Compiles glob patterns (see `Source::Dir`); `field` names them in errors.
 pub(crate) fn globs(field: &str, patterns: &[String]) -> Result<globset::GlobSet, PipelineError> {
     let mut set = globset::GlobSetBuilder::new();
     for p in patterns {
-        let glob = globset::GlobBuilder::new(p)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| {
-                PipelineError(format!("{field}: bad pattern `{p}`: {}", glob_reason(&e)))
-            })?;
-        set.add(glob);
+        set.add(glob(p).map_err(|m| PipelineError(format!("{field}: bad pattern `{p}`: {m}")))?);
     }
     set.build()
-        .map_err(|e| PipelineError(format!("{field}: {}", glob_reason(&e))))
-}
-
-/// globset's message without the pattern it repeats.
-fn glob_reason(e: &globset::Error) -> String {
-    e.kind().to_string()
+        .map_err(|e| PipelineError(format!("{field}: {}", e.kind())))
 }
 
 /// The files a directory source reads, in order: (path relative to `root`, `/`-separated;
@@ -249,8 +247,9 @@ impl DirBatches {
             }
             let end = i32::try_from(values.len()).map_err(|_| {
                 PipelineError(format!(
-                    "{}: a batch of files over 2 GiB; use a smaller batch-rows",
-                    self.root.display()
+                    "{}: the batch that reaches this file holds over 2 GiB of content (Arrow's \
+                     32-bit offsets); use a smaller batch-rows, or exclude files this large",
+                    p.display()
                 ))
             })?;
             offsets.push(end);
