@@ -805,19 +805,7 @@ mod tests {
             b"\xff",
             b"abcdefghijklmnop",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..3000 {
-            let len = (next() % 60) as usize;
-            let mut input = Vec::new();
-            for _ in 0..len {
-                input.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
-            }
+        for input in crate::random_texts(0x9e37_79b9_7f4a_7c15, alphabet, 3000, 59) {
             let (ours, theirs) = tokens_both_ways(&input);
             assert_eq!(ours, theirs, "input {:?}", String::from_utf8_lossy(&input));
         }
@@ -829,15 +817,8 @@ mod tests {
             "word", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\u{a0}", "\u{2003}", "\u{3000}", "é",
             "東京", "x.y", "\u{85}", "",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..2000 {
-            let mut s = String::new();
-            for _ in 0..(state % 12) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                s.push_str(pieces[(state % pieces.len() as u64) as usize]);
-            }
+        for text in crate::random_texts(0x2545_f491_4f6c_dd1d, &pieces, 2000, 11) {
+            let s = String::from_utf8(text).expect("pieces are UTF-8");
             let (mut fast, mut slow) = (TextSink::default(), TextSink::default());
             fast.push_str("start");
             slow.push_str("start");

@@ -61,3 +61,30 @@ pub use tokenize::{tokenize, tokens};
 pub fn analyze(text: &str) -> Vec<String> {
     Normalizer::new().normalize_all(tokens(text))
 }
+
+/// Random texts for the crate's comparison tests: `count` byte strings of up to `max_pieces`
+/// pieces drawn from `pieces`, by a fixed-seed xorshift64 (the same texts on every run).
+#[cfg(test)]
+pub(crate) fn random_texts<P: AsRef<[u8]>>(
+    seed: u64,
+    pieces: &[P],
+    count: usize,
+    max_pieces: u64,
+) -> Vec<Vec<u8>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let mut text = Vec::new();
+            for _ in 0..next() % (max_pieces + 1) {
+                text.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize].as_ref());
+            }
+            text
+        })
+        .collect()
+}

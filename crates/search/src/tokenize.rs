@@ -288,18 +288,8 @@ mod tests {
             "\u{200d}", "\u{3000}", "é", "東", "🦀", "🇫🇷", "\u{85}", "\u{2028}", "ab'cd", "1'2",
             "x.y", "3.14", "",
         ];
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let mut text = String::new();
-            for _ in 0..next() % 14 {
-                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
-            }
+        for text in crate::random_texts(0x853c_49e6_748f_ea9b, &pieces, 20_000, 13) {
+            let text = String::from_utf8(text).expect("pieces are UTF-8");
             let fast: Vec<&str> = tokens(&text).collect();
             let slow: Vec<&str> = unicode_tokens(&text).collect();
             assert_eq!(fast, slow, "text {text:?}");
