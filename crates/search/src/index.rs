@@ -172,43 +172,70 @@ impl IndexBuilder {
     /// Appends the documents of `other` after this builder's; their ids are shifted by the
     /// number of documents this builder had.
     pub fn merge(&mut self, other: IndexBuilder) -> Result<(), IndexError> {
-        let offset = DocId::try_from(self.docs.len()).ok();
-        let total = self.docs.len() + other.docs.len();
-        let Some(offset) = offset.filter(|_| total < DocId::MAX as usize) else {
-            return Err(IndexError::TooLarge(format!(
-                "merging gives {total} documents"
-            )));
-        };
+        let offset = self.offset_for(other.docs.len())?;
         for (term, list) in other.postings {
-            let shifted = list.into_iter().map(|p| Posting {
-                doc: p.doc + offset,
-                tf: p.tf,
-            });
-            match self.postings.get_mut(&term) {
-                Some(mine) => mine.extend(shifted),
-                None => {
-                    self.postings.insert(term, shifted.collect());
-                }
-            }
+            self.append_shifted(term, list, offset);
         }
         self.docs.extend(other.docs);
         self.total_terms += other.total_terms;
         Ok(())
     }
 
+    /// Appends the documents of `index` after this builder's, as
+    /// `self.merge(IndexBuilder::from_index(index)?)` does, without building that intermediate
+    /// builder (no copy of each term, no second hash map): how segments on disk are merged.
+    /// On an error nothing is appended.
+    pub fn merge_index(&mut self, index: &Index) -> Result<(), IndexError> {
+        let offset = self.offset_for(index.docs.len())?;
+        let decoded = index
+            .terms
+            .iter()
+            .map(|entry| index.decode_postings(entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (entry, list) in index.terms.iter().zip(decoded) {
+            self.append_shifted(&entry.term, list, offset);
+        }
+        self.docs.extend_from_slice(&index.docs);
+        self.total_terms += index.total_terms;
+        Ok(())
+    }
+
     /// A builder holding everything in `index`, to add to or merge with (for example segments
     /// written by several workers, merged into one index).
     pub fn from_index(index: &Index) -> Result<Self, IndexError> {
-        let mut postings =
-            HashMap::with_capacity_and_hasher(index.terms.len(), FixedState::default());
-        for entry in &index.terms {
-            postings.insert(entry.term.clone(), index.decode_postings(entry)?);
+        let mut builder = IndexBuilder::new();
+        builder.merge_index(index)?;
+        Ok(builder)
+    }
+
+    /// The id the first of `more` appended documents gets.
+    fn offset_for(&self, more: usize) -> Result<DocId, IndexError> {
+        let total = self.docs.len() + more;
+        match DocId::try_from(self.docs.len()) {
+            Ok(offset) if total < DocId::MAX as usize => Ok(offset),
+            _ => Err(IndexError::TooLarge(format!(
+                "merging gives {total} documents"
+            ))),
         }
-        Ok(IndexBuilder {
-            docs: index.docs.clone(),
-            postings,
-            total_terms: index.total_terms,
-        })
+    }
+
+    /// Appends `list`, its ids shifted by `offset`, to the postings of `term`.
+    fn append_shifted<T: AsRef<str> + Into<String>>(
+        &mut self,
+        term: T,
+        list: Vec<Posting>,
+        offset: DocId,
+    ) {
+        let shifted = list.into_iter().map(|p| Posting {
+            doc: p.doc + offset,
+            tf: p.tf,
+        });
+        match self.postings.get_mut(term.as_ref()) {
+            Some(mine) => mine.extend(shifted),
+            None => {
+                self.postings.insert(term.into(), shifted.collect());
+            }
+        }
     }
 
     /// The number of documents.
@@ -827,13 +854,16 @@ mod tests {
                 .unwrap();
         }
         let mut merged = IndexBuilder::new();
+        let mut merged_in_place = IndexBuilder::new();
         for i in 0..3 {
             let seg = Index::open(dir.path().join(format!("seg{i}"))).unwrap();
             merged
                 .merge(IndexBuilder::from_index(&seg).unwrap())
                 .unwrap();
+            merged_in_place.merge_index(&seg).unwrap();
         }
         assert_eq!(merged, whole);
+        assert_eq!(merged_in_place, whole);
     }
 
     fn written() -> (tempfile::TempDir, PathBuf) {

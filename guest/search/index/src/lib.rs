@@ -159,9 +159,7 @@ pub fn merge(_arg: &str) -> Result<String, String> {
     let count = segments.len();
     let mut all = IndexBuilder::new();
     for (_, _, _, index) in segments {
-        let builder = IndexBuilder::from_index(&index).map_err(|e| e.to_string())?;
-        drop(index);
-        all.merge(builder).map_err(|e| e.to_string())?;
+        all.merge_index(&index).map_err(|e| e.to_string())?;
     }
     let writer = IndexWriter::new(&all).map_err(|e| e.to_string())?;
     drop(all);
