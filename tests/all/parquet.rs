@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -397,14 +397,6 @@ fn slow_stage(dir: &Path, spin: u32) -> PathBuf {
     path
 }
 
-fn committed(progress: &Path) -> u64 {
-    std::fs::read_to_string(progress)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["next_seq"].as_u64())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_killed_parquet_run_leaves_no_output_and_resume_writes_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,29 +406,8 @@ fn a_killed_parquet_run_leaves_no_output_and_resume_writes_the_same_bytes() {
     let out = dir.path().join("out.parquet");
     let progress = dir.path().join("out.parquet.progress");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
-        .args(["pipeline", "run", s(&killed)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // The checkpoint advances a row group (two batches of 10 rows) at a time.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while committed(&progress) < 6 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        assert!(Instant::now() < deadline, "no checkpoint after 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !out.exists(),
-        "a killed run left a file under the final name"
-    );
+    crate::pipeline::kill_after_checkpoint(&killed, &progress, &out, 6);
     let cp: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&progress).unwrap()).unwrap();
     let at = cp["next_seq"].as_u64().unwrap();

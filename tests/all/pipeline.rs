@@ -231,37 +231,51 @@ fn trap_pipeline(top: &str, batch_rows: usize, picky_extra: &str) -> String {
     )
 }
 
-#[test]
-fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
+/// Runs `trap_pipeline(top, batch_rows, picky_extra)` with `wasmlink pipeline run --json` over
+/// 1000 rows with `marked` ones, expects exit status 1 (completed, some batches failed), and
+/// checks that `out.jsonl` holds every row except those of the batches `failed`. Returns the
+/// directory (with `dead.jsonl`), the rows and the JSON stats.
+fn run_trap_pipeline(
+    top: &str,
+    batch_rows: usize,
+    picky_extra: &str,
+    marked: &[usize],
+    failed: &[usize],
+) -> (tempfile::TempDir, Vec<serde_json::Value>, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     write_stages(dir.path(), 0);
-    // Batches of 100 rows: ids 150 and 720 fall in batches 1 and 7.
-    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[150, 720]);
+    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, marked);
     let file = dir.path().join("p.toml");
-    std::fs::write(&file, trap_pipeline("", 100, "workers = 3\n")).unwrap();
+    std::fs::write(&file, trap_pipeline(top, batch_rows, picky_extra)).unwrap();
     let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
-    // 1: completed, but some batches failed.
     assert_eq!(
         o.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let expected: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !failed.contains(&(i / batch_rows)))
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), expected);
     let stats = stats_of(&o);
+    (dir, rows, stats)
+}
+
+#[test]
+fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
+    // Batches of 100 rows: ids 150 and 720 fall in batches 1 and 7. Exit status 1: completed,
+    // but some batches failed.
+    let (dir, rows, stats) = run_trap_pipeline("", 100, "workers = 3\n", &[150, 720], &[1, 7]);
     assert_eq!(stats["failed_batches"], 2);
     assert_eq!(stats["failed_rows"], 200);
     assert_eq!(stats["rows_written"], 800);
     assert_eq!(stats["stages"][1]["failures"], 2);
     assert_eq!(stats["stages"][1]["rows_out"], 800);
     assert_eq!(stats["stages"][2]["rows_in"], 800);
-
-    let expected: Vec<serde_json::Value> = rows
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !(100..200).contains(i) && !(700..800).contains(i))
-        .map(|(_, r)| r.clone())
-        .collect();
-    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), expected);
 
     let dead = read_jsonl(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 2);
@@ -316,34 +330,28 @@ fn read_ipc(path: &Path) -> Vec<RecordBatch> {
         .collect()
 }
 
-#[test]
-fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    // ~20-40 ms per batch of 10 rows: 100 batches take a few seconds.
-    write_stages(dir.path(), 8_000_000);
-    write_rows(&dir.path().join("in.jsonl"), 1000, &[]);
-    let killed = write_slow_pipeline(dir.path(), "p.toml", "out.arrow");
-    let out = dir.path().join("out.arrow");
-    let progress = dir.path().join("out.arrow.progress");
+/// The `next_seq` of checkpoint file `progress` (0 while there is none).
+pub(crate) fn committed(progress: &Path) -> u64 {
+    std::fs::read_to_string(progress)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["next_seq"].as_u64())
+        .unwrap_or(0)
+}
 
+/// Starts `wasmlink pipeline run PIPELINE`, kills it once its checkpoint `progress` has
+/// `at_least` batches committed (within 60 s, before the run ends by itself), and checks that
+/// nothing was left under the output's final name `out`.
+pub(crate) fn kill_after_checkpoint(pipeline: &Path, progress: &Path, out: &Path, at_least: u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
-        .args(["pipeline", "run", killed.to_str().unwrap()])
+        .args(["pipeline", "run", pipeline.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for a checkpoint with a few batches committed, then kill.
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let committed = std::fs::read_to_string(&progress)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["next_seq"].as_u64())
-            .unwrap_or(0);
-        if committed >= 3 {
-            break;
-        }
+    while committed(progress) < at_least {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run ended before it could be killed"
@@ -357,6 +365,20 @@ fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
         !out.exists(),
         "a killed run left a file under the final name"
     );
+}
+
+#[test]
+fn a_killed_run_leaves_no_output_and_resume_completes_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~20-40 ms per batch of 10 rows: 100 batches take a few seconds.
+    write_stages(dir.path(), 8_000_000);
+    write_rows(&dir.path().join("in.jsonl"), 1000, &[]);
+    let killed = write_slow_pipeline(dir.path(), "p.toml", "out.arrow");
+    let out = dir.path().join("out.arrow");
+    let progress = dir.path().join("out.arrow.progress");
+
+    // Kill once a checkpoint has a few batches committed.
+    kill_after_checkpoint(&killed, &progress, &out, 3);
     assert!(progress.exists());
 
     let o = wasmlink(&[
@@ -809,20 +831,8 @@ fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
 
 #[test]
 fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    write_stages(dir.path(), 0);
     // Batches of 50 rows: ids 60, 61 and 990 fall in batches 1 and 19.
-    let rows = write_rows(&dir.path().join("in.jsonl"), 1000, &[60, 61, 990]);
-    let file = dir.path().join("p.toml");
-    std::fs::write(&file, trap_pipeline("workers = 2\n", 50, "")).unwrap();
-    let o = wasmlink(&["pipeline", "run", "--json", file.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let stats = stats_of(&o);
+    let (dir, rows, stats) = run_trap_pipeline("workers = 2\n", 50, "", &[60, 61, 990], &[1, 19]);
     assert_eq!(stats["outcome"], "completed");
     assert_eq!(stats["batches_read"], 20);
     assert_eq!(stats["failed_batches"], 2);
@@ -841,14 +851,6 @@ fn the_chain_schedule_runs_every_stage_per_worker_keeps_order_and_dead_letters()
     assert_eq!(stages[1]["failures"], 2);
     assert_eq!(stages[2]["batches"], 18);
     assert_eq!(stages[2]["rows_in"], 900);
-
-    let expected: Vec<serde_json::Value> = rows
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !(50..100).contains(i) && !(950..1000).contains(i))
-        .map(|(_, r)| r.clone())
-        .collect();
-    assert_eq!(read_jsonl(&dir.path().join("out.jsonl")), expected);
     let dead = read_jsonl(&dir.path().join("dead.jsonl"));
     assert_eq!(
         dead.iter()
