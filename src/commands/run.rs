@@ -115,7 +115,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if let Some(file) = &args.policy {
         let policy = wasmlink::policy::Policy::from_file(file)
             .map_err(|e| CliError::Other(e.to_string()))?;
-        builder = builder.inherit_stdio(false).policy(policy);
+        builder = builder
+            .inherit_stdio(false)
+            .sandbox(std::sync::Arc::new(policy));
     }
     for e in &args.env {
         let (k, v) = e

@@ -1,31 +1,22 @@
 //! # wasmlink: a runtime dynamic linker and secure module host for WebAssembly
 //!
-//! wasmlink loads WebAssembly modules at run time, on demand, links them and runs them on
-//! wasmtime. This crate is the library a host embeds; the `wasmlink` binary is glue over it.
+//! A facade over the crates that do the work, for embedders who want all of it under one
+//! name. Each product is also a crate of its own, so an embedder who only wants the linker
+//! depends on `wasmlink-linker` and compiles no Arrow, Parquet or TOML:
 //!
-//! - [`process`]: a linked process: one memory, one table, the main program and its shared
-//!   libraries loaded, bound and initialised; `dlopen`/`dlsym`/`dlclose` from wasm and Rust.
-//! - [`plain`]: plain modules linked by module name, with the host as the linker.
-//! - [`pipeline`]: streaming pipelines of plugin stages over bounded queues, with ordered,
-//!   atomic, resumable outputs and dead letters.
-//! - [`resolve`]: finding needed libraries on a search path, as ld.so does
-//!   (`-L`, `WASMLINK_LIBRARY_PATH`, RUNPATH with `$ORIGIN`, default directories).
-//! - [`repo`]: the module repository, a content-addressed store of named, versioned and
-//!   optionally signed modules, referenced as `name@version-requirement`.
-//!
-//! What a module declares for linking is modelled by the `wasmlink-dylink` crate, re-exported
-//! here as [`dylink`].
+//! - [`dylink`] (`wasmlink-dylink`): what a module declares for linking; a pure model.
+//! - [`engine`] (`wasmlink-engine`): engine configuration, profiler, compiled-module cache.
+//! - [`repo`] (`wasmlink-repo`): the content-addressed, signed module repository.
+//! - [`resolve`], [`process`], [`plain`] (`wasmlink-linker`): the runtime linker.
+//! - [`policy`], [`plugin`], [`exchange`] (`wasmlink-host`): the sandboxed plugin host.
+//! - [`pipeline`] (`wasmlink-pipeline`): streaming pipelines of plugin stages.
 #![deny(missing_docs)]
 
 pub use wasmlink_dylink as dylink;
+pub use wasmlink_engine as engine;
+pub use wasmlink_host::{exchange, plugin, policy, sandbox};
+pub use wasmlink_linker::{plain, process, resolve};
+pub use wasmlink_pipeline as pipeline;
+pub use wasmlink_repo as repo;
 
-pub mod exchange;
-pub mod pipeline;
-pub mod plain;
-pub mod plugin;
-pub mod policy;
-pub mod process;
-pub mod repo;
-pub mod resolve;
-
-pub use process::{LinkError, Process, ProcessBuilder, Symbol};
+pub use wasmlink_linker::{LinkError, Process, ProcessBuilder, Symbol};

@@ -12,8 +12,8 @@ use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
     PipelineError, PipelineSpec, Schedule, Sink, Source, Stage, check_function,
 };
-use crate::plugin::PluginHost;
-use crate::policy::Policy;
+use wasmlink_host::plugin::PluginHost;
+use wasmlink_host::policy::Policy;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -349,7 +349,7 @@ pub(crate) fn from_toml(
         None => Schedule::Stages,
     };
     // Opened on first use, so a pipeline of files needs no repository.
-    let mut repository: Option<crate::repo::Repository> = None;
+    let mut repository: Option<wasmlink_repo::Repository> = None;
 
     // Stages.
     let mut stages: Vec<Stage> = Vec::new();
@@ -415,8 +415,8 @@ pub(crate) fn from_toml(
             Some(r) => {
                 if repository.is_none() {
                     repository = Some(match &raw.repository {
-                        Some(dir) => crate::repo::Repository::open(resolve(dir.get_ref())),
-                        None => crate::repo::Repository::open_default()
+                        Some(dir) => wasmlink_repo::Repository::open(resolve(dir.get_ref())),
+                        None => wasmlink_repo::Repository::open_default()
                             .map_err(|e| serr(st.module.span(), "module", e.to_string()))?,
                     });
                 }
@@ -454,7 +454,7 @@ fn is_reference(module: &str) -> bool {
         && !module.contains('\\')
         && !module.ends_with(".wasm")
         && !module.ends_with(".wat")
-        && crate::repo::ModuleRef::parse(module).is_ok()
+        && wasmlink_repo::ModuleRef::parse(module).is_ok()
 }
 
 fn io_msg(e: &std::io::Error) -> String {

@@ -341,7 +341,7 @@ impl Instance {
                     }
                     &joined
                 };
-                let bytes = crate::exchange::compat::call(self, conv, function, input)?;
+                let bytes = crate::plugin::exchange::compat::call(self, conv, function, input)?;
                 Ok(read(&bytes))
             }
         }

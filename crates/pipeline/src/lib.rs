@@ -33,9 +33,9 @@
 //!   the committed row groups; a resumed run re-reads and re-encodes them (docs/pipeline.md).
 //!
 //! ```no_run
-//! use wasmlink::pipeline::{Pipeline, PipelineSpec, RunOptions, Sink, Source};
-//! use wasmlink::plugin::PluginHost;
-//! use wasmlink::policy::Policy;
+//! use wasmlink_pipeline::{Pipeline, PipelineSpec, RunOptions, Sink, Source};
+//! use wasmlink_host::plugin::PluginHost;
+//! use wasmlink_host::policy::Policy;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let host = PluginHost::new(Default::default())?;
 //! let tokenizer = host.load_file("tokenize.wasm".as_ref(), Policy::default())?;
@@ -54,6 +54,7 @@
 //! println!("{} rows written, {} batches failed", stats.rows_written, stats.failed_batches);
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 mod config;
 mod engine;
@@ -68,7 +69,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use arrow_array::RecordBatch;
 use serde::Serialize;
 
-use crate::plugin::{Plugin, PluginHost};
+use wasmlink_host::plugin::{Plugin, PluginHost};
 
 pub use parquet_io::{PARQUET_MAGIC, encode_parquet, parquet_properties, read_parquet};
 

@@ -31,7 +31,7 @@ use super::{
     Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Schedule, Source, Stage,
     StageStats,
 };
-use crate::plugin::{Instance, PluginError};
+use wasmlink_host::plugin::{Instance, PluginError};
 
 /// How often the sink commits a checkpoint (syncing its files).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);

@@ -36,7 +36,7 @@ pub struct SearchPath {
     user_dirs: Vec<PathBuf>,
     env_dirs: Vec<PathBuf>,
     default_dirs: Vec<PathBuf>,
-    repos: Vec<(crate::repo::Repository, crate::repo::Trust)>,
+    repos: Vec<(wasmlink_repo::Repository, wasmlink_repo::Trust)>,
 }
 
 impl Default for SearchPath {
@@ -120,8 +120,8 @@ impl SearchPath {
     /// keys, its signature) is checked.
     pub fn add_repository(
         &mut self,
-        repo: crate::repo::Repository,
-        trust: crate::repo::Trust,
+        repo: wasmlink_repo::Repository,
+        trust: wasmlink_repo::Trust,
     ) -> &mut Self {
         self.repos.push((repo, trust));
         self
@@ -225,7 +225,7 @@ impl SearchPath {
                             Err(e) => skipped.push((path, e.to_string())),
                         }
                     }
-                    Err(crate::repo::RepoError::UnknownModule { .. }) => {}
+                    Err(wasmlink_repo::RepoError::UnknownModule { .. }) => {}
                     Err(e) => skipped.push((repo.root().join("index.json"), e.to_string())),
                 }
             }

@@ -131,3 +131,25 @@ impl LinkError {
         }
     }
 }
+
+impl From<wasmlink_engine::EngineError> for LinkError {
+    fn from(e: wasmlink_engine::EngineError) -> LinkError {
+        use wasmlink_engine::EngineError;
+        match e {
+            EngineError::CacheDir { dir, message } => LinkError::Io {
+                path: dir,
+                message: format!("cannot use as compiled-code cache: {message}"),
+            },
+            EngineError::Config { message } => LinkError::Runtime {
+                library: "wasmlink".into(),
+                stage: "engine".into(),
+                message,
+            },
+            other => LinkError::Runtime {
+                library: "wasmlink".into(),
+                stage: "engine".into(),
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -16,7 +16,7 @@ use wasmtime::{Engine, Instance, Linker, Module, Store, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::process::{LinkError, ModuleCache};
+use crate::process::{LinkError, ModuleCache, ProcessBuilder};
 use crate::resolve::SearchPath;
 
 /// A set of plain modules linked by name, ready to run.
@@ -268,4 +268,21 @@ fn topo_order(nodes: &HashMap<String, Node>, root: &str) -> Result<Vec<String>, 
     let mut out = Vec::new();
     visit(root, nodes, &mut HashMap::new(), &mut Vec::new(), &mut out)?;
     Ok(out)
+}
+
+impl ProcessBuilder {
+    /// Loads plain modules linked by module name (see [`crate::plain`]): `root` and every
+    /// module it imports from, `explicit` naming files for some module names.
+    ///
+    /// # Errors
+    /// As [`PlainProgram::load`].
+    pub fn load_plain(
+        self,
+        root: &Path,
+        explicit: &HashMap<String, PathBuf>,
+    ) -> Result<PlainProgram, LinkError> {
+        let engine = self.engine_for_load()?;
+        let (wasi, search, cache) = self.parts_for_load()?;
+        PlainProgram::load_with_cache(&engine, root, explicit, search, wasi, cache)
+    }
 }

@@ -411,7 +411,7 @@ impl Output {
                 Some(rows) => line["rows"] = rows,
                 None => {
                     use base64::Engine;
-                    let ipc = crate::exchange::encode_stream(std::slice::from_ref(batch))
+                    let ipc = wasmlink_host::exchange::encode_stream(std::slice::from_ref(batch))
                         .unwrap_or_default();
                     line["ipc_base64"] =
                         base64::engine::general_purpose::STANDARD.encode(ipc).into();

@@ -26,7 +26,6 @@
 //! `dlopen`, `dlsym`, `dlclose`, `dlerror` and `dladdr` are supplied to the modules as `env`
 //! imports (see [`libdl`]) and callable from Rust ([`Process::dlopen`], ...).
 
-pub mod cache;
 mod error;
 pub mod layout;
 mod libdl;
@@ -45,7 +44,12 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-pub use cache::{CacheStats, DEFAULT_MODULE_CACHE_BYTES, ModuleCache};
+pub use wasmlink_engine::{
+    CacheStats, DEFAULT_MODULE_CACHE_BYTES, ModuleCache, PROFILE_ENV, default_cache_dir,
+    shared_engine,
+};
+/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
+pub use wasmlink_engine::cache;
 pub use error::LinkError;
 pub use libdl::{
     RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD,
@@ -65,6 +69,25 @@ pub const DEFAULT_STACK_SIZE: u32 = 1 << 20;
 /// ([`ProcessBuilder::max_instances`]).
 pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
 
+/// A capability layer for a linked process, given to [`ProcessBuilder::sandbox`]. The plugin
+/// host's `Policy` implements it (and refuses there what a linked process cannot enforce).
+pub trait Sandbox: Send + Sync {
+    /// The WASI preview 1 context: directories, environment, stdio, clocks and randomness;
+    /// `args` are the builder's arguments, for a sandbox that sets none of its own.
+    ///
+    /// # Errors
+    /// One line naming the field the process cannot honour; the load fails with
+    /// [`LinkError::Policy`].
+    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, String>;
+    /// Shadows, in the linker every library's WASI imports come from, what the sandbox denies.
+    ///
+    /// # Errors
+    /// wasmtime's, if a definition cannot be added.
+    fn restrict(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()>;
+    /// The most linear memory the program may have, in bytes.
+    fn max_memory(&self) -> u64;
+}
+
 /// How a process is set up. Build one, then [`load`](Self::load) a program.
 #[derive(Clone)]
 pub struct ProcessBuilder {
@@ -78,7 +101,7 @@ pub struct ProcessBuilder {
     dirs: Vec<(PathBuf, String)>,
     inherit_stdio: bool,
     max_memory_pages: u32,
-    policy: Option<crate::policy::Policy>,
+    sandbox: Option<Arc<dyn Sandbox>>,
     engine: Option<Engine>,
     cache_dir: Option<PathBuf>,
     link_only: bool,
@@ -100,7 +123,7 @@ impl Default for ProcessBuilder {
             dirs: Vec::new(),
             inherit_stdio: false,
             max_memory_pages: 65536,
-            policy: None,
+            sandbox: None,
             engine: None,
             cache_dir: default_cache_dir(),
             link_only: false,
@@ -161,15 +184,14 @@ impl ProcessBuilder {
         self.inherit_stdio = yes;
         self
     }
-    /// Runs the program under a capability policy (the same type plugins use): its
-    /// directories (with their read-only/read-write mode), environment, arguments (when the
-    /// builder sets none), stdio, clocks and randomness, and its memory limit. A process has one
-    /// store and no per-call entry, so `limits.timeout` and `limits.fuel` are refused here with
-    /// an error rather than ignored; so is `stdio = "capture"`.
-    pub fn policy(mut self, policy: crate::policy::Policy) -> Self {
-        let pages = (policy.effective_limits().memory / 65536).min(65536) as u32;
+    /// Runs the program inside a capability layer (the plugin host's `Policy` is one): it
+    /// supplies the WASI context (directories, environment, arguments when the builder sets
+    /// none, stdio, clocks, randomness), shadows the WASI functions it denies, and caps memory.
+    /// The builder's [`env`](Self::env) and [`preopen`](Self::preopen) still apply on top.
+    pub fn sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
+        let pages = (sandbox.max_memory() / 65536).min(65536) as u32;
         self.max_memory_pages = self.max_memory_pages.min(pages.max(1));
-        self.policy = Some(policy);
+        self.sandbox = Some(sandbox);
         self
     }
 
@@ -226,20 +248,10 @@ impl ProcessBuilder {
     /// `wasmlink run` cannot enforce), or the builder's args and stdio; then the builder's env
     /// and directories either way.
     fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
-        let mut wasi = match &self.policy {
-            Some(policy) => {
-                check_run_policy(policy)?;
-                let mut wasi =
-                    policy
-                        .wasi_builder("program", None, None)
-                        .map_err(|e| LinkError::Policy {
-                            message: e.to_string(),
-                        })?;
-                if policy.args.is_empty() {
-                    wasi.args(&self.args);
-                }
-                wasi
-            }
+        let mut wasi = match &self.sandbox {
+            Some(sandbox) => sandbox
+                .wasi(&self.args)
+                .map_err(|message| LinkError::Policy { message })?,
             None => {
                 let mut wasi = WasiCtxBuilder::new();
                 wasi.args(&self.args);
@@ -262,28 +274,18 @@ impl ProcessBuilder {
         Ok(wasi)
     }
 
-    /// Loads plain modules linked by module name (see [`crate::plain`]): `root` and every
-    /// module it imports from, `explicit` naming files for some module names.
-    ///
-    /// # Errors
-    /// As [`crate::plain::PlainProgram::load`].
-    pub fn load_plain(
-        self,
-        root: &Path,
-        explicit: &HashMap<String, PathBuf>,
-    ) -> Result<crate::plain::PlainProgram, LinkError> {
-        let engine = match &self.engine {
-            Some(e) => e.clone(),
-            None => shared_engine(self.cache_dir.as_deref())?,
-        };
-        crate::plain::PlainProgram::load_with_cache(
-            &engine,
-            root,
-            explicit,
-            &self.search,
-            self.wasi()?,
-            self.module_cache.as_ref(),
-        )
+    /// The engine this builder loads on: its own, or the shared one for its cache directory.
+    pub(crate) fn engine_for_load(&self) -> Result<Engine, LinkError> {
+        match &self.engine {
+            Some(e) => Ok(e.clone()),
+            None => Ok(shared_engine(self.cache_dir.as_deref())?),
+        }
+    }
+    /// The WASI context, search path and module cache, for loaders above the process (plain).
+    pub(crate) fn parts_for_load(
+        &self,
+    ) -> Result<(WasiCtxBuilder, &SearchPath, Option<&ModuleCache>), LinkError> {
+        Ok((self.wasi()?, &self.search, self.module_cache.as_ref()))
     }
 
     /// Loads `program` (a PIE main, a static main, or a shared library used as the entry) and
@@ -293,17 +295,14 @@ impl ProcessBuilder {
     /// [`LinkError`] naming the library and symbol: a library not found (with what was
     /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
     pub fn load(self, program: &Path) -> Result<Process, LinkError> {
-        let engine = match &self.engine {
-            Some(e) => e.clone(),
-            None => shared_engine(self.cache_dir.as_deref())?,
-        };
+        let engine = self.engine_for_load()?;
         let mut wasi = self.wasi()?;
         let mut wasi_linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
-        if let Some(policy) = &self.policy {
-            policy
-                .deny_ambient(&mut wasi_linker)
+        if let Some(sandbox) = &self.sandbox {
+            sandbox
+                .restrict(&mut wasi_linker)
                 .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
         }
 
@@ -366,77 +365,6 @@ impl ProcessBuilder {
         debug_assert_eq!(id, main);
         Ok(process)
     }
-}
-
-/// Where compiled code is cached by default: `$WASMLINK_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/wasmlink`, else `$HOME/.cache/wasmlink`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    let env = |k| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("WASMLINK_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("wasmlink")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
-}
-
-/// The environment variable that turns on a profiler for JIT-compiled wasm code:
-/// `perfmap` (a `/tmp/perf-PID.map` for `perf report`), `jitdump` (for `perf inject --jit`) or
-/// `vtune`. Unset or empty: none. Any other value is warned about and ignored.
-pub const PROFILE_ENV: &str = "WASMLINK_PROFILE";
-
-/// Applies [`PROFILE_ENV`] to an engine configuration (every engine wasmlink creates calls it).
-pub(crate) fn apply_profiler(config: &mut wasmtime::Config) {
-    let Some(value) = std::env::var_os(PROFILE_ENV) else {
-        return;
-    };
-    let strategy = match value.to_str().unwrap_or("") {
-        "" => return,
-        "perfmap" => wasmtime::ProfilingStrategy::PerfMap,
-        "jitdump" => wasmtime::ProfilingStrategy::JitDump,
-        "vtune" => wasmtime::ProfilingStrategy::VTune,
-        other => {
-            tracing::warn!(
-                "{PROFILE_ENV}={other:?} is not a profiler (perfmap, jitdump, vtune): ignored"
-            );
-            return;
-        }
-    };
-    config.profiler(strategy);
-}
-
-/// The engine for a cache directory, created once per host process and shared by every process
-/// built with it; with a cache directory, compiled code is reused across loads and runs. Within
-/// a host process, compiled modules are also kept in memory ([`ModuleCache`]), so a second load
-/// or `dlopen` of the same bytes on this engine neither compiles nor reads the disk.
-///
-/// The on-disk cache is wasmtime's: entries are keyed by a hash of the module's bytes, the engine
-/// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
-/// another version) is recompiled and rewritten, never trusted blindly.
-pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, LinkError> {
-    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> =
-        std::sync::Mutex::new(Vec::new());
-    let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-    let key = cache_dir.map(Path::to_path_buf);
-    if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
-        return Ok(e.clone());
-    }
-    let mut config = wasmtime::Config::new();
-    config.wasm_exceptions(true);
-    apply_profiler(&mut config);
-    if let Some(dir) = cache_dir {
-        let mut cc = wasmtime::CacheConfig::new();
-        cc.with_directory(dir);
-        let cache = wasmtime::Cache::new(cc).map_err(|e| LinkError::Io {
-            path: dir.to_path_buf(),
-            message: format!("cannot use as compiled-code cache: {e}"),
-        })?;
-        config.cache(Some(cache));
-    }
-    let engine = Engine::new(&config).map_err(|e| LinkError::runtime("wasmlink", "engine", e))?;
-    engines.push((key, engine.clone()));
-    Ok(engine)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LinkError> {
@@ -2228,39 +2156,4 @@ fn trap_func(
     Ok(Func::new(cx, fty.clone(), move |_, _, _| {
         Err(wasmtime::format_err!("{message}"))
     }))
-}
-
-/// Refuses what a policy asks of `wasmlink run` that a linked process cannot honour.
-fn check_run_policy(policy: &crate::policy::Policy) -> Result<(), LinkError> {
-    use crate::policy::OutputMode;
-    let refuse = |field: &str, why: &str| {
-        Err(LinkError::Policy {
-            message: format!("{field}: {why}"),
-        })
-    };
-    if policy.limits.timeout.is_some_and(|t| !t.is_none()) {
-        return refuse(
-            "limits.timeout",
-            "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
-        );
-    }
-    if policy.limits.fuel.is_some() {
-        return refuse(
-            "limits.fuel",
-            "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
-        );
-    }
-    if policy.stdio.stdout == OutputMode::Capture || policy.stdio.stderr == OutputMode::Capture {
-        return refuse(
-            "stdio",
-            "`capture` is for plugins; `wasmlink run` can inherit or close a stream",
-        );
-    }
-    if policy.capabilities.network {
-        return refuse(
-            "capabilities.network",
-            "the program runs under WASI preview 1, which has no sockets",
-        );
-    }
-    Ok(())
 }

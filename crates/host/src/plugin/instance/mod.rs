@@ -7,6 +7,8 @@ use std::sync::Arc;
 use wasmtime::{Func, Memory, ResourceLimiter, Store, Trap, Val, WasmParams, WasmResults};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+pub mod exchange;
+
 use super::{PluginError, PluginInner, one_line};
 use crate::policy::{CapturePipe, EffectiveLimits, OutputMode};
 
@@ -599,14 +601,14 @@ fn classify_error(
             _ => {}
         }
     }
-    if let Some(v) = e.downcast_ref::<crate::exchange::AbiViolation>() {
+    if let Some(v) = e.downcast_ref::<crate::plugin::exchange::AbiViolation>() {
         return PluginError::Abi {
             plugin,
             function,
             message: v.0.clone(),
         };
     }
-    if e.downcast_ref::<crate::exchange::OutputTooLarge>()
+    if e.downcast_ref::<crate::plugin::exchange::OutputTooLarge>()
         .is_some()
     {
         return PluginError::OutputLimit {

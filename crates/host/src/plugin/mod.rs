@@ -14,8 +14,8 @@
 //! [`Plugin::swap`] replaces the module while calls are in flight: they finish on the old one.
 //!
 //! ```no_run
-//! use wasmlink::plugin::PluginHost;
-//! use wasmlink::policy::Policy;
+//! use wasmlink_host::plugin::PluginHost;
+//! use wasmlink_host::policy::Policy;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let host = PluginHost::new(Default::default())?;
 //! let policy = Policy::from_file("plugin.toml".as_ref())?;
@@ -38,7 +38,7 @@ use wasmtime::{
 };
 
 pub use error::PluginError;
-pub use instance::{Instance, PluginState, TypedCall};
+pub use instance::{Instance, PluginState, TypedCall, exchange};
 
 use crate::policy::{EffectiveLimits, Policy, sha256_hex};
 
@@ -160,7 +160,7 @@ impl PluginHost {
             return Ok(e.clone());
         }
         let mut config = Config::new();
-        crate::process::apply_profiler(&mut config);
+        wasmlink_engine::apply_profiler(&mut config);
         config.epoch_interruption(key.epoch);
         config.consume_fuel(key.fuel);
         config.max_wasm_stack(key.stack as usize);
@@ -212,7 +212,7 @@ impl PluginHost {
     /// plugin is named after the module.
     pub fn load_ref(
         &self,
-        repo: &crate::repo::Repository,
+        repo: &wasmlink_repo::Repository,
         reference: &str,
         policy: Policy,
     ) -> Result<Plugin, PluginError> {
@@ -230,7 +230,7 @@ impl PluginHost {
             capability: "integrity".into(),
             message,
         };
-        let trust = crate::repo::Trust::load(&keys).map_err(|e| integrity(e.to_string()))?;
+        let trust = wasmlink_repo::Trust::load(&keys).map_err(|e| integrity(e.to_string()))?;
         let loaded = repo
             .load(reference, &trust)
             .map_err(|e| integrity(e.to_string()))?;

@@ -12,8 +12,8 @@
 //! own reference. The generated thunk modules and WASI shims go through the same cache.
 //!
 //! [`ModuleCache::global`] is the one cache of a host process, shared by every
-//! [`Process`](super::Process) and plain program whatever its engine, and the default of
-//! [`ProcessBuilder::module_cache`](super::ProcessBuilder::module_cache). It is thread-safe:
+//! linked process and plain program whatever its engine, and the default of
+//! the linker's `ProcessBuilder::module_cache`. It is thread-safe:
 //! the lock is held only to look up or insert, never while compiling, so two threads that miss
 //! on the same module at once both compile it and the second insert is dropped.
 

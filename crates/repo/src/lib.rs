@@ -37,6 +37,7 @@
 //! Key files are one line of text: `wasmlink-ed25519-secret <base64 of the 32-byte seed>` (mode
 //! 0600) and `wasmlink-ed25519-public <base64 of the 32-byte public key>`, written by
 //! [`keygen`].
+#![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,0 +1,120 @@
+//! # wasmlink-engine: what every wasmtime user in wasmlink shares
+//!
+//! The runtime linker (`wasmlink-linker`) and the plugin host (`wasmlink-host`) both compile
+//! and run WebAssembly on wasmtime. What they must agree on lives here, once:
+//!
+//! - [`shared_engine`]: one wasmtime [`Engine`] per compiled-code cache directory for the whole
+//!   host process, with wasmtime's on-disk cache ([`default_cache_dir`]).
+//! - [`apply_profiler`]: `WASMLINK_PROFILE=perfmap|jitdump|vtune` ([`PROFILE_ENV`]) on every
+//!   engine configuration wasmlink creates, so JIT code shows up by name in `perf`.
+//! - [`cache`]: the in-memory cache of compiled modules ([`ModuleCache`]), keyed by the sha256
+//!   of the bytes and the engine, bounded by the size of the compiled code.
+//!
+//! It owns no linking, no policy and no data exchange.
+//!
+//! **Never depends on** any other wasmlink crate, Arrow, Parquet, TOML or WASI: it is the floor
+//! of every crate that runs wasm.
+#![deny(missing_docs)]
+
+pub mod cache;
+
+use std::path::{Path, PathBuf};
+
+pub use cache::{CacheStats, DEFAULT_MODULE_CACHE_BYTES, ModuleCache};
+use wasmtime::Engine;
+
+/// Why an engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The compiled-code cache directory cannot be used.
+    #[error("{}: cannot use as compiled-code cache: {message}", dir.display())]
+    CacheDir {
+        /// The directory.
+        dir: PathBuf,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// wasmtime refused the engine configuration.
+    #[error("wasmlink: engine: {message}")]
+    Config {
+        /// wasmtime's reason.
+        message: String,
+    },
+}
+
+/// Where compiled code is cached by default: `$WASMLINK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/wasmlink`, else `$HOME/.cache/wasmlink`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("WASMLINK_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("wasmlink")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/wasmlink")))
+}
+
+/// The environment variable that turns on a profiler for JIT-compiled wasm code:
+/// `perfmap` (a `/tmp/perf-PID.map` for `perf report`), `jitdump` (for `perf inject --jit`) or
+/// `vtune`. Unset or empty: none. Any other value is warned about and ignored.
+pub const PROFILE_ENV: &str = "WASMLINK_PROFILE";
+
+/// Applies [`PROFILE_ENV`] to an engine configuration (every engine wasmlink creates calls it).
+pub fn apply_profiler(config: &mut wasmtime::Config) {
+    let Some(value) = std::env::var_os(PROFILE_ENV) else {
+        return;
+    };
+    let strategy = match value.to_str().unwrap_or("") {
+        "" => return,
+        "perfmap" => wasmtime::ProfilingStrategy::PerfMap,
+        "jitdump" => wasmtime::ProfilingStrategy::JitDump,
+        "vtune" => wasmtime::ProfilingStrategy::VTune,
+        other => {
+            tracing::warn!(
+                "{PROFILE_ENV}={other:?} is not a profiler (perfmap, jitdump, vtune): ignored"
+            );
+            return;
+        }
+    };
+    config.profiler(strategy);
+}
+
+/// The engine for a cache directory, created once per host process and shared by every process
+/// built with it; with a cache directory, compiled code is reused across loads and runs. Within
+/// a host process, compiled modules are also kept in memory ([`ModuleCache`]), so a second load
+/// or `dlopen` of the same bytes on this engine neither compiles nor reads the disk.
+///
+/// The on-disk cache is wasmtime's: entries are keyed by a hash of the module's bytes, the engine
+/// configuration and the wasmtime version; an entry that fails to load (corrupt, or written by
+/// another version) is recompiled and rewritten, never trusted blindly.
+///
+/// # Errors
+/// [`EngineError::CacheDir`] when wasmtime cannot use the directory.
+pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, EngineError> {
+    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+    let key = cache_dir.map(Path::to_path_buf);
+    if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
+        return Ok(e.clone());
+    }
+    let mut config = wasmtime::Config::new();
+    config.wasm_exceptions(true);
+    apply_profiler(&mut config);
+    if let Some(dir) = cache_dir {
+        let mut cc = wasmtime::CacheConfig::new();
+        cc.with_directory(dir);
+        let cache = wasmtime::Cache::new(cc).map_err(|e| EngineError::CacheDir {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.cache(Some(cache));
+    }
+    let engine = Engine::new(&config).map_err(|e| EngineError::Config {
+        message: format!("{e:#}"),
+    })?;
+    engines.push((key, engine.clone()));
+    Ok(engine)
+}

@@ -1,0 +1,26 @@
+//! # wasmlink-host: the secure plugin host
+//!
+//! Loads WebAssembly modules as isolated plugins and calls them from many threads:
+//!
+//! - [`policy`]: `Policy`, the capability type (directories, environment, stdio, clocks,
+//!   randomness, host functions, limits), read from TOML with unknown fields refused, with a
+//!   JSON schema generated from the types. It denies by default.
+//! - [`plugin`]: `PluginHost` (engines, pooled instances, the epoch timer), `Plugin` (a module,
+//!   its policy, a pool of idle instances, hot swap) and `Instance` (one checked-out instance,
+//!   every failure a typed `PluginError`).
+//! - [`exchange`]: the data-exchange ABI (docs/abi.md) of an instance: bytes, strings and Arrow
+//!   record batches through guest memory, one copy each way. It lives in the instance
+//!   (`plugin::instance::exchange`) and is re-exported here.
+//! - [`sandbox`]: a `Policy` as the capability layer of a linked process (`wasmlink run
+//!   --policy`), refusing what a process cannot enforce.
+//!
+//! It depends on `wasmlink-engine` (engines, compiled-module cache), `wasmlink-repo` (plugins
+//! loaded by name from a repository) and `wasmlink-linker` only for the `Sandbox` trait a policy
+//! implements. **It never depends on** Parquet, CSV/JSON readers, pipelines or the CLI.
+#![deny(missing_docs)]
+
+pub mod plugin;
+pub mod policy;
+pub mod sandbox;
+
+pub use plugin::exchange;
