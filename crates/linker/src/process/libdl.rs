@@ -8,12 +8,17 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmlink_dylink::ModuleInfo;
-use wasmtime::{
-    AsContextMut, Caller, Extern, Func, FuncType, Module, Ref, StoreContextMut, Val, ValType,
-};
+use wasmtime::{AsContextMut, Caller, Func, FuncType, Ref, StoreContextMut, Val, ValType};
 
-use super::{Def, Host, LibId, LinkError, Symbol, alloc_region, load_tree};
+use super::bind::func_slot_for;
+use super::error::LinkError;
+use super::lifecycle::DLERROR_BUF;
+use super::lifecycle::run_atexit;
+use super::load::{find_loaded, load_tree};
+use super::resources::alloc_region;
+use super::state::Symbol;
+use super::state::tracing_symbols;
+use super::state::{Def, Host, LibId, SlotKey};
 
 /// Resolve functions when first called (accepted; binding is lazy by default).
 pub const RTLD_LAZY: i32 = 1;
@@ -32,8 +37,7 @@ pub const RTLD_DEFAULT: u32 = 0;
 /// `dlsym` handle: the next definition after the caller's library.
 pub const RTLD_NEXT: u32 = u32::MAX;
 
-const DLERROR_BUF: u32 = 512;
-const HOST_SYMBOLS: [&str; 6] = [
+pub(super) const HOST_SYMBOLS: [&str; 6] = [
     "dlopen",
     "dlsym",
     "dlclose",
@@ -53,12 +57,6 @@ pub(super) fn is_dl_symbol(sym: &str) -> bool {
     HOST_SYMBOLS[..5].contains(&sym)
 }
 
-pub(super) fn init_dlerror_buf(mut cx: StoreContextMut<'_, Host>) -> Result<(), LinkError> {
-    let at = alloc_region(cx.as_context_mut(), "libdl", u64::from(DLERROR_BUF), 8)?;
-    cx.data_mut().dl.dlerror_buf = at;
-    Ok(())
-}
-
 pub(super) fn read_cstr(mem: &[u8], addr: u32, max: usize) -> Option<String> {
     let start = addr as usize;
     let tail = mem.get(start..)?;
@@ -66,7 +64,7 @@ pub(super) fn read_cstr(mem: &[u8], addr: u32, max: usize) -> Option<String> {
     Some(String::from_utf8_lossy(&tail[..len]).into_owned())
 }
 
-fn memory_str(cx: &mut Caller<'_, Host>, addr: i32) -> Result<String, String> {
+pub(super) fn memory_str(cx: &mut Caller<'_, Host>, addr: i32) -> Result<String, String> {
     let mem = cx.data().dl.memory.expect("memory");
     read_cstr(mem.data(&*cx), addr as u32, 4096)
         .ok_or_else(|| format!("string pointer {addr:#x} is out of bounds or unterminated"))
@@ -74,7 +72,7 @@ fn memory_str(cx: &mut Caller<'_, Host>, addr: i32) -> Result<String, String> {
 
 /// The library that contains function table slot or address `caller_slot`, for RTLD_NEXT and
 /// `dladdr`.
-fn lib_of_slot(cx: &StoreContextMut<'_, Host>, slot: u32) -> Option<LibId> {
+pub(super) fn lib_of_slot(cx: &StoreContextMut<'_, Host>, slot: u32) -> Option<LibId> {
     let dl = &cx.data().dl;
     dl.libs.iter().enumerate().find_map(|(i, l)| {
         let l = l.as_ref()?;
@@ -188,7 +186,7 @@ pub(super) fn host_function(
 }
 
 /// glibc's wording for a failed `dlopen`.
-fn dlerror_text(name: &str, e: &LinkError) -> String {
+pub(super) fn dlerror_text(name: &str, e: &LinkError) -> String {
     match e {
         LinkError::NotFound(_) => {
             format!("{name}: cannot open shared object file: No such file or directory")
@@ -223,7 +221,7 @@ pub(super) fn open(
     if is_path {
         check_allowed(&cx, Path::new(name))?;
     }
-    let existing = super::find_loaded(&cx, name);
+    let existing = find_loaded(&cx, name);
     let id = if flags & RTLD_NOLOAD != 0 {
         // Only a library already loaded; it still counts as an open and may be promoted.
         existing.ok_or_else(|| {
@@ -283,7 +281,7 @@ pub(super) fn open(
 }
 
 /// Removes libraries registered at or after `first` by a failed load.
-fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId) {
+pub(super) fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId) {
     let n = cx.data().dl.libs.len();
     for id in (first..n).rev() {
         unload_one(cx.as_context_mut(), id);
@@ -292,7 +290,7 @@ fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId) {
 }
 
 /// A path given to `dlopen` must lie inside a directory of the search path.
-fn check_allowed(cx: &StoreContextMut<'_, Host>, path: &Path) -> Result<(), LinkError> {
+pub(super) fn check_allowed(cx: &StoreContextMut<'_, Host>, path: &Path) -> Result<(), LinkError> {
     let dirs = cx.data().dl.search.dirs_for(None, &[]);
     let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let ok = dirs.iter().any(|d| {
@@ -309,7 +307,7 @@ fn check_allowed(cx: &StoreContextMut<'_, Host>, path: &Path) -> Result<(), Link
     }
 }
 
-fn handle_lib(cx: &StoreContextMut<'_, Host>, handle: u32) -> Result<LibId, LinkError> {
+pub(super) fn handle_lib(cx: &StoreContextMut<'_, Host>, handle: u32) -> Result<LibId, LinkError> {
     let id = handle.checked_sub(1).ok_or(LinkError::BadHandle(handle))? as usize;
     match cx.data().dl.libs.get(id) {
         Some(Some(_)) => Ok(id),
@@ -337,7 +335,7 @@ pub(super) fn lookup_sym(
                     .iter()
                     .filter_map(|&id| dl.libs[id].as_ref())
                     .find_map(|l| l.defs.get(name).copied());
-                if super::tracing_symbols() {
+                if tracing_symbols() {
                     let requester = caller.map_or("host", |c| dl.lib(c).name.as_str());
                     let requester = format!("{requester} (RTLD_NEXT)");
                     dl.trace_symbol(name, &requester, scope.iter().copied(), def);
@@ -351,7 +349,7 @@ pub(super) fn lookup_sym(
                     .iter()
                     .filter_map(|&i| dl.libs[i].as_ref())
                     .find_map(|l| l.defs.get(name).copied());
-                if super::tracing_symbols() {
+                if tracing_symbols() {
                     let requester = format!("dlsym(handle of {})", dl.lib(id).name);
                     dl.trace_symbol(name, &requester, scope.iter().copied(), def);
                 }
@@ -372,7 +370,7 @@ pub(super) fn lookup_sym(
                 .find(|e| e.name() == name)
                 .and_then(|e| e.ty().func().cloned())
                 .expect("function export");
-            Ok(Symbol::Function(super::func_slot_for(
+            Ok(Symbol::Function(func_slot_for(
                 cx.as_context_mut(),
                 name,
                 Some(d),
@@ -406,7 +404,7 @@ pub(super) fn func_slot(
     }
 }
 
-fn tls_base(mut cx: StoreContextMut<'_, Host>, lib: LibId) -> Option<u32> {
+pub(super) fn tls_base(mut cx: StoreContextMut<'_, Host>, lib: LibId) -> Option<u32> {
     let inst = cx.data().dl.lib(lib).instance?;
     match inst
         .get_global(cx.as_context_mut(), "__tls_base")?
@@ -424,7 +422,7 @@ pub(super) fn close(mut cx: StoreContextMut<'_, Host>, handle: u32) -> Result<()
     release(cx.as_context_mut(), id)
 }
 
-fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
+pub(super) fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let (count, nodelete, deps) = {
         let l = cx.data_mut().dl.libs[id].as_mut().expect("open library");
         l.refcount = l.refcount.saturating_sub(1);
@@ -447,7 +445,7 @@ fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError
 /// recycled when nothing refers to them), its table and data regions go back to the allocators.
 /// Its compiled code and instance stay in the store until the process ends (wasmtime cannot
 /// free part of a store).
-fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
+pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     let Some(lib) = cx.data_mut().dl.libs.get_mut(id).and_then(Option::take) else {
         return;
     };
@@ -466,7 +464,7 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     let mut kept = std::collections::HashSet::new();
     let defs = lib.functions();
     for (n, index) in defs {
-        let key = super::SlotKey::Def(id, index);
+        let key = SlotKey::Def(id, index);
         cx.data_mut().dl.got_func.remove(&key);
         let Some(slot) = cx.data_mut().dl.slots.remove(&key) else {
             continue;
@@ -534,9 +532,9 @@ fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
 
 /// `dladdr(addr, info)`: which library contains a function slot or data address. The strings
 /// it returns live in one linker-owned buffer, valid until the next `dladdr` (as glibc allows).
-fn dladdr(mut cx: StoreContextMut<'_, Host>, addr: u32, info: u32) -> Option<i32> {
+pub(super) fn dladdr(mut cx: StoreContextMut<'_, Host>, addr: u32, info: u32) -> Option<i32> {
     let slot_lib = cx.data().dl.slots.iter().find_map(|(k, s)| match k {
-        super::SlotKey::Def(lib, _) if *s == addr => Some(*lib),
+        SlotKey::Def(lib, _) if *s == addr => Some(*lib),
         _ => None,
     });
     let id = {
@@ -582,280 +580,4 @@ fn dladdr(mut cx: StoreContextMut<'_, Host>, addr: u32, info: u32) -> Option<i32
     }
     mem.write(cx.as_context_mut(), info as usize, &rec).ok()?;
     Some(1)
-}
-
-/// Runs the constructors of library `id`: `_initialize` if it is a reactor, else
-/// `__wasm_call_ctors`.
-pub(super) fn run_ctors(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
-    let (inst, name, is_main) = {
-        let l = cx.data().dl.lib(id);
-        (l.instance.expect("instantiated"), l.name.clone(), id == 0)
-    };
-    // A main program with `_start` runs its own constructors from crt1.
-    if is_main && inst.get_func(cx.as_context_mut(), "_start").is_some() {
-        return Ok(());
-    }
-    for init in ["_initialize", "__wasm_call_ctors"] {
-        if let Some(f) = inst.get_func(cx.as_context_mut(), init) {
-            tracing::debug!(target: "wasmlink::libs", "calling {init} of {name}");
-            f.call(cx.as_context_mut(), &[], &mut [])
-                .map_err(|e| LinkError::runtime(&name, "constructor", e))?;
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Sets up the TLS block of a library built with threads (`__wasm_init_tls`).
-pub(super) fn init_tls(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
-    let (inst, name) = {
-        let l = cx.data().dl.lib(id);
-        (l.instance.expect("instantiated"), l.name.clone())
-    };
-    let Some(init) = inst.get_func(cx.as_context_mut(), "__wasm_init_tls") else {
-        return Ok(());
-    };
-    let read = |cx: &mut StoreContextMut<'_, Host>, g: &str| -> u32 {
-        inst.get_global(cx.as_context_mut(), g)
-            .map(|g| match g.get(cx.as_context_mut()) {
-                Val::I32(v) => v as u32,
-                _ => 0,
-            })
-            .unwrap_or(0)
-    };
-    let size = read(&mut cx, "__tls_size");
-    let align = read(&mut cx, "__tls_align").max(1);
-    let block = alloc_region(
-        cx.as_context_mut(),
-        &name,
-        u64::from(size.max(1)),
-        u64::from(align).next_power_of_two(),
-    )?;
-    init.call(cx.as_context_mut(), &[Val::I32(block as i32)], &mut [])
-        .map_err(|e| LinkError::runtime(&name, "__wasm_init_tls", e))?;
-    Ok(())
-}
-
-/// Calls the entry point of library `main`.
-pub(super) fn run_entry(mut cx: StoreContextMut<'_, Host>, main: LibId) -> Result<i32, LinkError> {
-    let (inst, name) = {
-        let l = cx.data().dl.lib(main);
-        (l.instance.expect("instantiated"), l.name.clone())
-    };
-    let call = |cx: &mut StoreContextMut<'_, Host>,
-                f: Func,
-                args: &[Val],
-                what: &str|
-     -> Result<i32, LinkError> {
-        let n = f.ty(cx.as_context_mut()).results().len();
-        let mut out = vec![Val::I32(0); n];
-        f.call(cx.as_context_mut(), args, &mut out)
-            .map_err(|e| LinkError::runtime(&name, what, e))?;
-        Ok(match out.first() {
-            Some(Val::I32(v)) => *v,
-            _ => 0,
-        })
-    };
-    if let Some(f) = inst.get_func(cx.as_context_mut(), "_start") {
-        return call(&mut cx, f, &[], "_start");
-    }
-    for entry in ["__main_argc_argv", "main", "__main_void", "__original_main"] {
-        let Some(f) = inst.get_func(cx.as_context_mut(), entry) else {
-            continue;
-        };
-        let nparams = f.ty(cx.as_context_mut()).params().len();
-        let args = if nparams == 2 {
-            let (argc, argv) = write_argv(cx.as_context_mut())?;
-            vec![Val::I32(argc), Val::I32(argv)]
-        } else {
-            vec![]
-        };
-        return call(&mut cx, f, &args, entry);
-    }
-    Err(LinkError::NoSuchSymbol {
-        symbol: "main".to_string(),
-        library: name,
-    })
-}
-
-fn write_argv(mut cx: StoreContextMut<'_, Host>) -> Result<(i32, i32), LinkError> {
-    let args: Vec<String> = {
-        // WasiP1Ctx keeps its arguments private; the builder's copy is what `args_get` returns.
-        let host = cx.data();
-        host.args.clone()
-    };
-    let total: usize = args.iter().map(|a| a.len() + 1).sum::<usize>() + 4 * (args.len() + 1);
-    let base = alloc_region(cx.as_context_mut(), "argv", total as u64, 4)?;
-    let mut ptrs = Vec::new();
-    let mut strings = Vec::new();
-    let mut at = base + 4 * (args.len() as u32 + 1);
-    for a in &args {
-        ptrs.extend_from_slice(&at.to_le_bytes());
-        strings.extend_from_slice(a.as_bytes());
-        strings.push(0);
-        at += a.len() as u32 + 1;
-    }
-    ptrs.extend_from_slice(&0u32.to_le_bytes());
-    ptrs.extend(strings);
-    let mem = cx.data().dl.memory.expect("memory");
-    mem.write(cx.as_context_mut(), base as usize, &ptrs)
-        .map_err(|e| LinkError::runtime("argv", "write", e.into()))?;
-    Ok((args.len() as i32, (base) as i32))
-}
-
-/// Runs `__cxa_atexit` handlers in reverse order of registration: those of library `only`
-/// (whose data region holds their dso handle) at unload, or all at exit.
-pub(crate) fn run_atexit(
-    mut cx: StoreContextMut<'_, Host>,
-    only: Option<LibId>,
-) -> Result<(), LinkError> {
-    let range = only.and_then(|id| {
-        let l = cx.data().dl.libs.get(id)?.as_ref()?;
-        Some((l.memory_base, l.memory_base + l.memory_len, l.name.clone()))
-    });
-    loop {
-        let next = {
-            let list = &cx.data().atexit;
-            list.iter().rposition(|&(_, _, dso)| match &range {
-                Some((lo, hi, _)) => dso >= *lo && dso < *hi,
-                None => true,
-            })
-        };
-        let Some(i) = next else { return Ok(()) };
-        let (f, arg, _) = cx.data_mut().atexit.remove(i);
-        let table = cx.data().dl.table.expect("table");
-        let who = range.as_ref().map_or("exit".to_string(), |r| r.2.clone());
-        let Some(Ref::Func(Some(func))) = table.get(cx.as_context_mut(), u64::from(f)) else {
-            continue;
-        };
-        let nparams = func.ty(cx.as_context_mut()).params().len();
-        let args: Vec<Val> = if nparams == 1 {
-            vec![Val::I32(arg as i32)]
-        } else {
-            vec![]
-        };
-        func.call(cx.as_context_mut(), &args, &mut [])
-            .map_err(|e| LinkError::runtime(&who, "destructor", e))?;
-    }
-}
-
-/// A static main program: its own memory, table and `__stack_pointer` become the process's.
-pub(super) fn setup_static_main(
-    mut cx: StoreContextMut<'_, Host>,
-    path: &Path,
-    name: String,
-    module: Module,
-    info: std::sync::Arc<ModuleInfo>,
-) -> Result<LibId, LinkError> {
-    let mut externs = Vec::new();
-    for imp in module.imports() {
-        let ty = imp.ty();
-        let ext = match &ty {
-            wasmtime::ExternType::Func(fty) => {
-                let linker = cx.data().dl.wasi_linker.clone();
-                if let Ok(e) = linker.get(cx.as_context_mut(), imp.module(), imp.name()) {
-                    e
-                } else if let Some(f) = (imp.module() == "env")
-                    .then(|| host_function(cx.as_context_mut(), imp.name(), fty, Some(0)))
-                    .flatten()
-                {
-                    Extern::Func(f)
-                } else {
-                    let msg = format!(
-                        "symbol lookup error: undefined symbol: {} ({name})",
-                        imp.name()
-                    );
-                    Extern::Func(Func::new(
-                        cx.as_context_mut(),
-                        fty.clone(),
-                        move |_, _, _| Err(wasmtime::format_err!("{msg}")),
-                    ))
-                }
-            }
-            _ => {
-                return Err(LinkError::BadModule {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "static program imports {} {}::{}, which wasmlink cannot supply",
-                        kind(&ty),
-                        imp.module(),
-                        imp.name()
-                    ),
-                });
-            }
-        };
-        externs.push(ext);
-    }
-    let instance =
-        super::new_instance(cx.as_context_mut(), &name, "instantiate", &module, &externs)?;
-    let exports: Vec<Extern> = instance
-        .exports(cx.as_context_mut())
-        .map(|e| e.into_extern())
-        .collect();
-    let memory = exports.iter().find_map(|e| e.clone().into_memory());
-    let Some(memory) = memory else {
-        return Err(LinkError::BadModule {
-            path: path.to_path_buf(),
-            message: "exports no memory".to_string(),
-        });
-    };
-    let table = match exports.iter().find_map(|e| e.clone().into_table()) {
-        Some(t) => t,
-        None => wasmtime::Table::new(
-            cx.as_context_mut(),
-            wasmtime::TableType::new(wasmtime::RefType::FUNCREF, 1, None),
-            Ref::Func(None),
-        )
-        .map_err(|e| LinkError::runtime(&name, "table", e))?,
-    };
-    let sp = match instance.get_global(cx.as_context_mut(), "__stack_pointer") {
-        Some(g) => g,
-        None => wasmtime::Global::new(
-            cx.as_context_mut(),
-            wasmtime::GlobalType::new(ValType::I32, wasmtime::Mutability::Var),
-            Val::I32(0),
-        )
-        .map_err(|e| LinkError::runtime(&name, "stack", e))?,
-    };
-    let heap_base = instance
-        .get_global(cx.as_context_mut(), "__heap_base")
-        .and_then(|g| g.get(cx.as_context_mut()).i32())
-        .unwrap_or(0) as u32;
-    let end = memory.data_size(cx.as_context_mut()) as u32;
-    {
-        let dl = &mut cx.data_mut().dl;
-        dl.memory = Some(memory);
-        dl.table = Some(table);
-        dl.stack_pointer = Some(sp);
-        dl.bounds = super::Bounds {
-            stack_low: 0,
-            stack_high: heap_base,
-            heap_base,
-            heap_end: end,
-        };
-    }
-    let id = super::register(
-        cx.as_context_mut(),
-        name,
-        path.to_path_buf(),
-        info,
-        module,
-        0,
-        0,
-        false,
-    )?;
-    cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
-    cx.data_mut().dl.global_scope.push(id);
-    init_dlerror_buf(cx)?;
-    Ok(id)
-}
-
-fn kind(t: &wasmtime::ExternType) -> &'static str {
-    match t {
-        wasmtime::ExternType::Func(_) => "function",
-        wasmtime::ExternType::Global(_) => "global",
-        wasmtime::ExternType::Table(_) => "table",
-        wasmtime::ExternType::Memory(_) => "memory",
-        wasmtime::ExternType::Tag(_) => "tag",
-    }
 }

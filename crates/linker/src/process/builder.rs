@@ -1,0 +1,336 @@
+//! [`ProcessBuilder`]: how a process is set up, and its load.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmlink_dylink::ModuleInfo;
+use wasmtime::{AsContextMut, Engine, Linker, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::api::Process;
+use super::error::LinkError;
+use super::layout::Regions;
+use super::load::{load_tree, load_tree_from, setup_main};
+use super::state::read;
+use super::state::{Bounds, Host, HostSymbols, Linkage};
+use crate::resolve::SearchPath;
+use wasmlink_engine::{ModuleCache, default_cache_dir, shared_engine};
+
+/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
+
+/// Default size of the shadow stack.
+pub const DEFAULT_STACK_SIZE: u32 = 1 << 20;
+
+/// Default bound on the wasmtime instances one process's store may hold
+/// ([`ProcessBuilder::max_instances`]).
+pub const DEFAULT_MAX_INSTANCES: usize = 1_000_000;
+
+/// A capability layer for a linked process, given to [`ProcessBuilder::sandbox`]. The plugin
+/// host's `Policy` implements it (and refuses there what a linked process cannot enforce).
+pub trait Sandbox: Send + Sync {
+    /// The WASI preview 1 context: directories, environment, stdio, clocks and randomness;
+    /// `args` are the builder's arguments, for a sandbox that sets none of its own.
+    ///
+    /// # Errors
+    /// One line naming the field the process cannot honour; the load fails with
+    /// [`LinkError::Policy`].
+    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, String>;
+    /// Shadows, in the linker every library's WASI imports come from, what the sandbox denies.
+    ///
+    /// # Errors
+    /// wasmtime's, if a definition cannot be added.
+    fn restrict(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()>;
+    /// The most linear memory the program may have, in bytes.
+    fn max_memory(&self) -> u64;
+}
+
+/// How a process is set up. Build one, then [`load`](Self::load) a program.
+#[derive(Clone)]
+pub struct ProcessBuilder {
+    search: SearchPath,
+    stack_size: u32,
+    bind_now: bool,
+    strict: bool,
+    preload: Vec<PathBuf>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    dirs: Vec<(PathBuf, String)>,
+    inherit_stdio: bool,
+    max_memory_pages: u32,
+    sandbox: Option<Arc<dyn Sandbox>>,
+    engine: Option<Engine>,
+    cache_dir: Option<PathBuf>,
+    link_only: bool,
+    swappable: bool,
+    module_cache: Option<ModuleCache>,
+    max_instances: usize,
+}
+
+impl Default for ProcessBuilder {
+    fn default() -> Self {
+        ProcessBuilder {
+            search: SearchPath::new(),
+            stack_size: DEFAULT_STACK_SIZE,
+            bind_now: false,
+            strict: false,
+            preload: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            inherit_stdio: false,
+            max_memory_pages: 65536,
+            sandbox: None,
+            engine: None,
+            cache_dir: default_cache_dir(),
+            link_only: false,
+            swappable: false,
+            module_cache: Some(ModuleCache::global()),
+            max_instances: DEFAULT_MAX_INSTANCES,
+        }
+    }
+}
+
+impl ProcessBuilder {
+    /// A builder with the default search path and no WASI capabilities.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Where needed libraries and `dlopen` names are looked up.
+    pub fn search_path(mut self, search: SearchPath) -> Self {
+        self.search = search;
+        self
+    }
+    /// Size of the shadow stack in bytes (rounded up to 16).
+    pub fn stack_size(mut self, bytes: u32) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+    /// Resolve every function at load time; an undefined strong symbol fails the load.
+    pub fn bind_now(mut self, yes: bool) -> Self {
+        self.bind_now = yes;
+        self
+    }
+    /// A strong symbol defined by two libraries is an error instead of first-wins.
+    pub fn strict(mut self, yes: bool) -> Self {
+        self.strict = yes;
+        self
+    }
+    /// Loads `lib` right after the main program, so its definitions interpose (`LD_PRELOAD`).
+    pub fn preload(mut self, lib: impl Into<PathBuf>) -> Self {
+        self.preload.push(lib.into());
+        self
+    }
+    /// Program arguments (`argv[0]` included).
+    pub fn args(mut self, args: Vec<String>) -> Self {
+        self.args = args;
+        self
+    }
+    /// Sets an environment variable for the program.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+    /// Makes host directory `host` visible to the program as `guest`.
+    pub fn preopen(mut self, host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
+        self.dirs.push((host.into(), guest.into()));
+        self
+    }
+    /// Connects the program's stdin/stdout/stderr to the host's.
+    pub fn inherit_stdio(mut self, yes: bool) -> Self {
+        self.inherit_stdio = yes;
+        self
+    }
+    /// Runs the program inside a capability layer (the plugin host's `Policy` is one): it
+    /// supplies the WASI context (directories, environment, arguments when the builder sets
+    /// none, stdio, clocks, randomness), shadows the WASI functions it denies, and caps memory.
+    /// The builder's [`env`](Self::env) and [`preopen`](Self::preopen) still apply on top.
+    pub fn sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
+        let pages = (sandbox.max_memory() / 65536).min(65536) as u32;
+        self.max_memory_pages = self.max_memory_pages.min(pages.max(1));
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Caps the linear memory (in 64 KiB pages).
+    pub fn max_memory_pages(mut self, pages: u32) -> Self {
+        self.max_memory_pages = pages;
+        self
+    }
+    /// Makes every function hot-swappable: calls between libraries are bound through the
+    /// callee's canonical table slot (one `call_indirect` more per call), so
+    /// [`Process::rebind`] and [`Process::reload`] reach every call site, not only function
+    /// pointers and lazily bound calls.
+    pub fn hot_swap(mut self, yes: bool) -> Self {
+        self.swappable = yes;
+        self
+    }
+    /// Loads, binds and relocates without running constructors (what `ldd -r` needs). Start
+    /// functions still run: wasm runs them at instantiation.
+    pub fn link_only(mut self, yes: bool) -> Self {
+        self.link_only = yes;
+        self
+    }
+    /// Caches compiled code in `dir` (`None`: no cache, every load compiles). Default:
+    /// [`default_cache_dir`].
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+    /// Uses this engine instead of the shared one for the cache directory.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+    /// The in-memory cache of compiled modules (see [`cache`]) that loads and `dlopen`s ask
+    /// before compiling or reading the on-disk cache. Default: [`ModuleCache::global`], shared
+    /// by every process of the host process (entries are per engine). `None`: none, so every
+    /// load compiles or reads the on-disk cache ([`cache_dir`](Self::cache_dir)).
+    pub fn module_cache(mut self, cache: Option<ModuleCache>) -> Self {
+        self.module_cache = cache;
+        self
+    }
+    /// Bounds the wasmtime instances the process's store may hold (default
+    /// [`DEFAULT_MAX_INSTANCES`]; wasmtime's own default is 10,000). Every loaded library is
+    /// one, plus one for its generated thunks and one per WASI shim when it needs them, and an
+    /// unloaded library's instance stays in the store until the process ends, so this bounds
+    /// the number of `dlopen`s of a process. Past it, loading fails with
+    /// [`LinkError::Exhausted`].
+    pub fn max_instances(mut self, n: usize) -> Self {
+        self.max_instances = n;
+        self
+    }
+
+    /// The WASI preview 1 context this builder describes: the policy's (checked for what
+    /// `wasmlink run` cannot enforce), or the builder's args and stdio; then the builder's env
+    /// and directories either way.
+    fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
+        let mut wasi = match &self.sandbox {
+            Some(sandbox) => sandbox
+                .wasi(&self.args)
+                .map_err(|message| LinkError::Policy { message })?,
+            None => {
+                let mut wasi = WasiCtxBuilder::new();
+                wasi.args(&self.args);
+                if self.inherit_stdio {
+                    wasi.inherit_stdio();
+                }
+                wasi
+            }
+        };
+        for (k, v) in &self.env {
+            wasi.env(k, v);
+        }
+        for (host, guest) in &self.dirs {
+            wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)
+                .map_err(|e| LinkError::Io {
+                    path: host.clone(),
+                    message: format!("cannot preopen: {e}"),
+                })?;
+        }
+        Ok(wasi)
+    }
+
+    /// The engine this builder loads on: its own, or the shared one for its cache directory.
+    pub(crate) fn engine_for_load(&self) -> Result<Engine, LinkError> {
+        match &self.engine {
+            Some(e) => Ok(e.clone()),
+            None => Ok(shared_engine(self.cache_dir.as_deref())?),
+        }
+    }
+    /// The WASI context, search path and module cache, for loaders above the process (plain).
+    pub(crate) fn parts_for_load(
+        &self,
+    ) -> Result<(WasiCtxBuilder, &SearchPath, Option<&ModuleCache>), LinkError> {
+        Ok((self.wasi()?, &self.search, self.module_cache.as_ref()))
+    }
+
+    /// Loads `program` (a PIE main, a static main, or a shared library used as the entry) and
+    /// everything it needs, binds it and runs its constructors.
+    ///
+    /// # Errors
+    /// [`LinkError`] naming the library and symbol: a library not found (with what was
+    /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
+    pub fn load(self, program: &Path) -> Result<Process, LinkError> {
+        let engine = self.engine_for_load()?;
+        let mut wasi = self.wasi()?;
+        let mut wasi_linker: Linker<Host> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
+            .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
+        if let Some(sandbox) = &self.sandbox {
+            sandbox
+                .restrict(&mut wasi_linker)
+                .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
+        }
+
+        let bytes: Arc<[u8]> = read(program)?.into();
+        let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
+            path: program.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let host = Host {
+            wasi: wasi.build_p1(),
+            dl: Linkage {
+                host_symbols: HostSymbols {
+                    overrides: super::libdl::is_dl_symbol,
+                    define: super::libdl::host_function,
+                },
+                engine: engine.clone(),
+                swappable: self.swappable,
+                run_constructors: !self.link_only,
+                wasi_linker: Arc::new(wasi_linker),
+                search: self.search.clone(),
+                bind_now: self.bind_now,
+                strict: self.strict,
+                memory: None,
+                table: None,
+                stack_pointer: None,
+                bounds: Bounds::default(),
+                libs: Vec::new(),
+                global_scope: Vec::new(),
+                slots: HashMap::new(),
+                undefined_slots: HashMap::new(),
+                free_slots: Vec::new(),
+                got_mem: HashMap::new(),
+                got_func: HashMap::new(),
+                slot_names: HashMap::new(),
+                tags: HashMap::new(),
+                regions: Regions::default(),
+                dlerror: None,
+                dlerror_buf: 0,
+                dladdr_buf: 0,
+                module_cache: self.module_cache.clone(),
+                instances: 0,
+                max_instances: self.max_instances,
+            },
+            atexit: Vec::new(),
+            args: self.args.clone(),
+            limits: wasmtime::StoreLimitsBuilder::new()
+                // Our own count (`Linkage::instances`) refuses first, with a clear error; the
+                // margin covers instances wasmtime makes for host-created memories and tables.
+                .instances(self.max_instances.saturating_add(16))
+                .build(),
+        };
+        let mut store = Store::new(&engine, host);
+        store.limiter(|h| &mut h.limits);
+        let main = setup_main(
+            &mut store,
+            program,
+            bytes,
+            info,
+            self.stack_size,
+            self.max_memory_pages,
+        )?;
+        let mut process = Process { store, main };
+        for lib in &self.preload {
+            let id = load_tree(process.store.as_context_mut(), lib, None, true, true)?;
+            process.store.data_mut().dl.libs[id]
+                .as_mut()
+                .unwrap()
+                .refcount += 1;
+        }
+        let id = load_tree_from(process.store.as_context_mut(), main)?;
+        debug_assert_eq!(id, main);
+        Ok(process)
+    }
+}

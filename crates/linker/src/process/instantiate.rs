@@ -1,0 +1,278 @@
+//! Instantiating one laid-out library: its imports bound (functions, GOT, WASI, tags),
+//! relocations applied, TLS initialised.
+
+use wasmlink_dylink::ImportClass;
+use wasmtime::{
+    AsContextMut, Extern, ExternType, Func, Global, GlobalType, Mutability, StoreContextMut, Val,
+    ValType,
+};
+
+use super::bind::Binding;
+use super::bind::{fill_slots, function_import, got_func, got_mem, tag, trap_func};
+use super::error::LinkError;
+use super::resources::{compile_generated, const_global, new_instance};
+use super::state::{Def, Host, LibId};
+use super::wasi::{Clock, bind_wasi, empty_list_wasi2, random_bytes, wasi2_clock};
+
+/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
+
+/// Binds every import of library `id`, instantiates it, fills the canonical slots of its
+/// functions and applies its data relocations.
+pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
+    let (module, info, name, memory_base, table_base) = {
+        let l = cx.data().dl.lib(id);
+        (
+            l.module.clone(),
+            l.info.clone(),
+            l.name.clone(),
+            l.memory_base,
+            l.table_base,
+        )
+    };
+    let mut externs: Vec<Option<Extern>> = Vec::new();
+    let mut thunks: Vec<(usize, super::thunk::Thunk)> = Vec::new();
+    let mut wasi: Vec<(usize, String, String, ExternType)> = Vec::new();
+    let imports: Vec<(String, String, ExternType)> = module
+        .imports()
+        .map(|i| (i.module().to_string(), i.name().to_string(), i.ty()))
+        .collect();
+    for (idx, (imp, (m, field, ty))) in info.imports.iter().zip(imports).enumerate() {
+        debug_assert_eq!((&imp.module, &imp.field), (&m, &field));
+        let dl = &cx.data().dl;
+        let (memory, table, sp, bounds) = (dl.memory, dl.table, dl.stack_pointer, dl.bounds);
+        let ext: Option<Extern> = match &imp.class {
+            ImportClass::Memory => Some(Extern::Memory(memory.expect("memory"))),
+            ImportClass::Table => Some(Extern::Table(table.expect("table"))),
+            ImportClass::StackPointer => Some(Extern::Global(sp.expect("stack pointer"))),
+            ImportClass::MemoryBase => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                memory_base as i32,
+            )?),
+            ImportClass::TableBase => {
+                Some(const_global(cx.as_context_mut(), &name, table_base as i32)?)
+            }
+            ImportClass::HeapBase => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.heap_base as i32,
+            )?),
+            ImportClass::HeapEnd => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.heap_end as i32,
+            )?),
+            ImportClass::StackHigh => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.stack_high as i32,
+            )?),
+            ImportClass::StackLow => Some(const_global(
+                cx.as_context_mut(),
+                &name,
+                bounds.stack_low as i32,
+            )?),
+            ImportClass::TlsBase => {
+                let mutability = match &ty {
+                    ExternType::Global(g) => g.mutability(),
+                    _ => Mutability::Var,
+                };
+                let g = Global::new(
+                    cx.as_context_mut(),
+                    GlobalType::new(ValType::I32, mutability),
+                    Val::I32(0),
+                )
+                .map_err(|e| LinkError::runtime(&name, "global", e))?;
+                Some(Extern::Global(g))
+            }
+            ImportClass::GotMem(sym) => Some(Extern::Global(got_mem(
+                cx.as_context_mut(),
+                id,
+                sym,
+                imp.is_weak(),
+            )?)),
+            ImportClass::GotFunc(sym) => Some(Extern::Global(got_func(
+                cx.as_context_mut(),
+                id,
+                sym,
+                imp.is_weak(),
+            )?)),
+            ImportClass::EnvGlobal(sym) => match cx.data().dl.lookup(sym, Some(id)) {
+                Some(Def::Data { addr, .. }) => {
+                    Some(const_global(cx.as_context_mut(), &name, addr as i32)?)
+                }
+                _ if imp.is_weak() => Some(const_global(cx.as_context_mut(), &name, 0)?),
+                _ => {
+                    return Err(LinkError::Undefined {
+                        symbol: sym.clone(),
+                        library: name,
+                    });
+                }
+            },
+            ImportClass::Tag(sym) => Some(Extern::Tag(tag(cx.as_context_mut(), id, sym, &ty)?)),
+            ImportClass::WasiP1(_) => {
+                wasi.push((idx, imp.module.clone(), imp.field.clone(), ty.clone()));
+                None
+            }
+            ImportClass::Wasi2(f) if empty_list_wasi2(f, &ty) => {
+                // An empty environment / argument list: write `(ptr 0, len 0)` at retptr.
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("checked")
+                };
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    |mut c, args, _| {
+                        let ret = args[0].unwrap_i32() as usize;
+                        let mem = c.data().dl.memory.expect("memory");
+                        mem.write(&mut c, ret, &[0u8; 8])?;
+                        Ok(())
+                    },
+                )))
+            }
+            ImportClass::Wasi2(f)
+                if f.starts_with("wasi:random/random@0.2.") && f.ends_with("#get-random-bytes") =>
+            {
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("function import")
+                };
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    random_bytes,
+                )))
+            }
+            ImportClass::Wasi2(f) if wasi2_clock(f, &ty).is_some() => {
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("checked")
+                };
+                let which = wasi2_clock(f, &ty).expect("checked");
+                Some(Extern::Func(Func::new(
+                    cx.as_context_mut(),
+                    fty.clone(),
+                    move |mut c, args, out| {
+                        match which {
+                            Clock::Monotonic => {
+                                static START: std::sync::OnceLock<std::time::Instant> =
+                                    std::sync::OnceLock::new();
+                                out[0] = Val::I64(
+                                    START
+                                        .get_or_init(std::time::Instant::now)
+                                        .elapsed()
+                                        .as_nanos() as i64,
+                                );
+                            }
+                            Clock::Resolution => out[0] = Val::I64(1),
+                            Clock::Wall => {
+                                let d = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .unwrap_or_default();
+                                let mut rec = d.as_secs().to_le_bytes().to_vec();
+                                rec.extend_from_slice(&d.subsec_nanos().to_le_bytes());
+                                rec.extend_from_slice(&[0; 4]);
+                                let mem = c.data().dl.memory.expect("memory");
+                                mem.write(&mut c, args[0].unwrap_i32() as u32 as usize, &rec)?;
+                            }
+                        }
+                        Ok(())
+                    },
+                )))
+            }
+            ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
+                cx.as_context_mut(),
+                &ty,
+                format!("WASI 0.2 function {f} is not provided by this host ({name})"),
+            )?)),
+            // A function from a module that is not a library (e.g. the component model's
+            // `$root` intrinsics): it traps, naming itself, if ever called; `unresolved` lists it.
+            ImportClass::Module(what) if matches!(ty, ExternType::Func(_)) => {
+                Some(Extern::Func(trap_func(
+                    cx.as_context_mut(),
+                    &ty,
+                    format!("import {what} is not provided by this host ({name})"),
+                )?))
+            }
+            ImportClass::Module(what) => {
+                return Err(LinkError::BadModule {
+                    path: cx.data().dl.lib(id).path.clone(),
+                    message: format!(
+                        "import {what} is from a module that is not a library of this process"
+                    ),
+                });
+            }
+            ImportClass::EnvFunction(sym) => {
+                let ExternType::Func(fty) = &ty else {
+                    unreachable!("function import has a function type")
+                };
+                let imp_sig = match &imp.ty {
+                    wasmlink_dylink::ImportType::Func { signature } => signature.clone(),
+                    _ => None,
+                };
+                match function_import(cx.as_context_mut(), id, sym, imp.is_weak(), imp_sig, fty)? {
+                    Binding::Direct(f) => Some(Extern::Func(f)),
+                    Binding::Slot(slot) => {
+                        thunks.push((
+                            idx,
+                            super::thunk::Thunk {
+                                params: fty.params().collect(),
+                                results: fty.results().collect(),
+                                slot,
+                            },
+                        ));
+                        None
+                    }
+                }
+            }
+        };
+        externs.push(ext);
+    }
+    if !thunks.is_empty() {
+        let table = cx.data().dl.table.expect("table");
+        let list: Vec<super::thunk::Thunk> = thunks
+            .iter_mut()
+            .map(|(_, t)| {
+                std::mem::replace(
+                    t,
+                    super::thunk::Thunk {
+                        params: vec![],
+                        results: vec![],
+                        slot: 0,
+                    },
+                )
+            })
+            .collect();
+        let bytes = super::thunk::build(&list).ok_or_else(|| LinkError::BadModule {
+            path: cx.data().dl.lib(id).path.clone(),
+            message: "a function import with reference-typed parameters cannot be bound lazily"
+                .to_string(),
+        })?;
+        let tm = compile_generated(&cx, &name, "thunks", &bytes)?;
+        let ti = new_instance(
+            cx.as_context_mut(),
+            &name,
+            "thunks",
+            &tm,
+            &[Extern::Table(table)],
+        )?;
+        for (n, (idx, _)) in thunks.iter().enumerate() {
+            let f = ti
+                .get_func(cx.as_context_mut(), &n.to_string())
+                .expect("thunk export");
+            externs[*idx] = Some(Extern::Func(f));
+        }
+    }
+    bind_wasi(cx.as_context_mut(), &name, &module, &mut externs, &wasi)?;
+    let externs: Vec<Extern> = externs
+        .into_iter()
+        .map(|e| e.expect("every import bound"))
+        .collect();
+    let instance = new_instance(cx.as_context_mut(), &name, "instantiate", &module, &externs)?;
+    cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
+    fill_slots(cx.as_context_mut(), id)?;
+    if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
+        f.call(cx.as_context_mut(), &[], &mut [])
+            .map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
+    }
+    super::lifecycle::init_tls(cx, id)?;
+    Ok(())
+}
