@@ -9,9 +9,9 @@
 //! 3. `corpus/*`: loading and linking the real wasi-sdk libraries (libpython3.14.so and what it
 //!    needs; all 11), against compiling the same modules with plain wasmtime.
 //!
-//! Fixtures are compiled from `benches/c/` with clang-19 (and gcc) into a temporary directory
-//! when the benchmark starts. Run with `cargo bench --bench linker`; a table of the ratios is
-//! printed at the end.
+//! Fixtures are compiled from `benches/c/` with clang-19 (flags: `wasmlink_xtask::cflags`) and
+//! gcc into a temporary directory when the benchmark starts. Run with `cargo bench --bench
+//! linker`; a table of the ratios is printed at the end.
 
 // The baseline of the dlopen benchmark calls the host's dlopen/dlsym/dlclose.
 #![allow(unsafe_code)]

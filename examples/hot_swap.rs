@@ -8,43 +8,18 @@
 //! Run: `cargo run --example hot_swap` (needs clang-19/lld-19: `bash scripts/setup.sh`).
 
 use std::path::Path;
-use std::process::Command;
 
 use wasmlink::ProcessBuilder;
 use wasmlink::resolve::SearchPath;
+use wasmlink_xtask::cflags::{self, Link};
 use wasmtime::Val;
 
-const CFLAGS: &[&str] = &[
-    "--target=wasm32-wasi",
-    "-fPIC",
-    "-fvisibility=default",
-    "-O2",
-    "-nostdlib",
-];
-const LIB: &[&str] = &[
-    "-shared",
-    "-Wl,--no-entry",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-const PIE: &[&str] = &[
-    "-Wl,-pie",
-    "-Wl,--experimental-pic",
-    "-Wl,--import-memory",
-    "-Wl,--import-table",
-    "-Wl,--no-entry",
-    "-Wl,--export-dynamic",
-    "-Wl,--export=main",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-
-fn clang(dir: &Path, flags: &[&str], out: &str, inputs: &[&str]) -> Result<(), String> {
+/// Builds `out` in `dir` from `inputs` (`examples/c/*.c` sources and libraries in `dir`) with
+/// the flags the tests use (`wasmlink_xtask::cflags`).
+fn clang(dir: &Path, link: Link, out: &str, inputs: &[&str]) -> Result<(), String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c");
-    let mut cmd = Command::new("clang-19");
-    cmd.current_dir(dir)
-        .args(CFLAGS)
-        .args(flags)
-        .arg("-o")
-        .arg(out);
+    let mut cmd = cflags::command(link, false);
+    cmd.current_dir(dir).arg("-o").arg(out);
     for i in inputs {
         if i.ends_with(".c") {
             cmd.arg(src.join(i))
@@ -54,7 +29,7 @@ fn clang(dir: &Path, flags: &[&str], out: &str, inputs: &[&str]) -> Result<(), S
     }
     let o = cmd
         .output()
-        .map_err(|e| format!("clang-19: {e} (run scripts/setup.sh)"))?;
+        .map_err(|e| format!("{}: {e} (run scripts/setup.sh)", cflags::CLANG))?;
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
@@ -64,9 +39,9 @@ fn clang(dir: &Path, flags: &[&str], out: &str, inputs: &[&str]) -> Result<(), S
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("wasmlink-hot-swap-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("v2"))?;
-    clang(&dir, LIB, "libplugin.so", &["plugin_v1.c"])?;
-    clang(&dir, LIB, "v2/libplugin.so", &["plugin_v2.c"])?;
-    clang(&dir, PIE, "app.wasm", &["host_app.c", "libplugin.so"])?;
+    clang(&dir, Link::Shared, "libplugin.so", &["plugin_v1.c"])?;
+    clang(&dir, Link::Shared, "v2/libplugin.so", &["plugin_v2.c"])?;
+    clang(&dir, Link::Pie, "app.wasm", &["host_app.c", "libplugin.so"])?;
 
     let mut search = SearchPath::new();
     search.add_dir(&dir);

@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build -q --bin wasmlink
 cargo run -q -p wasmlink-xtask -- corpus >/dev/null
+# The flags the tests build their C fixtures with (one table: xtask/src/cflags.rs).
+flags() { cargo run -q -p wasmlink-xtask -- cflags "$1"; }
+CF=$(flags compile)
+LIB=$(flags shared)
+PIE=$(flags pie)
 W=target/debug/wasmlink
 OUT=target/demo
 mkdir -p "$OUT"
-CF="--target=wasm32-wasi -fPIC -fvisibility=default -O2 -nostdlib"
-LIB="-shared -Wl,--no-entry -Wl,--export-if-defined=__wasm_call_ctors -Wl,--unresolved-symbols=import-dynamic"
-PIE="-Wl,-pie -Wl,--experimental-pic -Wl,--import-memory -Wl,--import-table -Wl,--no-entry -Wl,--export-dynamic -Wl,--export=main -Wl,--unresolved-symbols=import-dynamic"
 ( cd "$OUT"
   clang-19 $CF $LIB -o libgreet.so ../../examples/c/greet.c 2>/dev/null
   clang-19 $CF $LIB -o libshout.so ../../examples/c/shout.c 2>/dev/null

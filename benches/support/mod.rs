@@ -1,46 +1,15 @@
 //! Benchmark fixtures, built from source when the benchmark starts.
 //!
-//! The recipes are the ones `tests/all/support.rs` uses (from `/work/shared/toolchain.md`):
-//! clang-19 with `--target=wasm32-wasi -fPIC -fvisibility=default -O2 -nostdlib`, linked as a
-//! side module (`-shared`) or a PIE main. They are repeated here so the benchmark does not
-//! depend on the test crate. The native twin of the dlopen library is built with
+//! The flags are the ones `tests/all/support.rs` uses, from the one table
+//! `wasmlink_xtask::cflags`: clang-19 with
+//! `--target=wasm32-wasi -fPIC -fvisibility=default -O2 -nostdlib --no-wasm-opt`, linked as a
+//! side module (`-shared`) or a PIE main. The native twin of the dlopen library is built with
 //! `gcc -shared -fPIC -O2`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const CLANG: &str = "clang-19";
-const CFLAGS: &[&str] = &[
-    "--target=wasm32-wasi",
-    "-fPIC",
-    "-fvisibility=default",
-    "-O2",
-    "-nostdlib",
-];
-const SHARED: &[&str] = &[
-    "-shared",
-    "-Wl,--no-entry",
-    "-Wl,--export-if-defined=__wasm_call_ctors",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-const PIE: &[&str] = &[
-    "-Wl,-pie",
-    "-Wl,--experimental-pic",
-    "-Wl,--import-memory",
-    "-Wl,--import-table",
-    "-Wl,--no-entry",
-    "-Wl,--export-dynamic",
-    "-Wl,--export-if-defined=__wasm_call_ctors",
-    "-Wl,--export=main",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-
-/// How a C fixture is linked.
-#[derive(Clone, Copy)]
-pub enum Link {
-    Shared,
-    Pie,
-}
+use wasmlink_xtask::cflags::Link;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,12 +33,8 @@ fn run(cmd: &mut Command, what: &str) {
 /// Compiles `benches/c/<source>` into `<dir>/<out>`, linked against `deps` (file names in
 /// `dir`, recorded as NEEDED).
 pub fn clang(dir: &Path, out: &str, link: Link, source: &str, deps: &[&str]) -> PathBuf {
-    let mut cmd = Command::new(CLANG);
-    cmd.current_dir(dir).args(CFLAGS);
-    cmd.args(match link {
-        Link::Shared => SHARED,
-        Link::Pie => PIE,
-    });
+    let mut cmd = wasmlink_xtask::cflags::command(link, false);
+    cmd.current_dir(dir);
     cmd.arg("-o").arg(out).arg(src(source)).args(deps);
     run(&mut cmd, out);
     dir.join(out)

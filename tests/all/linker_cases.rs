@@ -17,42 +17,9 @@ use std::time::{Duration, Instant};
 use wasmlink::resolve::SearchPath;
 use wasmlink::{LinkError, ProcessBuilder};
 
-use crate::support::{CLANG, fixtures_out, fixtures_src, stderr, stdout, wat_fixture};
+use wasmlink_xtask::cflags::{self, Link};
 
-const CLANGXX: &str = "clang++-19";
-const CFLAGS: &[&str] = &[
-    "--target=wasm32-wasi",
-    "-fPIC",
-    "-fvisibility=default",
-    "-O2",
-    "-nostdlib",
-];
-const CXXFLAGS: &[&str] = &["-fno-exceptions", "-fno-rtti"];
-const SHARED: &[&str] = &[
-    "-shared",
-    "-Wl,--no-entry",
-    "-Wl,--export-if-defined=__wasm_call_ctors",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-/// A PIE main; `main(void)` is exported as `main`, `main(argc, argv)` as `__main_argc_argv`.
-const PIE: &[&str] = &[
-    "-Wl,-pie",
-    "-Wl,--experimental-pic",
-    "-Wl,--import-memory",
-    "-Wl,--import-table",
-    "-Wl,--no-entry",
-    "-Wl,--export-dynamic",
-    "-Wl,--export-if-defined=__wasm_call_ctors",
-    "-Wl,--export-if-defined=main",
-    "-Wl,--export-if-defined=__main_argc_argv",
-    "-Wl,--unresolved-symbols=import-dynamic",
-];
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Lib,
-    Pie,
-}
+use crate::support::{fixtures_out, fixtures_src, stderr, stdout, wat_fixture};
 
 /// A private fixture directory under `fixtures_out()`.
 fn case_dir(name: &str) -> PathBuf {
@@ -67,13 +34,15 @@ fn lc_dir() -> PathBuf {
 }
 
 /// Compiles `tests/fixtures/c/<sources>` into `<dir>/<out>` with clang-19 (clang++-19 with
-/// `-fno-exceptions -fno-rtti` for `.cpp`), linked against `deps` (paths relative to `dir`,
-/// recorded as NEEDED), once per test process and output path. Built under the final file
-/// name in a private directory, then renamed into place.
+/// `-fno-exceptions -fno-rtti` for `.cpp`), flags from `wasmlink_xtask::cflags`, linked against
+/// `deps` (paths relative to `dir`, recorded as NEEDED), once per test process and output path.
+/// A PIE ([`Link::PieAnyMain`]) exports `main(void)` as `main`, `main(argc, argv)` as
+/// `__main_argc_argv`. Built under the final file name in a private directory, then renamed
+/// into place.
 fn build(
     dir: &Path,
     out: &str,
-    kind: Kind,
+    link: Link,
     sources: &[&str],
     deps: &[&str],
     extra: &[&str],
@@ -88,16 +57,12 @@ fn build(
         return path;
     }
     let cxx = sources.iter().any(|s| s.ends_with(".cpp"));
-    let compiler = if cxx { CLANGXX } else { CLANG };
+    let compiler = cflags::compiler(cxx);
     let tmp_dir = dir.join(format!(".build-{}", std::process::id()));
     std::fs::create_dir_all(&tmp_dir).unwrap();
     let tmp = tmp_dir.join(out);
-    let mut cmd = Command::new(compiler);
-    cmd.current_dir(dir).args(CFLAGS);
-    if cxx {
-        cmd.args(CXXFLAGS);
-    }
-    cmd.args(if kind == Kind::Lib { SHARED } else { PIE });
+    let mut cmd = cflags::command(link, cxx);
+    cmd.current_dir(dir);
     cmd.args(extra).arg("-o").arg(&tmp);
     for s in sources {
         cmd.arg(fixtures_src().join("c").join(s));
@@ -117,11 +82,11 @@ fn build(
 }
 
 fn lib(out: &str, sources: &[&str], deps: &[&str]) -> PathBuf {
-    build(&lc_dir(), out, Kind::Lib, sources, deps, &[])
+    build(&lc_dir(), out, Link::Shared, sources, deps, &[])
 }
 
 fn pie(out: &str, sources: &[&str], deps: &[&str]) -> PathBuf {
-    build(&lc_dir(), out, Kind::Pie, sources, deps, &[])
+    build(&lc_dir(), out, Link::PieAnyMain, sources, deps, &[])
 }
 
 fn s(p: &Path) -> &str {
@@ -277,7 +242,7 @@ fn cyclic_set() -> (PathBuf, PathBuf) {
     build(
         &case_dir("lc_cyclic/.stub"),
         "liblc_cyca.so",
-        Kind::Lib,
+        Link::Shared,
         &["lc_cyc_stub.c"],
         &[],
         &[],
@@ -285,7 +250,7 @@ fn cyclic_set() -> (PathBuf, PathBuf) {
     build(
         &dir,
         "liblc_cycb.so",
-        Kind::Lib,
+        Link::Shared,
         &["lc_cyc_b.c"],
         &[".stub/liblc_cyca.so"],
         &[],
@@ -293,7 +258,7 @@ fn cyclic_set() -> (PathBuf, PathBuf) {
     build(
         &dir,
         "liblc_cyca.so",
-        Kind::Lib,
+        Link::Shared,
         &["lc_cyc_a.c"],
         &["liblc_cycb.so"],
         &[],
@@ -301,7 +266,7 @@ fn cyclic_set() -> (PathBuf, PathBuf) {
     let main = build(
         &dir,
         "lc_cyc.wasm",
-        Kind::Pie,
+        Link::PieAnyMain,
         &["lc_cyc_main.c"],
         &["liblc_cyca.so", "liblc_cycb.so"],
         &[],

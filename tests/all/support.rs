@@ -1,7 +1,7 @@
 //! Test support: fixtures built from source, the wasmlink binary, golden files.
 //!
 //! C fixtures live in `tests/fixtures/c/` and are compiled with Debian's clang-19/lld-19 into
-//! dylink.0 modules (recipes below, from `../shared/toolchain.md`); WAT fixtures live in
+//! dylink.0 modules (flags from the one table, `wasmlink_xtask::cflags`); WAT fixtures live in
 //! `tests/fixtures/wat/` and are assembled with the `wat` crate. Nothing built is committed.
 
 #![allow(dead_code)]
@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
+
+use wasmlink_xtask::cflags;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,23 +28,7 @@ pub fn fixtures_out() -> PathBuf {
     dir
 }
 
-/// How a C fixture is linked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Link {
-    /// `-shared`: a side module.
-    Shared,
-    /// `-pie`: a position-independent main program importing memory and table.
-    Pie,
-}
-
-pub const CLANG: &str = "clang-19";
-const CFLAGS: &[&str] = &[
-    "--target=wasm32-wasi",
-    "-fPIC",
-    "-fvisibility=default",
-    "-O2",
-    "-nostdlib",
-];
+pub use wasmlink_xtask::cflags::{CLANG, Link};
 
 fn built() -> &'static Mutex<HashMap<String, PathBuf>> {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -68,27 +54,8 @@ pub fn c_fixture(
     let tmp_dir = dir.join(format!(".build-{}", std::process::id()));
     std::fs::create_dir_all(&tmp_dir).unwrap();
     let tmp = tmp_dir.join(out);
-    let mut cmd = Command::new(CLANG);
-    cmd.current_dir(&dir).args(CFLAGS);
-    match link {
-        Link::Shared => cmd.args([
-            "-shared",
-            "-Wl,--no-entry",
-            "-Wl,--export-if-defined=__wasm_call_ctors",
-            "-Wl,--unresolved-symbols=import-dynamic",
-        ]),
-        Link::Pie => cmd.args([
-            "-Wl,-pie",
-            "-Wl,--experimental-pic",
-            "-Wl,--import-memory",
-            "-Wl,--import-table",
-            "-Wl,--no-entry",
-            "-Wl,--export-dynamic",
-            "-Wl,--export-if-defined=__wasm_call_ctors",
-            "-Wl,--export=main",
-            "-Wl,--unresolved-symbols=import-dynamic",
-        ]),
-    };
+    let mut cmd = cflags::command(link, false);
+    cmd.current_dir(&dir);
     cmd.args(extra).arg("-o").arg(&tmp);
     for s in sources {
         cmd.arg(fixtures_src().join("c").join(s));

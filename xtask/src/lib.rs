@@ -30,6 +30,7 @@
 //!
 //! [componentize-py]: https://github.com/bytecodealliance/componentize-py
 
+pub mod cflags;
 pub mod scan;
 
 use std::collections::HashSet;

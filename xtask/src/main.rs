@@ -17,6 +17,10 @@ commands:
       make sure DIR (default: target/corpus in the workspace, or $WASMLINK_CORPUS_DIR)
       holds the componentize-py 0.25.1 dylink.0 libraries, downloading the wheel with
       `python3 -m pip` (or $WASMLINK_PYTHON) if needed; --verify re-hashes every library
+  cflags KIND
+      print the clang-19 flags the C fixtures are built with (one table, shared with the
+      tests, benchmarks and examples), space-separated; KIND is compile, cxx, shared, pie
+      or pie-any-main
   scan WHEEL
       list the dylink.0 modules embedded in a componentize-py wheel, without pinning
       anything (useful when moving to a new componentize-py release)
@@ -30,6 +34,18 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["corpus", rest @ ..] => corpus(rest),
         ["scan", wheel] => scan(wheel),
+        ["cflags", kind] => match wasmlink_xtask::cflags::named(kind) {
+            Some(flags) => {
+                println!("{}", flags.join(" "));
+                return ExitCode::SUCCESS;
+            }
+            None => {
+                return usage_error(&format!(
+                    "unknown cflags kind {kind:?} (expected one of {})",
+                    wasmlink_xtask::cflags::KINDS.join(", ")
+                ));
+            }
+        },
         ["help" | "--help" | "-h"] => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
