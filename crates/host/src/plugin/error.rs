@@ -1,4 +1,7 @@
-//! Typed errors of plugin loading and calls.
+//! Typed errors of plugin loading and calls, and of the data exchange: [`PluginError`] for
+//! callers, [`IpcError`] for Arrow IPC read from or written for a plugin, and the payloads
+//! ([`AbiViolation`], [`OutputTooLarge`]) that carry a guest's ABI breach through wasmtime's
+//! error to the classification of a failed call.
 
 use std::time::Duration;
 
@@ -232,4 +235,53 @@ impl PluginError {
                 | PluginError::Abi { .. }
         )
     }
+}
+
+/// Arrow IPC that could not be read or written. `Display` is one line; a caller puts the file
+/// (or `returned ` for a guest's output) before it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpcError {
+    /// The stream is compressed; wasmlink refuses compressed IPC rather than decompress it.
+    #[error("compressed Arrow IPC, which wasmlink refuses: {0}")]
+    Compressed(String),
+    /// The stream ends in the middle of a message.
+    #[error("a truncated Arrow IPC stream: {0}")]
+    Truncated(String),
+    /// The stream is not well-formed Arrow IPC: a corrupt header, a buffer outside its
+    /// message's body, arrays that fail arrow's validation, bytes after the end marker, ...
+    #[error("malformed Arrow IPC: {0}")]
+    Malformed(String),
+    /// The bytes start like an Arrow IPC file (`ARROW1`) but are not a valid one.
+    #[error("not a valid Arrow IPC file: {0}")]
+    File(String),
+    /// There was no batch to encode.
+    #[error("no batch to encode")]
+    NoBatch,
+    /// Arrow could not encode the batches.
+    #[error("{0}")]
+    Encode(#[source] arrow_schema::ArrowError),
+}
+
+/// A guest broke the ABI; becomes [`PluginError::Abi`] and poisons the instance.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct AbiViolation(pub(super) String);
+
+/// The guest returned more than `limits.output` bytes; becomes [`PluginError::OutputLimit`].
+#[derive(Debug, thiserror::Error)]
+#[error("returned data over the limit")]
+pub(super) struct OutputTooLarge;
+
+/// An error's message chain on one line.
+pub(super) fn one_line(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        let s = s.lines().next().unwrap_or("").trim().to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
 }

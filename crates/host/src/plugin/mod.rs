@@ -37,10 +37,12 @@ use wasmtime::{
     PoolingAllocationConfig,
 };
 
-pub use error::PluginError;
+use error::one_line;
+pub use error::{IpcError, PluginError};
+use instance::PluginInner;
 pub use instance::{Instance, PluginState, TypedCall, exchange};
 
-use crate::policy::{EffectiveLimits, Policy, sha256_hex};
+use crate::policy::{Policy, sha256_hex};
 
 /// How a [`PluginHost`] is set up. The defaults suit a host of a few hundred live instances.
 #[derive(Debug, Clone)]
@@ -86,7 +88,7 @@ struct HostFunc {
     define: Definer,
 }
 
-pub(crate) struct HostInner {
+struct HostInner {
     config: HostConfig,
     engines: Mutex<HashMap<EngineKey, Engine>>,
     modules: Mutex<HashMap<(EngineKey, String), Module>>,
@@ -163,7 +165,10 @@ impl PluginHost {
         wasmlink_engine::apply_profiler(&mut config);
         config.epoch_interruption(key.epoch);
         config.consume_fuel(key.fuel);
+        // A stack deeper than the caller's thread gets a thread of its own per call
+        // (instance::enter); wasmtime also wants its async stack to hold the wasm stack.
         config.max_wasm_stack(key.stack as usize);
+        config.async_stack_size(key.stack.saturating_add(instance::HOST_STACK) as usize);
         if let Some(dir) = &self.inner.config.cache_dir {
             let mut cc = wasmtime::CacheConfig::new();
             cc.with_directory(dir);
@@ -251,7 +256,7 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    pub(crate) fn prepare(
+    fn prepare(
         &self,
         name: &str,
         bytes: &[u8],
@@ -319,7 +324,7 @@ impl PluginHost {
             exports,
             pool: Mutex::new(Vec::new()),
             idle: self.inner.config.idle_per_plugin,
-            host: self.inner.clone(),
+            keepalive: self.inner.clone(),
         })
     }
 
@@ -392,37 +397,6 @@ fn poisoned() -> PluginError {
     }
 }
 
-/// An error's message chain on one line.
-pub(crate) fn one_line(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        let s = s.lines().next().unwrap_or("").trim().to_string();
-        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
-}
-
-/// One loaded module and its policy, shared by the handles of a [`Plugin`].
-pub struct PluginInner {
-    pub(crate) name: String,
-    pub(crate) sha256: String,
-    pub(crate) policy: Policy,
-    pub(crate) limits: EffectiveLimits,
-    /// `limits.timeout` in epoch ticks, computed once; `None` for `timeout = "none"` (an
-    /// engine without epoch checks).
-    pub(crate) ticks: Option<u64>,
-    pub(crate) engine: Engine,
-    pub(crate) pre: wasmtime::InstancePre<PluginState>,
-    pub(crate) exports: HashMap<String, FuncType>,
-    pub(crate) pool: Mutex<Vec<instance::Ready>>,
-    pub(crate) idle: usize,
-    #[allow(dead_code)]
-    pub(crate) host: Arc<HostInner>,
-}
-
 /// A loaded plugin. Cheap to clone (clones share the module, pool and policy); `Send + Sync`.
 #[derive(Clone)]
 pub struct Plugin {
@@ -482,6 +456,25 @@ impl Plugin {
         args: &[wasmtime::Val],
     ) -> Result<Vec<wasmtime::Val>, PluginError> {
         self.instance()?.call(function, args)
+    }
+
+    /// [`Instance::call_bytes`] on a pooled instance.
+    pub fn call_bytes(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        self.instance()?.call_bytes(function, input)
+    }
+
+    /// [`Instance::call_str`] on a pooled instance.
+    pub fn call_str(&self, function: &str, input: &str) -> Result<String, PluginError> {
+        self.instance()?.call_str(function, input)
+    }
+
+    /// [`Instance::call_arrow`] on a pooled instance.
+    pub fn call_arrow(
+        &self,
+        function: &str,
+        batch: &arrow_array::RecordBatch,
+    ) -> Result<arrow_array::RecordBatch, PluginError> {
+        self.instance()?.call_arrow(function, batch)
     }
 
     /// Replaces the module behind this plugin (hot swap). The new module is checked, compiled

@@ -1,16 +1,74 @@
 //! Instances of a plugin: creation under the policy's limits, checkout and return, calls, and
 //! turning every way a call can fail into a [`PluginError`].
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use wasmtime::{Func, Memory, ResourceLimiter, Store, Trap, Val, WasmParams, WasmResults};
+use wasmtime::{
+    Engine, Func, FuncType, Memory, ResourceLimiter, Store, Trap, Val, WasmParams, WasmResults,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub mod exchange;
 
-use super::{PluginError, PluginInner, one_line};
-use crate::policy::{CapturePipe, EffectiveLimits, OutputMode};
+use super::error::{AbiViolation, OutputTooLarge, PluginError, one_line};
+use crate::policy::{ByteSize, CapturePipe, EffectiveLimits, OutputMode, Policy};
+
+/// The deepest `limits.stack` whose calls run on the caller's own thread. A deeper one runs
+/// each call on a helper thread with a stack that holds it: the caller's thread (2 MiB for a
+/// spawned Rust thread, 8 MiB for `main`) would overflow before wasmtime's limit did.
+pub(super) const INLINE_STACK: u64 = 1 << 20;
+/// Stack a helper thread keeps for the host (wasmtime's entry, host functions, WASI) on top of
+/// `limits.stack`; also the margin between an engine's wasm stack and its async stack size.
+pub(super) const HOST_STACK: u64 = 2 << 20;
+
+/// Runs `f`, which enters the guest, with panics caught, on a stack deep enough for a wasm
+/// stack of `stack` bytes (see [`INLINE_STACK`]).
+fn enter<T: Send>(
+    stack: u64,
+    f: impl FnOnce() -> wasmtime::Result<T> + Send,
+) -> std::thread::Result<wasmtime::Result<T>> {
+    if stack <= INLINE_STACK {
+        return catch_unwind(AssertUnwindSafe(f));
+    }
+    let size = stack.saturating_add(HOST_STACK);
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("wasmlink-call".into())
+            .stack_size(usize::try_from(size).unwrap_or(usize::MAX))
+            .spawn_scoped(scope, move || catch_unwind(AssertUnwindSafe(f)));
+        match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(Err),
+            Err(e) => Ok(Err(wasmtime::Error::msg(format!(
+                "cannot start a thread with a {} stack for the call (limits.stack): {e}",
+                ByteSize(size)
+            )))),
+        }
+    })
+}
+
+/// One loaded module and its policy: what every instance of a plugin is made from, shared by
+/// the handles of a [`super::Plugin`] and the instances checked out of it.
+pub(super) struct PluginInner {
+    pub(super) name: String,
+    pub(super) sha256: String,
+    pub(super) policy: Policy,
+    pub(super) limits: EffectiveLimits,
+    /// `limits.timeout` in epoch ticks, computed once; `None` for `timeout = "none"` (an
+    /// engine without epoch checks).
+    pub(super) ticks: Option<u64>,
+    pub(super) engine: Engine,
+    pub(super) pre: wasmtime::InstancePre<PluginState>,
+    pub(super) exports: HashMap<String, FuncType>,
+    /// Idle instances, reused by the next checkout.
+    pub(super) pool: Mutex<Vec<Ready>>,
+    /// How many idle instances the pool keeps.
+    pub(super) idle: usize,
+    /// The host that loaded the plugin, kept alive (with its epoch timer) as long as the plugin.
+    #[allow(dead_code)]
+    pub(super) keepalive: Arc<dyn std::any::Any + Send + Sync>,
+}
 
 /// What a limit hit was, recorded by the limiter so the error can say exactly which.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +78,7 @@ enum Hit {
 }
 
 /// Enforces `limits.memory`, `limits.table-elements` and `limits.instances` for one store.
-pub(crate) struct Limiter {
+struct Limiter {
     memory: u64,
     table_elements: u64,
     instances: u64,
@@ -78,7 +136,7 @@ impl ResourceLimiter for Limiter {
 /// The data of a plugin instance's Store: its WASI context (as the policy grants), its limiter,
 /// and its captured output.
 pub struct PluginState {
-    pub(crate) wasi: WasiP1Ctx,
+    pub(super) wasi: WasiP1Ctx,
     limiter: Limiter,
     stdout: Option<CapturePipe>,
     stderr: Option<CapturePipe>,
@@ -87,34 +145,34 @@ pub struct PluginState {
 }
 
 /// A live instance with its store.
-pub(crate) struct Ready {
-    pub(crate) store: Store<PluginState>,
-    pub(crate) instance: wasmtime::Instance,
-    pub(crate) memory: Option<Memory>,
+pub(super) struct Ready {
+    store: Store<PluginState>,
+    instance: wasmtime::Instance,
+    memory: Option<Memory>,
     /// Exports the data-exchange ABI looked up once per instance, not once per call.
-    pub(crate) abi: AbiCache,
+    abi: AbiCache,
 }
 
 /// Typed handles of the ABI exports of one instance, found on first use.
 #[derive(Default)]
-pub(crate) struct AbiCache {
-    pub(crate) alloc_free: Option<(
+struct AbiCache {
+    alloc_free: Option<(
         wasmtime::TypedFunc<(i32, i32), i32>,
         wasmtime::TypedFunc<(i32, i32, i32), ()>,
     )>,
-    pub(crate) functions: std::collections::HashMap<String, wasmtime::TypedFunc<(i32, i32), i32>>,
+    functions: HashMap<String, wasmtime::TypedFunc<(i32, i32), i32>>,
 }
 
 /// The allocator pair of an [`AbiCache`], borrowed.
 #[derive(Clone, Copy)]
-pub(crate) struct AbiPair<'a> {
-    pub(crate) alloc: &'a wasmtime::TypedFunc<(i32, i32), i32>,
-    pub(crate) free: &'a wasmtime::TypedFunc<(i32, i32, i32), ()>,
+struct AbiPair<'a> {
+    alloc: &'a wasmtime::TypedFunc<(i32, i32), i32>,
+    free: &'a wasmtime::TypedFunc<(i32, i32, i32), ()>,
 }
 
 impl AbiCache {
     /// The allocator pair and `function`, once looked up (an internal error otherwise).
-    pub(crate) fn get(
+    fn get(
         &self,
         function: &str,
     ) -> wasmtime::Result<(AbiPair<'_>, &wasmtime::TypedFunc<(i32, i32), i32>)> {
@@ -134,7 +192,7 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn checkout(plugin: Arc<PluginInner>) -> Result<Instance, PluginError> {
+    pub(super) fn checkout(plugin: Arc<PluginInner>) -> Result<Instance, PluginError> {
         let pooled = plugin.pool.lock().ok().and_then(|mut p| p.pop());
         let ready = match pooled {
             Some(r) => r,
@@ -222,9 +280,9 @@ impl Instance {
         let Some(store) = r else {
             return Err(unreachable_err(&self.plugin.name));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = enter(self.plugin.limits.stack, || {
             func.call(&mut *store, args, &mut results)
-        }));
+        });
         self.finish(function, outcome)?;
         Ok(results)
     }
@@ -255,7 +313,7 @@ impl Instance {
     }
 
     /// Maps a call's outcome; any failure marks the instance as failed (never reused).
-    pub(crate) fn finish<T>(
+    fn finish<T>(
         &mut self,
         function: &str,
         outcome: std::thread::Result<wasmtime::Result<T>>,
@@ -284,10 +342,6 @@ impl Instance {
             .as_mut()
             .and_then(|r| r.store.data_mut().limiter.hit.take());
         classify_error(&plugin, &function, &limits, hit, e)
-    }
-
-    pub(crate) fn abi_convention(&self) -> crate::policy::Abi {
-        self.plugin.policy.abi
     }
 
     /// The linear memory the module exports as `memory`, if any.
@@ -325,42 +379,33 @@ impl Instance {
 
     /// Runs a closure that calls into the guest with the per-call limits armed and panics in
     /// host functions caught; any failure poisons the instance.
-    pub(crate) fn guarded<T>(
+    fn guarded<T: Send>(
         &mut self,
         function: &str,
-        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<T> + Send,
     ) -> Result<T, PluginError> {
         self.arm();
         let Some(r) = self.ready.as_mut() else {
             return Err(unreachable_err(&self.plugin.name));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut r.store)));
+        let outcome = enter(self.plugin.limits.stack, || f(&mut r.store));
         self.finish(function, outcome)
     }
 
     /// [`Instance::guarded`], with the instance's ABI exports lent alongside the store (they
     /// are called by reference: cloning a `TypedFunc` clones its registered type, which cost
     /// more than the rest of a small call).
-    pub(crate) fn guarded_abi<T>(
+    fn guarded_abi<T: Send>(
         &mut self,
         function: &str,
-        f: impl FnOnce(&mut Store<PluginState>, &AbiCache) -> wasmtime::Result<T>,
+        f: impl FnOnce(&mut Store<PluginState>, &AbiCache) -> wasmtime::Result<T> + Send,
     ) -> Result<T, PluginError> {
         self.arm();
         let Some(r) = self.ready.as_mut() else {
             return Err(unreachable_err(&self.plugin.name));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut r.store, &r.abi)));
+        let outcome = enter(self.plugin.limits.stack, || f(&mut r.store, &r.abi));
         self.finish(function, outcome)
-    }
-
-    pub(crate) fn instance_handle(&mut self) -> (wasmtime::Instance, &mut Store<PluginState>) {
-        let r = self.ready();
-        (r.instance, &mut r.store)
-    }
-
-    pub(crate) fn abi_cache(&mut self) -> &mut AbiCache {
-        &mut self.ready().abi
     }
 }
 
@@ -394,7 +439,7 @@ pub struct TypedCall<'a, P, R> {
     name: String,
 }
 
-impl<P: WasmParams, R: WasmResults> TypedCall<'_, P, R> {
+impl<P: WasmParams + Send, R: WasmResults + Send> TypedCall<'_, P, R> {
     /// Calls it.
     pub fn call(&mut self, args: P) -> Result<R, PluginError> {
         self.instance.arm();
@@ -402,7 +447,9 @@ impl<P: WasmParams, R: WasmResults> TypedCall<'_, P, R> {
         let Some(r) = self.instance.ready.as_mut() else {
             return Err(unreachable_err(&self.instance.plugin.name));
         };
-        let outcome = catch_unwind(AssertUnwindSafe(|| func.call(&mut r.store, args)));
+        let outcome = enter(self.instance.plugin.limits.stack, || {
+            func.call(&mut r.store, args)
+        });
         self.instance.finish(&self.name, outcome)
     }
 }
@@ -464,7 +511,7 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
         let _ = store.set_fuel(f);
     }
     let name = plugin.name.clone();
-    let outcome = catch_unwind(AssertUnwindSafe(|| plugin.pre.instantiate(&mut store)));
+    let outcome = enter(limits.stack, || plugin.pre.instantiate(&mut store));
     let instance = match outcome {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => {
@@ -484,7 +531,7 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
         if let Some(ticks) = plugin.ticks {
             store.set_epoch_deadline(ticks);
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| init.call(&mut store, &[], &mut [])));
+        let outcome = enter(limits.stack, || init.call(&mut store, &[], &mut []));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -601,16 +648,14 @@ fn classify_error(
             _ => {}
         }
     }
-    if let Some(v) = e.downcast_ref::<crate::plugin::exchange::AbiViolation>() {
+    if let Some(v) = e.downcast_ref::<AbiViolation>() {
         return PluginError::Abi {
             plugin,
             function,
             message: v.0.clone(),
         };
     }
-    if e.downcast_ref::<crate::plugin::exchange::OutputTooLarge>()
-        .is_some()
-    {
+    if e.downcast_ref::<OutputTooLarge>().is_some() {
         return PluginError::OutputLimit {
             plugin,
             function,
@@ -665,7 +710,7 @@ fn val_type_name(v: &Val) -> &'static str {
 }
 
 /// `(i32, i32) -> i64` style text of a function type.
-pub(crate) fn func_type_string(ty: &wasmtime::FuncType) -> String {
+fn func_type_string(ty: &wasmtime::FuncType) -> String {
     let list = |it: &mut dyn Iterator<Item = wasmtime::ValType>| {
         it.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
     };

@@ -17,12 +17,16 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
-use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamEncoder;
 use wasmtime::{Memory, Store, TypedFunc};
 
-use crate::plugin::{Instance, Plugin, PluginError, PluginState};
+use super::{AbiViolation, Instance, OutputTooLarge, PluginError, PluginState};
 use crate::policy::Abi;
+
+mod compat;
+mod ipc;
+
+pub use ipc::{decode_stream, encode_stream, read_ipc};
 
 /// ABI version this host speaks (docs/abi.md).
 pub const ABI_VERSION: i32 = 1;
@@ -32,16 +36,6 @@ const STATUS_ERR: u32 = 1;
 const STATUS_IN_PLACE: u32 = 2;
 /// Longest guest error message shown.
 const MAX_MESSAGE: usize = 4096;
-
-/// A guest broke the ABI; becomes [`PluginError::Abi`] and poisons the instance.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct AbiViolation(pub String);
-
-/// The guest returned more than `limits.output` bytes.
-#[derive(Debug, thiserror::Error)]
-#[error("returned data over the limit")]
-pub(crate) struct OutputTooLarge;
 
 fn violation(msg: impl Into<String>) -> wasmtime::Error {
     wasmtime::Error::new(AbiViolation(msg.into()))
@@ -224,7 +218,7 @@ impl Instance {
                             schema.fields().len()
                         )));
                     }
-                    let arrays = read_in_place(data, in_ptr, len, &schema, &cols)?;
+                    let arrays = ipc::read_in_place(data, in_ptr, len, &schema, &cols)?;
                     if cap > 0 {
                         funcs.free.call(&mut *store, (ptr as i32, cap as i32, 1))?;
                     }
@@ -249,21 +243,21 @@ impl Instance {
     /// Looks up the allocator pair and `function` as an ABI function, once per instance, into
     /// the instance's [`AbiCache`] (read back with [`AbiCache::get`]).
     fn abi_exports(&mut self, function: &str) -> wasmtime::Result<()> {
-        if self.abi_cache().alloc_free.is_none() {
-            let (instance, store) = self.instance_handle();
-            let f = abi_funcs(instance, store)?;
-            self.abi_cache().alloc_free = Some((f.alloc, f.free));
+        let r = self.ready();
+        if r.abi.alloc_free.is_none() {
+            let f = abi_funcs(r.instance, &mut r.store)?;
+            r.abi.alloc_free = Some((f.alloc, f.free));
         }
-        if !self.abi_cache().functions.contains_key(function) {
-            let (instance, store) = self.instance_handle();
-            let f = instance
-                .get_typed_func::<(i32, i32), i32>(&mut *store, function)
+        if !r.abi.functions.contains_key(function) {
+            let f = r
+                .instance
+                .get_typed_func::<(i32, i32), i32>(&mut r.store, function)
                 .map_err(|_| {
                     violation(format!(
                         "`{function}` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)"
                     ))
                 })?;
-            self.abi_cache().functions.insert(function.to_string(), f);
+            r.abi.functions.insert(function.to_string(), f);
         }
         Ok(())
     }
@@ -341,14 +335,14 @@ impl Instance {
                     }
                     &joined
                 };
-                let bytes = crate::plugin::exchange::compat::call(self, conv, function, input)?;
+                let bytes = compat::call(self, conv, function, input)?;
                 Ok(read(&bytes))
             }
         }
     }
 
     fn abi(&self) -> Abi {
-        self.abi_convention()
+        self.plugin.policy.abi
     }
 
     /// Calls a byte function: bytes in, bytes out (one copy each way).
@@ -418,9 +412,9 @@ impl Instance {
             // One copy out, into a 64-byte aligned host buffer; decoding is zero-copy.
             Buffer::from(bytes)
         })?;
-        decode_stream(out).map_err(|msg| {
+        decode_stream(out).map_err(|e| {
             self.poison();
-            host_err(&name, msg)
+            host_err(&name, format!("returned {e}"))
         })
     }
 
@@ -486,9 +480,9 @@ impl Instance {
                 let data = mem.data(self.store_mut());
                 let out = Buffer::from(&data[ptr as usize..ptr as usize + len as usize]);
                 self.release(function, ptr, cap)?;
-                let batches = decode_stream(out).map_err(|msg| {
+                let batches = decode_stream(out).map_err(|e| {
                     self.poison();
-                    host_err(msg)
+                    host_err(format!("returned {e}"))
                 })?;
                 self.one_batch(function, batch, batches)
             }
@@ -518,318 +512,6 @@ impl Instance {
                 })
             }
         }
-    }
-}
-
-/// How many IPC buffers a column of type `t` has (Arrow IPC format, depth first), or `None`
-/// for types this host does not map (it then reads the whole body back).
-fn ipc_buffer_count(t: &arrow_schema::DataType) -> Option<usize> {
-    use arrow_schema::DataType::*;
-    Some(match t {
-        Boolean
-        | Int8
-        | Int16
-        | Int32
-        | Int64
-        | UInt8
-        | UInt16
-        | UInt32
-        | UInt64
-        | Float16
-        | Float32
-        | Float64
-        | Date32
-        | Date64
-        | Time32(_)
-        | Time64(_)
-        | Timestamp(_, _)
-        | Duration(_)
-        | Interval(_)
-        | Decimal128(_, _)
-        | Decimal256(_, _)
-        | FixedSizeBinary(_) => 2,
-        Utf8 | Binary | LargeUtf8 | LargeBinary => 3,
-        List(f) | LargeList(f) | Map(f, _) => 2 + ipc_buffer_count(f.data_type())?,
-        FixedSizeList(f, _) => 1 + ipc_buffer_count(f.data_type())?,
-        Struct(fields) => {
-            let mut n = 1;
-            for f in fields {
-                n += ipc_buffer_count(f.data_type())?;
-            }
-            n
-        }
-        _ => return None,
-    })
-}
-
-/// Reads back, from the input region of guest memory, the columns `cols` the guest rewrote in
-/// place: only their buffers are copied (into a zeroed host body that the others never touch).
-fn read_in_place(
-    data: &[u8],
-    in_ptr: u32,
-    in_len: usize,
-    schema: &SchemaRef,
-    cols: &[usize],
-) -> wasmtime::Result<Vec<arrow_array::ArrayRef>> {
-    if cols.is_empty() {
-        // A pass-through: nothing to read back (and no body-sized buffer to allocate).
-        return Ok(Vec::new());
-    }
-    let region = &data[in_ptr as usize..in_ptr as usize + in_len];
-    let bad = |m: &str| violation(format!("after an in-place call, the input stream {m}"));
-    // Find the record batch message (after the schema message).
-    let mut at = 0usize;
-    let (message, body_start) = loop {
-        let word = |o: usize| -> wasmtime::Result<u32> {
-            region
-                .get(o..o + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| bad("is truncated"))
-        };
-        let (meta_len, meta_at) = if word(at)? == 0xFFFF_FFFF {
-            (word(at + 4)? as usize, at + 8)
-        } else {
-            (word(at)? as usize, at + 4)
-        };
-        let meta = region
-            .get(meta_at..meta_at + meta_len)
-            .ok_or_else(|| bad("is truncated"))?;
-        let message =
-            arrow_ipc::root_as_message(meta).map_err(|_| bad("has a corrupt message header"))?;
-        let body_start = meta_at + meta_len;
-        if message.header_as_record_batch().is_some() {
-            break (message, body_start);
-        }
-        at = body_start + usize::try_from(message.bodyLength()).map_err(|_| bad("is corrupt"))?;
-    };
-    let rb = message
-        .header_as_record_batch()
-        .ok_or_else(|| bad("has no record batch"))?;
-    let body_len = usize::try_from(message.bodyLength()).map_err(|_| bad("is corrupt"))?;
-    let body = region
-        .get(body_start..body_start + body_len)
-        .ok_or_else(|| bad("body is truncated"))?;
-    let buffers = rb.buffers().ok_or_else(|| bad("lists no buffers"))?;
-    let counts: Option<Vec<usize>> = schema
-        .fields()
-        .iter()
-        .map(|f| ipc_buffer_count(f.data_type()))
-        .collect();
-    let host = match counts {
-        Some(counts) if counts.iter().sum::<usize>() == buffers.len() => {
-            let mut first = Vec::with_capacity(counts.len());
-            let mut n = 0;
-            for c in &counts {
-                first.push(n);
-                n += c;
-            }
-            let spans = cols.iter().flat_map(|&col| {
-                (first[col]..first[col] + counts[col]).map(|b| {
-                    let buf = buffers.get(b);
-                    (buf.offset() as usize, buf.length() as usize)
-                })
-            });
-            // The host body only reaches as far as the last rewritten buffer: the decoder
-            // skips the other columns without touching their bytes.
-            let end = spans
-                .clone()
-                .map(|(o, l)| o.saturating_add(l))
-                .max()
-                .unwrap_or(0);
-            if end > body_len {
-                return Err(bad("has a buffer outside its body"));
-            }
-            let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(end);
-            for (o, l) in spans {
-                host.as_slice_mut()[o..o + l].copy_from_slice(&body[o..o + l]);
-            }
-            host
-        }
-        // A type whose buffers are not mapped here: read the whole body back.
-        _ => {
-            let mut host = arrow_buffer::MutableBuffer::from_len_zeroed(body_len);
-            host.as_slice_mut().copy_from_slice(body);
-            host
-        }
-    };
-    let projected = arrow_ipc::reader::read_record_batch(
-        &Buffer::from(host),
-        rb,
-        schema.clone(),
-        &std::collections::HashMap::new(),
-        Some(cols),
-        &message.version(),
-    )
-    .map_err(|e| bad(&format!("does not decode: {e}")))?;
-    Ok(projected.columns().to_vec())
-}
-
-/// Decodes an IPC stream held in `buf`, refusing compression and trailing garbage.
-pub fn decode_stream(mut buf: Buffer) -> Result<Vec<RecordBatch>, String> {
-    let mut decoder = StreamDecoder::new();
-    let mut out = Vec::new();
-    loop {
-        let before = buf.len();
-        match decoder.decode(&mut buf) {
-            Ok(Some(b)) => out.push(b),
-            Ok(None) => {
-                if buf.is_empty() || buf.len() == before {
-                    break;
-                }
-            }
-            Err(e) => {
-                let m = e.to_string();
-                return Err(if m.to_ascii_lowercase().contains("compress") {
-                    format!("returned compressed Arrow IPC, which wasmlink refuses: {m}")
-                } else {
-                    format!("returned malformed Arrow IPC: {m}")
-                });
-            }
-        }
-    }
-    decoder
-        .finish()
-        .map_err(|e| format!("returned a truncated Arrow IPC stream: {e}"))?;
-    Ok(out)
-}
-
-/// Reads Arrow IPC bytes in either the stream or the file format.
-pub fn read_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
-    if bytes.starts_with(b"ARROW1") {
-        let reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-            .map_err(|e| format!("not a valid Arrow IPC file: {e}"))?;
-        return reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("not a valid Arrow IPC file: {e}"));
-    }
-    decode_stream(Buffer::from(bytes)).map_err(|m| m.replacen("returned ", "", 1))
-}
-
-/// Encodes batches as one Arrow IPC stream (for files and tests).
-pub fn encode_stream(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
-    let Some(first) = batches.first() else {
-        return Err("no batch to encode".into());
-    };
-    let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &first.schema())
-        .map_err(|e| e.to_string())?;
-    for b in batches {
-        w.write(b).map_err(|e| e.to_string())?;
-    }
-    w.into_inner().map_err(|e| e.to_string())
-}
-
-impl Plugin {
-    /// [`Instance::call_bytes`] on a pooled instance.
-    pub fn call_bytes(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
-        self.instance()?.call_bytes(function, input)
-    }
-
-    /// [`Instance::call_str`] on a pooled instance.
-    pub fn call_str(&self, function: &str, input: &str) -> Result<String, PluginError> {
-        self.instance()?.call_str(function, input)
-    }
-
-    /// [`Instance::call_arrow`] on a pooled instance.
-    pub fn call_arrow(
-        &self,
-        function: &str,
-        batch: &RecordBatch,
-    ) -> Result<RecordBatch, PluginError> {
-        self.instance()?.call_arrow(function, batch)
-    }
-}
-
-/// Shared by the compatibility conventions: the guest's `allocate`/`deallocate`.
-pub(crate) mod compat {
-    use super::*;
-
-    pub(crate) fn call(
-        inst: &mut Instance,
-        conv: Abi,
-        function: &str,
-        input: &[u8],
-    ) -> Result<Vec<u8>, PluginError> {
-        let max_out = inst.limits().output;
-        let mem = memory_of(inst).map_err(|e| inst.fail_abi(function, e))?;
-        let (instance, _) = inst.instance_handle();
-        let fname = function.to_string();
-        let input_len = input.len();
-        inst.guarded(function, move |store| {
-            let allocate = instance
-                .get_typed_func::<i32, i32>(&mut *store, "allocate")
-                .map_err(|_| violation("does not export `allocate(size: i32) -> i32`"))?;
-            let deallocate = instance
-                .get_typed_func::<(i32, i32), ()>(&mut *store, "deallocate")
-                .map_err(|_| violation("does not export `deallocate(ptr: i32, size: i32)`"))?;
-            let (in_len, nul) = match conv {
-                Abi::Cstring => {
-                    if input.contains(&0) {
-                        return Err(violation("the input contains a NUL byte, which a C string cannot carry"));
-                    }
-                    (input_len + 1, true)
-                }
-                _ => (input_len, false),
-            };
-            let terminator: &[u8] = if nul { &[0] } else { &[] };
-            let in_ptr = write_input(
-                store,
-                mem,
-                |s, n| Ok(allocate.call(s, n as i32)? as u32),
-                in_len,
-                &[input, terminator],
-            )?;
-            let (optr, olen) = match conv {
-                Abi::Seed => {
-                    let f = instance
-                        .get_typed_func::<(i32, i32), i32>(&mut *store, &fname)
-                        .map_err(|_| violation(format!("`{fname}` is not `(ptr: i32, len: i32) -> i32` (seed convention)")))?;
-                    let rec = f.call(&mut *store, (in_ptr as i32, input_len as i32))? as u32;
-                    let data = mem.data(&*store);
-                    let at = check_range(data.len(), rec, 8, "the (ptr, len) record at")?;
-                    let w = |i: usize| u32::from_le_bytes([data[at + i], data[at + i + 1], data[at + i + 2], data[at + i + 3]]);
-                    (w(0), w(4))
-                }
-                Abi::Ptrlen => {
-                    let f = instance
-                        .get_typed_func::<(i32, i32), i64>(&mut *store, &fname)
-                        .map_err(|_| violation(format!("`{fname}` is not `(ptr: i32, len: i32) -> i64` (ptrlen convention)")))?;
-                    let packed = f.call(&mut *store, (in_ptr as i32, input_len as i32))? as u64;
-                    ((packed >> 32) as u32, packed as u32)
-                }
-                _ => {
-                    let f = instance
-                        .get_typed_func::<i32, i32>(&mut *store, &fname)
-                        .map_err(|_| violation(format!("`{fname}` is not `(ptr: i32) -> i32` (cstring convention)")))?;
-                    let p = f.call(&mut *store, in_ptr as i32)? as u32;
-                    let data = mem.data(&*store);
-                    let start = check_range(data.len(), p, 0, "the returned string at")?;
-                    let limit = (data.len() - start).min(max_out as usize + 1);
-                    let n = data[start..start + limit]
-                        .iter()
-                        .position(|&b| b == 0)
-                        .ok_or_else(|| {
-                            if limit > max_out as usize {
-                                wasmtime::Error::new(OutputTooLarge)
-                            } else {
-                                violation(format!("the string returned at {p:#x} has no NUL before the end of memory"))
-                            }
-                        })?;
-                    (p, n as u32)
-                }
-            };
-            let data = mem.data(&*store);
-            let start = check_range(data.len(), optr, olen, "the output")?;
-            if olen as u64 > max_out {
-                return Err(wasmtime::Error::new(OutputTooLarge));
-            }
-            let out = data[start..start + olen as usize].to_vec();
-            let out_size = if nul { olen + 1 } else { olen };
-            if optr != 0 {
-                deallocate.call(&mut *store, (optr as i32, out_size as i32))?;
-            }
-            deallocate.call(&mut *store, (in_ptr as i32, in_len as i32))?;
-            Ok(out)
-        })
     }
 }
 
