@@ -21,6 +21,13 @@
 //! used to pre-allocate. Function bodies are not validated (wasmtime does that when it compiles).
 //! Every error is a [`ParseError`] naming the section and the byte offset.
 //!
+//! What a module asks the loader for is bounded here, so that no consumer can be made to
+//! allocate by a small file: MEM_INFO's memory alignment is at most 2^16 bytes
+//! ([`MAX_MEMORY_ALIGN_LOG2`]), its table alignment at most 2^16 slots
+//! ([`MAX_TABLE_ALIGN_LOG2`]) and its table size at most [`MAX_TABLE_SIZE`] slots; a larger
+//! value is a [`ParseError`] naming the field (`tablealignment`, ...), the section and the
+//! field's offset.
+//!
 //! ```
 //! let wasm = wat::parse_str(r#"
 //!     (module
@@ -51,6 +58,6 @@ pub use module::{
     ValType,
 };
 pub use section::{
-    DylinkFormat, DylinkInfo, ExportInfo, ImportInfo, MemInfo, SymbolFlags, UnknownSubsection,
-    parse_dylink0, parse_legacy_dylink,
+    DylinkFormat, DylinkInfo, ExportInfo, ImportInfo, MAX_MEMORY_ALIGN_LOG2, MAX_TABLE_ALIGN_LOG2,
+    MAX_TABLE_SIZE, MemInfo, SymbolFlags, UnknownSubsection, parse_dylink0, parse_legacy_dylink,
 };

@@ -44,16 +44,88 @@ pub struct MemInfo {
     pub table_align_log2: u32,
 }
 
+/// The largest memory alignment a MEM_INFO may ask for, as a power of two: 2^16 bytes, one
+/// wasm page. Toolchains ask for the largest alignment of the library's data (wasi-sdk
+/// libraries: 2^6 at most); a larger one only makes the loader grow memory to pad.
+pub const MAX_MEMORY_ALIGN_LOG2: u32 = 16;
+
+/// The largest table alignment a MEM_INFO may ask for, as a power of two: 2^16 slots.
+/// wasm-ld always writes 0. Padding to an alignment costs table slots, so an unbounded one let
+/// a 500-byte library make the loader grow the table by up to 2^31 slots (gigabytes).
+pub const MAX_TABLE_ALIGN_LOG2: u32 = 16;
+
+/// The most table slots a MEM_INFO may reserve: 10,000,000, the limit wasmparser puts on a
+/// table's declared size (wasi-sdk's libpython reserves 4,955).
+pub const MAX_TABLE_SIZE: u32 = 10_000_000;
+
 impl MemInfo {
-    /// The memory alignment in bytes, saturated at 2^31 for absurd exponents.
+    /// The memory alignment in bytes. A parsed module never exceeds
+    /// 2^[`MAX_MEMORY_ALIGN_LOG2`]; a `MemInfo` built by hand is saturated there.
     pub fn memory_align(&self) -> u64 {
-        1u64 << self.memory_align_log2.min(31)
+        1u64 << self.memory_align_log2.min(MAX_MEMORY_ALIGN_LOG2)
     }
 
-    /// The table alignment in slots, saturated at 2^31 for absurd exponents.
+    /// The table alignment in slots. A parsed module never exceeds 2^[`MAX_TABLE_ALIGN_LOG2`];
+    /// a `MemInfo` built by hand is saturated there.
     pub fn table_align(&self) -> u64 {
-        1u64 << self.table_align_log2.min(31)
+        1u64 << self.table_align_log2.min(MAX_TABLE_ALIGN_LOG2)
     }
+
+    /// Checks the bounds above. `offsets` are the file offsets of the four fields, in order
+    /// (memorysize, memoryalignment, tablesize, tablealignment); the error names the field.
+    fn check(&self, context: &str, offsets: [usize; 4]) -> Result<(), ParseError> {
+        let over = |at: usize, message: String| Err(ParseError::new(context, at, message));
+        if self.memory_align_log2 > MAX_MEMORY_ALIGN_LOG2 {
+            return over(
+                offsets[1],
+                format!(
+                    "memoryalignment {} (2^{} bytes) is above the limit of {MAX_MEMORY_ALIGN_LOG2} \
+                     (2^{MAX_MEMORY_ALIGN_LOG2} bytes, one wasm page)",
+                    self.memory_align_log2, self.memory_align_log2
+                ),
+            );
+        }
+        if self.table_size > MAX_TABLE_SIZE {
+            return over(
+                offsets[2],
+                format!(
+                    "tablesize {} slots is above the limit of {MAX_TABLE_SIZE}",
+                    self.table_size
+                ),
+            );
+        }
+        if self.table_align_log2 > MAX_TABLE_ALIGN_LOG2 {
+            return over(
+                offsets[3],
+                format!(
+                    "tablealignment {} (2^{} slots) is above the limit of {MAX_TABLE_ALIGN_LOG2} \
+                     (2^{MAX_TABLE_ALIGN_LOG2} slots)",
+                    self.table_align_log2, self.table_align_log2
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Reads the four varuint32 fields of a MEM_INFO record with their file offsets.
+fn read_mem_info(r: &mut BinaryReader<'_>) -> wasmparser::Result<(MemInfo, [usize; 4])> {
+    let mut offsets = [0; 4];
+    let mut fields = [0; 4];
+    for (field, at) in fields.iter_mut().zip(&mut offsets) {
+        *at = r.original_position();
+        *field = r.read_var_u32()?;
+    }
+    let [memory_size, memory_align_log2, table_size, table_align_log2] = fields;
+    Ok((
+        MemInfo {
+            memory_size,
+            memory_align_log2,
+            table_size,
+            table_align_log2,
+        },
+        offsets,
+    ))
 }
 
 /// Symbol flags of EXPORT_INFO / IMPORT_INFO entries (the `WASM_SYM_*` values of the linking
@@ -272,13 +344,15 @@ pub fn parse_dylink0(data: &[u8], offset: usize) -> Result<DylinkInfo, ParseErro
         };
         let sub = item.map_err(|e| ParseError::from_wasmparser(context.clone(), e))?;
         match sub {
-            Dylink0Subsection::MemInfo(m) => {
-                info.mem_info = MemInfo {
-                    memory_size: m.memory_size,
-                    memory_align_log2: m.memory_alignment,
-                    table_size: m.table_size,
-                    table_align_log2: m.table_alignment,
-                }
+            Dylink0Subsection::MemInfo(_) => {
+                // Read the fields again for their offsets: id byte, size, then the record.
+                let mut r = BinaryReader::new(data.get(rel + 1..).unwrap_or_default(), pos + 1);
+                let (mem_info, offsets) = r
+                    .read_var_u32()
+                    .and_then(|_| read_mem_info(&mut r))
+                    .map_err(|e| ParseError::from_wasmparser(context.clone(), e))?;
+                mem_info.check(&context, offsets)?;
+                info.mem_info = mem_info;
             }
             Dylink0Subsection::Needed(names) => {
                 info.needed.extend(names.into_iter().map(str::to_string))
@@ -322,12 +396,9 @@ pub fn parse_legacy_dylink(data: &[u8], offset: usize) -> Result<DylinkInfo, Par
     let err = |e| ParseError::from_wasmparser(ctx, e);
     let mut r = BinaryReader::new(data, offset);
     let mut info = DylinkInfo::empty(DylinkFormat::Legacy);
-    info.mem_info = MemInfo {
-        memory_size: r.read_var_u32().map_err(err)?,
-        memory_align_log2: r.read_var_u32().map_err(err)?,
-        table_size: r.read_var_u32().map_err(err)?,
-        table_align_log2: r.read_var_u32().map_err(err)?,
-    };
+    let (mem_info, offsets) = read_mem_info(&mut r).map_err(err)?;
+    mem_info.check(ctx, offsets)?;
+    info.mem_info = mem_info;
     let count = r.read_var_u32().map_err(err)?;
     for _ in 0..count {
         // Each name takes at least one byte, so a bogus count ends at the end of the data.
@@ -437,6 +508,56 @@ mod tests {
             leb(v, &mut l);
         }
         assert!(parse_legacy_dylink(&l, 0).is_err());
+    }
+
+    fn mem_info(fields: [u32; 4]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in fields {
+            leb(v, &mut b);
+        }
+        let mut d = Vec::new();
+        sub(1, b, &mut d);
+        d
+    }
+
+    #[test]
+    fn mem_info_bounds_name_the_field_and_its_offset() {
+        // id at 0x100, size at 0x101, memorysize 300 (2 bytes) at 0x102, memoryalignment at
+        // 0x104, tablesize at 0x105, tablealignment at 0x106.
+        let e = parse_dylink0(&mem_info([300, 2, 1, 28]), 0x100).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dylink.0 section, MEM_INFO subsection: tablealignment 28 (2^28 slots) is above \
+             the limit of 16 (2^16 slots) (at offset 0x106)"
+        );
+        for p2align in [17, 30, 31, 32, u32::MAX] {
+            assert!(parse_dylink0(&mem_info([0, 0, 0, p2align]), 0).is_err());
+            let e = parse_dylink0(&mem_info([0, p2align, 0, 0]), 0).unwrap_err();
+            assert!(e.message.starts_with("memoryalignment "), "{e}");
+            assert_eq!(e.offset, 3, "{e}");
+        }
+        let e = parse_dylink0(&mem_info([0, 0, MAX_TABLE_SIZE + 1, 0]), 0).unwrap_err();
+        assert!(e.message.starts_with("tablesize 10000001 slots"), "{e}");
+        // The bounds themselves are accepted.
+        let ok = parse_dylink0(&mem_info([u32::MAX, 16, MAX_TABLE_SIZE, 16]), 0).unwrap();
+        assert_eq!(ok.mem_info.table_align(), 1 << 16);
+        assert_eq!(ok.mem_info.memory_align(), 1 << 16);
+        // The legacy section has the same bounds, at the field's offset.
+        let mut l = Vec::new();
+        for v in [0, 0, 0, 40, 0] {
+            leb(v, &mut l);
+        }
+        let e = parse_legacy_dylink(&l, 0x20).unwrap_err();
+        assert_eq!(e.context, "dylink section");
+        assert_eq!(e.offset, 0x23);
+        // A MemInfo built by hand saturates at the bound.
+        let hand = MemInfo {
+            table_align_log2: 40,
+            memory_align_log2: 40,
+            ..MemInfo::default()
+        };
+        assert_eq!(hand.table_align(), 1 << MAX_TABLE_ALIGN_LOG2);
+        assert_eq!(hand.memory_align(), 1 << MAX_MEMORY_ALIGN_LOG2);
     }
 
     #[test]
