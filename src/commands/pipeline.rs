@@ -73,7 +73,8 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
     }
     let host =
         PluginHost::new(HostConfig::default()).map_err(|e| CliError::Other(e.to_string()))?;
-    let spec = PipelineSpec::from_file(&args.file, &host).map_err(|e| CliError::Other(e.0))?;
+    let spec =
+        PipelineSpec::from_file(&args.file, &host).map_err(|e| CliError::Other(e.to_string()))?;
     let pipeline = Pipeline::new(spec)
         .map_err(|e| CliError::Other(format!("{}: {e}", args.file.display())))?;
 
@@ -108,7 +109,7 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
         progress: Some(progress),
     });
     line.finish();
-    let stats = result.map_err(|e| CliError::Other(e.0))?;
+    let stats = result.map_err(|e| CliError::Other(e.to_string()))?;
     if args.json {
         let json = serde_json::to_string_pretty(&stats).unwrap_or_default();
         print(&(json + "\n"))?;

@@ -12,6 +12,7 @@ mod linker;
 mod linker_cases;
 mod parquet;
 mod pipeline;
+mod pipeline_hostile;
 mod plugin;
 mod policy;
 mod repo;

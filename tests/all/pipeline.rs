@@ -79,7 +79,7 @@ pub(crate) fn stage_wat(spin: u32, trap_on_marker: bool) -> String {
 }
 
 /// Writes the stage modules into `dir`: identity.wasm, trap.wasm, slow.wasm.
-fn write_stages(dir: &Path, slow_spin: u32) {
+pub(crate) fn write_stages(dir: &Path, slow_spin: u32) {
     for (name, wat) in [
         ("identity.wasm", stage_wat(0, false)),
         ("trap.wasm", stage_wat(0, true)),
@@ -90,7 +90,7 @@ fn write_stages(dir: &Path, slow_spin: u32) {
 }
 
 /// `n` JSON Lines rows `{"id":i,"text":"row i"}` (or `TRAP i` for the ids in `marked`).
-fn write_rows(path: &Path, n: usize, marked: &[usize]) -> Vec<serde_json::Value> {
+pub(crate) fn write_rows(path: &Path, n: usize, marked: &[usize]) -> Vec<serde_json::Value> {
     let rows: Vec<serde_json::Value> = (0..n)
         .map(|i| {
             let text = if marked.contains(&i) {
@@ -119,7 +119,7 @@ pub(crate) fn leftovers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -127,7 +127,7 @@ fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn wasmlink(args: &[&str]) -> Output {
+pub(crate) fn wasmlink(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmlink"))
         .args(args)
         .stdin(Stdio::null())
@@ -135,7 +135,7 @@ fn wasmlink(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stats_of(o: &Output) -> serde_json::Value {
+pub(crate) fn stats_of(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}): {}\nstderr: {}",
@@ -145,7 +145,7 @@ fn stats_of(o: &Output) -> serde_json::Value {
     })
 }
 
-fn host() -> PluginHost {
+pub(crate) fn host() -> PluginHost {
     PluginHost::new(HostConfig {
         pool_slots: 0,
         ..HostConfig::default()
@@ -614,7 +614,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
     );
 }
 
-fn id_batches(batches: usize, rows: usize) -> Vec<RecordBatch> {
+pub(crate) fn id_batches(batches: usize, rows: usize) -> Vec<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("text", DataType::Utf8, false),

@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
-    PipelineError, PipelineSpec, Schedule, Sink, Source, Stage, check_function,
+    MAX_BATCH_ROWS, MAX_QUEUE_DEPTH, MAX_ROW_GROUP_ROWS, MAX_WORKERS, PipelineError, PipelineSpec,
+    Schedule, Sink, Source, Stage, check_bound, check_function, workers_in_total,
 };
 use wasmlink_host::plugin::PluginHost;
 use wasmlink_host::policy::Policy;
@@ -113,17 +114,48 @@ impl<'de> Deserialize<'de> for PolicyRef {
     }
 }
 
-/// `origin:LINE:COL` of a byte offset.
-fn at(text: &str, origin: &str, span: Range<usize>) -> String {
+/// The 1-based (line, column) of a byte offset.
+fn at(text: &str, span: Range<usize>) -> (usize, usize) {
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    format!("{origin}:{line}:{col}")
+    (line, col)
+}
+
+/// A [`PipelineError::Config`] at `span`; a message `FIELD: TEXT` (a field name of lowercase
+/// letters, `.` and `-`) names its field.
+fn config_err(
+    text: &str,
+    origin: &str,
+    span: Range<usize>,
+    stage: Option<&str>,
+    message: String,
+) -> PipelineError {
+    let (line, col) = at(text, span);
+    let (field, message) = match message.split_once(": ") {
+        Some((f, m))
+            if stage.is_none()
+                && !f.is_empty()
+                && f.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'-') =>
+        {
+            (Some(f.to_string()), m.to_string())
+        }
+        _ => (None, message),
+    };
+    PipelineError::Config {
+        file: origin.to_string(),
+        line,
+        col,
+        stage: stage.map(str::to_string),
+        field,
+        message,
+    }
 }
 
 pub(crate) fn from_file(path: &Path, host: &PluginHost) -> Result<PipelineSpec, PipelineError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| PipelineError(format!("{}: cannot read pipeline: {e}", path.display())))?;
+        .map_err(|e| PipelineError::io(path, format!("cannot read pipeline: {e}")))?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -138,15 +170,17 @@ pub(crate) fn from_toml(
     host: &PluginHost,
 ) -> Result<PipelineSpec, PipelineError> {
     let raw: RawPipeline = toml::from_str(text).map_err(|e| {
-        let loc = e
-            .span()
-            .map(|s| at(text, origin, s))
-            .unwrap_or_else(|| origin.to_string());
-        PipelineError(format!("{loc}: {}", e.message().trim().replace('\n', " ")))
+        let (line, col) = e.span().map_or((0, 0), |s| at(text, s));
+        PipelineError::Config {
+            file: origin.to_string(),
+            line,
+            col,
+            stage: None,
+            field: None,
+            message: e.message().trim().replace('\n', " "),
+        }
     })?;
-    let err = |span: Range<usize>, msg: String| {
-        PipelineError(format!("{}: {msg}", at(text, origin, span)))
-    };
+    let err = |span: Range<usize>, msg: String| config_err(text, origin, span, None, msg);
     let resolve = |p: &Path| {
         if p.is_relative() {
             base.join(p)
@@ -212,7 +246,7 @@ pub(crate) fn from_toml(
     for (name, x) in [("include", &s.include), ("exclude", &s.exclude)] {
         if let Some(x) = x {
             super::source::globs(&format!("source.{name}"), x.get_ref())
-                .map_err(|e| err(x.span(), e.0))?;
+                .map_err(|e| err(x.span(), e.to_string()))?;
         }
     }
     let patterns = |x: &Option<Spanned<Vec<String>>>| {
@@ -246,23 +280,25 @@ pub(crate) fn from_toml(
             exclude: patterns(&s.exclude),
         },
     };
-    let batch_rows = match &s.batch_rows {
-        Some(b) if *b.get_ref() == 0 => {
-            return Err(err(
-                b.span(),
-                "source.batch-rows: must be at least 1".into(),
-            ));
-        }
-        Some(b) => *b.get_ref(),
-        None => DEFAULT_BATCH_ROWS,
+    // Every number has a bound, checked before anything is allocated for it.
+    let bounded = |x: &Option<Spanned<usize>>, field: &str, max: usize, default: usize| match x {
+        Some(v) => check_bound(*v.get_ref(), max)
+            .map(|()| *v.get_ref())
+            .map_err(|m| err(v.span(), format!("{field}: {m}"))),
+        None => Ok(default),
     };
-    let queue_depth = match &raw.queue_depth {
-        Some(q) if *q.get_ref() == 0 => {
-            return Err(err(q.span(), "queue-depth: must be at least 1".into()));
-        }
-        Some(q) => *q.get_ref(),
-        None => DEFAULT_QUEUE_DEPTH,
-    };
+    let batch_rows = bounded(
+        &s.batch_rows,
+        "source.batch-rows",
+        MAX_BATCH_ROWS,
+        DEFAULT_BATCH_ROWS,
+    )?;
+    let queue_depth = bounded(
+        &raw.queue_depth,
+        "queue-depth",
+        MAX_QUEUE_DEPTH,
+        DEFAULT_QUEUE_DEPTH,
+    )?;
 
     // Sink.
     let sink_kind = *raw.sink.kind.get_ref();
@@ -273,14 +309,12 @@ pub(crate) fn from_toml(
                 "sink.row-group-rows: only for kind = \"parquet\"".into(),
             ));
         }
-        Some(r) if *r.get_ref() == 0 => {
-            return Err(err(
-                r.span(),
-                "sink.row-group-rows: must be at least 1".into(),
-            ));
-        }
-        Some(r) => *r.get_ref(),
-        None => DEFAULT_ROW_GROUP_ROWS,
+        r => bounded(
+            r,
+            "sink.row-group-rows",
+            MAX_ROW_GROUP_ROWS,
+            DEFAULT_ROW_GROUP_ROWS,
+        )?,
     };
     let sink = match (sink_kind, &raw.sink.path) {
         (SinkKind::None, None) => Sink::None,
@@ -340,14 +374,12 @@ pub(crate) fn from_toml(
     }
 
     let schedule = match &raw.workers {
-        Some(w) if *w.get_ref() == 0 => {
-            return Err(err(w.span(), "workers: must be at least 1".into()));
-        }
-        Some(w) => Schedule::Chain {
-            workers: *w.get_ref(),
+        Some(_) => Schedule::Chain {
+            workers: bounded(&raw.workers, "workers", MAX_WORKERS, 1)?,
         },
         None => Schedule::Stages,
     };
+    let mut threads = 0usize;
     // Opened on first use, so a pipeline of files needs no repository.
     let mut repository: Option<wasmlink_repo::Repository> = None;
 
@@ -356,7 +388,11 @@ pub(crate) fn from_toml(
     for st in &raw.stage {
         let name = st.name.get_ref().clone();
         let serr = |span: Range<usize>, field: &str, msg: String| {
-            err(span, format!("stage `{name}`: {field}: {msg}"))
+            let mut e = config_err(text, origin, span, Some(&name), msg);
+            if let PipelineError::Config { field: f, .. } = &mut e {
+                *f = Some(field.to_string());
+            }
+            e
         };
         if name.is_empty() {
             return Err(err(st.name.span(), "stage.name: must not be empty".into()));
@@ -378,12 +414,18 @@ pub(crate) fn from_toml(
                         .into(),
                 ));
             }
-            (Some(w), None) if *w.get_ref() == 0 => {
-                return Err(serr(w.span(), "workers", "must be at least 1".into()));
-            }
-            (Some(w), None) => *w.get_ref(),
+            (Some(w), None) => check_bound(*w.get_ref(), MAX_WORKERS)
+                .map(|()| *w.get_ref())
+                .map_err(|m| serr(w.span(), "workers", m))?,
             (None, _) => 1,
         };
+        if raw.workers.is_none() {
+            threads = threads.saturating_add(workers);
+            workers_in_total(threads).map_err(|m| {
+                let span = st.workers.as_ref().map_or(st.name.span(), |w| w.span());
+                serr(span, "workers", m)
+            })?;
+        }
         let module = resolve(st.module.get_ref());
         let reference = (!module.is_file())
             .then(|| st.module.get_ref().to_str())

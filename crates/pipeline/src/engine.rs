@@ -15,6 +15,12 @@
 //! producers. A failed batch travels on as `Item::Failed` (later stages pass it through) so the
 //! sink sees every sequence number exactly once and the checkpoint only ever advances over a
 //! contiguous prefix.
+//!
+//! No panic can lose a batch: a panic inside a stage call (the host's handling of a guest's
+//! output, or a [`CallHook`]) is caught and its batch becomes a dead letter; a panic anywhere
+//! else in a worker, the reader or the sink stops the run with an error. And a run is
+//! `Completed` only if the sink wrote or dead-lettered every sequence number the reader sent,
+//! so a batch lost any other way (a worker thread gone) fails the run loudly too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,8 +34,8 @@ use sha2::{Digest, Sha256};
 use super::sink::Output;
 use super::source::open_source;
 use super::{
-    Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Schedule, Source, Stage,
-    StageStats,
+    CallHook, Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Schedule,
+    Source, Stage, StageStats, catch_quiet,
 };
 use wasmlink_host::plugin::{Instance, PluginError};
 
@@ -73,6 +79,9 @@ struct Shared {
     /// Set on a fatal error: every thread stops.
     abort: AtomicBool,
     fatal: Mutex<Option<PipelineError>>,
+    /// The fatal error is one a resume would meet again (the source is bad): the run's
+    /// temporary files and checkpoint are removed rather than kept.
+    abandon: AtomicBool,
     /// The next sequence number the sink waits for.
     done: AtomicU64,
     max_ahead: AtomicU64,
@@ -87,6 +96,12 @@ impl Shared {
             *f = Some(e);
         }
         self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// As [`Shared::fail`], for an error that makes the checkpoint useless.
+    fn fail_final(&self, e: PipelineError) {
+        self.abandon.store(true, Ordering::SeqCst);
+        self.fail(e);
     }
 }
 
@@ -135,7 +150,11 @@ pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats, PipelineError> {
+pub(crate) fn run(
+    spec: &PipelineSpec,
+    options: &RunOptions,
+    on_call: Option<&CallHook>,
+) -> Result<RunStats, PipelineError> {
     let start = Instant::now();
     let fingerprint = fingerprint(spec);
     let mut output = Output::open(
@@ -153,7 +172,16 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
     progress
         .failed_batches
         .store(output.state.failed_batches, Ordering::Relaxed);
-    let batches = open_source(&spec.source, spec.batch_rows, progress.clone())?;
+    let batches = match open_source(&spec.source, spec.batch_rows, progress.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            // A source that cannot be opened: nothing of this run is worth keeping.
+            if !options.resume {
+                output.abandon();
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(
         target: "wasmlink::pipeline",
         "starting: {} stage(s), batch-rows {}, queue-depth {}{}",
@@ -177,9 +205,17 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
             std::thread::Builder::new()
                 .name("pipeline-reader".into())
                 .spawn_scoped(scope, move || {
-                    read(batches, tx0, skip, &shared, &progress, &cancel)
+                    catch_quiet(|| read(batches, tx0, skip, &shared, &progress, &cancel))
+                        .unwrap_or_else(|m| {
+                            shared.fail_final(PipelineError::Engine(format!(
+                                "the reader thread panicked: {m}"
+                            )));
+                            (0, 0, false)
+                        })
                 })
-                .map_err(|e| PipelineError(format!("cannot start the reader thread: {e}")))?
+                .map_err(|e| {
+                    PipelineError::Engine(format!("cannot start the reader thread: {e}"))
+                })?
         };
         let mut workers = Vec::new();
         if let Schedule::Chain { workers: n } = spec.schedule
@@ -193,11 +229,13 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
                 let handle = std::thread::Builder::new()
                     .name(format!("pipeline-chain-{w}"))
                     .spawn_scoped(scope, move || {
-                        work_chain(&spec.stages, rx, tx, &sh, counters)
+                        guard(&sh, &format!("worker thread {w}"), || {
+                            work_chain(&spec.stages, rx, tx, &sh, counters, on_call)
+                        })
                     });
                 match handle {
                     Ok(h) => workers.push(h),
-                    Err(e) => shared.fail(PipelineError(format!(
+                    Err(e) => shared.fail(PipelineError::Engine(format!(
                         "cannot start worker thread {w}: {e}"
                     ))),
                 }
@@ -217,13 +255,19 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
                 let counters = counters[i].clone();
                 let handle = std::thread::Builder::new()
                     .name(format!("pipeline-{}-{w}", stage.name))
-                    .spawn_scoped(scope, move || work(i, stage, rx, tx, &sh, &counters));
+                    .spawn_scoped(scope, move || {
+                        guard(
+                            &sh,
+                            &format!("stage `{}`: worker thread {w}", stage.name),
+                            || work(i, stage, rx, tx, &sh, &counters, on_call),
+                        )
+                    });
                 match handle {
                     Ok(h) => workers.push(h),
-                    Err(e) => shared.fail(PipelineError(format!(
-                        "stage `{}`: cannot start a worker thread: {e}",
-                        stage.name
-                    ))),
+                    Err(e) => shared.fail(PipelineError::Stage {
+                        stage: stage.name.clone(),
+                        message: format!("cannot start a worker thread: {e}"),
+                    }),
                 }
             }
             rx = next_rx;
@@ -236,7 +280,7 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
         'recv: for item in rx.iter() {
             pending.insert(item.seq(), item);
             while let Some(item) = pending.remove(&next) {
-                let r = match item {
+                let r = catch_quiet(|| match item {
                     Item::Ok { seq, batch } => output.write(seq, &batch),
                     Item::Failed {
                         seq,
@@ -247,7 +291,12 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
                         let s = &spec.stages[stage];
                         output.dead_letter(seq, &s.name, &s.function, &error, &batch)
                     }
-                };
+                })
+                .unwrap_or_else(|m| {
+                    Err(PipelineError::Engine(format!(
+                        "the sink panicked writing batch {next}: {m}"
+                    )))
+                });
                 if let Err(e) = r {
                     shared.fail(e);
                     break 'recv;
@@ -272,31 +321,43 @@ pub(crate) fn run(spec: &PipelineSpec, options: &RunOptions) -> Result<RunStats,
         drop(rx);
         let read_result = reader.join();
         for w in workers {
-            let _ = w.join();
+            if w.join().is_err() {
+                shared.fail(PipelineError::Engine("a worker thread panicked".into()));
+            }
         }
         let (batches_read, rows_read, exhausted) = match read_result {
             Ok(r) => r,
             Err(_) => {
-                shared.fail(PipelineError("the reader thread panicked".into()));
+                shared.fail_final(PipelineError::Engine("the reader thread panicked".into()));
                 (0, 0, false)
             }
         };
         let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
         if let Some(e) = fatal {
-            // What was written in order is still good: keep it resumable.
-            let _ = output.checkpoint();
+            if shared.abandon.load(Ordering::SeqCst) {
+                output.abandon();
+            } else {
+                // What was written in order is still good: keep it resumable.
+                let _ = output.checkpoint();
+            }
             return Err(e);
         }
-        if !pending.is_empty() {
-            let _ = output.checkpoint();
-            return Err(PipelineError(format!(
-                "internal error: batch {next} never reached the sink"
-            )));
-        }
-        let outcome = if exhausted {
+        // Every batch the reader sent must have been written or dead-lettered: anything else
+        // (a worker thread gone with its batch) is a loud failure, never a completed run.
+        let accounted = next == skip + batches_read && pending.is_empty();
+        let outcome = if exhausted && accounted {
             Outcome::Completed
-        } else {
+        } else if !exhausted && cancel.load(Ordering::SeqCst) && pending.is_empty() {
             Outcome::Interrupted
+        } else {
+            let _ = output.checkpoint();
+            return Err(PipelineError::Engine(format!(
+                "internal error: batch {next} never reached the sink ({} of {} batch(es) read \
+                 were written or dead-lettered); the output is incomplete and was not put in \
+                 place",
+                next - skip,
+                batches_read
+            )));
         };
         let state = output.state.clone();
         match outcome {
@@ -366,7 +427,7 @@ fn read(
         let batch = match r {
             Ok(b) => b,
             Err(e) => {
-                shared.fail(e);
+                shared.fail_final(e);
                 return (sent, rows, false);
             }
         };
@@ -389,7 +450,7 @@ fn read(
         shared.max_ahead.fetch_max(ahead, Ordering::Relaxed);
     }
     if seq < skip {
-        shared.fail(PipelineError(format!(
+        shared.fail(PipelineError::Engine(format!(
             "cannot resume: the source now has {seq} batch(es), fewer than the {skip} committed; \
              run without --resume to start over"
         )));
@@ -416,19 +477,41 @@ fn call_stage(
     seq: u64,
     shared: &Shared,
     counters: &Counters,
+    on_call: Option<&CallHook>,
 ) -> Step {
     let inst = match instance {
         Some(i) => i,
         None => match stage.plugin.instance() {
             Ok(i) => instance.insert(i),
             Err(e) => {
-                shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+                shared.fail(PipelineError::Stage {
+                    stage: stage.name.clone(),
+                    message: e.to_string(),
+                });
                 return Step::Fatal;
             }
         },
     };
     let started = Instant::now();
-    let result = inst.call_arrow(&stage.function, batch);
+    // A panic in the call (the host handling what the guest returned, or the hook) must not
+    // take the worker and its batch with it: the batch becomes a dead letter.
+    let result = catch_quiet(|| {
+        if let Some(hook) = on_call {
+            hook(&stage.name, seq, batch);
+        }
+        inst.call_arrow(&stage.function, batch)
+    });
+    let result = match result {
+        Ok(r) => r,
+        Err(m) => {
+            let error = format!("the host panicked handling the call: {m}");
+            tracing::warn!(target: "wasmlink::pipeline", "batch {seq}: stage `{}`: {error}", stage.name);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            *instance = None;
+            return Step::Failed(error);
+        }
+    };
     counters
         .busy_nanos
         .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -457,9 +540,20 @@ fn call_stage(
             Step::Failed(e.to_string())
         }
         Err(e) => {
-            shared.fail(PipelineError(format!("stage `{}`: {e}", stage.name)));
+            shared.fail(PipelineError::Stage {
+                stage: stage.name.clone(),
+                message: e.to_string(),
+            });
             Step::Fatal
         }
+    }
+}
+
+/// Runs a worker's body; a panic outside a stage call (which `call_stage` catches) stops the
+/// run with an error naming the thread, rather than silently losing the batch it held.
+fn guard(shared: &Shared, thread: &str, body: impl FnOnce()) {
+    if let Err(m) = catch_quiet(body) {
+        shared.fail(PipelineError::Engine(format!("{thread} panicked: {m}")));
     }
 }
 
@@ -471,6 +565,7 @@ fn work_chain(
     tx: Sender<Item>,
     shared: &Shared,
     counters: &[Arc<Counters>],
+    on_call: Option<&CallHook>,
 ) {
     let mut instances: Vec<Option<Instance>> = stages.iter().map(|_| None).collect();
     for item in rx.iter() {
@@ -488,7 +583,15 @@ fn work_chain(
             if shared.abort.load(Ordering::SeqCst) {
                 return;
             }
-            match call_stage(stage, &mut instances[i], &batch, seq, shared, &counters[i]) {
+            match call_stage(
+                stage,
+                &mut instances[i],
+                &batch,
+                seq,
+                shared,
+                &counters[i],
+                on_call,
+            ) {
                 Step::Ok(out) => batch = out,
                 Step::Failed(error) => {
                     failed = Some((i, error));
@@ -520,6 +623,7 @@ fn work(
     tx: Sender<Item>,
     shared: &Shared,
     counters: &Counters,
+    on_call: Option<&CallHook>,
 ) {
     let mut instance: Option<Instance> = None;
     for item in rx.iter() {
@@ -535,7 +639,7 @@ fn work(
         if shared.abort.load(Ordering::SeqCst) {
             return;
         }
-        let item = match call_stage(stage, &mut instance, &batch, seq, shared, counters) {
+        let item = match call_stage(stage, &mut instance, &batch, seq, shared, counters, on_call) {
             Step::Ok(out) => Item::Ok { seq, batch: out },
             Step::Failed(error) => Item::Failed {
                 seq,

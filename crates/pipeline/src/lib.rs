@@ -83,10 +83,175 @@ pub const DEFAULT_EXTENSIONS: &[&str] = &["txt", "md", "markdown", "html", "htm"
 /// brings it to at least this many rows; it is also the unit of a Parquet sink's checkpoint).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 65536;
 
-/// A pipeline error: one line naming the file (and line), stage or field.
+/// The most rows per batch (`batch-rows`): 1 Mi.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
+/// The most batches a queue holds (`queue-depth`).
+pub const MAX_QUEUE_DEPTH: usize = 1024;
+/// The most worker threads of a pipeline: the chain schedule's `workers`, or the stages'
+/// `workers` summed over the stages.
+pub const MAX_WORKERS: usize = 256;
+/// The most rows per row group of a Parquet sink (`row-group-rows`): 64 Mi.
+pub const MAX_ROW_GROUP_ROWS: usize = 1 << 26;
+/// The longest line of a JSON Lines source, in bytes (newline excluded): 64 MiB. A longer line
+/// (or a file without newlines) is an error naming the file and line, so memory stays bounded.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// A pipeline error. Every kind prints as one line naming the file (and line), stage or field;
+/// match on the kind to tell a bad pipeline file from a bad input, a failed output or a bad
+/// checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PipelineError(pub String);
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A pipeline file (TOML) is wrong at a place in it:
+    /// `FILE:LINE:COL: [stage `NAME`: ][FIELD: ]MESSAGE`.
+    #[error("{}", config_line(file, *line, *col, stage.as_deref(), field.as_deref(), message))]
+    Config {
+        /// The file (as given).
+        file: String,
+        /// 1-based line; 0 when the place is not known.
+        line: usize,
+        /// 1-based column; 0 when the place is not known.
+        col: usize,
+        /// The stage the field belongs to.
+        stage: Option<String>,
+        /// The field (`source.batch-rows`, `workers`, ...), when the message is about one.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A spec built in code is invalid ([`Pipeline::new`]): `[stage `NAME`: ]FIELD: MESSAGE`.
+    #[error("{}{field}: {message}", stage.as_ref().map(|s| format!("stage `{s}`: ")).unwrap_or_default())]
+    Spec {
+        /// The stage the field belongs to.
+        stage: Option<String>,
+        /// The field (`batch-rows`, `queue-depth`, `workers`, ...).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file cannot be opened, read, created, written or renamed: `PATH: MESSAGE`.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed (with the system's reason).
+        message: String,
+    },
+    /// The source's data is bad (not JSON, CSV, Arrow IPC or Parquet; a line too long):
+    /// `PATH[:LINE]: MESSAGE`.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Source {
+        /// The source file (or directory).
+        path: PathBuf,
+        /// The 1-based line, for line-based sources when it is known.
+        line: Option<u64>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A stage cannot run (its module cannot be instantiated): `stage `NAME`: MESSAGE`.
+    #[error("stage `{stage}`: {message}")]
+    Stage {
+        /// The stage.
+        stage: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An output cannot be encoded, or a sink path is not a regular file: `PATH: MESSAGE`.
+    #[error("{}: {message}", path.display())]
+    Sink {
+        /// The output file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint (`PATH.progress`) cannot be used to resume: `PATH: MESSAGE`.
+    #[error("{}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint or the temporary file it names.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encoding batches failed ([`encode_parquet`]).
+    #[error("{0}")]
+    Encode(String),
+    /// The engine itself failed (a thread could not start, a thread panicked, a batch was
+    /// lost): the run stops rather than report an incomplete output as complete.
+    #[error("{0}")]
+    Engine(String),
+}
+
+fn config_line(
+    file: &str,
+    line: usize,
+    col: usize,
+    stage: Option<&str>,
+    field: Option<&str>,
+    message: &str,
+) -> String {
+    let mut s = file.to_string();
+    if line > 0 {
+        s += &format!(":{line}:{col}");
+    }
+    s += ": ";
+    if let Some(st) = stage {
+        s += &format!("stage `{st}`: ");
+    }
+    if let Some(f) = field {
+        s += &format!("{f}: ");
+    }
+    s + message
+}
+
+impl PipelineError {
+    pub(crate) fn io(path: &Path, message: impl Into<String>) -> PipelineError {
+        PipelineError::Io {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn source(path: &Path, message: impl Into<String>) -> PipelineError {
+        PipelineError::Source {
+            path: path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn sink(path: &Path, message: impl Into<String>) -> PipelineError {
+        PipelineError::Sink {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn checkpoint(path: &Path, message: impl Into<String>) -> PipelineError {
+        PipelineError::Checkpoint {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    fn spec(stage: Option<&str>, field: &str, message: impl Into<String>) -> PipelineError {
+        PipelineError::Spec {
+            stage: stage.map(str::to_string),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A bad glob pattern of a `Source::Dir` (see [`check_glob`]): prints globset's reason, in a few
+/// words, without the pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct GlobError {
+    /// The pattern.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
 
 /// Where rows come from. Every source is deterministic: the same input gives the same batches,
 /// which `--resume` relies on.
@@ -159,8 +324,13 @@ pub enum Sink {
 
 /// Checks one glob pattern of a `Source::Dir`'s `include` or `exclude`: `Err` says what is
 /// wrong with it, in a few words.
-pub fn check_glob(pattern: &str) -> Result<(), String> {
-    source::glob(pattern).map(|_| ())
+pub fn check_glob(pattern: &str) -> Result<(), GlobError> {
+    source::glob(pattern)
+        .map(|_| ())
+        .map_err(|reason| GlobError {
+            pattern: pattern.to_string(),
+            reason,
+        })
 }
 
 impl Source {
@@ -296,10 +466,23 @@ impl PipelineSpec {
 }
 
 /// A checked pipeline, ready to run (any number of times).
-#[derive(Debug)]
 pub struct Pipeline {
     spec: PipelineSpec,
+    on_call: Option<CallHook>,
 }
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("spec", &self.spec)
+            .field("on_call", &self.on_call.as_ref().map(|_| "Fn"))
+            .finish()
+    }
+}
+
+/// A function called on a worker thread before each stage call: the stage's name, the batch's
+/// sequence number and the batch (see [`Pipeline::on_call`]).
+pub type CallHook = Arc<dyn Fn(&str, u64, &RecordBatch) + Send + Sync>;
 
 /// How to run a pipeline.
 #[derive(Debug, Clone, Default)]
@@ -398,16 +581,21 @@ pub struct RunStats {
 }
 
 impl Pipeline {
-    /// Checks a spec: at least one worker per stage, unique stage names, every function
-    /// exported with the ABI v1 signature, positive batch size and queue depth, distinct
-    /// files.
+    /// Checks a spec: every number within its bounds ([`MAX_BATCH_ROWS`],
+    /// [`MAX_QUEUE_DEPTH`], [`MAX_WORKERS`], [`MAX_ROW_GROUP_ROWS`]; at least 1 each), unique
+    /// stage names, every function exported with the ABI v1 signature, distinct files.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::Spec`] naming the stage and field.
     pub fn new(spec: PipelineSpec) -> Result<Pipeline, PipelineError> {
-        let err = |m: String| Err(PipelineError(m));
-        if spec.batch_rows == 0 {
-            return err("batch-rows: must be at least 1".into());
-        }
-        if spec.queue_depth == 0 {
-            return err("queue-depth: must be at least 1".into());
+        check_bound(spec.batch_rows, MAX_BATCH_ROWS)
+            .map_err(|m| PipelineError::spec(None, "batch-rows", m))?;
+        check_bound(spec.queue_depth, MAX_QUEUE_DEPTH)
+            .map_err(|m| PipelineError::spec(None, "queue-depth", m))?;
+        if let Sink::Parquet { row_group_rows, .. } = &spec.sink {
+            check_bound(*row_group_rows, MAX_ROW_GROUP_ROWS)
+                .map_err(|m| PipelineError::spec(None, "sink.row-group-rows", m))?;
         }
         if let Source::Dir {
             include, exclude, ..
@@ -416,34 +604,60 @@ impl Pipeline {
             source::globs("source.include", include)?;
             source::globs("source.exclude", exclude)?;
         }
-        if spec.schedule == (Schedule::Chain { workers: 0 }) {
-            return err("workers: must be at least 1".into());
+        if let Schedule::Chain { workers } = spec.schedule {
+            check_bound(workers, MAX_WORKERS)
+                .map_err(|m| PipelineError::spec(None, "workers", m))?;
         }
+        let mut threads = 0usize;
         for (i, s) in spec.stages.iter().enumerate() {
             if s.name.is_empty() {
-                return err(format!("stage {}: name: must not be empty", i + 1));
-            }
-            if spec.stages[..i].iter().any(|o| o.name == s.name) {
-                return err(format!(
-                    "stage `{}`: name: used by an earlier stage",
-                    s.name
+                return Err(PipelineError::spec(
+                    None,
+                    &format!("stage {}: name", i + 1),
+                    "must not be empty",
                 ));
             }
-            if s.workers == 0 && spec.schedule == Schedule::Stages {
-                return err(format!("stage `{}`: workers: must be at least 1", s.name));
+            if spec.stages[..i].iter().any(|o| o.name == s.name) {
+                return Err(PipelineError::spec(
+                    Some(&s.name),
+                    "name",
+                    "used by an earlier stage",
+                ));
+            }
+            if spec.schedule == Schedule::Stages {
+                threads = threads.saturating_add(s.workers);
+                check_bound(s.workers, MAX_WORKERS)
+                    .and_then(|()| workers_in_total(threads))
+                    .map_err(|m| PipelineError::spec(Some(&s.name), "workers", m))?;
             }
             check_function(&s.plugin, &s.function)
-                .map_err(|m| PipelineError(format!("stage `{}`: function: {m}", s.name)))?;
+                .map_err(|m| PipelineError::spec(Some(&s.name), "function", m))?;
         }
         if let (Some(out), Some(dead)) = (spec.sink.path(), &spec.dead_letter)
             && out == dead
         {
-            return err(format!(
-                "dead-letter: `{}` is also the sink's path",
-                dead.display()
+            return Err(PipelineError::spec(
+                None,
+                "dead-letter",
+                format!("`{}` is also the sink's path", dead.display()),
             ));
         }
-        Ok(Pipeline { spec })
+        Ok(Pipeline {
+            spec,
+            on_call: None,
+        })
+    }
+
+    /// Calls `hook` on the worker thread before each stage call, with the stage's name, the
+    /// batch's sequence number and the batch going in: for tracing, sampling, or injecting
+    /// faults in tests. It runs as part of the call: if it panics, the batch goes to the
+    /// dead-letter file with the panic's message, like a batch whose call failed.
+    pub fn on_call(
+        mut self,
+        hook: impl Fn(&str, u64, &RecordBatch) + Send + Sync + 'static,
+    ) -> Pipeline {
+        self.on_call = Some(Arc::new(hook));
+        self
     }
 
     /// The spec it runs.
@@ -456,7 +670,59 @@ impl Pipeline {
     /// be read, an output cannot be written, a stage cannot be instantiated), and leaves the
     /// checkpoint consistent for `resume`.
     pub fn run(&self, options: &RunOptions) -> Result<RunStats, PipelineError> {
-        engine::run(&self.spec, options)
+        engine::run(&self.spec, options, self.on_call.as_ref())
+    }
+}
+
+thread_local! {
+    /// Set while [`catch_quiet`] runs: the panic hook stays quiet.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into its message (one line). Installs once a panic hook that
+/// defers to the previous one except while `f` runs on this thread, so a caught panic prints
+/// nothing and the error it becomes stays one line.
+pub(crate) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+            .replace('\n', " ")
+    })
+}
+
+/// Checks that `value` is between 1 and `max`; the message says which bound failed.
+pub(crate) fn check_bound(value: usize, max: usize) -> Result<(), String> {
+    if value == 0 {
+        Err("must be at least 1".into())
+    } else if value > max {
+        Err(format!("must be at most {max}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the stages' worker threads summed so far against [`MAX_WORKERS`].
+pub(crate) fn workers_in_total(threads: usize) -> Result<(), String> {
+    if threads > MAX_WORKERS {
+        Err(format!(
+            "the stages' workers add up to {threads}, over the limit of {MAX_WORKERS} threads"
+        ))
+    } else {
+        Ok(())
     }
 }
 

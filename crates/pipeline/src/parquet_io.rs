@@ -111,37 +111,12 @@ impl ChunkReader for Guarded {
     }
 }
 
-thread_local! {
-    /// Set while [`unpanic`] runs: the panic hook stays quiet.
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Runs `f`, turning a panic into an error message. The parquet crate still asserts on some
 /// malformed pages (e.g. a dictionary-encoded data page with no dictionary page before it),
 /// which no check of the footer can rule out; a hostile file must give an error, not bring the
-/// host down. Installs once a panic hook that defers to the previous one except while `f`
-/// runs on this thread, so the caught panic prints nothing and the error stays one line.
+/// host down.
 fn unpanic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(|q| q.get()) {
-                previous(info)
-            }
-        }));
-    });
-    let was = QUIET.with(|q| q.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(was));
-    r.map_err(|p| {
-        let m = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        format!("the parquet reader failed: {}", one_line(m))
-    })
+    crate::catch_quiet(f).map_err(|m| format!("the parquet reader failed: {}", one_line(m)))
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
@@ -149,11 +124,18 @@ fn one_line(e: impl std::fmt::Display) -> String {
 }
 
 fn not_parquet(name: &Path, e: impl std::fmt::Display) -> PipelineError {
-    PipelineError(format!(
-        "{}: not a Parquet file: {}",
-        name.display(),
-        one_line(e)
-    ))
+    PipelineError::source(name, format!("not a Parquet file: {}", one_line(e)))
+}
+
+/// A checkpoint error for a committed Parquet prefix that cannot be read back.
+fn cannot_resume(name: &Path, e: &PipelineError) -> PipelineError {
+    let message = match e {
+        PipelineError::Source { message, .. } | PipelineError::Io { message, .. } => {
+            message.clone()
+        }
+        e => e.to_string(),
+    };
+    PipelineError::checkpoint(name, format!("cannot resume: {message}"))
 }
 
 /// Checks the magic at both ends and reads the footer.
@@ -164,7 +146,7 @@ fn load(
 ) -> Result<(Guarded, ArrowReaderMetadata), PipelineError> {
     let len = file
         .metadata()
-        .map_err(|e| PipelineError(format!("{}: {e}", name.display())))?
+        .map_err(|e| PipelineError::io(name, e.to_string()))?
         .len();
     let g = Guarded {
         file: Arc::new(file),
@@ -254,7 +236,7 @@ impl Iterator for ParquetBatches {
         };
         Some(r.map_err(|e| {
             self.failed = true;
-            PipelineError(format!("{}: bad Parquet data: {e}", self.name.display()))
+            PipelineError::source(&self.name, format!("bad Parquet data: {e}"))
         }))
     }
 }
@@ -302,18 +284,19 @@ pub fn parquet_properties() -> WriterProperties {
 
 /// The Parquet encoding of `batches` as one file (one row group per 1 Mi rows, closed at batch
 /// boundaries). With no batch, a file with no columns and no rows.
-pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
+pub fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>, PipelineError> {
+    let enc = |e: ParquetError| PipelineError::Encode(one_line(e));
     let schema = batches
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(Schema::empty()));
-    let mut out = ParquetOut::new(schema, 1 << 20).map_err(one_line)?;
+    let mut out = ParquetOut::new(schema, 1 << 20).map_err(enc)?;
     let mut bytes = Vec::new();
     for b in batches {
-        let (data, _) = out.write(b).map_err(one_line)?;
+        let (data, _) = out.write(b).map_err(enc)?;
         bytes.extend_from_slice(&data);
     }
-    bytes.extend_from_slice(&out.finish().map_err(one_line)?);
+    bytes.extend_from_slice(&out.finish().map_err(enc)?);
     Ok(bytes)
 }
 
@@ -395,14 +378,9 @@ impl ParquetOut {
         row_group_rows: usize,
         append: &mut dyn FnMut(&[u8]) -> Result<(), PipelineError>,
     ) -> Result<ParquetOut, PipelineError> {
-        let (g, meta) =
-            load(prefix, name, None).map_err(|e| PipelineError(format!("cannot resume: {e}")))?;
+        let (g, meta) = load(prefix, name, None).map_err(|e| cannot_resume(name, &e))?;
         let bad = |e: ParquetError| {
-            PipelineError(format!(
-                "{}: cannot resume: {}",
-                name.display(),
-                one_line(e)
-            ))
+            PipelineError::checkpoint(name, format!("cannot resume: {}", one_line(e)))
         };
         let mut out = ParquetOut::new(meta.schema().clone(), row_group_rows).map_err(bad)?;
         for i in 0..meta.metadata().num_row_groups() {
@@ -413,13 +391,13 @@ impl ParquetOut {
                         .with_batch_size(64 * 1024)
                         .build()
                 })
-                .map_err(|e| PipelineError(format!("{}: cannot resume: {e}", name.display())))?
+                .map_err(|e| PipelineError::checkpoint(name, format!("cannot resume: {e}")))?
                 .map_err(bad)?,
                 name: name.to_path_buf(),
                 failed: false,
             };
             for batch in &mut batches {
-                let batch = batch.map_err(|e| PipelineError(format!("cannot resume: {e}")))?;
+                let batch = batch.map_err(|e| cannot_resume(name, &e))?;
                 out.writer.write(&batch).map_err(bad)?;
             }
             out.writer.flush().map_err(bad)?;

@@ -5,6 +5,12 @@
 //! the file's length after each batch is known exactly. A checkpoint syncs both temporary files
 //! and then atomically replaces the progress file; a resumed run truncates the temporary files
 //! to the recorded lengths, which removes anything written after the checkpoint.
+//!
+//! A checkpoint is untrusted input: every field is checked before use, and the temporary files
+//! it names must be ones a run creates, `TARGET.tmp-<pid>` (or `-<pid>-1`) next to their
+//! target, and regular files. A target that exists must be a regular file: a symbolic link,
+//! device, FIFO or directory at a sink path is refused, never replaced. Temporary files are
+//! created new (never through an existing file or link) with the user's umask.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::parquet_io::ParquetOut;
 use super::{PipelineError, Sink};
+
+/// The largest checkpoint file read (a Parquet sink's footer grows with its row groups).
+const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
 
 /// The checkpoint file's contents.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -40,7 +49,7 @@ pub(crate) struct Checkpoint {
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> PipelineError {
-    PipelineError(format!("{}: {what}: {e}", path.display()))
+    PipelineError::io(path, format!("{what}: {e}"))
 }
 
 /// `PATH` + `suffix`.
@@ -48,6 +57,112 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// The directory a target's temporary files go in.
+fn dir_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// If `name` is `base.tmp-<pid>` or `base.tmp-<pid>-1` (the names a run gives its temporary
+/// files), the pid.
+fn tmp_pid(base: &std::ffi::OsStr, name: &std::ffi::OsStr) -> Option<u32> {
+    let rest = name
+        .as_encoded_bytes()
+        .strip_prefix(base.as_encoded_bytes())?
+        .strip_prefix(b".tmp-")?;
+    let digits = rest.strip_suffix(b"-1").unwrap_or(rest);
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Whether process `pid` may still be running (and writing its temporary files). Where this
+/// cannot be known, it may.
+fn may_be_running(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// Removes the temporary files `target.tmp-<pid>` of processes no longer running (a run killed
+/// before its first checkpoint leaves them; nothing else names them), except `keep` (the one
+/// the checkpoint being resumed names).
+fn sweep_stale(target: &Path, keep: Option<&Path>) {
+    let Some(base) = target.file_name() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir_of(target)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Some(pid) = tmp_pid(base, &e.file_name())
+            && !may_be_running(pid)
+            && keep.is_none_or(|k| k.file_name() != Some(&e.file_name()))
+            && e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
+            let path = e.path();
+            tracing::info!(target: "wasmlink::pipeline", "removing {}, left by process {pid}", path.display());
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What a non-regular file is, in a word or two.
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Refuses a target path that exists and is not a regular file: the output is renamed over
+/// it at the end, which must never replace a link, device or FIFO.
+pub(crate) fn check_target(target: &Path) -> Result<(), PipelineError> {
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if !m.file_type().is_file() => Err(PipelineError::sink(
+            target,
+            format!(
+                "is {}; an output replaces only a regular file (remove it or choose another path)",
+                kind_of(m.file_type())
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `path` new (removing a file or link already there), with the user's umask.
+fn create_new(path: &Path) -> std::io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// A temporary file appended to in whole records.
@@ -78,19 +193,26 @@ impl TmpFile {
         }
         match resume_from {
             Some((tmp, bytes)) => {
+                // `tmp` was checked to be a regular file; check the file opened too.
                 let file = OpenOptions::new()
                     .write(true)
                     .open(tmp)
                     .map_err(|e| io_err(tmp, "cannot reopen to resume", e))?;
-                let len = file
+                let meta = file
                     .metadata()
-                    .map_err(|e| io_err(tmp, "cannot resume", e))?
-                    .len();
+                    .map_err(|e| io_err(tmp, "cannot resume", e))?;
+                if !meta.is_file() {
+                    return Err(PipelineError::checkpoint(
+                        tmp,
+                        "cannot resume: not a regular file; run without --resume to start over",
+                    ));
+                }
+                let len = meta.len();
                 if len < bytes {
-                    return Err(PipelineError(format!(
-                        "{}: cannot resume: {len} bytes, but the checkpoint committed {bytes}",
-                        tmp.display()
-                    )));
+                    return Err(PipelineError::checkpoint(
+                        tmp,
+                        format!("cannot resume: {len} bytes, but the checkpoint committed {bytes}"),
+                    ));
                 }
                 file.set_len(bytes)
                     .map_err(|e| io_err(tmp, "cannot truncate to resume", e))?;
@@ -112,7 +234,7 @@ impl TmpFile {
                     // Resumed in the same process: the old temporary file is still being read.
                     tmp = with_suffix(&tmp, "-1");
                 }
-                let file = File::create(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
+                let file = create_new(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
                 Ok(TmpFile {
                     tmp,
                     target: target.to_path_buf(),
@@ -140,12 +262,12 @@ impl TmpFile {
     fn commit(mut self) -> Result<(), PipelineError> {
         self.sync()?;
         drop(self.file);
+        check_target(&self.target)?;
         std::fs::rename(&self.tmp, &self.target).map_err(|e| {
-            PipelineError(format!(
-                "cannot rename {} to {}: {e}",
-                self.tmp.display(),
-                self.target.display()
-            ))
+            PipelineError::io(
+                &self.target,
+                format!("cannot rename {} to it: {e}", self.tmp.display()),
+            )
         })
     }
 }
@@ -177,16 +299,111 @@ pub(crate) fn progress_path(sink: &Sink, dead_letter: Option<&Path>) -> Option<P
         .map(|p| with_suffix(p, ".progress"))
 }
 
+/// Reads a checkpoint file (a regular file of at most [`MAX_CHECKPOINT_BYTES`]).
 fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, PipelineError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            PipelineError(format!(
-                "{}: not a pipeline checkpoint: {e}",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path, "cannot read", e)),
+    let bad = |m: String| PipelineError::checkpoint(path, m);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "cannot read", e)),
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(bad(format!(
+                "not a pipeline checkpoint: it is {}",
+                kind_of(m.file_type())
+            )));
+        }
+        Ok(m) if m.len() > MAX_CHECKPOINT_BYTES => {
+            return Err(bad(format!(
+                "not a pipeline checkpoint: {} bytes, over the limit of {MAX_CHECKPOINT_BYTES}",
+                m.len()
+            )));
+        }
+        Ok(_) => {}
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, "cannot read", e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| bad(format!("not a pipeline checkpoint: {e}")))
+}
+
+/// Checks every field of an untrusted checkpoint against the pipeline it would resume: the
+/// fingerprint, the temporary files (see [`check_tmp`]), lengths and counts that agree with
+/// each other, and a Parquet footer only for a Parquet sink.
+fn check_checkpoint(
+    cp: &Checkpoint,
+    progress: &Path,
+    sink: &Sink,
+    dead_letter: Option<&Path>,
+    fingerprint: &str,
+) -> Result<(), PipelineError> {
+    let bad = |m: String| {
+        PipelineError::checkpoint(
+            progress,
+            format!("cannot resume: {m}; run without --resume to start over"),
+        )
+    };
+    if cp.fingerprint != fingerprint {
+        return Err(bad(
+            "the checkpoint is of a different pipeline (source, batch size, stages or sink \
+             changed)"
+                .into(),
+        ));
+    }
+    for (field, target, tmp, bytes) in [
+        ("output_tmp", sink.path(), &cp.output_tmp, cp.output_bytes),
+        ("dead_tmp", dead_letter, &cp.dead_tmp, cp.dead_bytes),
+    ] {
+        match (target, tmp) {
+            (Some(target), Some(tmp)) => {
+                check_tmp(target, tmp).map_err(|m| bad(format!("`{field}` {m}")))?
+            }
+            (None, None) if bytes == 0 => {}
+            (None, None) => return Err(bad(format!("{bytes} bytes committed to no file"))),
+            (Some(_), None) => return Err(bad(format!("`{field}` is missing"))),
+            (None, Some(_)) => {
+                return Err(bad(format!(
+                    "`{field}` is set, but the pipeline has no such file"
+                )));
+            }
+        }
+    }
+    if cp.batches_written.checked_add(cp.failed_batches) != Some(cp.next_seq) {
+        return Err(bad(format!(
+            "`next_seq` ({}) is not the batches written ({}) plus the batches failed ({})",
+            cp.next_seq, cp.batches_written, cp.failed_batches
+        )));
+    }
+    if cp.parquet_footer.is_some() && !matches!(sink, Sink::Parquet { .. }) {
+        return Err(bad(
+            "`parquet_footer` is set, but the sink is not Parquet".into()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `tmp`, named by a checkpoint, is a temporary file a run makes for `target`:
+/// in the same directory, named `TARGET.tmp-<pid>` (or `-<pid>-1`), a regular file (not a
+/// link). The message says what is wrong.
+fn check_tmp(target: &Path, tmp: &Path) -> Result<(), String> {
+    let named = || format!("names `{}`", tmp.display());
+    let (Some(base), Some(name)) = (target.file_name(), tmp.file_name()) else {
+        return Err(format!(
+            "{}, not a temporary file of `{}`",
+            named(),
+            target.display()
+        ));
+    };
+    if dir_of(tmp) != dir_of(target) || tmp_pid(base, name).is_none() {
+        return Err(format!(
+            "{}, not a temporary file of `{}` (`{}.tmp-<pid>` beside it)",
+            named(),
+            target.display(),
+            target.display()
+        ));
+    }
+    match std::fs::symlink_metadata(tmp) {
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => Err(format!("{}, which is {}", named(), kind_of(m.file_type()))),
+        Err(e) => Err(format!("{}: {e}", named())),
     }
 }
 
@@ -199,47 +416,63 @@ impl Output {
         fingerprint: &str,
         resume: bool,
     ) -> Result<Output, PipelineError> {
+        for target in sink.path().into_iter().chain(dead_letter) {
+            check_target(target)?;
+        }
         let progress = progress_path(sink, dead_letter);
-        let previous = match &progress {
-            Some(p) => read_checkpoint(p)?,
-            None if resume => {
-                return Err(PipelineError(
-                    "--resume needs a sink path or a dead-letter file to keep a checkpoint next \
-                     to"
+        if progress.is_none() && resume {
+            return Err(PipelineError::Spec {
+                stage: None,
+                field: "--resume".into(),
+                message: "needs a sink path or a dead-letter file to keep a checkpoint next to"
                     .into(),
-                ));
-            }
-            None => None,
-        };
-        let resumed = match previous {
-            Some(cp) if resume => {
-                if cp.fingerprint != fingerprint {
-                    return Err(PipelineError(format!(
-                        "{}: cannot resume: the checkpoint is of a different pipeline (source, \
-                         batch size, stages or sink changed); run without --resume to start over",
-                        progress.as_deref().unwrap_or(Path::new("")).display()
-                    )));
+            });
+        }
+        let resumed = match &progress {
+            Some(p) if resume => match read_checkpoint(p)? {
+                Some(cp) => {
+                    check_checkpoint(&cp, p, sink, dead_letter, fingerprint)?;
+                    Some(cp)
                 }
-                Some(cp)
-            }
-            Some(cp) => {
-                // Starting over: the earlier run's temporary files are garbage now.
-                for t in cp.output_tmp.iter().chain(&cp.dead_tmp) {
-                    let _ = std::fs::remove_file(t);
+                None => None,
+            },
+            Some(p) => {
+                // Starting over: the earlier run's checkpoint and temporary files are garbage
+                // now (only files a run makes are removed: a checked checkpoint's, and stale
+                // `TARGET.tmp-<pid>` ones).
+                if let Ok(Some(cp)) = read_checkpoint(p) {
+                    for (target, tmp) in
+                        [(sink.path(), &cp.output_tmp), (dead_letter, &cp.dead_tmp)]
+                    {
+                        if let (Some(target), Some(tmp)) = (target, tmp)
+                            && check_tmp(target, tmp).is_ok()
+                        {
+                            let _ = std::fs::remove_file(tmp);
+                        }
+                    }
                 }
-                if let Some(p) = &progress {
+                if std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
                     let _ = std::fs::remove_file(p);
                 }
                 None
             }
             None => None,
         };
+        let cp = resumed.clone().unwrap_or_default();
+        for (target, keep) in [
+            (sink.path(), cp.output_tmp.as_deref()),
+            (dead_letter, cp.dead_tmp.as_deref()),
+            (progress.as_deref(), None),
+        ] {
+            if let Some(target) = target {
+                sweep_stale(target, keep);
+            }
+        }
         let reopen = |target: Option<&Path>, tmp: &Option<PathBuf>, bytes: u64| {
             target
                 .map(|t| TmpFile::open(t, tmp.as_deref().map(|p| (p, bytes))))
                 .transpose()
         };
-        let cp = resumed.clone().unwrap_or_default();
         let out = reopen(sink.path(), &cp.output_tmp, cp.output_bytes)?;
         let dead = reopen(dead_letter, &cp.dead_tmp, cp.dead_bytes)?;
         let format = match sink {
@@ -282,6 +515,18 @@ impl Output {
         Ok(output)
     }
 
+    /// Gives up the run's outputs: removes its temporary files and checkpoint (after a fatal
+    /// error that a resume would meet again, e.g. a bad source).
+    pub(crate) fn abandon(mut self) {
+        for t in self.out.take().into_iter().chain(self.dead.take()) {
+            drop(t.file);
+            let _ = std::fs::remove_file(&t.tmp);
+        }
+        if let Some(p) = &self.progress {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// Appends a batch of the last stage.
     pub(crate) fn write(&mut self, seq: u64, batch: &RecordBatch) -> Result<(), PipelineError> {
         let resumed_header = self.state.output_bytes > 0;
@@ -289,7 +534,7 @@ impl Output {
         if let (Some(format), Some(out)) = (&mut self.format, &mut self.out) {
             let target = out.target.clone();
             let enc_err = |e: arrow_schema::ArrowError| {
-                PipelineError(format!("{}: cannot encode: {e}", target.display()))
+                PipelineError::sink(&target, format!("cannot encode: {e}"))
             };
             let data: Vec<u8> = match format {
                 Format::Arrow(writer) => {
@@ -307,21 +552,25 @@ impl Output {
                     };
                     let (w, schema) = (&mut slot.0, &slot.1);
                     if schema.as_ref() != batch.schema().as_ref() {
-                        return Err(PipelineError(format!(
-                            "{}: batch {seq} has a different schema from the first batch written",
-                            out.target.display()
-                        )));
+                        return Err(PipelineError::sink(
+                            &out.target,
+                            format!(
+                                "batch {seq} has a different schema from the first batch written"
+                            ),
+                        ));
                     }
                     w.write(batch).map_err(enc_err)?;
                     std::mem::take(w.get_mut())
                 }
                 Format::Parquet(writer, rows) => {
                     let pq_err = |e: parquet::errors::ParquetError| {
-                        PipelineError(format!(
-                            "{}: cannot encode Parquet: {}",
-                            target.display(),
-                            e.to_string().replace('\n', " ")
-                        ))
+                        PipelineError::sink(
+                            &target,
+                            format!(
+                                "cannot encode Parquet: {}",
+                                e.to_string().replace('\n', " ")
+                            ),
+                        )
                     };
                     let w = match writer {
                         Some(w) => w,
@@ -330,10 +579,12 @@ impl Output {
                         )),
                     };
                     if !same_columns(&w.schema, &batch.schema()) {
-                        return Err(PipelineError(format!(
-                            "{}: batch {seq} has a different schema from the first batch written",
-                            out.target.display()
-                        )));
+                        return Err(PipelineError::sink(
+                            &out.target,
+                            format!(
+                                "batch {seq} has a different schema from the first batch written"
+                            ),
+                        ));
                     }
                     let (data, closed) = w.write(batch).map_err(pq_err)?;
                     closed_row_group = closed;
@@ -374,13 +625,10 @@ impl Output {
         if let Some(Format::Parquet(Some(w), _)) = &self.format {
             use base64::Engine;
             let footer = w.prefix_footer().map_err(|e| {
-                PipelineError(format!(
-                    "{}: cannot encode a Parquet footer: {e}",
-                    self.out
-                        .as_ref()
-                        .map_or(Path::new(""), |o| &o.target)
-                        .display()
-                ))
+                PipelineError::sink(
+                    self.out.as_ref().map_or(Path::new(""), |o| &o.target),
+                    format!("cannot encode a Parquet footer: {e}"),
+                )
             })?;
             let mut state = self.state.clone();
             state.parquet_footer = Some(base64::engine::general_purpose::STANDARD.encode(footer));
@@ -440,7 +688,7 @@ impl Output {
         let state = self.committed.as_ref().unwrap_or(&self.state);
         let text = serde_json::to_string_pretty(state).unwrap_or_default() + "\n";
         (|| -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = create_new(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
             std::fs::rename(&tmp, progress)
@@ -455,7 +703,7 @@ impl Output {
             match w.as_deref_mut() {
                 Some((w, _)) => {
                     w.finish().map_err(|e| {
-                        PipelineError(format!("{}: cannot finish: {e}", out.target.display()))
+                        PipelineError::sink(&out.target, format!("cannot finish: {e}"))
                     })?;
                     let tail = std::mem::take(w.get_mut());
                     out.append(&tail)?;
@@ -471,14 +719,13 @@ impl Output {
         }
         if let (Some(Format::Parquet(w, _)), Some(out)) = (&mut self.format, &mut self.out) {
             let fin = |e: parquet::errors::ParquetError| {
-                PipelineError(format!("{}: cannot finish: {e}", out.target.display()))
+                PipelineError::sink(&out.target, format!("cannot finish: {e}"))
             };
             let tail = match w.as_deref_mut() {
                 Some(w) => w.finish().map_err(fin)?,
                 // No batch at all: a file with no columns and no rows.
-                None => super::parquet_io::encode_parquet(&[]).map_err(|e| {
-                    PipelineError(format!("{}: cannot finish: {e}", out.target.display()))
-                })?,
+                None => super::parquet_io::encode_parquet(&[])
+                    .map_err(|e| PipelineError::sink(&out.target, format!("cannot finish: {e}")))?,
             };
             out.append(&tail)?;
         }
@@ -532,11 +779,11 @@ fn resume_parquet(
         .as_deref()
         .and_then(|f| base64::engine::general_purpose::STANDARD.decode(f).ok())
         .ok_or_else(|| {
-            PipelineError(format!(
-                "{}: cannot resume: the checkpoint has no valid Parquet footer; run without \
+            PipelineError::checkpoint(
+                &prefix.tmp,
+                "cannot resume: the checkpoint has no valid Parquet footer; run without \
                  --resume to start over",
-                prefix.tmp.display()
-            ))
+            )
         })?;
     prefix.append(&footer)?;
     prefix.sync()?;
@@ -548,13 +795,14 @@ fn resume_parquet(
     })
     .and_then(|writer| {
         if fresh.bytes != state.output_bytes {
-            return Err(PipelineError(format!(
-                "{}: cannot resume: re-encoding the committed row groups gave {} bytes, not {}; \
-                 run without --resume to start over",
-                prefix.tmp.display(),
-                fresh.bytes,
-                state.output_bytes
-            )));
+            return Err(PipelineError::checkpoint(
+                &prefix.tmp,
+                format!(
+                    "cannot resume: re-encoding the committed row groups gave {} bytes, not {}; \
+                     run without --resume to start over",
+                    fresh.bytes, state.output_bytes
+                ),
+            ));
         }
         fresh.sync()?;
         Ok(writer)

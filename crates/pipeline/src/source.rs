@@ -1,17 +1,18 @@
 //! Readers of the sources, cut into batches of exactly `batch_rows` rows (the last may have
 //! fewer). Every source is deterministic, so a resumed run can skip what was committed.
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray, UInt64Array};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
-use super::{PipelineError, Progress, Source};
+use super::{MAX_LINE_BYTES, PipelineError, Progress, Source};
 
 /// A stream of batches, each `Err` a fatal one-line error.
 pub(crate) type Batches = Box<dyn Iterator<Item = Result<RecordBatch, PipelineError>> + Send>;
@@ -31,12 +32,127 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn open(path: &Path) -> Result<File, PipelineError> {
-    File::open(path).map_err(|e| PipelineError(format!("{}: cannot open: {e}", path.display())))
+    File::open(path).map_err(|e| PipelineError::io(path, format!("cannot open: {e}")))
 }
 
 fn arrow_err(path: &Path, e: ArrowError) -> PipelineError {
-    let m = e.to_string();
-    PipelineError(format!("{}: {}", path.display(), m.replace('\n', " ")))
+    PipelineError::source(path, e.to_string().replace('\n', " "))
+}
+
+/// Fails a read once a line grows past `max` bytes (so a file without newlines is never read
+/// whole), recording the 1-based number of that line in `too_long`.
+struct LineLimit<R> {
+    inner: R,
+    max: usize,
+    /// Bytes of the current line so far.
+    len: usize,
+    /// Newlines seen.
+    lines: u64,
+    too_long: Arc<AtomicU64>,
+}
+
+impl<R> LineLimit<R> {
+    fn new(inner: R, max: usize) -> LineLimit<R> {
+        LineLimit {
+            inner,
+            max,
+            len: 0,
+            lines: 0,
+            too_long: Arc::default(),
+        }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.lines += 1;
+                self.len = 0;
+            } else {
+                self.len += 1;
+                if self.len > self.max {
+                    self.too_long.store(self.lines + 1, Ordering::Relaxed);
+                    return Err(std::io::Error::other(format!(
+                        "line {} is longer than {} bytes",
+                        self.lines + 1,
+                        self.max
+                    )));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The error for a line past the limit.
+fn line_too_long(path: &Path, line: u64, max: usize) -> PipelineError {
+    PipelineError::Source {
+        path: path.to_path_buf(),
+        line: Some(line),
+        message: format!(
+            "line longer than {max} bytes (the limit of a JSON Lines source; is it JSON Lines?)"
+        ),
+    }
+}
+
+/// Infers the schema of a JSON Lines file from every line, reading one line at a time through
+/// a [`LineLimit`]; an error names the line.
+fn infer_jsonl_schema(
+    path: &Path,
+    file: &mut File,
+    max_line: usize,
+) -> Result<arrow_schema::Schema, PipelineError> {
+    let limited = LineLimit::new(&mut *file, max_line);
+    let too_long = limited.too_long.clone();
+    let mut reader = BufReader::new(limited);
+    let line_no = Cell::new(0u64);
+    let failure: Cell<Option<PipelineError>> = Cell::new(None);
+    let mut buf = Vec::new();
+    let values = std::iter::from_fn(|| {
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    let line = too_long.load(Ordering::Relaxed);
+                    failure.set(Some(if line > 0 {
+                        line_too_long(path, line, max_line)
+                    } else {
+                        PipelineError::io(path, format!("cannot read: {e}"))
+                    }));
+                    return Some(Err(ArrowError::JsonError(String::new())));
+                }
+            }
+            line_no.set(line_no.get() + 1);
+            if buf.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            return Some(
+                serde_json::from_slice::<serde_json::Value>(&buf).map_err(|e| {
+                    // serde_json says "... at line 1 column C" of this one line.
+                    let m = e.to_string();
+                    let m = m.rsplit_once(" at line ").map_or(m.as_str(), |(m, _)| m);
+                    failure.set(Some(PipelineError::Source {
+                        path: path.to_path_buf(),
+                        line: Some(line_no.get()),
+                        message: format!("not valid JSON: {m} at column {}", e.column()),
+                    }));
+                    ArrowError::JsonError(String::new())
+                }),
+            );
+        }
+    });
+    let schema = arrow_json::reader::infer_json_schema_from_iterator(values);
+    schema.map_err(|e| {
+        failure.take().unwrap_or_else(|| PipelineError::Source {
+            path: path.to_path_buf(),
+            line: Some(line_no.get()),
+            message: e.to_string().replace('\n', " "),
+        })
+    })
 }
 
 /// Opens `source`; `bytes` counts the bytes read.
@@ -45,22 +161,41 @@ pub(crate) fn open_source(
     batch_rows: usize,
     bytes: Arc<Progress>,
 ) -> Result<Batches, PipelineError> {
+    open_source_limited(source, batch_rows, bytes, MAX_LINE_BYTES)
+}
+
+/// As [`open_source`], with `max_line` as the longest JSON Lines line.
+pub(crate) fn open_source_limited(
+    source: &Source,
+    batch_rows: usize,
+    bytes: Arc<Progress>,
+    max_line: usize,
+) -> Result<Batches, PipelineError> {
     let inner: Batches = match source {
         Source::JsonLines { path } => {
-            let mut file = BufReader::new(open(path)?);
-            let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut file, None)
-                .map_err(|e| arrow_err(path, e))?;
+            let mut file = open(path)?;
+            let schema = infer_jsonl_schema(path, &mut file, max_line)?;
             file.rewind()
-                .map_err(|e| PipelineError(format!("{}: {e}", path.display())))?;
+                .map_err(|e| PipelineError::io(path, e.to_string()))?;
+            let limited = LineLimit::new(
+                Counting {
+                    inner: file,
+                    count: bytes,
+                },
+                max_line,
+            );
+            let too_long = limited.too_long.clone();
             let reader = arrow_json::ReaderBuilder::new(Arc::new(schema))
                 .with_batch_size(batch_rows)
-                .build(BufReader::new(Counting {
-                    inner: file.into_inner(),
-                    count: bytes,
-                }))
+                .build(BufReader::new(limited))
                 .map_err(|e| arrow_err(path, e))?;
             let p = path.clone();
-            Box::new(reader.map(move |r| r.map_err(|e| arrow_err(&p, e))))
+            Box::new(reader.map(move |r| {
+                r.map_err(|e| match too_long.load(Ordering::Relaxed) {
+                    0 => arrow_err(&p, e),
+                    line => line_too_long(&p, line, max_line),
+                })
+            }))
         }
         Source::Csv { path } => {
             let mut file = open(path)?;
@@ -69,7 +204,7 @@ pub(crate) fn open_source(
                 .infer_schema(&mut BufReader::new(&mut file), None)
                 .map_err(|e| arrow_err(path, e))?;
             file.rewind()
-                .map_err(|e| PipelineError(format!("{}: {e}", path.display())))?;
+                .map_err(|e| PipelineError::io(path, e.to_string()))?;
             let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
                 .with_format(format)
                 .with_batch_size(batch_rows)
@@ -86,25 +221,53 @@ pub(crate) fn open_source(
             let mut magic = [0u8; 6];
             let is_file = file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
             file.rewind()
-                .map_err(|e| PipelineError(format!("{}: {e}", path.display())))?;
-            let p = path.clone();
-            if is_file {
+                .map_err(|e| PipelineError::io(path, e.to_string()))?;
+            // arrow's readers validate the arrays they build, but slice a buffer past the end
+            // of a message body with a panic: a crafted file must give an error, so each read
+            // goes through `catch_quiet`, and the first failure ends the stream.
+            let bad = |path: &Path, m: String| {
+                PipelineError::source(
+                    path,
+                    format!("bad Arrow IPC data: {}", m.replace('\n', " ")),
+                )
+            };
+            let inner: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send> = if is_file
+            {
                 let len = file.metadata().map(|m| m.len()).unwrap_or(0);
                 bytes.bytes_read.fetch_add(len, Ordering::Relaxed);
-                let reader = arrow_ipc::reader::FileReader::try_new(file, None)
-                    .map_err(|e| arrow_err(path, e))?;
-                Box::new(reader.map(move |r| r.map_err(|e| arrow_err(&p, e))))
+                let reader =
+                    crate::catch_quiet(|| arrow_ipc::reader::FileReader::try_new(file, None))
+                        .map_err(|m| bad(path, m))?
+                        .map_err(|e| arrow_err(path, e))?;
+                Box::new(reader)
             } else {
-                let reader = arrow_ipc::reader::StreamReader::try_new(
-                    BufReader::new(Counting {
-                        inner: file,
-                        count: bytes,
-                    }),
-                    None,
-                )
+                let reader = crate::catch_quiet(|| {
+                    arrow_ipc::reader::StreamReader::try_new(
+                        BufReader::new(Counting {
+                            inner: file,
+                            count: bytes,
+                        }),
+                        None,
+                    )
+                })
+                .map_err(|m| bad(path, m))?
                 .map_err(|e| arrow_err(path, e))?;
-                Box::new(reader.map(move |r| r.map_err(|e| arrow_err(&p, e))))
-            }
+                Box::new(reader)
+            };
+            let p = path.clone();
+            let mut inner = Some(inner);
+            Box::new(std::iter::from_fn(move || {
+                let it = inner.as_mut()?;
+                let r = match crate::catch_quiet(|| it.next()) {
+                    Ok(None) => None,
+                    Ok(Some(r)) => Some(r.map_err(|e| arrow_err(&p, e))),
+                    Err(m) => Some(Err(bad(&p, m))),
+                };
+                if !matches!(r, Some(Ok(_))) {
+                    inner = None;
+                }
+                r
+            }))
         }
         Source::Parquet { path } => Box::new(super::parquet_io::open(
             open(path)?,
@@ -154,12 +317,16 @@ pub(crate) fn glob(pattern: &str) -> Result<globset::Glob, String> {
 
 /// Compiles glob patterns (see `Source::Dir`); `field` names them in errors.
 pub(crate) fn globs(field: &str, patterns: &[String]) -> Result<globset::GlobSet, PipelineError> {
+    let bad = |message: String| PipelineError::Spec {
+        stage: None,
+        field: field.to_string(),
+        message,
+    };
     let mut set = globset::GlobSetBuilder::new();
     for p in patterns {
-        set.add(glob(p).map_err(|m| PipelineError(format!("{field}: bad pattern `{p}`: {m}")))?);
+        set.add(glob(p).map_err(|m| bad(format!("bad pattern `{p}`: {m}")))?);
     }
-    set.build()
-        .map_err(|e| PipelineError(format!("{field}: {}", e.kind())))
+    set.build().map_err(|e| bad(e.kind().to_string()))
 }
 
 /// The files a directory source reads, in order: (path relative to `root`, `/`-separated;
@@ -185,13 +352,12 @@ pub(crate) fn dir_files(
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir)
-            .map_err(|e| PipelineError(format!("{}: cannot list: {e}", dir.display())))?;
+            .map_err(|e| PipelineError::io(&dir, format!("cannot list: {e}")))?;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| PipelineError(format!("{}: cannot list: {e}", dir.display())))?;
+            let entry = entry.map_err(|e| PipelineError::io(&dir, format!("cannot list: {e}")))?;
             let path = entry.path();
-            let ty = std::fs::metadata(&path)
-                .map_err(|e| PipelineError(format!("{}: {e}", path.display())))?;
+            let ty =
+                std::fs::metadata(&path).map_err(|e| PipelineError::io(&path, e.to_string()))?;
             let rel = relative(&path);
             if exclude_set.is_match(&rel) {
                 continue;
@@ -235,7 +401,7 @@ impl DirBatches {
             let start = values.len();
             File::open(&p)
                 .and_then(|mut f| f.read_to_end(&mut values))
-                .map_err(|e| PipelineError(format!("{}: cannot read: {e}", p.display())))?;
+                .map_err(|e| PipelineError::io(&p, format!("cannot read: {e}")))?;
             let size = values.len() - start;
             self.bytes
                 .bytes_read
@@ -246,11 +412,11 @@ impl DirBatches {
                 values.extend_from_slice(text.as_bytes());
             }
             let end = i32::try_from(values.len()).map_err(|_| {
-                PipelineError(format!(
-                    "{}: the batch that reaches this file holds over 2 GiB of content (Arrow's \
+                PipelineError::source(
+                    &p,
+                    "the batch that reaches this file holds over 2 GiB of content (Arrow's \
                      32-bit offsets); use a smaller batch-rows, or exclude files this large",
-                    p.display()
-                ))
+                )
             })?;
             offsets.push(end);
             names.push(rel);
@@ -261,12 +427,12 @@ impl DirBatches {
         let content: ArrayRef = if self.binary {
             Arc::new(
                 BinaryArray::try_new(offsets, values, None)
-                    .map_err(|e| PipelineError(format!("{}: {e}", self.root.display())))?,
+                    .map_err(|e| PipelineError::source(&self.root, e.to_string()))?,
             )
         } else {
             Arc::new(
                 StringArray::try_new(offsets, values, None)
-                    .map_err(|e| PipelineError(format!("{}: {e}", self.root.display())))?,
+                    .map_err(|e| PipelineError::source(&self.root, e.to_string()))?,
             )
         };
         let schema = Schema::new(vec![
@@ -290,7 +456,7 @@ impl DirBatches {
                 Arc::new(UInt64Array::from(sizes)),
             ],
         )
-        .map_err(|e| PipelineError(format!("{}: {e}", self.root.display())))
+        .map_err(|e| PipelineError::source(&self.root, e.to_string()))
     }
 }
 
@@ -322,8 +488,9 @@ impl Rebatch {
             pending.into_iter().next().unwrap_or_else(|| unreachable!())
         } else {
             let schema = pending[0].schema();
-            arrow_select::concat::concat_batches(&schema, &pending)
-                .map_err(|e| PipelineError(format!("source: batches do not concatenate: {e}")))?
+            arrow_select::concat::concat_batches(&schema, &pending).map_err(|e| {
+                PipelineError::Engine(format!("source: batches do not concatenate: {e}"))
+            })?
         };
         let n = n.min(all.num_rows());
         let rest = all.num_rows() - n;
