@@ -36,7 +36,8 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-fn io_message(e: &std::io::Error) -> String {
+/// An I/O error as a lowercase message (`no such file or directory`).
+pub fn io_message(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
@@ -64,17 +65,4 @@ pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
     let bytes = std::fs::read(path).map_err(|e| err(io_message(&e)))?;
     let info = ModuleInfo::parse(&bytes).map_err(|e| err(e.to_string()))?;
     Ok((bytes, info))
-}
-
-/// Writes to stdout, treating a closed pipe (`wasmlink nm x | head`) as success.
-pub fn print(out: &str) -> Result<(), CliError> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }

@@ -1,14 +1,23 @@
 //! The `wasmlink` command: glue over the `wasmlink` and `wasmlink-dylink` libraries.
 //!
-//! One file per subcommand in `commands/`. Exit statuses: 0 success, 1 the command ran but
-//! found a problem it reports (a library not found, a symbol unresolved), 2 bad input or usage.
+//! One file per subcommand in `commands/`; no subcommand file imports another. What several
+//! share has its own module: `flags` (policy flags, `--modules`, value parsers), `progress`
+//! (the progress line), `search_modules` (the search engine's modules and their policies),
+//! `input` (reading a module, `CliError`) and `output` (every write to stdout and stderr, and
+//! the escaping of text that a module controls). Exit statuses: 0 success, 1 the command ran
+//! but found a problem it reports (a library not found, a symbol unresolved), 2 bad input or
+//! usage, or stdout cannot be written.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod flags;
 mod input;
+mod output;
+mod progress;
+mod search_modules;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -32,7 +41,11 @@ Environment:
 Exit status:
   0  success
   1  the command ran and found a problem (e.g. a needed library not found)
-  2  bad input or usage (missing file, not a WebAssembly module, corrupt section)";
+  2  bad input or usage (missing file, not a WebAssembly module, corrupt section), or stdout
+     cannot be written (e.g. no space left on device)
+Each subcommand's --help lists its own (`run` passes on the program's). A closed stdout pipe
+(`wasmlink nm x | head -1`) is not an error. Text from modules (error messages, captured
+output, names) is printed with control characters escaped, one line per line.";
 
 /// wasmlink: a runtime dynamic linker and secure module host for WebAssembly.
 #[derive(Parser)]
@@ -101,7 +114,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::error(&e);
             e.exit_code()
         }
     }

@@ -8,8 +8,9 @@ use arrow_array::RecordBatch;
 use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
-use super::policy::PolicyFlags;
-use crate::input::CliError;
+use crate::flags::PolicyFlags;
+use crate::input::{CliError, io_message};
+use crate::output::{self, print};
 
 /// Call an exported function of a module in a sandbox, under a policy (deny by default).
 #[derive(clap::Args)]
@@ -24,8 +25,15 @@ Examples:
   wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
   wasmlink call tokenizer@^1 count 3           a module from the repository (wasmlink repo)
 
+--output writes a new regular file with the permissions of the umask (0666 & ~umask), through a
+temporary file beside it renamed into place; an existing regular file (or a symlink to one) is
+replaced, anything else (a device, a FIFO, a directory) is refused; `-` is stdout. Text from
+the module (its error messages and captured stderr, and its stdout on a terminal) is printed
+with control characters escaped (\n, \x1b, \u{202e}).
+
 Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
-2 bad usage or input (unreadable module, bad policy, wrong arguments).")]
+2 bad usage or input (a missing, unreadable or invalid module, a bad policy or --env, wrong
+arguments, an unwritable --output or stdout). A closed stdout pipe is not an error.")]
 pub struct Args {
     /// The module file, or a repository reference NAME[@VERSION-REQUIREMENT].
     module: PathBuf,
@@ -47,7 +55,8 @@ pub struct Args {
     /// an Arrow IPC stream (as Parquet if --output ends in `.parquet`).
     #[arg(long, value_name = "FILE")]
     arrow: Option<PathBuf>,
-    /// Write the output of --input/--arrow to FILE instead of stdout.
+    /// Write the output of --input/--arrow to FILE instead of stdout (`-`: stdout); FILE must
+    /// be a regular file if it exists.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -118,16 +127,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         Err(e) => return Ok(fail(&e)),
     };
     let result = inst.call(&args.function, &vals);
-    let out = inst.take_stdout();
-    let err = inst.take_stderr();
-    use std::io::Write;
-    let _ = std::io::stdout().write_all(&out);
-    let _ = std::io::stderr().write_all(&err);
+    output::guest_stderr(&inst.take_stderr());
+    output::guest_stdout(&inst.take_stdout())?;
     match result {
         Ok(results) => {
-            for v in results {
-                println!("{}", format_val(&v));
-            }
+            let text: String = results.iter().map(|v| format_val(v) + "\n").collect();
+            print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(fail(&e)),
@@ -181,29 +186,84 @@ fn read_arrow_input(path: &std::path::Path) -> Result<Vec<RecordBatch>, CliError
     ipc(&read_input(path)?)
 }
 
+/// Writes `bytes` to `path` (`-` or none: stdout). A file is written beside its target and
+/// renamed into place, so a failed run leaves no partial file; it is created with the umask's
+/// permissions. A symlink is followed (the link stays a link); a target that is not a regular
+/// file (a device, a FIFO, a socket, a directory) is refused, never replaced.
 fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
-    match path {
-        Some(p) => {
-            // Written beside the target and renamed, so a failed run leaves no partial file.
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
-            tmp.write_all(bytes)
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
-            tmp.persist(p)
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
-            Ok(())
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(bytes).and_then(|_| out.flush()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(CliError::Other(format!("stdout: {e}")))
-                }
-                _ => Ok(()),
+    let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
+        return output::print_bytes(bytes);
+    };
+    let err = |m: String| CliError::Other(format!("{}: {m}", p.display()));
+    let target = match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.to_path_buf(),
+        Err(e) => return Err(err(io_message(&e))),
+        Ok(meta) => {
+            let target = if meta.file_type().is_symlink() {
+                std::fs::canonicalize(p).map_err(|e| {
+                    err(format!(
+                        "a symlink to a missing or unreachable file ({})",
+                        io_message(&e)
+                    ))
+                })?
+            } else {
+                p.to_path_buf()
+            };
+            let meta = std::fs::metadata(&target).map_err(|e| err(io_message(&e)))?;
+            if !meta.is_file() {
+                return Err(err(format!(
+                    "{}, not a regular file: --output writes only regular files (`-` for stdout)",
+                    file_kind(&meta)
+                )));
             }
+            target
         }
+    };
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".wasmlink-output-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Created with mode 0666: open(2) applies the umask, as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| err(io_message(&e)))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| err(io_message(&e)))?;
+    tmp.persist(&target)
+        .map_err(|e| err(io_message(&e.error)))?;
+    Ok(())
+}
+
+/// What a file is, for an error message.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
     }
 }
 
@@ -248,7 +308,7 @@ fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
     } else {
         return Ok(ExitCode::SUCCESS);
     };
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), &inst.take_stderr());
+    output::guest_stderr(&inst.take_stderr());
     match result {
         Ok(out) => {
             write_output(args.output.as_deref(), &out)?;
@@ -258,14 +318,20 @@ fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
     }
 }
 
+/// Prints the error (escaped: it carries the module's own text) and returns the exit status:
+/// 2 when the module file is missing, unreadable or not a valid module (bad input), 1 when the
+/// module was refused or the call failed.
 fn fail(e: &PluginError) -> ExitCode {
-    eprintln!("error: {e}");
+    output::error(e);
     if let Some(bt) = e.backtrace()
         && std::env::var_os("WASMLINK_BACKTRACE").is_some()
     {
-        eprintln!("{bt}");
+        output::diag_text(&format!("{bt}\n"));
     }
-    ExitCode::from(1)
+    match e {
+        PluginError::Io { .. } | PluginError::Load { .. } => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
 }
 
 fn parse_arg(t: &ValType, a: &str) -> Option<Val> {

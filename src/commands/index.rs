@@ -2,20 +2,24 @@
 //! streaming it through the search engine's modules (extract -> tokenize -> normalize ->
 //! index) with the pipeline engine (`wasmlink::pipeline`), then merging the indexer's segments
 //! with the index module's `merge`. `--compare-native` then runs the same wasmlink-search code
-//! natively in this process, for the throughput ratio.
+//! natively in this process (`wasmlink_search::native`, the harness the `index_native` bench
+//! also uses), for the throughput ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
-use super::search::{ModulesFlag, load_module_timeout};
+use crate::flags::{ModulesFlag, parse_duration};
 use crate::input::CliError;
+use crate::output::{diag, diag_text};
+use crate::progress::ProgressLine;
+use crate::search_modules::load_module_timeout;
 
 /// The file extensions indexed (as the pipeline's directory source spells them).
 const EXTENSIONS: &[&str] = &["html", "htm", "md", "markdown", "txt"];
@@ -78,7 +82,7 @@ pub struct Args {
     /// every loop and call, 1.1 to 1.4x faster (BENCHMARKS.md). With `none`, a document that
     /// sent a module into an endless loop would hang the run instead of going to the
     /// dead-letter file.
-    #[arg(long, value_name = "DURATION|none", value_parser = super::policy::parse_duration)]
+    #[arg(long, value_name = "DURATION|none", value_parser = parse_duration)]
     timeout: Option<wasmlink::policy::HumanDuration>,
     /// Where the search engine's modules are.
     #[command(flatten)]
@@ -199,9 +203,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if args.schedule == ScheduleArg::Chain {
         spec = spec.chain(args.workers);
     }
-    let pipeline = Pipeline::new(spec).map_err(|e| CliError::Other(e.0))?;
+    let pipeline = Pipeline::new(spec).map_err(|e| CliError::Other(e.to_string()))?;
 
-    eprintln!(
+    diag(format_args!(
         "indexing {} into {} ({} worker(s){}, {} documents per batch{})",
         corpus.display(),
         out.display(),
@@ -216,20 +220,19 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             Some(t) => format!(", timeout {t} per call"),
             None => String::new(),
         }
-    );
+    ));
     let progress = Arc::new(Progress::default());
-    let line =
-        super::pipeline::ProgressLine::start(progress.clone(), !args.no_progress, |p, secs| {
-            let files = p.rows_read.load(Ordering::Relaxed);
-            let bytes = p.bytes_read.load(Ordering::Relaxed);
-            format!(
-                "{files} files read ({:.0} files/s), {} ({}/s), {} segments written",
-                files as f64 / secs,
-                HumanBytes(bytes),
-                HumanBytes((bytes as f64 / secs) as u64),
-                p.rows_written.load(Ordering::Relaxed),
-            )
-        });
+    let line = ProgressLine::start(progress.clone(), !args.no_progress, |p, secs| {
+        let files = p.rows_read.load(Ordering::Relaxed);
+        let bytes = p.bytes_read.load(Ordering::Relaxed);
+        format!(
+            "{files} files read ({:.0} files/s), {} ({}/s), {} segments written",
+            files as f64 / secs,
+            HumanBytes(bytes),
+            HumanBytes((bytes as f64 / secs) as u64),
+            p.rows_written.load(Ordering::Relaxed),
+        )
+    });
     let started = Instant::now();
     let result = pipeline.run(&RunOptions {
         resume: false,
@@ -237,7 +240,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         progress: Some(progress),
     });
     line.finish();
-    let stats = result.map_err(|e| CliError::Other(e.0))?;
+    let stats = result.map_err(|e| CliError::Other(e.to_string()))?;
     if stats.outcome != Outcome::Completed {
         return Err(CliError::Other("indexing was interrupted".into()));
     }
@@ -306,13 +309,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             out.join("dead-letter.jsonl").display()
         ));
     }
-    eprint!("{report}");
+    diag_text(&report);
 
     if args.compare_native {
-        let native = native_index(&source, args.batch_rows, args.workers)?;
+        let files = source
+            .dir_files()
+            .unwrap_or_else(|| Ok(Vec::new()))
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        let native = wasmlink_search::native::index_files(&files, args.batch_rows, args.workers)
+            .map_err(|e| CliError::Other(e.to_string()))?;
         let native_rate = mb(native.bytes) / native.secs;
         let wasm_rate = mb(stats.bytes_read) / total;
-        eprintln!(
+        diag(format_args!(
             "native (same wasmlink-search code, {} thread(s), no wasm): {} documents, {:.2} MB \
              in {:.2}s: {:.0} docs/s, {:.2} MB/s; wasmlink/native = {:.2}x",
             args.workers,
@@ -322,7 +330,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             native.docs as f64 / native.secs,
             native_rate,
             wasm_rate / native_rate
-        );
+        ));
         // The issue's own comparison: the tokenizer, normaliser and indexer code alone (no
         // HTML extraction, no file reading), as CPU time summed over threads on both sides.
         let busy = |name: &str| {
@@ -334,7 +342,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         };
         let extract_busy = busy("extract");
         let analysis_busy = busy("tokenize") + busy("normalize") + busy("index");
-        eprintln!(
+        diag(format_args!(
             "per stage, seconds summed over threads (native/wasm): extract {:.2} wasm vs {:.2} \
              native ({:.2}x); tokenize+normalize+index {:.2} wasm vs {:.2} native ({:.2}x; the \
              wasm side includes Arrow exchange and per-batch segment encoding)",
@@ -344,7 +352,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             analysis_busy,
             native.analysis_secs,
             native.analysis_secs / analysis_busy.max(1e-9),
-        );
+        ));
         if native.docs != docs {
             return Err(CliError::Other(format!(
                 "native indexing found {} documents, the modules {docs}",
@@ -356,103 +364,5 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-struct NativeRun {
-    docs: u64,
-    bytes: u64,
-    secs: f64,
-    /// Time in `extract`, summed over threads.
-    extract_secs: f64,
-    /// Time in tokenize + normalize + `IndexBuilder::add`, summed over threads (the final merge
-    /// and encode are not in it; the wasm index stage's per-batch segment encoding is).
-    analysis_secs: f64,
-}
-
-/// The same work natively: `workers` threads take batches of `batch_rows` files in turn, read,
-/// extract, analyze and index each batch into a builder; the builders are merged in corpus
-/// order and encoded (not written).
-fn native_index(source: &Source, batch_rows: usize, workers: usize) -> Result<NativeRun, CliError> {
-    use wasmlink_search::{DocKind, IndexBuilder, IndexWriter, Normalizer, extract, tokens};
-    let started = Instant::now();
-    let files = source
-        .dir_files()
-        .unwrap_or_else(|| Ok(Vec::new()))
-        .map_err(|e| CliError::Other(e.0))?;
-    let batches: Vec<&[(String, PathBuf)]> = files.chunks(batch_rows).collect();
-    let next = AtomicUsize::new(0);
-    let (extract_ns, analysis_ns) = (AtomicU64::new(0), AtomicU64::new(0));
-    let results: Mutex<Vec<(usize, IndexBuilder, u64)>> = Mutex::new(Vec::new());
-    let error: Mutex<Option<CliError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut normalizer = Normalizer::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(batch) = batches.get(i) else { break };
-                    let mut builder = IndexBuilder::new();
-                    let mut bytes = 0u64;
-                    let (mut extract_t, mut analysis_t) = (Duration::ZERO, Duration::ZERO);
-                    for (rel, path) in batch.iter() {
-                        let content = match std::fs::read(path) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                *error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                    Some(CliError::Input {
-                                        path: path.clone(),
-                                        message: e.to_string(),
-                                    });
-                                return;
-                            }
-                        };
-                        bytes += content.len() as u64;
-                        let t0 = Instant::now();
-                        let doc =
-                            extract(&content, DocKind::from_path(rel).unwrap_or(DocKind::Text));
-                        let t1 = Instant::now();
-                        extract_t += t1 - t0;
-                        if doc.redirect.is_some() {
-                            continue;
-                        }
-                        let terms = normalizer.normalize_all(tokens(&doc.text));
-                        if let Err(e) = builder.add(&doc.title, rel, &terms) {
-                            *error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(CliError::Other(format!("{rel}: {e}")));
-                            return;
-                        }
-                        analysis_t += t1.elapsed();
-                    }
-                    extract_ns.fetch_add(extract_t.as_nanos() as u64, Ordering::Relaxed);
-                    analysis_ns.fetch_add(analysis_t.as_nanos() as u64, Ordering::Relaxed);
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((i, builder, bytes));
-                }
-            });
-        }
-    });
-    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|r| r.0);
-    let mut all = IndexBuilder::new();
-    let mut bytes = 0;
-    for (_, builder, b) in results {
-        bytes += b;
-        all.merge(builder)
-            .map_err(|e| CliError::Other(format!("native merge: {e}")))?;
-    }
-    let writer = IndexWriter::new(&all).map_err(|e| CliError::Other(format!("native: {e}")))?;
-    std::hint::black_box(writer.files());
-    Ok(NativeRun {
-        docs: all.num_docs() as u64,
-        bytes,
-        secs: started.elapsed().as_secs_f64(),
-        extract_secs: extract_ns.load(Ordering::Relaxed) as f64 / 1e9,
-        analysis_secs: analysis_ns.load(Ordering::Relaxed) as f64 / 1e9,
     })
 }

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 use wasmlink_dylink::{ExportClass, ImportClass, ModuleInfo};
 
-use crate::input::{CliError, print, read_module};
+use crate::input::{CliError, read_module};
+use crate::output::print;
 
 /// Show a module's kind, memory and table needs, needed libraries, runpath, TLS use, and its
 /// imports and exports counted per class.
@@ -20,7 +21,8 @@ Examples:
 
 The JSON form is stable and documented in docs/inspect-json.md (format_version 1).
 
-Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module.")]
+Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
+cannot be written.")]
 pub struct Args {
     /// The module to inspect.
     file: PathBuf,

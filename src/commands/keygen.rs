@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::input::{CliError, print};
+use crate::input::CliError;
+use crate::output::print;
 
 /// Write a new ed25519 keypair: the secret key to PATH (mode 0600) and the public key to
 /// PATH.pub.
@@ -16,7 +17,7 @@ Sign with `wasmlink repo add --sign PATH`; trust with `--trust PATH.pub`.
 Example:
   wasmlink keygen ~/.config/wasmlink/key
 
-Exit status: 0 success, 2 a file already exists or cannot be written.")]
+Exit status: 0 success, 2 a file already exists or cannot be written (or stdout cannot be).")]
 pub struct Args {
     /// Where to write the secret key (the public key goes to PATH.pub).
     path: PathBuf,

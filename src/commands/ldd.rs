@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use wasmlink::resolve::{DependencyTree, SearchPath};
 
-use crate::input::{CliError, print, read_module};
+use crate::input::{CliError, read_module};
+use crate::output::{diag, print};
 
 /// Resolve a module's needed libraries, recursively, as the loader would, and print where
 /// each was found.
@@ -26,7 +27,7 @@ With -r, the module is also linked as `wasmlink run` would (constructors are not
 strong symbol that no loaded library defines is printed as `undefined symbol: NAME (LIBRARY)`.
 
 Exit status: 0 all found, 1 something not found or unresolved (or not a dynamic module),
-2 the file is missing or not a valid WebAssembly module.")]
+2 the file is missing or not a valid WebAssembly module, or stdout cannot be written.")]
 pub struct Args {
     /// The program or library to resolve.
     file: PathBuf,
@@ -67,25 +68,25 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
     }
     print(&o)?;
-    let missing: Vec<_> = tree.missing().collect();
-    for m in &missing {
-        let needed_by = tree
-            .entries
-            .iter()
-            .find(|e| e.name == m.name)
-            .and_then(|e| e.needed_by)
-            .map(|i| tree.entries[i].name.clone())
-            .unwrap_or_default();
-        eprintln!(
+    // One pass: each entry knows who needed it (a search by name per missing entry made
+    // thousands of missing NEEDED entries quadratic).
+    let mut missing = 0usize;
+    for entry in &tree.entries {
+        let Err(m) = &entry.result else { continue };
+        missing += 1;
+        let needed_by = entry
+            .needed_by
+            .map_or("", |i| tree.entries[i].name.as_str());
+        diag(format_args!(
             "wasmlink: {} (needed by {needed_by}): not found; searched {}",
             m.name,
             searched(&m.searched)
-        );
+        ));
         for (p, why) in &m.skipped {
-            eprintln!("wasmlink:   skipped {}: {why}", p.display());
+            diag(format_args!("wasmlink:   skipped {}: {why}", p.display()));
         }
     }
-    if !missing.is_empty() {
+    if missing > 0 {
         return Ok(ExitCode::from(1));
     }
     if args.relocs {
@@ -96,7 +97,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let process = match process {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("wasmlink: {e}");
+                diag(format_args!("wasmlink: {e}"));
                 return Ok(ExitCode::from(1));
             }
         };

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use wasmlink_dylink::{ExportClass, ModuleInfo, SymbolFlags};
 
-use crate::input::{CliError, print, read_module};
+use crate::input::{CliError, read_module};
+use crate::output::print;
 
 /// List a module's dynamic symbols: what it defines for others and what it needs from them.
 #[derive(clap::Args)]
@@ -26,7 +27,8 @@ Examples:
   wasmlink nm libc.so
   wasmlink nm --undefined-only libpython3.14.so | grep got-func
 
-Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module.")]
+Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
+cannot be written.")]
 pub struct Args {
     /// The module to list.
     file: PathBuf,

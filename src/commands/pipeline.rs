@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, RunStats};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
-use crate::input::{CliError, print};
+use crate::input::CliError;
+use crate::output::{diag, diag_text, print};
+use crate::progress::ProgressLine;
 
 /// Streaming pipelines of modules.
 #[derive(clap::Args)]
@@ -39,7 +40,8 @@ Examples:
   wasmlink pipeline run --json index.toml > stats.json
 
 Exit status: 0 completed; 1 completed, but some batches went to the dead-letter file;
-2 bad pipeline file or a fatal error (unreadable source, unwritable output); 130 interrupted.")]
+2 bad pipeline file or a fatal error (unreadable source, unwritable output, stdout cannot be
+written); 130 interrupted.")]
 struct RunArgs {
     /// The pipeline file (TOML).
     file: PathBuf,
@@ -86,7 +88,7 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
                 // Second Ctrl-C: leave now. The checkpoint on disk is consistent.
                 std::process::exit(130);
             }
-            eprintln!("interrupted: finishing the batches in flight (Ctrl-C again to exit now)");
+            diag("interrupted: finishing the batches in flight (Ctrl-C again to exit now)");
         })
         .map_err(|e| CliError::Other(format!("cannot install the Ctrl-C handler: {e}")))?;
     }
@@ -114,7 +116,7 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
         let json = serde_json::to_string_pretty(&stats).unwrap_or_default();
         print(&(json + "\n"))?;
     } else {
-        eprint!("{}", table(&stats));
+        diag_text(&table(&stats));
     }
     Ok(match stats.outcome {
         Outcome::Interrupted => ExitCode::from(130),
@@ -182,54 +184,4 @@ fn table(stats: &RunStats) -> String {
         );
     }
     out
-}
-
-/// A one-line progress display on stderr (when it is a terminal and not disabled), redrawn
-/// every 100 ms from a pipeline's live counters by `message(progress, elapsed_seconds)`.
-pub(crate) struct ProgressLine {
-    done: Arc<AtomicBool>,
-    ticker: Option<std::thread::JoinHandle<()>>,
-    bar: Option<ProgressBar>,
-}
-
-impl ProgressLine {
-    pub(crate) fn start(
-        progress: Arc<Progress>,
-        enabled: bool,
-        message: fn(&Progress, f64) -> String,
-    ) -> ProgressLine {
-        let done = Arc::new(AtomicBool::new(false));
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar
-        });
-        let ticker = bar.clone().map(|bar| {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                let start = std::time::Instant::now();
-                while !done.load(Ordering::Relaxed) {
-                    let secs = start.elapsed().as_secs_f64().max(1e-3);
-                    bar.set_message(message(&progress, secs));
-                    bar.tick();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        });
-        ProgressLine { done, ticker, bar }
-    }
-
-    /// Stops the ticker and clears the line.
-    pub(crate) fn finish(self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker {
-            let _ = t.join();
-        }
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }

@@ -9,7 +9,8 @@ use wasmlink::repo::{
     RepoError, Repository, SigningKey, Status, Trust, parse_exact, parse_version,
 };
 
-use crate::input::{CliError, print};
+use crate::input::CliError;
+use crate::output::print;
 
 /// Manage the module repository: a content-addressed store of named, versioned and optionally
 /// signed modules.
@@ -32,7 +33,8 @@ Examples:
 
 Exit status: 0 success, 1 a problem found in the repository (a tampered or missing object, a
 bad or missing signature, no matching module), 2 bad input or usage (a bad name, version,
-requirement or key file; a file that is missing or not a WebAssembly module).")]
+requirement or key file; a file that is missing or not a WebAssembly module; stdout cannot be
+written).")]
 pub struct Args {
     #[command(subcommand)]
     command: RepoCommand,
@@ -106,7 +108,7 @@ fn fail(e: RepoError) -> Result<ExitCode, CliError> {
     if e.is_bad_input() {
         Err(CliError::Other(e.to_string()))
     } else {
-        eprintln!("error: {e}");
+        crate::output::error(&e);
         Ok(ExitCode::from(1))
     }
 }
@@ -120,12 +122,16 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         },
     };
     match run_command(&repo, args.command) {
-        Ok(code) => Ok(code),
+        Ok((code, out)) => {
+            print(&out)?;
+            Ok(code)
+        }
         Err(e) => fail(e),
     }
 }
 
-fn run_command(repo: &Repository, command: RepoCommand) -> Result<ExitCode, RepoError> {
+/// Runs the command; returns its exit status and what it prints on stdout.
+fn run_command(repo: &Repository, command: RepoCommand) -> Result<(ExitCode, String), RepoError> {
     let mut o = String::new();
     let code = match command {
         RepoCommand::Add {
@@ -202,6 +208,11 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<ExitCode, Repo
                         "TAMPERED  {m}: {path}: the index says {}, the file hashes to {actual}",
                         v.module.entry.sha256
                     ),
+                    Status::TooLong { actual } => writeln!(
+                        o,
+                        "TAMPERED  {m}: {path}: the index says {} bytes, the file has {actual}",
+                        v.module.entry.size
+                    ),
                     Status::Signature(e) => writeln!(o, "SIGNATURE {e}"),
                     Status::Unreadable(e) => writeln!(o, "ERROR     {e}"),
                 };
@@ -254,10 +265,5 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<ExitCode, Repo
             ExitCode::SUCCESS
         }
     };
-    print(&o).map_err(|e| RepoError::Io {
-        path: PathBuf::from("<stdout>"),
-        op: "write",
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(code)
+    Ok((code, o))
 }

@@ -7,6 +7,7 @@ use wasmlink::ProcessBuilder;
 use wasmlink::resolve::SearchPath;
 
 use crate::input::CliError;
+use crate::output::{diag, print};
 
 /// Run a WebAssembly program with its shared libraries, under WASI preview 1.
 #[derive(clap::Args)]
@@ -27,7 +28,8 @@ Environment:
   WASMLINK_DEBUG          libs,bindings,symbols (or all): trace the loader to stderr
 
 Exit status: the program's own status; 127 if it cannot be loaded or linked (like ld.so);
-134 if it traps; 2 for bad usage.")]
+134 if it traps; 2 for bad usage or input (a missing or invalid program, a bad policy) or
+when stdout cannot be written.")]
 pub struct Args {
     /// The program (or library, with --invoke).
     program: PathBuf,
@@ -134,10 +136,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let mut program = match builder.load_plain(&args.program, &explicit) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("wasmlink: {e}");
+                diag(format_args!("wasmlink: {e}"));
                 return Ok(ExitCode::from(127));
             }
         };
+        let mut results = String::new();
         let result = match &args.invoke {
             None => program.run_main(),
             Some(f) => {
@@ -148,17 +151,16 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                     .map(wasmtime::Val::I32)
                     .collect();
                 program.call(f, &vals).map(|out| {
-                    for v in out {
-                        print_val(&v);
-                    }
+                    results = values(&out);
                     0
                 })
             }
         };
+        print(&results)?;
         return Ok(match result {
             Ok(code) => ExitCode::from((code & 0xff) as u8),
             Err(e) => {
-                eprintln!("wasmlink: {e}");
+                diag(format_args!("wasmlink: {e}"));
                 ExitCode::from(134)
             }
         });
@@ -166,18 +168,24 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut process = match builder.load(&args.program) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("wasmlink: {e}");
+            diag(format_args!("wasmlink: {e}"));
             return Ok(ExitCode::from(127));
         }
     };
     let result = match &args.invoke {
         None => process.run_main(),
-        Some(f) => invoke(&mut process, f, &args.args),
+        Some(f) => match invoke(&mut process, f, &args.args) {
+            Ok(out) => {
+                print(&values(&out))?;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
         Err(e) => {
-            eprintln!("wasmlink: {e}");
+            diag(format_args!("wasmlink: {e}"));
             Ok(ExitCode::from(134))
         }
     }
@@ -187,7 +195,7 @@ fn invoke(
     process: &mut wasmlink::Process,
     name: &str,
     args: &[String],
-) -> Result<i32, wasmlink::LinkError> {
+) -> Result<Vec<wasmtime::Val>, wasmlink::LinkError> {
     let func = process.func(name)?;
     let ty = func.ty(process.store_mut());
     let mut vals = Vec::new();
@@ -208,21 +216,20 @@ fn invoke(
             _ => return Err(bad()),
         });
     }
-    let out = process.call(name, &vals)?;
-    for v in &out {
-        print_val(v);
-    }
-    Ok(0)
+    process.call(name, &vals)
 }
 
-fn print_val(v: &wasmtime::Val) {
-    match v {
-        wasmtime::Val::I32(x) => println!("{x}"),
-        wasmtime::Val::I64(x) => println!("{x}"),
-        wasmtime::Val::F32(x) => println!("{}", f32::from_bits(*x)),
-        wasmtime::Val::F64(x) => println!("{}", f64::from_bits(*x)),
-        other => println!("{other:?}"),
-    }
+/// Results, one per line.
+fn values(vals: &[wasmtime::Val]) -> String {
+    vals.iter()
+        .map(|v| match v {
+            wasmtime::Val::I32(x) => format!("{x}\n"),
+            wasmtime::Val::I64(x) => format!("{x}\n"),
+            wasmtime::Val::F32(x) => format!("{}\n", f32::from_bits(*x)),
+            wasmtime::Val::F64(x) => format!("{}\n", f64::from_bits(*x)),
+            other => format!("{other:?}\n"),
+        })
+        .collect()
 }
 
 /// `Some(explicit modules)` when the program is a plain module that imports from other modules

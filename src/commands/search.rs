@@ -1,17 +1,17 @@
 //! `wasmlink search`: answer a query over an index built by `wasmlink index`, by running the
 //! search engine's query module (guest/search/query) under a policy that grants the index
 //! directory read-only and nothing else.
-//!
-//! Also the helpers `wasmlink index` shares: where the modules are, and their policies.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wasmlink::plugin::{HostConfig, Plugin, PluginHost};
-use wasmlink::policy::{HumanDuration, Policy};
+use wasmlink::plugin::{HostConfig, PluginHost};
 
-use crate::input::{CliError, print};
+use crate::flags::ModulesFlag;
+use crate::input::CliError;
+use crate::output::{diag, print};
+use crate::search_modules::load_module;
 
 /// Search an index built by `wasmlink index` (BM25, best first).
 #[derive(clap::Args)]
@@ -25,7 +25,8 @@ Examples:
   wasmlink search target/demo/book-index \"ownership borrowing\"
   wasmlink search -k 3 --json target/demo/book-index \"trait objects dyn\"
 
-Exit status: 0 results printed (possibly none); 2 bad usage, no index, or a module error.")]
+Exit status: 0 results printed (possibly none); 2 bad usage, no index, a module error, or
+stdout cannot be written.")]
 pub struct Args {
     /// The index directory (written by `wasmlink index --out`).
     index: PathBuf,
@@ -44,118 +45,6 @@ pub struct Args {
     /// stderr.
     #[arg(long, value_name = "N")]
     repeat: Option<usize>,
-}
-
-/// `--modules DIR` (or `WASMLINK_MODULES`).
-#[derive(clap::Args, Clone, Debug)]
-pub struct ModulesFlag {
-    /// The directory holding the search engine's modules (extract.wasm, tokenize.wasm,
-    /// normalize.wasm, index.wasm, query.wasm).
-    #[arg(long = "modules", value_name = "DIR", env = "WASMLINK_MODULES")]
-    pub dir: Option<PathBuf>,
-}
-
-impl ModulesFlag {
-    /// The path of module `name` (`name.wasm`), or an error saying how to build it.
-    pub fn find(&self, name: &str) -> Result<PathBuf, CliError> {
-        let file = format!("{name}.wasm");
-        let mut tried = Vec::new();
-        if let Some(dir) = &self.dir {
-            let p = dir.join(&file);
-            if p.is_file() {
-                return Ok(p);
-            }
-            return Err(CliError::Other(format!(
-                "{}: module not found (--modules / WASMLINK_MODULES is {}); build the modules \
-                 with `bash scripts/build-guests.sh`",
-                p.display(),
-                dir.display()
-            )));
-        }
-        // The build tree of this binary: target/{debug,release}/wasmlink -> target/guest-modules.
-        if let Ok(exe) = std::env::current_exe()
-            && let Some(target) = exe.parent().and_then(Path::parent)
-        {
-            tried.push(target.join("guest-modules"));
-        }
-        tried.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guest-modules"));
-        for dir in &tried {
-            let p = dir.join(&file);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-        let dirs: Vec<String> = tried.iter().map(|d| d.display().to_string()).collect();
-        Err(CliError::Other(format!(
-            "module {file} not found in {}; build the modules with `bash scripts/build-guests.sh` \
-             (or pass --modules DIR / set WASMLINK_MODULES)",
-            dirs.join(" or ")
-        )))
-    }
-}
-
-/// The policy of search-engine module `name` (examples/search/NAME.toml, compiled in). For the
-/// index and query modules, `index_dir` replaces the granted directory's host path.
-pub fn module_policy(name: &str, index_dir: Option<&Path>) -> Result<Policy, CliError> {
-    let (origin, text) = match name {
-        "extract" => (
-            "examples/search/extract.toml",
-            include_str!("../../examples/search/extract.toml"),
-        ),
-        "tokenize" => (
-            "examples/search/tokenize.toml",
-            include_str!("../../examples/search/tokenize.toml"),
-        ),
-        "normalize" => (
-            "examples/search/normalize.toml",
-            include_str!("../../examples/search/normalize.toml"),
-        ),
-        "index" => (
-            "examples/search/index.toml",
-            include_str!("../../examples/search/index.toml"),
-        ),
-        "query" => (
-            "examples/search/query.toml",
-            include_str!("../../examples/search/query.toml"),
-        ),
-        other => return Err(CliError::Other(format!("no policy for module `{other}`"))),
-    };
-    let mut policy = Policy::from_toml(text, origin).map_err(|e| CliError::Other(e.0))?;
-    if let Some(dir) = index_dir {
-        let abs = std::path::absolute(dir)
-            .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
-        for grant in &mut policy.dirs {
-            grant.host = abs.clone();
-        }
-    }
-    Ok(policy)
-}
-
-/// Loads search-engine module `name` under its policy.
-pub fn load_module(
-    host: &PluginHost,
-    modules: &ModulesFlag,
-    name: &str,
-    index_dir: Option<&Path>,
-) -> Result<Plugin, CliError> {
-    load_module_timeout(host, modules, name, index_dir, None)
-}
-
-/// [`load_module`], with `limits.timeout` replaced when `timeout` is given.
-pub fn load_module_timeout(
-    host: &PluginHost,
-    modules: &ModulesFlag,
-    name: &str,
-    index_dir: Option<&Path>,
-    timeout: Option<HumanDuration>,
-) -> Result<Plugin, CliError> {
-    let path = modules.find(name)?;
-    let mut policy = module_policy(name, index_dir)?;
-    if timeout.is_some() {
-        policy.limits.timeout = timeout;
-    }
-    host.load_file(&path, policy)
-        .map_err(|e| CliError::Other(e.to_string()))
 }
 
 /// One result line of the query module.
@@ -232,13 +121,13 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             let i = ((p * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1;
             times[i]
         };
-        eprintln!(
+        diag(format_args!(
             "query latency over {n} runs: p50 {:.3} ms, p99 {:.3} ms (first call, opening the \
              index: {:.3} ms)",
             pct(0.50),
             pct(0.99),
             first.as_secs_f64() * 1e3
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,12 +36,17 @@
 //! Everything here is deterministic: the same input gives the same text, terms, index bytes
 //! and scores on every run, natively and in wasm (no randomly seeded hashing, no clock, no
 //! threads). The on-disk index format is versioned ([`FORMAT_VERSION`]).
+//!
+//! [`native`] (not compiled for wasm) is the native comparison harness: the same stages on
+//! worker threads over files, for `wasmlink index --compare-native` and `benches/native.rs`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod extract;
 mod index;
+#[cfg(not(target_family = "wasm"))]
+pub mod native;
 mod normalize;
 mod query;
 mod tokenize;

@@ -1,0 +1,187 @@
+//! Flags that several subcommands share: the policy flags of `call` (a policy file plus grants
+//! and limits on top of it), `--modules` of `index` and `search`, and the value parsers for
+//! sizes and durations.
+
+use std::path::{Path, PathBuf};
+
+use wasmlink::policy::{
+    ByteSize, DirGrant, DirMode, HumanDuration, OutputMode, Policy, RandomMode, StdinMode,
+};
+
+use crate::input::CliError;
+
+/// The policy flags of `call`: a policy file plus grants and limits on top of it.
+#[derive(clap::Args, Debug, Default)]
+pub struct PolicyFlags {
+    /// Read the policy from FILE (TOML; see `wasmlink policy schema`). Flags add to it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Grant the host directory HOST read-write, as GUEST (default: the same path).
+    #[arg(long, value_name = "HOST[::GUEST]")]
+    pub dir: Vec<String>,
+    /// Grant the host directory HOST read-only, as GUEST.
+    #[arg(long, value_name = "HOST[::GUEST]")]
+    pub dir_ro: Vec<String>,
+    /// Set an environment variable (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Pass the host's variable NAME through (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub env_inherit: Vec<String>,
+    /// Give the module the host's stdin, stdout and stderr.
+    #[arg(long)]
+    pub inherit_stdio: bool,
+    /// Grant the wall and monotonic clocks.
+    #[arg(long)]
+    pub allow_clocks: bool,
+    /// Randomness: deny, deterministic or secure.
+    #[arg(long, value_name = "MODE", value_parser = ["deny", "deterministic", "secure"])]
+    pub random: Option<String>,
+    /// Limit linear memory (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<ByteSize>,
+    /// Limit the WebAssembly stack (e.g. 1MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_stack: Option<ByteSize>,
+    /// Limit each call to N units of fuel.
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Limit each call's wall-clock time (e.g. 500ms, 2s), or `none`: no limit and no clock
+    /// checks compiled into the module (faster; only for modules trusted to return).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<HumanDuration>,
+    /// Limit captured output and returned data (e.g. 1MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_output: Option<ByteSize>,
+    /// Refuse the module unless its sha256 is HEX.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+}
+
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(s)
+}
+
+pub fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+    HumanDuration::parse(s)
+}
+
+impl PolicyFlags {
+    /// The policy file (or the empty, deny-everything policy) with the flags applied.
+    pub fn resolve(&self) -> Result<Policy, CliError> {
+        let mut p = match &self.policy {
+            Some(f) => Policy::from_file(f).map_err(|e| CliError::Other(e.to_string()))?,
+            None => Policy::default(),
+        };
+        for (list, mode) in [
+            (&self.dir, DirMode::ReadWrite),
+            (&self.dir_ro, DirMode::ReadOnly),
+        ] {
+            for d in list {
+                let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
+                p.dirs.push(DirGrant {
+                    host: std::env::current_dir()
+                        .map(|c| c.join(host))
+                        .unwrap_or_else(|_| PathBuf::from(host)),
+                    guest: guest.to_string(),
+                    mode,
+                });
+            }
+        }
+        for e in &self.env {
+            let (k, v) = e
+                .split_once('=')
+                .ok_or_else(|| CliError::Other(format!("--env {e}: expected KEY=VALUE")))?;
+            p.env.vars.insert(k.to_string(), v.to_string());
+        }
+        p.env.inherit.extend(self.env_inherit.iter().cloned());
+        if self.inherit_stdio {
+            p.stdio.stdin = StdinMode::Inherit;
+            p.stdio.stdout = OutputMode::Inherit;
+            p.stdio.stderr = OutputMode::Inherit;
+        }
+        if self.allow_clocks {
+            p.capabilities.clocks = true;
+        }
+        if let Some(r) = &self.random {
+            p.capabilities.random = match r.as_str() {
+                "deny" => RandomMode::Deny,
+                "secure" => RandomMode::Secure,
+                _ => RandomMode::Deterministic,
+            };
+        }
+        if self.max_memory.is_some() {
+            p.limits.memory = self.max_memory;
+        }
+        if self.max_stack.is_some() {
+            p.limits.stack = self.max_stack;
+        }
+        if self.fuel.is_some() {
+            p.limits.fuel = self.fuel;
+        }
+        if self.timeout.is_some() {
+            p.limits.timeout = self.timeout;
+        }
+        if self.max_output.is_some() {
+            p.limits.output = self.max_output;
+        }
+        if self.sha256.is_some() {
+            p.integrity.sha256 = self.sha256.clone();
+        }
+        let origin = self
+            .policy
+            .as_ref()
+            .map_or("command line".to_string(), |f| f.display().to_string());
+        p.validate(&origin)
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        Ok(p)
+    }
+}
+
+/// `--modules DIR` (or `WASMLINK_MODULES`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModulesFlag {
+    /// The directory holding the search engine's modules (extract.wasm, tokenize.wasm,
+    /// normalize.wasm, index.wasm, query.wasm).
+    #[arg(long = "modules", value_name = "DIR", env = "WASMLINK_MODULES")]
+    pub dir: Option<PathBuf>,
+}
+
+impl ModulesFlag {
+    /// The path of module `name` (`name.wasm`), or an error saying how to build it.
+    pub fn find(&self, name: &str) -> Result<PathBuf, CliError> {
+        let file = format!("{name}.wasm");
+        let mut tried = Vec::new();
+        if let Some(dir) = &self.dir {
+            let p = dir.join(&file);
+            if p.is_file() {
+                return Ok(p);
+            }
+            return Err(CliError::Other(format!(
+                "{}: module not found (--modules / WASMLINK_MODULES is {}); build the modules \
+                 with `bash scripts/build-guests.sh`",
+                p.display(),
+                dir.display()
+            )));
+        }
+        // The build tree of this binary: target/{debug,release}/wasmlink -> target/guest-modules.
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(target) = exe.parent().and_then(Path::parent)
+        {
+            tried.push(target.join("guest-modules"));
+        }
+        tried.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guest-modules"));
+        for dir in &tried {
+            let p = dir.join(&file);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        let dirs: Vec<String> = tried.iter().map(|d| d.display().to_string()).collect();
+        Err(CliError::Other(format!(
+            "module {file} not found in {}; build the modules with `bash scripts/build-guests.sh` \
+             (or pass --modules DIR / set WASMLINK_MODULES)",
+            dirs.join(" or ")
+        )))
+    }
+}
