@@ -21,6 +21,16 @@
 //!   keys ([`Trust`]) they also check the entry's ed25519 signature.
 //! - A `name@version` is immutable too: adding different bytes under an existing version is an
 //!   error (remove the version first).
+//! - **Build metadata never makes a second version.** Semver ignores `+BUILD` when it compares
+//!   versions, so `1.0.0` and `1.0.0+zzz` are the same version to every requirement (`=1.0.0`
+//!   matches both). [`Repository::add`] therefore refuses a version equal to one already present
+//!   except for its build metadata, and [`Repository::resolve`] refuses (rather than picks from)
+//!   an index that holds two such entries: an exact pin always names one set of bytes, and an
+//!   unsigned `1.0.0+x` can never shadow a signed `1.0.0`.
+//! - **Objects are read only if they are regular files, and never past their recorded size.**
+//!   An object is opened without blocking and checked with `fstat`, so a FIFO, a device or a
+//!   directory in its place is an error naming it (never a hang), and at most the `size` the
+//!   index records (plus one byte, to see that it is longer) is read.
 //!
 //! References are `NAME` (the highest release version), or `NAME@REQ` where `REQ` is a semver
 //! requirement as Cargo reads it: `foo@1.2` and `foo@1.2.3` mean `^1.2` and `^1.2.3` (the
@@ -163,6 +173,64 @@ pub enum RepoError {
         version: Version,
         /// The sha256 the index holds for it.
         existing: String,
+    },
+    /// Adding a version that equals an existing one except for its build metadata (`+...`):
+    /// semver ignores build metadata, so the two would be the same version to every
+    /// requirement and one could shadow the other.
+    #[error(
+        "{name}@{version} conflicts with {name}@{existing}, already in the repository: versions \
+         that differ only in build metadata (+...) are the same version to semver \
+         (remove {name}@{existing} first, or choose another version)"
+    )]
+    VersionConflict {
+        /// The module name.
+        name: String,
+        /// The version being added.
+        version: Version,
+        /// The version already present.
+        existing: Version,
+    },
+    /// The index holds several versions that match a requirement and differ only in build
+    /// metadata, so the requirement does not name one module (an index written by hand or by
+    /// an older wasmlink).
+    #[error(
+        "{name}@{req} is ambiguous: {candidates} differ only in build metadata (+...); \
+         remove all but one of them"
+    )]
+    AmbiguousVersion {
+        /// The module name.
+        name: String,
+        /// The requirement.
+        req: String,
+        /// The tied versions, comma-separated.
+        candidates: String,
+    },
+    /// A repository file (an object or the index) is not a regular file: a FIFO, a device, a
+    /// socket or a directory in its place is refused rather than read.
+    #[error("{}: {what} is {kind}, not a regular file", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it should be: `object of NAME@VERSION` or `the repository index`.
+        what: String,
+        /// What it is: `a FIFO`, `a directory`, ...
+        kind: &'static str,
+    },
+    /// An object file is longer than the size the index records: it is not read further.
+    #[error(
+        "{}: the file has {actual} bytes, more than the {expected} the index records \
+         (tampered or corrupt object of {module})",
+        path.display()
+    )]
+    TooLong {
+        /// The object file.
+        path: PathBuf,
+        /// `name@version`.
+        module: String,
+        /// The size the index records.
+        expected: u64,
+        /// The file's size (at least).
+        actual: u64,
     },
     /// The index file is not a repository index this version understands.
     #[error("{}: corrupt repository index: {message}", path.display())]
@@ -693,6 +761,11 @@ pub enum Status {
         /// The sha256 of the content.
         actual: String,
     },
+    /// The object is longer than the size the index records (it was not read past that).
+    TooLong {
+        /// The file's size in bytes (at least).
+        actual: u64,
+    },
     /// The bytes are intact but the signature check failed (with [`Trust`] keys).
     Signature(String),
     /// The object could not be read.
@@ -782,15 +855,26 @@ impl Repository {
 
     fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let text = match open_regular(&path) {
+            Ok((file, _)) => {
+                let mut text = Vec::new();
+                io::Read::read_to_end(&mut &file, &mut text).map_err(io_err(&path, "read"))?;
+                text
+            }
+            Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Index {
                     format: INDEX_FORMAT,
                     modules: BTreeMap::new(),
                 });
             }
-            Err(e) => return Err(io_err(&path, "read")(e)),
+            Err(OpenError::Io(e)) => return Err(io_err(&path, "read")(e)),
+            Err(OpenError::NotAFile(kind)) => {
+                return Err(RepoError::NotAFile {
+                    path,
+                    what: "the repository index".to_string(),
+                    kind,
+                });
+            }
         };
         let index: Index = serde_json::from_slice(&text).map_err(|e| RepoError::CorruptIndex {
             path: path.clone(),
@@ -845,6 +929,11 @@ impl Repository {
     /// Adds the module at `path` as `name@version`, signed with `sign` if given. The file must
     /// be a valid WebAssembly module. Adding the same bytes again under the same version is a
     /// no-op; different bytes under an existing version are refused.
+    ///
+    /// # Errors
+    /// [`RepoError::VersionExists`] for other bytes under an existing version, and
+    /// [`RepoError::VersionConflict`] for a version equal to an existing one but for its build
+    /// metadata (`1.0.0+b` when `1.0.0` is there, or the reverse).
     pub fn add(
         &self,
         path: &Path,
@@ -889,13 +978,30 @@ impl Repository {
                 existing: existing.sha256.clone(),
             });
         }
+        if let Some(existing) = index.modules.get(name).and_then(|versions| {
+            versions
+                .keys()
+                .find(|v| *v != version && v.cmp_precedence(version).is_eq())
+        }) {
+            return Err(RepoError::VersionConflict {
+                name: name.to_string(),
+                version: version.clone(),
+                existing: existing.clone(),
+            });
+        }
         // Under the lock, so a concurrent gc cannot remove the object before the index
         // references it.
         let object = self.object_path(&sha256);
-        let intact = match fs::read(&object) {
-            Ok(b) => hex::encode(Sha256::digest(&b)) == sha256,
-            Err(_) => false,
-        };
+        // Whatever is there (a partial write, a FIFO, other bytes) is replaced unless it is
+        // a regular file with exactly these bytes.
+        let intact = self
+            .read_checked(&Listed {
+                name: name.to_string(),
+                version: version.clone(),
+                entry: entry.clone(),
+                path: object.clone(),
+            })
+            .is_ok();
         if !intact {
             atomic_write(&self.objects(), &object, &bytes, true)?;
         }
@@ -936,6 +1042,10 @@ impl Repository {
 
     /// The highest version matching `reference` (`NAME` or `NAME@REQ`). Does not read the
     /// object: use [`Repository::load`] or [`Repository::path_of`] to get checked bytes.
+    ///
+    /// # Errors
+    /// [`RepoError::AmbiguousVersion`] when the highest match ties with another entry that
+    /// differs from it only in build metadata ([`Repository::add`] never writes such an index).
     pub fn resolve(&self, reference: &str) -> Result<Listed> {
         let r = ModuleRef::parse(reference)?;
         let index = self.read_index()?;
@@ -945,7 +1055,8 @@ impl Repository {
                 repo: self.root.clone(),
             });
         };
-        let Some((version, entry)) = versions.iter().rev().find(|(v, _)| r.req.matches(v)) else {
+        let mut matching = versions.iter().rev().filter(|(v, _)| r.req.matches(v));
+        let Some((version, entry)) = matching.next() else {
             return Err(RepoError::NoMatchingVersion {
                 available: versions
                     .keys()
@@ -956,6 +1067,27 @@ impl Repository {
                 req: r.req.to_string(),
             });
         };
+        // Versions equal but for build metadata sort next to each other: if the requirement
+        // matches more than one, it does not name one module (see the module docs).
+        let tied: Vec<&Version> = std::iter::once(version)
+            .chain(
+                matching
+                    .map(|(v, _)| v)
+                    .take_while(|v| v.cmp_precedence(version).is_eq()),
+            )
+            .collect();
+        if tied.len() > 1 {
+            return Err(RepoError::AmbiguousVersion {
+                candidates: tied
+                    .iter()
+                    .rev()
+                    .map(|v| format!("{}@{v}", r.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                name: r.name,
+                req: r.req.to_string(),
+            });
+        }
         Ok(Listed {
             name: r.name,
             version: version.clone(),
@@ -980,21 +1112,47 @@ impl Repository {
         Ok(self.load(reference, trust)?.module.path)
     }
 
+    /// Reads an object for `module`: only a regular file, opened without blocking, and never
+    /// more than the size the index records plus one byte (to see that it is longer).
     fn read_checked(&self, module: &Listed) -> Result<Vec<u8>> {
-        let bytes = fs::read(&module.path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                RepoError::MissingObject {
-                    path: module.path.clone(),
-                    module: format!("{}@{}", module.name, module.version),
-                }
-            } else {
-                io_err(&module.path, "read")(e)
-            }
+        let label = || format!("{}@{}", module.name, module.version);
+        let path = &module.path;
+        let expected = module.entry.size;
+        let (file, len) = open_regular(path).map_err(|e| match e {
+            OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => RepoError::MissingObject {
+                path: path.clone(),
+                module: label(),
+            },
+            OpenError::Io(e) => io_err(path, "read")(e),
+            OpenError::NotAFile(kind) => RepoError::NotAFile {
+                path: path.clone(),
+                what: format!("the object of {}", label()),
+                kind,
+            },
         })?;
+        let too_long = |actual: u64| RepoError::TooLong {
+            path: path.clone(),
+            module: label(),
+            expected,
+            actual,
+        };
+        if len > expected {
+            return Err(too_long(len));
+        }
+        // Never pre-allocate from the index: `size` is only a bound.
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(file, expected.saturating_add(1)),
+            &mut bytes,
+        )
+        .map_err(io_err(path, "read"))?;
+        if bytes.len() as u64 > expected {
+            return Err(too_long(bytes.len() as u64));
+        }
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != module.entry.sha256 {
             return Err(RepoError::Tampered {
-                path: module.path.clone(),
+                path: path.clone(),
                 expected: module.entry.sha256.clone(),
                 actual,
             });
@@ -1016,6 +1174,7 @@ impl Repository {
                     },
                     Err(RepoError::MissingObject { .. }) => Status::Missing,
                     Err(RepoError::Tampered { actual, .. }) => Status::Tampered { actual },
+                    Err(RepoError::TooLong { actual, .. }) => Status::TooLong { actual },
                     Err(e) => Status::Unreadable(e.to_string()),
                 };
                 Verified { module, status }
@@ -1085,6 +1244,59 @@ impl Repository {
         }
         report.removed.sort();
         Ok(report)
+    }
+}
+
+/// Why [`open_regular`] refused a file.
+enum OpenError {
+    Io(io::Error),
+    /// What the file is instead (`a FIFO`, `a directory`, ...).
+    NotAFile(&'static str),
+}
+
+/// Opens `path` for reading if it is a regular file, and returns it with its size. The type is
+/// checked before opening (so a FIFO is never opened by a reader) and again on the open file
+/// (so a file swapped for a FIFO in between is refused too); on Unix the open itself does not
+/// block (`O_NONBLOCK`), whatever is there.
+fn open_regular(path: &Path) -> Result<(fs::File, u64), OpenError> {
+    let meta = fs::metadata(path).map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotAFile(file_kind(&meta.file_type())));
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(OpenError::Io)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotAFile(file_kind(&meta.file_type())));
+    }
+    Ok((file, meta.len()))
+}
+
+/// `a FIFO`, `a directory`, ... for a file that is not a regular file.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
     }
 }
 
