@@ -6,7 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmlink_dylink::{DylinkFormat, DylinkInfo, ParseError, parse_dylink0, parse_legacy_dylink};
+use wasmlink_dylink::{
+    DylinkFormat, DylinkInfo, MAX_MEMORY_ALIGN_LOG2, MAX_TABLE_ALIGN_LOG2, MAX_TABLE_SIZE,
+    ParseError, parse_dylink0, parse_legacy_dylink,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, payload)) = data.split_first() else {
@@ -35,6 +38,11 @@ fn check(r: Result<DylinkInfo, ParseError>, format: DylinkFormat, offset: usize,
     match r {
         Ok(d) => {
             assert_eq!(d.format, format);
+            // The documented MEM_INFO bounds hold for every accepted section.
+            let m = d.mem_info;
+            assert!(m.memory_align_log2 <= MAX_MEMORY_ALIGN_LOG2, "{m:?}");
+            assert!(m.table_align_log2 <= MAX_TABLE_ALIGN_LOG2, "{m:?}");
+            assert!(m.table_size <= MAX_TABLE_SIZE, "{m:?}");
             let _ = (
                 d.mem_info.memory_align(),
                 d.mem_info.table_align(),
