@@ -639,6 +639,12 @@ fn work(
         if shared.abort.load(Ordering::SeqCst) {
             return;
         }
+        #[cfg(test)]
+        match tests::fault(seq) {
+            Some(tests::Fault::Panic) => panic!("injected worker fault at batch {seq}"),
+            Some(tests::Fault::Drop) => continue,
+            None => {}
+        }
         let item = match call_stage(stage, &mut instance, &batch, seq, shared, counters, on_call) {
             Step::Ok(out) => Item::Ok { seq, batch: out },
             Step::Failed(error) => Item::Failed {
@@ -651,6 +657,129 @@ fn work(
         };
         if tx.send(item).is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's own guards against losing a batch outside a stage call: a worker that
+    //! panics between calls, and one that drops a batch without a word (faults injected here
+    //! only, in test builds).
+
+    use std::sync::Mutex;
+
+    use arrow_array::{Int64Array, RecordBatch};
+    use wasmlink_host::plugin::PluginHost;
+    use wasmlink_host::policy::Policy;
+
+    use crate::{Outcome, Pipeline, PipelineError, PipelineSpec, RunOptions, Sink, Source};
+
+    #[derive(Clone, Copy)]
+    pub(super) enum Fault {
+        Panic,
+        Drop,
+    }
+
+    /// The fault to inject at one sequence number (one test at a time holds `SERIAL`).
+    static FAULT: Mutex<Option<(u64, Fault)>> = Mutex::new(None);
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    pub(super) fn fault(seq: u64) -> Option<Fault> {
+        match *FAULT.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, f)) if at == seq => Some(f),
+            _ => None,
+        }
+    }
+
+    const IDENTITY: &str = r#"(module
+      (memory (export "memory") 2)
+      (global $heap (mut i32) (i32.const 1024))
+      (func $alloc (export "wasmlink_alloc") (param $size i32) (param $align i32) (result i32)
+        (local $p i32)
+        (local.set $p (global.get $heap))
+        (global.set $heap (i32.add (local.get $p) (local.get $size)))
+        (local.get $p))
+      (func (export "wasmlink_free") (param i32 i32 i32))
+      (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+        (local $out i32)
+        (global.set $heap (i32.const 1024))
+        (local.set $out (call $alloc (local.get $len) (i32.const 1)))
+        (memory.copy (local.get $out) (local.get $ptr) (local.get $len))
+        (i32.store (i32.const 16) (i32.const 0))
+        (i32.store (i32.const 20) (local.get $out))
+        (i32.store (i32.const 24) (local.get $len))
+        (i32.store (i32.const 28) (local.get $len))
+        (i32.const 16)))"#;
+
+    fn run_with(fault: Fault) -> Result<crate::RunStats, PipelineError> {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let host = PluginHost::new(Default::default()).unwrap();
+        let plugin = host
+            .load("identity", IDENTITY.as_bytes(), Policy::default())
+            .unwrap();
+        let batches: Vec<RecordBatch> = (0..8)
+            .map(|b| {
+                RecordBatch::try_from_iter([(
+                    "id",
+                    std::sync::Arc::new(Int64Array::from(vec![b; 3])) as _,
+                )])
+                .unwrap()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = PipelineSpec::new(
+            Source::Batches(batches),
+            Sink::JsonLines(dir.path().join("out.jsonl")),
+        )
+        .stage("id", plugin, "run", 2);
+        spec.batch_rows = 3;
+        *FAULT.lock().unwrap_or_else(|e| e.into_inner()) = Some((5, fault));
+        let r = Pipeline::new(spec).unwrap().run(&RunOptions::default());
+        *FAULT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        assert!(
+            !dir.path().join("out.jsonl").exists(),
+            "an incomplete output was put in place"
+        );
+        r
+    }
+
+    #[test]
+    fn a_worker_that_panics_between_calls_fails_the_run() {
+        let e = run_with(Fault::Panic).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "stage `id`: worker thread 0 panicked: injected worker fault at batch 5"
+                .replace("thread 0", &format!("thread {}", worker_of(&e)))
+        );
+        assert!(matches!(e, PipelineError::Engine(_)), "{e:?}");
+    }
+
+    /// The worker number in an engine error (either worker may take the batch).
+    fn worker_of(e: &PipelineError) -> String {
+        let t = e.to_string();
+        t.split("worker thread ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("?")
+            .to_string()
+    }
+
+    #[test]
+    fn a_batch_lost_without_a_panic_fails_the_run_rather_than_complete_it() {
+        match run_with(Fault::Drop) {
+            Err(e) => {
+                assert!(
+                    e.to_string()
+                        .starts_with("internal error: batch 5 never reached the sink"),
+                    "{e}"
+                );
+                assert!(matches!(e, PipelineError::Engine(_)), "{e:?}");
+            }
+            Ok(stats) => {
+                assert_ne!(stats.outcome, Outcome::Completed, "a lost batch completed");
+                panic!("a lost batch gave {stats:?}");
+            }
         }
     }
 }

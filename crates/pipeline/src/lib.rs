@@ -21,14 +21,21 @@
 //!   the whole chain on one thread.
 //! - **Order.** A reorder buffer before the sink writes batches in input order.
 //! - **Nothing lost.** A batch whose call fails (trap, timeout, limit, guest error) goes with its
-//!   error to the dead-letter file and the run continues. Outputs are written to
-//!   `PATH.tmp-<pid>` and renamed over `PATH` only when the run completes, so `PATH` holds a
-//!   complete output or none (or the previous run's complete output).
+//!   error to the dead-letter file and the run continues; so does a batch whose call panics in
+//!   the host. A panic anywhere else fails the run, and a run is [`Outcome::Completed`] only if
+//!   every batch read was written or dead-lettered. Outputs are written to
+//!   `PATH.tmp-<pid>` (with the user's umask) and renamed over `PATH` only when the run
+//!   completes, so `PATH` holds a complete output or none (or the previous run's complete
+//!   output); a `PATH` that is not a regular file (a link, device, FIFO) is never replaced.
+//! - **Bounded input.** Every number has an upper bound ([`MAX_BATCH_ROWS`],
+//!   [`MAX_QUEUE_DEPTH`], [`MAX_WORKERS`], [`MAX_ROW_GROUP_ROWS`]) checked before the run; a
+//!   JSON Lines line is at most [`MAX_LINE_BYTES`].
 //! - **Resume.** `PATH.progress` (JSON) records, atomically, the next sequence number and how
 //!   many bytes of each temporary file are committed (synced to disk). A run started with
 //!   [`RunOptions::resume`] truncates the temporary files to those lengths, skips the committed
 //!   batches of the (deterministic) source and continues, producing exactly the bytes an
-//!   uninterrupted run would.
+//!   uninterrupted run would. The checkpoint is untrusted: every field is checked, and it may
+//!   only name the run's own `TARGET.tmp-<pid>` files beside their targets.
 //!   A Parquet sink's checkpoint advances one closed row group at a time, with a footer for
 //!   the committed row groups; a resumed run re-reads and re-encodes them (docs/pipeline.md).
 //!
