@@ -59,11 +59,11 @@ pub struct PolicyFlags {
 }
 
 fn parse_size(s: &str) -> Result<ByteSize, String> {
-    ByteSize::parse(s)
+    ByteSize::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn parse_duration(s: &str) -> Result<HumanDuration, String> {
-    HumanDuration::parse(s)
+    HumanDuration::parse(s).map_err(|e| e.to_string())
 }
 
 impl PolicyFlags {

@@ -284,3 +284,194 @@ fn compressed_arrow_ipc_is_refused_both_ways() {
         stderr(&out)
     );
 }
+
+/// `ipc` with the offset of buffer `which` of its first record batch message set to `offset`,
+/// so that the buffer lies past the message's body. The messages start at `start` (0 for a
+/// stream, after the magic for a file).
+fn with_buffer_offset(ipc: &[u8], start: usize, which: usize, offset: i64) -> Vec<u8> {
+    let mut out = ipc.to_vec();
+    let mut at = start;
+    let word = |o: usize| u32::from_le_bytes(ipc[o..o + 4].try_into().expect("4 bytes"));
+    // A file pads its magic to the writer's alignment.
+    while word(at) == 0 {
+        at += 4;
+    }
+    loop {
+        assert_eq!(word(at), 0xFFFF_FFFF, "a continuation marker at {at}");
+        let len = word(at + 4) as usize;
+        let message = arrow_ipc::root_as_message(&ipc[at + 8..at + 8 + len]).expect("message");
+        if let Some(rb) = message.header_as_record_batch() {
+            let buffer = rb.buffers().expect("buffers").get(which);
+            let pos = std::ptr::from_ref(buffer) as usize - ipc.as_ptr() as usize;
+            out[pos..pos + 8].copy_from_slice(&offset.to_le_bytes());
+            return out;
+        }
+        at += 8 + len + usize::try_from(message.bodyLength()).expect("body length");
+    }
+}
+
+fn int_batch() -> arrow_array::RecordBatch {
+    arrow_array::RecordBatch::try_from_iter([(
+        "x",
+        std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as arrow_array::ArrayRef,
+    )])
+    .expect("batch")
+}
+
+/// A WAT data segment at `at` holding `bytes`.
+fn data_segment(at: u32, bytes: &[u8]) -> String {
+    let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    format!(r#"(data (i32.const {at}) "{escaped}")"#)
+}
+
+#[test]
+fn a_guest_output_with_a_buffer_past_its_body_is_an_abi_error() {
+    let crafted = with_buffer_offset(
+        &wasmlink::exchange::encode_stream(&[int_batch()]).expect("encode"),
+        0,
+        1,
+        1 << 20,
+    );
+    let functions = format!(
+        r#"{}
+  (func (export "crafted") (param i32 i32) (result i32)
+    (call $ret (i32.const 0) (i32.const 8192) (i32.const {len}) (i32.const 0)))"#,
+        data_segment(8192, &crafted),
+        len = crafted.len()
+    );
+    let module = guest(&functions, "");
+    let plugin = load("crafty", &module, "");
+    let expected = "plugin `crafty`: `crafted`: returned malformed Arrow IPC: buffer 1 (offset \
+                    1048576, length 24) lies outside its message's 64-byte body";
+    let mut inst = plugin.instance().expect("instance");
+    let err = inst.call_arrow("crafted", &int_batch()).unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    assert!(inst.is_poisoned(), "the instance is thrown away");
+    drop(inst);
+    let err = plugin
+        .instance()
+        .expect("instance")
+        .call_arrow_stream("crafted", &[int_batch(), int_batch()])
+        .unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    // The next call gets a fresh instance and works.
+    let back = plugin.call_arrow("echo", &int_batch()).expect("echo");
+    assert_eq!(back, int_batch());
+
+    // `call --arrow` on the same function: exit 1 and the same one line, no panic.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("crafty.wasm");
+    std::fs::write(&wasm, &module).expect("write");
+    let input = dir.path().join("in.arrows");
+    std::fs::write(
+        &input,
+        wasmlink::exchange::encode_stream(&[int_batch()]).expect("encode"),
+    )
+    .expect("write");
+    let out = wasmlink(&[
+        "call",
+        wasm.to_str().expect("utf-8"),
+        "crafted",
+        "--arrow",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out), format!("error: {expected}\n"));
+}
+
+#[test]
+fn an_arrow_input_file_with_a_buffer_past_its_body_is_a_usage_error() {
+    use wasmlink::plugin::IpcError;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("echo.wasm");
+    std::fs::write(&wasm, guest("", "")).expect("write");
+    // The stream format, and the file format (messages after the 8-byte magic, then a footer).
+    let stream = with_buffer_offset(
+        &wasmlink::exchange::encode_stream(&[int_batch()]).expect("encode"),
+        0,
+        1,
+        1 << 20,
+    );
+    let mut file = Vec::new();
+    {
+        let mut w = arrow_ipc::writer::FileWriter::try_new(&mut file, &int_batch().schema())
+            .expect("writer");
+        w.write(&int_batch()).expect("write");
+        w.finish().expect("finish");
+    }
+    let file = with_buffer_offset(&file, 8, 1, 1 << 20);
+    assert!(matches!(
+        wasmlink::exchange::read_ipc(&stream),
+        Err(IpcError::Malformed(_))
+    ));
+    assert!(matches!(
+        wasmlink::exchange::read_ipc(&file),
+        Err(IpcError::File(_))
+    ));
+    for (name, bytes, kind) in [
+        ("crafted.arrows", &stream, "malformed Arrow IPC"),
+        ("crafted.arrow", &file, "not a valid Arrow IPC file"),
+    ] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, bytes).expect("write");
+        let out = wasmlink(&[
+            "call",
+            wasm.to_str().expect("utf-8"),
+            "echo",
+            "--arrow",
+            input.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: {}: {kind}: buffer 1 (offset 1048576, length 24) lies outside its \
+                 message's 64-byte body\n",
+                input.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn an_in_place_result_over_rewritten_metadata_is_an_abi_error() {
+    // A column type whose buffers the host does not map, so the whole body is read back.
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "s",
+        std::sync::Arc::new(arrow_array::StringViewArray::from(vec!["a", "bc", "def"]))
+            as arrow_array::ArrayRef,
+    )])
+    .expect("batch");
+    let crafted = with_buffer_offset(
+        &wasmlink::exchange::encode_stream(std::slice::from_ref(&batch)).expect("encode"),
+        0,
+        1,
+        1 << 20,
+    );
+    // The guest writes the crafted stream over its input and reports column 0 as rewritten.
+    let functions = format!(
+        r#"{}
+  (func (export "inplace") (param $p i32) (param $n i32) (result i32)
+    (memory.copy (local.get $p) (i32.const 32768) (i32.const {len}))
+    (i32.store (i32.const 512) (i32.const 0))
+    (call $ret (i32.const 2) (i32.const 512) (i32.const 4) (i32.const 0)))"#,
+        data_segment(32768, &crafted),
+        len = crafted.len()
+    );
+    let plugin = load("inplace", &guest(&functions, ""), "");
+    let mut inst = plugin.instance().expect("instance");
+    let err = inst.call_arrow("inplace", &batch).unwrap_err();
+    assert!(
+        matches!(err, wasmlink::plugin::PluginError::Abi { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "plugin `inplace`: `inplace`: after an in-place call, the input stream is no longer \
+             valid: malformed Arrow IPC: buffer 1 (offset 1048576, "
+        ),
+        "{text}"
+    );
+    assert!(inst.is_poisoned());
+}

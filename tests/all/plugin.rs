@@ -70,3 +70,75 @@ fn hot_swap_lets_calls_in_flight_finish_on_the_old_module() {
         Some(2)
     );
 }
+
+/// `deep(n)` recurses `n` frames deep.
+const DEEP: &str = r#"(module
+  (func $deep (export "deep") (param $n i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (i32.const 0))
+      (else (i32.add (i32.const 1) (call $deep (i32.sub (local.get $n) (i32.const 1))))))))"#;
+
+#[test]
+fn a_64_mib_stack_is_usable_and_overflows_cleanly() {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    let wasm = wat::parse_str(DEEP).expect("wat");
+    let big = Policy::from_toml("[limits]\nstack = \"64 MiB\"\n", "deep.toml").expect("policy");
+    let plugin = host.load("deep", &wasm, big).expect("a 64 MiB stack loads");
+    // 200,000 frames: more than this test thread's own 2 MiB stack, well inside 64 MiB.
+    let depth = 200_000;
+    let mut inst = plugin.instance().expect("instance");
+    let got = inst.typed::<i32, i32>("deep").expect("typed").call(depth);
+    assert_eq!(got.expect("deep call"), depth);
+    let got = plugin
+        .call("deep", &[wasmtime::Val::I32(depth)])
+        .expect("dynamic call");
+    assert_eq!(got[0].i32(), Some(depth));
+    // Endless recursion hits the limit, not the host's stack.
+    let err = plugin
+        .call("deep", &[wasmtime::Val::I32(i32::MAX)])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin `deep`: `deep` overflowed its 64 MiB stack (limits.stack)"
+    );
+    // The default 512 KiB stack does overflow at that depth: the 64 MiB were really used.
+    let small = host.load("deep", &wasm, Policy::default()).expect("load");
+    let err = small
+        .call("deep", &[wasmtime::Val::I32(depth)])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin `deep`: `deep` overflowed its 512 KiB stack (limits.stack)"
+    );
+
+    // Every stack of the documented range, from the CLI (whose main thread has 8 MiB).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("deep.wasm");
+    std::fs::write(&module, &wasm).expect("write");
+    for stack in ["16KiB", "2MiB", "3MiB", "64MiB"] {
+        let out = crate::support::wasmlink(&[
+            "call",
+            "--max-stack",
+            stack,
+            module.to_str().expect("utf-8"),
+            "deep",
+            "100",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stack}: {}",
+            crate::support::stderr(&out)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "100");
+    }
+    let out = crate::support::wasmlink(&[
+        "call",
+        "--max-stack",
+        "64MiB",
+        module.to_str().expect("utf-8"),
+        "deep",
+        "200000",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200000");
+}

@@ -47,10 +47,114 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A policy file could not be read or is invalid; the message names the file, line and field.
+/// A policy file could not be read or is invalid, or a module is not what the policy pins.
+/// `Display` is one line naming the file (with line and column where TOML knows them) and the
+/// field.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(pub String);
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The policy file could not be read.
+    #[error("{}: cannot read policy: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not TOML, or does not fit the format (an unknown field, a wrong type, a
+    /// size or duration that does not parse).
+    #[error("{origin}{}: {message}", line_col(*.line, *.col))]
+    Syntax {
+        /// The file (or whatever named the text).
+        origin: String,
+        /// 1-based line, where known.
+        line: Option<usize>,
+        /// 1-based column, where known.
+        col: Option<usize>,
+        /// TOML's message, on one line.
+        message: String,
+    },
+    /// A field's value is out of its documented range or malformed.
+    #[error("{origin}: {field}: {message}")]
+    Field {
+        /// The file, or the module the policy was applied to.
+        origin: String,
+        /// The field, e.g. `limits.stack`.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The module's bytes are not what `integrity.sha256` pins.
+    #[error(
+        "{what}: sha256 mismatch: the policy expects {expected}, the file is {actual} \
+         (integrity.sha256)"
+    )]
+    Sha256Mismatch {
+        /// The module.
+        what: String,
+        /// The hash the policy pins.
+        expected: String,
+        /// The module's hash.
+        actual: String,
+    },
+    /// A directory of `dirs` cannot be granted.
+    #[error("{what}: cannot grant directory {} as {guest}: {message} (dirs)", host.display())]
+    Directory {
+        /// The module.
+        what: String,
+        /// The host directory.
+        host: PathBuf,
+        /// The guest path.
+        guest: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl PolicyError {
+    /// The policy field the error is about, if it is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PolicyError::Field { field, .. } => Some(field),
+            PolicyError::Sha256Mismatch { .. } => Some("integrity.sha256"),
+            PolicyError::Directory { .. } => Some("dirs"),
+            _ => None,
+        }
+    }
+}
+
+fn line_col(line: Option<usize>, col: Option<usize>) -> String {
+    match (line, col) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+/// A size or a duration that does not parse. `Display` quotes the text and says what was
+/// expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not a number with an optional unit.
+    #[error("`{0}` is not a size (expected e.g. 65536, \"64 MiB\")")]
+    NotASize(String),
+    /// A unit this parser does not know.
+    #[error("`{text}`: unknown size unit `{unit}` (use B, KiB, MiB, GiB, kB, MB, GB)")]
+    UnknownUnit {
+        /// The whole text.
+        text: String,
+        /// The unit, lowercased.
+        unit: String,
+    },
+    /// More bytes than a u64 holds.
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    /// Not a duration.
+    #[error("`{0}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\", \"none\")")]
+    NotADuration(String),
+}
 
 /// Default linear-memory limit of a policy that sets none: 256 MiB.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -207,28 +311,33 @@ pub enum RandomMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
-    /// Linear memory, all memories of an instance together (default 256 MiB).
+    /// Linear memory, all memories of an instance together (default 256 MiB; at most 4 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
-    /// Elements of all tables of an instance together (default 100,000).
+    /// Elements of all tables of an instance together (default 100,000; at most 4,194,304).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 4_194_304))]
     pub table_elements: Option<u64>,
-    /// Instances one store may create (default 16).
+    /// Instances one store may create (default 16; 1 to 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
     pub instances: Option<u64>,
     /// WebAssembly stack (default 512 KiB; at most 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<ByteSize>,
-    /// Fuel per call (roughly one unit per WebAssembly instruction). Unset: unmetered.
+    /// Fuel per call (roughly one unit per WebAssembly instruction; any integer up to
+    /// 2^63-1 in TOML, 2^64-1 from `--fuel`). Unset: unmetered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// Wall-clock time per call (default 30s), or `"none"`: no limit, and the module's code is
+    /// Wall-clock time per call (default 30s; more than zero, at most what a `u64` of
+    /// seconds holds), or `"none"`: no limit, and the module's code is
     /// compiled without the clock checks a limit needs at every loop and call (they make tight
     /// loops up to 1.5x slower; BENCHMARKS.md). Only for modules trusted to return: a call
     /// that never does hangs its thread.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
-    /// Captured stdout/stderr, and bytes a guest may hand back from one call (default 64 MiB).
+    /// Captured stdout/stderr, and bytes a guest may hand back from one call (default 64 MiB;
+    /// at most 4 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<ByteSize>,
 }
@@ -268,7 +377,7 @@ pub struct ByteSize(pub u64);
 
 impl ByteSize {
     /// Parses `"64 MiB"`, `"512k"`, `"1048576"`.
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
+    pub fn parse(text: &str) -> Result<ByteSize, ValueError> {
         let t = text.trim();
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '_'))
@@ -277,7 +386,7 @@ impl ByteSize {
         let num: u64 = num
             .replace('_', "")
             .parse()
-            .map_err(|_| format!("`{text}` is not a size (expected e.g. 65536, \"64 MiB\")"))?;
+            .map_err(|_| ValueError::NotASize(text.to_string()))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,
@@ -287,14 +396,15 @@ impl ByteSize {
             "g" | "gb" => 1_000_000_000,
             "gib" => 1 << 30,
             other => {
-                return Err(format!(
-                    "`{text}`: unknown size unit `{other}` (use B, KiB, MiB, GiB, kB, MB, GB)"
-                ));
+                return Err(ValueError::UnknownUnit {
+                    text: text.to_string(),
+                    unit: other.to_string(),
+                });
             }
         };
         num.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large"))
+            .ok_or_else(|| ValueError::TooLarge(text.to_string()))
     }
 }
 
@@ -359,7 +469,7 @@ impl HumanDuration {
     }
 
     /// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"1m"`, and `"none"`.
-    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+    pub fn parse(text: &str) -> Result<HumanDuration, ValueError> {
         let t = text.trim();
         if t == "none" {
             return Ok(Self::NONE);
@@ -368,11 +478,7 @@ impl HumanDuration {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad = || {
-            format!(
-                "`{text}` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\", \"none\")"
-            )
-        };
+        let bad = || ValueError::NotADuration(text.to_string());
         let n: f64 = num.parse().map_err(|_| bad())?;
         let secs = match unit.trim() {
             "ms" => n / 1000.0,
@@ -447,14 +553,26 @@ pub struct EffectiveLimits {
     pub output: u64,
 }
 
-/// The largest WebAssembly stack a policy may ask for.
+/// The largest WebAssembly stack a policy may ask for (`limits.stack`).
 pub const MAX_STACK: u64 = 64 << 20;
+/// The smallest WebAssembly stack a policy may ask for.
+pub const MIN_STACK: u64 = 16 << 10;
+/// The largest `limits.memory`: what a wasm32 memory can address.
+pub const MAX_MEMORY: u64 = 1 << 32;
+/// The largest `limits.table-elements`: four tables of the 1 Mi elements a pooled slot holds.
+pub const MAX_TABLE_ELEMENTS: u64 = 4 << 20;
+/// The largest `limits.instances` (per store; the least is 1).
+pub const MAX_INSTANCES: u64 = 10_000;
+/// The largest `limits.output`: what a wasm32 guest can hand back.
+pub const MAX_OUTPUT: u64 = 1 << 32;
 
 impl Policy {
     /// Reads a TOML policy file. Errors are one line: `FILE:LINE:COL: message`.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError(format!("{}: cannot read policy: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut policy = Policy::from_toml(&text, &path.display().to_string())?;
         policy.base_dir = Some(
             path.parent()
@@ -473,17 +591,18 @@ impl Policy {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|span| {
-                    let before = &text[..span.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                    format!(":{line}:{col}")
-                })
-                .unwrap_or_default();
-            let msg = e.message().trim().replace('\n', " ");
-            PolicyError(format!("{origin}{at}: {msg}"))
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                (line, col)
+            });
+            PolicyError::Syntax {
+                origin: origin.to_string(),
+                line: at.map(|a| a.0),
+                col: at.map(|a| a.1),
+                message: e.message().trim().replace('\n', " "),
+            }
         })?;
         policy.validate(origin)?;
         Ok(policy)
@@ -491,24 +610,55 @@ impl Policy {
 
     /// Checks what TOML cannot: limits in range, hashes well formed, names valid.
     pub fn validate(&self, origin: &str) -> Result<(), PolicyError> {
-        let err = |field: &str, msg: String| Err(PolicyError(format!("{origin}: {field}: {msg}")));
-        if let Some(stack) = self.limits.stack
-            && (stack.0 < 16 << 10 || stack.0 > MAX_STACK)
+        let err = |field: &str, message: String| {
+            Err(PolicyError::Field {
+                origin: origin.to_string(),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let l = &self.limits;
+        if let Some(stack) = l.stack
+            && !(MIN_STACK..=MAX_STACK).contains(&stack.0)
         {
             return err(
                 "limits.stack",
                 format!("{stack} is out of range (16 KiB to 64 MiB)"),
             );
         }
-        if let Some(mem) = self.limits.memory
-            && mem.0 > 1 << 32
+        if let Some(mem) = l.memory
+            && mem.0 > MAX_MEMORY
         {
             return err(
                 "limits.memory",
                 format!("{mem} exceeds the 4 GiB a wasm32 memory can address"),
             );
         }
-        if let Some(t) = self.limits.timeout
+        if let Some(n) = l.table_elements
+            && n > MAX_TABLE_ELEMENTS
+        {
+            return err(
+                "limits.table-elements",
+                format!("{n} is out of range (0 to {MAX_TABLE_ELEMENTS})"),
+            );
+        }
+        if let Some(n) = l.instances
+            && !(1..=MAX_INSTANCES).contains(&n)
+        {
+            return err(
+                "limits.instances",
+                format!("{n} is out of range (1 to {MAX_INSTANCES})"),
+            );
+        }
+        if let Some(out) = l.output
+            && out.0 > MAX_OUTPUT
+        {
+            return err(
+                "limits.output",
+                format!("{out} is out of range (0 to 4 GiB, what a wasm32 guest can hand back)"),
+            );
+        }
+        if let Some(t) = l.timeout
             && t.0.is_zero()
         {
             return err("limits.timeout", "must be more than zero".into());
@@ -588,10 +738,11 @@ impl Policy {
         };
         let actual = sha256_hex(bytes);
         if !actual.eq_ignore_ascii_case(expected) {
-            return Err(PolicyError(format!(
-                "{what}: sha256 mismatch: the policy expects {expected}, the file is {actual} \
-                 (integrity.sha256)"
-            )));
+            return Err(PolicyError::Sha256Mismatch {
+                what: what.to_string(),
+                expected: expected.clone(),
+                actual,
+            });
         }
         Ok(())
     }
@@ -685,13 +836,13 @@ impl Policy {
                 DirMode::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
                 DirMode::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
             };
-            b.preopened_dir(&host, &grant.guest, perms).map_err(|e| {
-                PolicyError(format!(
-                    "{what}: cannot grant directory {} as {}: {e} (dirs)",
-                    host.display(),
-                    grant.guest
-                ))
-            })?;
+            b.preopened_dir(&host, &grant.guest, perms)
+                .map_err(|e| PolicyError::Directory {
+                    what: what.to_string(),
+                    host: host.clone(),
+                    guest: grant.guest.clone(),
+                    message: e.to_string(),
+                })?;
         }
         Ok(b)
     }
@@ -787,6 +938,7 @@ mod tests {
         assert!(
             ByteSize::parse("3 parsecs")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown size unit")
         );
         assert_eq!(
@@ -837,5 +989,103 @@ mod tests {
             e,
             "p.toml: integrity.sha256: `abc` is not a sha256 (64 hex digits)"
         );
+    }
+
+    #[test]
+    fn errors_have_kinds_a_caller_can_match() {
+        let e =
+            Policy::from_toml("[limits]\nmemory = \"1 MiB\"\nmemroy = 3\n", "p.toml").unwrap_err();
+        assert!(
+            matches!(&e, PolicyError::Syntax { origin, line: Some(3), col: Some(1), .. } if origin == "p.toml"),
+            "{e:?}"
+        );
+        let e = Policy::from_toml("[limits]\nstack = \"1 GiB\"\n", "p.toml").unwrap_err();
+        assert_eq!(e.field(), Some("limits.stack"));
+        assert!(matches!(e, PolicyError::Field { .. }));
+        let e = Policy::from_file(Path::new("/nonexistent/p.toml")).unwrap_err();
+        assert!(matches!(e, PolicyError::Read { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/p.toml: cannot read policy: "),
+            "{e}"
+        );
+        assert_eq!(
+            ByteSize::parse("3 parsecs"),
+            Err(ValueError::UnknownUnit {
+                text: "3 parsecs".into(),
+                unit: "parsecs".into()
+            })
+        );
+    }
+
+    #[test]
+    fn every_number_has_a_bound_checked_up_front() {
+        let check = |toml: &str| {
+            Policy::from_toml(toml, "p.toml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let out_of_range = [
+            (
+                "[limits]\nstack = \"8 KiB\"",
+                "p.toml: limits.stack: 8 KiB is out of range (16 KiB to 64 MiB)",
+            ),
+            (
+                "[limits]\nstack = \"65 MiB\"",
+                "p.toml: limits.stack: 65 MiB is out of range (16 KiB to 64 MiB)",
+            ),
+            (
+                "[limits]\nmemory = \"5 GiB\"",
+                "p.toml: limits.memory: 5 GiB exceeds the 4 GiB a wasm32 memory can address",
+            ),
+            (
+                "[limits]\ntable-elements = 4194305",
+                "p.toml: limits.table-elements: 4194305 is out of range (0 to 4194304)",
+            ),
+            (
+                "[limits]\ninstances = 0",
+                "p.toml: limits.instances: 0 is out of range (1 to 10000)",
+            ),
+            (
+                "[limits]\ninstances = 10001",
+                "p.toml: limits.instances: 10001 is out of range (1 to 10000)",
+            ),
+            (
+                "[limits]\noutput = \"5 GiB\"",
+                "p.toml: limits.output: 5 GiB is out of range (0 to 4 GiB, what a wasm32 guest can hand back)",
+            ),
+            (
+                "[limits]\ntimeout = \"0s\"",
+                "p.toml: limits.timeout: must be more than zero",
+            ),
+            (
+                "[limits]\nfuel = -1",
+                "p.toml:2:8: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                "[limits]\nmemory = \"99999999999 GiB\"",
+                "p.toml:2:10: `99999999999 GiB` is too large",
+            ),
+            (
+                "[limits]\ntimeout = \"99999999999999999999999s\"",
+                "p.toml:2:11: `99999999999999999999999s` is not a duration (expected e.g. \"250ms\", \"2s\", \"1m\", \"none\")",
+            ),
+        ];
+        for (toml, expected) in out_of_range {
+            assert_eq!(check(toml), Err(expected.to_string()), "{toml}");
+        }
+        for toml in [
+            "[limits]\nstack = \"16 KiB\"",
+            "[limits]\nstack = \"64 MiB\"",
+            "[limits]\nmemory = \"4 GiB\"",
+            "[limits]\ntable-elements = 4194304",
+            "[limits]\ninstances = 1",
+            "[limits]\ninstances = 10000",
+            "[limits]\noutput = \"4 GiB\"",
+            "[limits]\nfuel = 9223372036854775807",
+            "[limits]\ntimeout = \"none\"",
+        ] {
+            assert_eq!(check(toml), Ok(()), "{toml}");
+        }
     }
 }
