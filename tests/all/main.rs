@@ -10,6 +10,7 @@ mod guest_abi;
 mod hostile;
 mod linker;
 mod linker_cases;
+mod own_memory;
 mod parquet;
 mod pipeline;
 mod pipeline_hostile;

@@ -57,6 +57,18 @@ pub const PIE_BASE: &[&str] = &[
     "-Wl,--unresolved-symbols=import-dynamic",
 ];
 
+/// Link flags of a position-independent main program that defines and exports its own memory:
+/// wasm-ld's default `-pie` output, as Emscripten's `MAIN_MODULE` is ([`PIE_BASE`] without
+/// `--import-memory` and `--import-table`). The runtime linker makes its memory the process's.
+pub const PIE_OWN_MEMORY: &[&str] = &[
+    "-Wl,-pie",
+    "-Wl,--experimental-pic",
+    "-Wl,--no-entry",
+    "-Wl,--export-dynamic",
+    "-Wl,--export-if-defined=__wasm_call_ctors",
+    "-Wl,--unresolved-symbols=import-dynamic",
+];
+
 /// [`Link::Pie`]'s main export: `int main(void)`, which must exist.
 pub const EXPORT_MAIN: &[&str] = &["-Wl,--export=main"];
 
@@ -77,6 +89,9 @@ pub enum Link {
     /// A PIE main program exporting `main` or `__main_argc_argv`, whichever it defines
     /// ([`PIE_BASE`] + [`EXPORT_ANY_MAIN`]).
     PieAnyMain,
+    /// A PIE main program that defines its own memory, exporting `main`
+    /// ([`PIE_OWN_MEMORY`] + [`EXPORT_MAIN`]).
+    PieOwnMemory,
 }
 
 impl Link {
@@ -86,6 +101,7 @@ impl Link {
             Link::Shared => SHARED.to_vec(),
             Link::Pie => [PIE_BASE, EXPORT_MAIN].concat(),
             Link::PieAnyMain => [PIE_BASE, EXPORT_ANY_MAIN].concat(),
+            Link::PieOwnMemory => [PIE_OWN_MEMORY, EXPORT_MAIN].concat(),
         }
     }
 }
@@ -108,7 +124,8 @@ pub fn command(link: Link, cxx: bool) -> Command {
 }
 
 /// The flag list named `kind` for `xtask cflags KIND` (shell scripts): `compile` ([`CFLAGS`]),
-/// `cxx` ([`CXXFLAGS`]), `shared`, `pie` or `pie-any-main` (the link flags of [`Link`]).
+/// `cxx` ([`CXXFLAGS`]), `shared`, `pie`, `pie-any-main` or `pie-own-memory` (the link flags
+/// of [`Link`]).
 pub fn named(kind: &str) -> Option<Vec<&'static str>> {
     Some(match kind {
         "compile" => CFLAGS.to_vec(),
@@ -116,12 +133,20 @@ pub fn named(kind: &str) -> Option<Vec<&'static str>> {
         "shared" => Link::Shared.flags(),
         "pie" => Link::Pie.flags(),
         "pie-any-main" => Link::PieAnyMain.flags(),
+        "pie-own-memory" => Link::PieOwnMemory.flags(),
         _ => return None,
     })
 }
 
 /// The kinds [`named`] accepts.
-pub const KINDS: &[&str] = &["compile", "cxx", "shared", "pie", "pie-any-main"];
+pub const KINDS: &[&str] = &[
+    "compile",
+    "cxx",
+    "shared",
+    "pie",
+    "pie-any-main",
+    "pie-own-memory",
+];
 
 #[cfg(test)]
 mod tests {

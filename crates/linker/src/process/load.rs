@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wasmlink_dylink::{ExportClass, ModuleInfo, ModuleKind};
+use wasmlink_dylink::{ExportClass, ImportClass, ImportType, Limits, ModuleInfo, ModuleKind};
 use wasmtime::{
     AsContextMut, Extern, Func, Global, GlobalType, Memory, MemoryType, Module, Mutability, Ref,
     RefType, Store, StoreContextMut, Table, TableType, Val, ValType,
@@ -16,6 +16,7 @@ use super::error::LinkError;
 use super::instantiate::instantiate;
 use super::layout::{GLOBAL_BASE, PAGE, align_up};
 use super::lifecycle::init_dlerror_buf;
+use super::own_memory;
 use super::resources::{alloc_region, alloc_slots, compile, exhausted, new_instance};
 use super::state::read;
 use super::state::{Bounds, Def, Host, LibId, Library};
@@ -35,6 +36,24 @@ pub(super) fn setup_main(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // An own-memory main (wasm-ld's default `-pie`): its memory and table become the
+    // process's, created with its declared types before anything is laid out in them.
+    let (bytes, info) = if own_memory::defines_own(&info) {
+        let bad = |message: String| LinkError::BadModule {
+            path: path.to_path_buf(),
+            message,
+        };
+        let rewritten = own_memory::import_own(&bytes, &info).map_err(|why| {
+            bad(format!(
+                "cannot share its own memory and table with shared libraries: {why}; {}",
+                own_memory::REBUILD
+            ))
+        })?;
+        let info = ModuleInfo::parse(&rewritten).map_err(|e| bad(e.to_string()))?;
+        (Arc::<[u8]>::from(rewritten), info)
+    } else {
+        (bytes, info)
+    };
     let module = compile(
         &store.data().dl.engine,
         store.data().dl.module_cache.as_ref(),
@@ -62,13 +81,36 @@ pub(super) fn setup_main(
     if stack_high > u64::from(u32::MAX) {
         return Err(exhausted(&name, "main data and stack exceed 4 GiB"));
     }
-    let pages = stack_high.div_ceil(PAGE).max(1);
-    let max = max_memory_pages.max(pages as u32);
+    // The memory and table the main declares (as imports): at least their initial sizes,
+    // at most their maximums.
+    let (mem_limits, table_limits) = declared_limits(&info);
+    let pages = stack_high
+        .div_ceil(PAGE)
+        .max(1)
+        .max(mem_limits.map_or(0, |l| l.initial));
+    if pages > u64::from(u32::MAX) {
+        return Err(exhausted(&name, "its memory's initial size exceeds 4 GiB"));
+    }
+    let mut max = max_memory_pages.max(pages as u32);
+    if let Some(declared) = mem_limits.and_then(|l| l.maximum) {
+        if declared < pages {
+            return Err(LinkError::BadModule {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its memory's maximum of {declared} pages cannot hold its data and a {stack_size}-byte stack ({pages} pages); rebuild it with a larger -Wl,--max-memory or run it with a smaller --stack-size"
+                ),
+            });
+        }
+        max = max.min(declared as u32);
+    }
     let memory = Memory::new(&mut *store, MemoryType::new(pages as u32, Some(max)))
         .map_err(|e| exhausted(&name, &e.to_string()))?;
+    let table_max = table_limits
+        .and_then(|l| l.maximum)
+        .map(|m| m.min(u64::from(u32::MAX)) as u32);
     let table = Table::new(
         &mut *store,
-        TableType::new(RefType::FUNCREF, 1, None),
+        TableType::new(RefType::FUNCREF, 1.min(table_max.unwrap_or(1)), table_max),
         Ref::Func(None),
     )
     .map_err(|e| LinkError::runtime(&name, "table", e))?;
@@ -96,6 +138,14 @@ pub(super) fn setup_main(
         mi.table_size,
         mi.table_align(),
     )?;
+    // A table the main declares with more initial slots than it uses: grow it to that size.
+    let want = table_limits.map_or(0, |l| l.initial);
+    let have = table.size(&*store);
+    if want > have {
+        alloc_slots(store.as_context_mut(), &name, (want - have) as u32, 1)?;
+        let grown: Vec<u32> = (have..want).map(|s| s as u32).collect();
+        store.data_mut().dl.free_slots.extend(grown);
+    }
     let id = register(
         store.as_context_mut(),
         name,
@@ -109,6 +159,20 @@ pub(super) fn setup_main(
     store.data_mut().dl.global_scope.push(id);
     super::lifecycle::init_dlerror_buf(store.as_context_mut())?;
     Ok(id)
+}
+
+/// The limits of the memory and the table `info` imports, if it imports them.
+fn declared_limits(info: &ModuleInfo) -> (Option<Limits>, Option<Limits>) {
+    let mut memory = None;
+    let mut table = None;
+    for i in &info.imports {
+        match (&i.class, &i.ty) {
+            (ImportClass::Memory, ImportType::Memory { limits, .. }) => memory = Some(*limits),
+            (ImportClass::Table, ImportType::Table { limits }) => table = Some(*limits),
+            _ => {}
+        }
+    }
+    (memory, table)
 }
 
 pub(super) fn exports_memory(info: &ModuleInfo) -> bool {

@@ -35,6 +35,7 @@ pub mod layout;
 mod libdl;
 mod lifecycle;
 mod load;
+mod own_memory;
 mod resources;
 mod state;
 pub mod thunk;
