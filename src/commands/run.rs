@@ -22,6 +22,7 @@ Examples:
   wasmlink run --preload libtrace.so -L lib main.wasm
   wasmlink run -L lib libmath.so --invoke compute -- 3 4
   wasmlink run --policy sandbox.toml -L lib main.wasm
+  wasmlink run --module env=a.wasm --module env=b.wasm main.wasm
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for libraries
@@ -39,7 +40,8 @@ pub struct Args {
     /// Load LIB right after the program so its symbols interpose (repeatable).
     #[arg(long, value_name = "LIB")]
     preload: Vec<PathBuf>,
-    /// Resolve imports from module NAME to the file PATH (plain modules; repeatable).
+    /// Resolve imports from module NAME to the file PATH (plain modules; repeatable: a NAME
+    /// given again adds PATH's exports to its namespace, replacing earlier ones of the same name).
     #[arg(long = "module", value_name = "NAME=PATH")]
     modules: Vec<String>,
     /// Give the program the host directory HOST, as GUEST (default: same path).
@@ -234,15 +236,14 @@ fn values(vals: &[wasmtime::Val]) -> String {
 
 /// `Some(explicit modules)` when the program is a plain module that imports from other modules
 /// by name (or `--module` was given): then the host links them by name.
-fn plain_program(
-    args: &Args,
-) -> Result<Option<std::collections::HashMap<String, PathBuf>>, CliError> {
-    let mut explicit = std::collections::HashMap::new();
+/// A name given more than once is one namespace assembled from all its files, in order.
+fn plain_program(args: &Args) -> Result<Option<Vec<(String, PathBuf)>>, CliError> {
+    let mut explicit = Vec::new();
     for m in &args.modules {
         let (name, path) = m
             .split_once('=')
             .ok_or_else(|| CliError::Other(format!("--module {m}: expected NAME=PATH")))?;
-        explicit.insert(name.to_string(), PathBuf::from(path));
+        explicit.push((name.to_string(), PathBuf::from(path)));
     }
     let (_, info) = crate::input::read_module(&args.program)?;
     if info.is_dynamic() {

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod exchange;
 mod exchange_hostile;
+mod flat_env;
 mod guest_abi;
 mod hostile;
 mod linker;

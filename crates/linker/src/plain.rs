@@ -1,12 +1,23 @@
 //! Plain-module linking: the host as the linker.
 //!
 //! Modules without `dylink.0` import functions, globals, memories and tables from other modules
-//! by module name (`(import "math" "add" (func ...))`). Each module name is resolved to a file:
-//! `--module NAME=PATH` if given, else `NAME.wasm` on the search path. Every module is
+//! by module name (`(import "math" "add" (func ...))`). Each module name is resolved to files:
+//! those given as `--module NAME=PATH`, else `NAME.wasm` on the search path. Every module is
 //! instantiated once, dependencies first; a cycle is an error that names it. A module's own
 //! memory stays its own unless it imports another module's. WASI preview 1 is supplied to all;
 //! as in wasmtime-wasi, a module calling WASI must export its memory as `memory` (re-exporting
 //! an imported one is fine).
+//!
+//! # A namespace assembled from several modules
+//!
+//! A name given more than once (`--module env=a.wasm --module env=b.wasm`) is one flat
+//! namespace built from the exports of its modules in the order given, a later export replacing
+//! an earlier one of the same name, as JavaScript's `Object.assign({}, a.exports, b.exports)`
+//! does. Any name works, `env` included: a module importing `env::f` then gets `f` from the
+//! last of those modules that exports it. A module of the namespace may import from the
+//! namespace itself what the modules before it export. An import that nothing provides fails
+//! the load with one line naming the importing file, the module and the field
+//! ([`LinkError::UnknownImport`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,15 +39,17 @@ pub struct PlainProgram {
     pub order: Vec<String>,
 }
 
-/// Which modules a module imports from (other than `env`, WASI and GOT).
-fn module_deps(info: &ModuleInfo) -> Vec<String> {
+/// Which modules a module imports from: other than `env`, WASI and GOT, unless the module
+/// name is one of `given` (`--module NAME=PATH`).
+fn module_deps(info: &ModuleInfo, given: &[(String, PathBuf)]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for i in &info.imports {
-        let other = match &i.class {
-            ImportClass::Module(_) => true,
-            ImportClass::Memory | ImportClass::Table => i.module != "env",
-            _ => false,
-        };
+        let other = given.iter().any(|(n, _)| *n == i.module)
+            || match &i.class {
+                ImportClass::Module(_) => true,
+                ImportClass::Memory | ImportClass::Table => i.module != "env",
+                _ => false,
+            };
         if other && !out.contains(&i.module) {
             out.push(i.module.clone());
         }
@@ -46,28 +59,36 @@ fn module_deps(info: &ModuleInfo) -> Vec<String> {
 
 /// Whether `info` imports anything from another module by name.
 pub fn imports_other_modules(info: &ModuleInfo) -> bool {
-    !module_deps(info).is_empty()
+    !module_deps(info, &[]).is_empty()
 }
 
+/// One module name: the files whose exports make up its namespace, in order.
 struct Node {
+    members: Vec<Member>,
+    /// Other module names the members import from.
+    deps: Vec<String>,
+}
+
+struct Member {
     path: PathBuf,
     bytes: Vec<u8>,
-    deps: Vec<String>,
 }
 
 impl PlainProgram {
     /// Resolves, orders and instantiates `root` and every module it imports from.
     ///
-    /// `explicit` maps module names to files (`--module NAME=PATH`); other names are looked up
-    /// as `NAME.wasm` in the search path's directories.
+    /// `explicit` gives files for module names (`--module NAME=PATH`, in order; a name given
+    /// more than once is the namespace of all its files, later exports replacing earlier ones);
+    /// other names are looked up as `NAME.wasm` in the search path's directories.
     ///
     /// # Errors
     /// A module not found (with the places searched), a cycle (naming it), an invalid module,
-    /// or an import the named module does not export (wasmtime's message, with the module).
+    /// an import nothing provides ([`LinkError::UnknownImport`]), or one whose type differs
+    /// (wasmtime's message, with the module).
     pub fn load(
         engine: &Engine,
         root: &Path,
-        explicit: &HashMap<String, PathBuf>,
+        explicit: &[(String, PathBuf)],
         search: &SearchPath,
         wasi: WasiCtxBuilder,
     ) -> Result<PlainProgram, LinkError> {
@@ -83,7 +104,7 @@ impl PlainProgram {
     pub fn load_with_cache(
         engine: &Engine,
         root: &Path,
-        explicit: &HashMap<String, PathBuf>,
+        explicit: &[(String, PathBuf)],
         search: &SearchPath,
         wasi: WasiCtxBuilder,
         module_cache: Option<&ModuleCache>,
@@ -94,69 +115,101 @@ impl PlainProgram {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut nodes: HashMap<String, Node> = HashMap::new();
-        let mut todo = vec![(root_name.clone(), root.to_path_buf())];
-        while let Some((name, path)) = todo.pop() {
+        let mut todo = vec![(root_name.clone(), vec![root.to_path_buf()])];
+        while let Some((name, paths)) = todo.pop() {
             if nodes.contains_key(&name) {
                 continue;
             }
-            let bytes = std::fs::read(&path).map_err(|e| LinkError::Io {
-                path: path.clone(),
-                message: e.to_string().to_lowercase(),
-            })?;
-            let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let deps = module_deps(&info);
-            for d in &deps {
-                if nodes.contains_key(d) || todo.iter().any(|(n, _)| n == d) {
-                    continue;
+            let mut node = Node {
+                members: Vec::new(),
+                deps: Vec::new(),
+            };
+            for path in paths {
+                let bytes = std::fs::read(&path).map_err(|e| LinkError::Io {
+                    path: path.clone(),
+                    message: e.to_string().to_lowercase(),
+                })?;
+                let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                // What a member imports from its own namespace comes from the members before it.
+                for d in module_deps(&info, explicit) {
+                    if d == name || node.deps.contains(&d) {
+                        continue;
+                    }
+                    if !nodes.contains_key(&d) && !todo.iter().any(|(n, _)| *n == d) {
+                        let given: Vec<PathBuf> = explicit
+                            .iter()
+                            .filter(|(n, _)| *n == d)
+                            .map(|(_, p)| p.clone())
+                            .collect();
+                        let files = if given.is_empty() {
+                            vec![find_module(search, &d, &path)?]
+                        } else {
+                            given
+                        };
+                        todo.push((d.clone(), files));
+                    }
+                    node.deps.push(d);
                 }
-                let p = match explicit.get(d) {
-                    Some(p) => p.clone(),
-                    None => find_module(search, d, &path)?,
-                };
-                todo.push((d.clone(), p));
+                node.members.push(Member { path, bytes });
             }
-            nodes.insert(name, Node { path, bytes, deps });
+            nodes.insert(name, node);
         }
         let order = topo_order(&nodes, &root_name)?;
         let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)
             .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
+        // A later module of a namespace replaces an earlier one's exports (`Object.assign`).
+        linker.allow_shadowing(true);
         let mut store = Store::new(engine, wasi.build_p1());
         let mut root_instance = None;
         for name in &order {
-            let node = &nodes[name];
-            let compile = || {
-                Module::new(engine, &node.bytes).map_err(|e| LinkError::BadModule {
-                    path: node.path.clone(),
-                    message: format!("{e:#}"),
-                })
-            };
-            let module = match &module_cache {
-                Some(c) => c.get_or_compile(engine, &node.bytes, compile)?,
-                None => compile()?,
-            };
-            let instance = linker
-                .instantiate(&mut store, &module)
-                .map_err(|e| LinkError::runtime(name, "instantiate", e))?;
-            if *name == root_name {
-                root_instance = Some(instance);
-            } else {
-                linker
-                    .instance(&mut store, name, instance)
-                    .map_err(|e| LinkError::runtime(name, "define", e))?;
-                // A reactor initialises itself once, before its dependents run.
-                if let Some(init) = instance
-                    .get_typed_func::<(), ()>(&mut store, "_initialize")
-                    .ok()
-                {
-                    init.call(&mut store, ())
-                        .map_err(|e| LinkError::runtime(name, "_initialize", e))?;
+            for (k, member) in nodes[name].members.iter().enumerate() {
+                let compile = || {
+                    Module::new(engine, &member.bytes).map_err(|e| LinkError::BadModule {
+                        path: member.path.clone(),
+                        message: format!("{e:#}"),
+                    })
+                };
+                let module = match &module_cache {
+                    Some(c) => c.get_or_compile(engine, &member.bytes, compile)?,
+                    None => compile()?,
+                };
+                check_imports(&linker, &mut store, &module, &member.path, |m| {
+                    let before = if m == name { k } else { usize::MAX };
+                    nodes
+                        .get(m)
+                        .map(|n| {
+                            n.members
+                                .iter()
+                                .take(before)
+                                .map(|x| x.path.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })?;
+                let instance = linker
+                    .instantiate(&mut store, &module)
+                    .map_err(|e| LinkError::runtime(name, "instantiate", e))?;
+                if *name == root_name {
+                    root_instance = Some(instance);
+                } else {
+                    linker
+                        .instance(&mut store, name, instance)
+                        .map_err(|e| LinkError::runtime(name, "define", e))?;
+                    // A reactor initialises itself once, before its dependents run.
+                    if let Some(init) = instance
+                        .get_typed_func::<(), ()>(&mut store, "_initialize")
+                        .ok()
+                    {
+                        init.call(&mut store, ())
+                            .map_err(|e| LinkError::runtime(name, "_initialize", e))?;
+                    }
                 }
+                tracing::debug!(target: "wasmlink::libs", "instantiated module {name} from {}", member.path.display());
             }
-            tracing::debug!(target: "wasmlink::libs", "instantiated module {name} from {}", node.path.display());
         }
         Ok(PlainProgram {
             store,
@@ -211,6 +264,41 @@ impl PlainProgram {
     }
 }
 
+/// Fails with [`LinkError::UnknownImport`] for the first import of `module` (read from
+/// `path`) that nothing defined so far provides; `files(m)` are the files of module name `m`
+/// instantiated so far.
+fn check_imports(
+    linker: &Linker<WasiP1Ctx>,
+    store: &mut Store<WasiP1Ctx>,
+    module: &Module,
+    path: &Path,
+    files: impl Fn(&str) -> Vec<PathBuf>,
+) -> Result<(), LinkError> {
+    for imp in module.imports() {
+        if linker.get(&mut *store, imp.module(), imp.name()).is_ok() {
+            continue;
+        }
+        let files = files(imp.module());
+        let reason = if files.is_empty() {
+            format!(
+                "has not been defined (no module provides `{}`; give one with --module {}=FILE)",
+                imp.module(),
+                imp.module()
+            )
+        } else {
+            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            format!("is exported by none of {}", names.join(", "))
+        };
+        return Err(LinkError::UnknownImport {
+            path: path.to_path_buf(),
+            module: imp.module().to_string(),
+            field: imp.name().to_string(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
 fn find_module(search: &SearchPath, name: &str, requester: &Path) -> Result<PathBuf, LinkError> {
     let file = format!("{name}.wasm");
     let mut searched = Vec::new();
@@ -249,7 +337,7 @@ fn topo_order(nodes: &HashMap<String, Node>, root: &str) -> Result<Vec<String>, 
                 let mut cycle: Vec<String> = stack[start..].to_vec();
                 cycle.push(n.to_string());
                 return Err(LinkError::BadModule {
-                    path: nodes[n].path.clone(),
+                    path: nodes[n].members[0].path.clone(),
                     message: format!("module import cycle: {}", cycle.join(" -> ")),
                 });
             }
@@ -272,14 +360,15 @@ fn topo_order(nodes: &HashMap<String, Node>, root: &str) -> Result<Vec<String>, 
 
 impl ProcessBuilder {
     /// Loads plain modules linked by module name (see [`crate::plain`]): `root` and every
-    /// module it imports from, `explicit` naming files for some module names.
+    /// module it imports from, `explicit` naming files for some module names (a name given
+    /// more than once is a namespace assembled from all its files, in order).
     ///
     /// # Errors
     /// As [`PlainProgram::load`].
     pub fn load_plain(
         self,
         root: &Path,
-        explicit: &HashMap<String, PathBuf>,
+        explicit: &[(String, PathBuf)],
     ) -> Result<PlainProgram, LinkError> {
         let engine = self.engine_for_load()?;
         let (wasi, search, cache) = self.parts_for_load()?;

@@ -98,6 +98,18 @@ pub enum LinkError {
         /// Where it was looked up.
         library: String,
     },
+    /// An import of a plain module that no module (and not the host) provides.
+    #[error("{}: unknown import: `{module}::{field}` {reason}", path.display())]
+    UnknownImport {
+        /// The importing module's file.
+        path: PathBuf,
+        /// The import's module name.
+        module: String,
+        /// The import's field name.
+        field: String,
+        /// Which modules were asked, or what to give.
+        reason: String,
+    },
     /// A path given to `dlopen` is outside the allowed directories.
     #[error("{}: refused: outside the library search path", path.display())]
     Refused {
