@@ -289,24 +289,36 @@ fn compressed_arrow_ipc_is_refused_both_ways() {
 /// so that the buffer lies past the message's body. The messages start at `start` (0 for a
 /// stream, after the magic for a file).
 fn with_buffer_offset(ipc: &[u8], start: usize, which: usize, offset: i64) -> Vec<u8> {
+    patch_batch(ipc, start, offset, |rb| {
+        std::ptr::from_ref(rb.buffers().expect("buffers").get(which)) as usize
+    })
+}
+
+/// `ipc` with the 8 bytes at the address `at` picks in its first record batch message set to
+/// `value` (`at` returns a pointer into `ipc`).
+fn patch_batch(
+    ipc: &[u8],
+    start: usize,
+    value: i64,
+    at: impl Fn(&arrow_ipc::RecordBatch<'_>) -> usize,
+) -> Vec<u8> {
     let mut out = ipc.to_vec();
-    let mut at = start;
+    let mut next = start;
     let word = |o: usize| u32::from_le_bytes(ipc[o..o + 4].try_into().expect("4 bytes"));
     // A file pads its magic to the writer's alignment.
-    while word(at) == 0 {
-        at += 4;
+    while word(next) == 0 {
+        next += 4;
     }
     loop {
-        assert_eq!(word(at), 0xFFFF_FFFF, "a continuation marker at {at}");
-        let len = word(at + 4) as usize;
-        let message = arrow_ipc::root_as_message(&ipc[at + 8..at + 8 + len]).expect("message");
+        assert_eq!(word(next), 0xFFFF_FFFF, "a continuation marker at {next}");
+        let len = word(next + 4) as usize;
+        let message = arrow_ipc::root_as_message(&ipc[next + 8..next + 8 + len]).expect("message");
         if let Some(rb) = message.header_as_record_batch() {
-            let buffer = rb.buffers().expect("buffers").get(which);
-            let pos = std::ptr::from_ref(buffer) as usize - ipc.as_ptr() as usize;
-            out[pos..pos + 8].copy_from_slice(&offset.to_le_bytes());
+            let pos = at(&rb) - ipc.as_ptr() as usize;
+            out[pos..pos + 8].copy_from_slice(&value.to_le_bytes());
             return out;
         }
-        at += 8 + len + usize::try_from(message.bodyLength()).expect("body length");
+        next += 8 + len + usize::try_from(message.bodyLength()).expect("body length");
     }
 }
 
@@ -474,4 +486,44 @@ fn an_in_place_result_over_rewritten_metadata_is_an_abi_error() {
         "{text}"
     );
     assert!(inst.is_poisoned());
+}
+
+#[test]
+fn short_union_buffers_and_negative_lengths_are_malformed_ipc() {
+    use arrow_array::{ArrayRef, Int32Array, RecordBatch, UnionArray};
+    use arrow_schema::{DataType, Field, UnionFields};
+    use std::sync::Arc;
+    let fields =
+        UnionFields::try_new([0], [Field::new("i", DataType::Int32, false)]).expect("fields");
+    let union = UnionArray::try_new(
+        fields,
+        vec![0i8; 4].into(),
+        None,
+        vec![Arc::new(Int32Array::from(vec![1, 2, 3, 4])) as ArrayRef],
+    )
+    .expect("union");
+    let batch = RecordBatch::try_from_iter([("u", Arc::new(union) as ArrayRef)]).expect("batch");
+    let ipc = wasmlink::exchange::encode_stream(&[batch]).expect("encode");
+    assert!(wasmlink::exchange::read_ipc(&ipc).is_ok());
+    // The type ids (buffer 0 of a V5 union) shortened to 1 byte for 4 rows.
+    let short = patch_batch(&ipc, 0, 1, |rb| {
+        std::ptr::from_ref(rb.buffers().expect("buffers").get(0)) as usize + 8
+    });
+    assert_eq!(
+        wasmlink::exchange::read_ipc(&short)
+            .unwrap_err()
+            .to_string(),
+        "malformed Arrow IPC: the union column `u` of length 4 has shorter type-id or offset \
+         buffers"
+    );
+    // A node of negative length.
+    let negative = patch_batch(&ipc, 0, -5, |rb| {
+        std::ptr::from_ref(rb.nodes().expect("nodes").get(0)) as usize
+    });
+    assert_eq!(
+        wasmlink::exchange::read_ipc(&negative)
+            .unwrap_err()
+            .to_string(),
+        "malformed Arrow IPC: field node 0 has length -5 and null count 0"
+    );
 }
