@@ -18,20 +18,25 @@ use wasmtime::Val;
 /// the flags the tests use (`wasmlink_xtask::cflags`).
 fn clang(dir: &Path, link: Link, out: &str, inputs: &[&str]) -> Result<(), String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c");
-    let mut cmd = cflags::command(link, false);
-    cmd.current_dir(dir).arg("-o").arg(out);
-    for i in inputs {
-        if i.ends_with(".c") {
-            cmd.arg(src.join(i))
-        } else {
-            cmd.arg(i)
-        };
-    }
-    let o = cmd
-        .output()
-        .map_err(|e| format!("{}: {e} (run scripts/setup.sh)", cflags::CLANG))?;
-    if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    let (sources, libs): (Vec<&str>, Vec<&str>) = inputs.iter().partition(|i| i.ends_with(".c"));
+    let sources: Vec<_> = sources.iter().map(|s| src.join(s)).collect();
+    let build = cflags::Build {
+        link,
+        cxx: false,
+        sources: &sources,
+        libs: &libs,
+        extra: &[],
+        obj_dir: dir,
+        out: Path::new(out),
+    };
+    for mut cmd in build.commands() {
+        let o = cmd
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("{}: {e} (run scripts/setup.sh)", cflags::CLANG))?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
     }
     Ok(())
 }

@@ -8,18 +8,21 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build -q --bin wasmlink
 cargo run -q -p wasmlink-xtask -- corpus >/dev/null
-# The flags the tests build their C fixtures with (one table: xtask/src/cflags.rs).
+# The flags the tests build their C fixtures with (one table: xtask/src/cflags.rs): compile
+# with -O2 -c, link without -O, so clang never runs a wasm-opt that happens to be installed.
 flags() { cargo run -q -p wasmlink-xtask -- cflags "$1"; }
 CF=$(flags compile)
+LD=$(flags link)
 LIB=$(flags shared)
 PIE=$(flags pie)
 W=target/debug/wasmlink
 OUT=target/demo
 mkdir -p "$OUT"
 ( cd "$OUT"
-  clang-19 $CF $LIB -o libgreet.so ../../examples/c/greet.c 2>/dev/null
-  clang-19 $CF $LIB -o libshout.so ../../examples/c/shout.c 2>/dev/null
-  clang-19 $CF $PIE -o main.wasm ../../examples/c/main.c libgreet.so 2>/dev/null )
+  for c in greet shout main; do clang-19 $CF -c -o $c.o ../../examples/c/$c.c; done
+  clang-19 $LD $LIB -o libgreet.so greet.o 2>/dev/null
+  clang-19 $LD $LIB -o libshout.so shout.o 2>/dev/null
+  clang-19 $LD $PIE -o main.wasm main.o libgreet.so 2>/dev/null )
 echo "== wasmlink ldd $OUT/main.wasm"
 "$W" ldd -L "$OUT" "$OUT/main.wasm"
 echo "== wasmlink run -L $OUT $OUT/main.wasm -- wasm"

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmlink_xtask::cflags::Link;
+use wasmlink_xtask::cflags::{Build, Link};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,11 +33,20 @@ fn run(cmd: &mut Command, what: &str) {
 /// Compiles `benches/c/<source>` into `<dir>/<out>`, linked against `deps` (file names in
 /// `dir`, recorded as NEEDED).
 pub fn clang(dir: &Path, out: &str, link: Link, source: &str, deps: &[&str]) -> PathBuf {
-    let mut cmd = wasmlink_xtask::cflags::command(link, false);
-    cmd.current_dir(dir);
-    cmd.arg("-o").arg(out).arg(src(source)).args(deps);
-    run(&mut cmd, out);
-    dir.join(out)
+    let path = dir.join(out);
+    let build = Build {
+        link,
+        cxx: false,
+        sources: &[src(source)],
+        libs: deps,
+        extra: &[],
+        obj_dir: dir,
+        out: &path,
+    };
+    for mut cmd in build.commands() {
+        run(cmd.current_dir(dir), out);
+    }
+    path
 }
 
 /// `gcc -shared -fPIC -O2 -o <dir>/<out> benches/c/<source>`.

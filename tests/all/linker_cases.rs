@@ -61,21 +61,29 @@ fn build(
     let tmp_dir = dir.join(format!(".build-{}", std::process::id()));
     std::fs::create_dir_all(&tmp_dir).unwrap();
     let tmp = tmp_dir.join(out);
-    let mut cmd = cflags::command(link, cxx);
-    cmd.current_dir(dir);
-    cmd.args(extra).arg("-o").arg(&tmp);
-    for s in sources {
-        cmd.arg(fixtures_src().join("c").join(s));
+    let sources: Vec<PathBuf> = sources
+        .iter()
+        .map(|s| fixtures_src().join("c").join(s))
+        .collect();
+    let build = cflags::Build {
+        link,
+        cxx,
+        sources: &sources,
+        libs: deps,
+        extra,
+        obj_dir: &tmp_dir,
+        out: &tmp,
+    };
+    for mut cmd in build.commands() {
+        let output = cmd.current_dir(dir).output().unwrap_or_else(|e| {
+            panic!("cannot run {compiler} (install it with the README's test command): {e}")
+        });
+        assert!(
+            output.status.success(),
+            "{compiler} failed for {out}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    cmd.args(deps);
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {compiler} (install it with the README's test command): {e}")
-    });
-    assert!(
-        output.status.success(),
-        "{compiler} failed for {out}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     std::fs::rename(&tmp, &path).unwrap();
     built.insert(path.clone());
     path

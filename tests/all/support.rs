@@ -54,27 +54,35 @@ pub fn c_fixture(
     let tmp_dir = dir.join(format!(".build-{}", std::process::id()));
     std::fs::create_dir_all(&tmp_dir).unwrap();
     let tmp = tmp_dir.join(out);
-    let mut cmd = cflags::command(link, false);
-    cmd.current_dir(&dir);
-    cmd.args(extra).arg("-o").arg(&tmp);
-    for s in sources {
-        cmd.arg(fixtures_src().join("c").join(s));
-    }
+    let sources: Vec<PathBuf> = sources
+        .iter()
+        .map(|s| fixtures_src().join("c").join(s))
+        .collect();
     for d in deps {
         assert!(
             map.contains_key(*d),
             "fixture {out}: build dependency {d} first"
         );
-        cmd.arg(d);
     }
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {CLANG} (install it with the README's test command): {e}")
-    });
-    assert!(
-        output.status.success(),
-        "{CLANG} failed for {out}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let build = cflags::Build {
+        link,
+        cxx: false,
+        sources: &sources,
+        libs: deps,
+        extra,
+        obj_dir: &tmp_dir,
+        out: &tmp,
+    };
+    for mut cmd in build.commands() {
+        let output = cmd.current_dir(&dir).output().unwrap_or_else(|e| {
+            panic!("cannot run {CLANG} (install it with the README's test command): {e}")
+        });
+        assert!(
+            output.status.success(),
+            "{CLANG} failed for {out}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     let path = dir.join(out);
     std::fs::rename(&tmp, &path).unwrap();
     map.insert(out.to_string(), path.clone());

@@ -7,12 +7,17 @@
 //!
 //! # Fixtures do not depend on what else is installed
 //!
-//! At `-O1` and above, clang's WebAssembly driver runs `wasm-opt` after linking whenever it finds
-//! one on `PATH` (Debian's `binaryen`, which emscripten pulls in). `wasm-opt` rewrites the module:
-//! it adds a `name` section and table imports, so golden files and symbol listings would change
-//! with the machine. [`CFLAGS`] therefore passes `--no-wasm-opt`: the bytes a fixture gets
-//! depend only on clang-19 and lld-19.
+//! When the link step of a clang invocation sees an optimisation flag (`-O1` and above), clang's
+//! WebAssembly driver runs `wasm-opt` on the linked module whenever it finds one on `PATH`
+//! (Debian's `binaryen`, which emscripten pulls in). `wasm-opt` rewrites the module: it adds a
+//! `name` section and table imports, so golden files and symbol listings would change with the
+//! machine. clang-19's `--no-wasm-opt` cannot be used instead: Debian's clang 19.1.7 then skips
+//! the link altogether and exits 0 without writing the output. So a fixture is built in two
+//! steps ([`Build::commands`]): each source is compiled with [`CFLAGS`] (`-O2 -c`), and the
+//! objects are linked with [`LDFLAGS`], which carry no `-O` flag. The link runs wasm-ld exactly
+//! as the one-step `clang -O2 ... -o OUT SOURCES` does (same arguments), and never `wasm-opt`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The C compiler driver.
@@ -21,16 +26,18 @@ pub const CLANG: &str = "clang-19";
 /// The C++ compiler driver (for `.cpp` sources).
 pub const CLANGXX: &str = "clang++-19";
 
-/// Compile flags of every fixture, side module or main program.
+/// Compile flags (`-c`) of every fixture source, side module or main program.
 pub const CFLAGS: &[&str] = &[
     "--target=wasm32-wasi",
     "-fPIC",
     "-fvisibility=default",
     "-O2",
     "-nostdlib",
-    // Never run a `wasm-opt` that happens to be installed (see the module docs).
-    "--no-wasm-opt",
 ];
+
+/// Driver flags of every link step, before [`Link::flags`]. No `-O` flag here: that is what
+/// keeps clang from running an installed `wasm-opt` (see the module docs).
+pub const LDFLAGS: &[&str] = &["--target=wasm32-wasi", "-nostdlib"];
 
 /// Added to [`CFLAGS`] for C++ sources: the fixtures use neither exceptions nor RTTI, and the
 /// wasm32-wasi C++ runtime is not linked (`-nostdlib`).
@@ -111,25 +118,72 @@ pub fn compiler(cxx: bool) -> &'static str {
     if cxx { CLANGXX } else { CLANG }
 }
 
-/// A `clang-19` (`clang++-19` if `cxx`) command with the compile and link flags of `link`;
-/// the caller adds its own flags, `-o OUT` and the inputs.
-pub fn command(link: Link, cxx: bool) -> Command {
-    let mut cmd = Command::new(compiler(cxx));
-    cmd.args(CFLAGS);
-    if cxx {
-        cmd.args(CXXFLAGS);
-    }
-    cmd.args(link.flags());
-    cmd
+/// How to build one fixture; [`Build::commands`] turns it into clang invocations.
+#[derive(Clone, Copy, Debug)]
+pub struct Build<'a> {
+    /// How the output is linked.
+    pub link: Link,
+    /// Compile as C++ ([`CLANGXX`] and [`CXXFLAGS`]).
+    pub cxx: bool,
+    /// The C (or C++) sources.
+    pub sources: &'a [PathBuf],
+    /// Libraries linked against, in order (recorded as NEEDED, as given: usually plain file
+    /// names relative to the working directory the caller runs the commands in).
+    pub libs: &'a [&'a str],
+    /// The caller's own flags (`-pthread`, `-Wl,--shared-memory`, ...), given to both steps.
+    pub extra: &'a [&'a str],
+    /// Where the object files go; file names are derived from `out`, so fixtures built into
+    /// one directory do not collide.
+    pub obj_dir: &'a Path,
+    /// The output file. wasm-ld records its file name in the module's `name` section.
+    pub out: &'a Path,
 }
 
-/// The flag list named `kind` for `xtask cflags KIND` (shell scripts): `compile` ([`CFLAGS`]),
-/// `cxx` ([`CXXFLAGS`]), `shared`, `pie`, `pie-any-main` or `pie-own-memory` (the link flags
+impl Build<'_> {
+    /// One `clang-19 CFLAGS [CXXFLAGS] EXTRA -c SOURCE -o OBJ` per source, then
+    /// `clang-19 LDFLAGS LINK EXTRA -o OUT OBJS LIBS`. Run them in order, in the directory the
+    /// `libs` are relative to; each must succeed.
+    pub fn commands(&self) -> Vec<Command> {
+        let stem = self
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut objects = Vec::new();
+        let mut cmds = Vec::new();
+        for (i, src) in self.sources.iter().enumerate() {
+            let obj = self.obj_dir.join(format!("{stem}.{i}.o"));
+            let mut cmd = Command::new(compiler(self.cxx));
+            cmd.args(CFLAGS);
+            if self.cxx {
+                cmd.args(CXXFLAGS);
+            }
+            cmd.args(UNUSED).args(self.extra).arg("-c").arg(src);
+            cmd.arg("-o").arg(&obj);
+            cmds.push(cmd);
+            objects.push(obj);
+        }
+        let mut cmd = Command::new(compiler(self.cxx));
+        cmd.args(LDFLAGS).args(self.link.flags()).args(UNUSED);
+        cmd.args(self.extra).arg("-o").arg(self.out);
+        cmd.args(&objects).args(self.libs);
+        cmds.push(cmd);
+        cmds
+    }
+}
+
+/// `extra` goes to both steps, where link flags are unused in a compile and compile flags in
+/// a link; no warning about that.
+const UNUSED: &[&str] = &["-Qunused-arguments"];
+
+/// The flag list named `kind` for `xtask cflags KIND` (shell scripts): `compile` ([`CFLAGS`],
+/// with `-c`), `cxx` ([`CXXFLAGS`]), `link` ([`LDFLAGS`], then one of:) `shared`, `pie`, `pie-any-main` or `pie-own-memory` (the link flags
 /// of [`Link`]).
 pub fn named(kind: &str) -> Option<Vec<&'static str>> {
     Some(match kind {
         "compile" => CFLAGS.to_vec(),
         "cxx" => CXXFLAGS.to_vec(),
+        "link" => LDFLAGS.to_vec(),
         "shared" => Link::Shared.flags(),
         "pie" => Link::Pie.flags(),
         "pie-any-main" => Link::PieAnyMain.flags(),
@@ -142,6 +196,7 @@ pub fn named(kind: &str) -> Option<Vec<&'static str>> {
 pub const KINDS: &[&str] = &[
     "compile",
     "cxx",
+    "link",
     "shared",
     "pie",
     "pie-any-main",
@@ -152,14 +207,58 @@ pub const KINDS: &[&str] = &[
 mod tests {
     use super::*;
 
+    fn args(cmd: &Command) -> Vec<&str> {
+        cmd.get_args().map(|a| a.to_str().unwrap()).collect()
+    }
+
     #[test]
-    fn every_fixture_is_built_without_wasm_opt() {
-        let cmd = command(Link::Shared, true);
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(cmd.get_program(), CLANGXX);
-        assert!(args.contains(&"--no-wasm-opt"), "{args:?}");
-        assert!(args.contains(&"-fno-rtti"), "{args:?}");
-        assert!(args.contains(&"-shared"), "{args:?}");
+    fn only_the_compile_steps_optimise() {
+        let sources = [PathBuf::from("a.cpp"), PathBuf::from("b.cpp")];
+        let build = Build {
+            link: Link::Shared,
+            cxx: true,
+            sources: &sources,
+            libs: &["libdep.so"],
+            extra: &["-pthread"],
+            obj_dir: Path::new("/objs"),
+            out: Path::new("out/libx.so"),
+        };
+        let cmds = build.commands();
+        assert_eq!(cmds.len(), 3);
+        for cmd in &cmds {
+            assert_eq!(cmd.get_program(), CLANGXX);
+            assert!(args(cmd).contains(&"-pthread"), "{:?}", args(cmd));
+        }
+        let compile = args(&cmds[1]);
+        assert!(
+            compile.contains(&"-O2") && compile.contains(&"-c"),
+            "{compile:?}"
+        );
+        assert!(compile.contains(&"-fno-rtti"), "{compile:?}");
+        assert!(
+            compile.ends_with(&["b.cpp", "-o", "/objs/libx.so.1.o"]),
+            "{compile:?}"
+        );
+        let link = args(&cmds[2]);
+        // An -O flag in the link step would make clang run an installed wasm-opt, and
+        // clang-19's --no-wasm-opt skips the link.
+        assert!(
+            !link
+                .iter()
+                .any(|a| a.starts_with("-O") || a.contains("wasm-opt")),
+            "{link:?}"
+        );
+        assert!(link.contains(&"-shared"), "{link:?}");
+        assert!(
+            link.ends_with(&[
+                "-o",
+                "out/libx.so",
+                "/objs/libx.so.0.o",
+                "/objs/libx.so.1.o",
+                "libdep.so"
+            ]),
+            "{link:?}"
+        );
     }
 
     #[test]
