@@ -32,9 +32,9 @@ pub struct Args {
     index: PathBuf,
     /// The query (tokenized and normalised like the documents).
     query: String,
-    /// How many results.
-    #[arg(short, default_value_t = 10)]
-    k: usize,
+    /// How many results (1 to 100000).
+    #[arg(short, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_K))]
+    k: u64,
     /// Print the results as JSON Lines: rank, score, title, path.
     #[arg(long)]
     json: bool,
@@ -42,10 +42,15 @@ pub struct Args {
     #[command(flatten)]
     modules: ModulesFlag,
     /// Run the query N more times on the same instance and print its latency (p50, p99) on
-    /// stderr.
-    #[arg(long, value_name = "N")]
-    repeat: Option<usize>,
+    /// stderr (N up to 1000000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=MAX_REPEAT))]
+    repeat: Option<u64>,
 }
+
+/// The largest `-k`.
+const MAX_K: u64 = 100_000;
+/// The largest `--repeat`.
+const MAX_REPEAT: u64 = 1_000_000;
 
 /// One result line of the query module.
 #[derive(serde::Deserialize)]
@@ -105,7 +110,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 
     if let Some(n) = args.repeat {
-        let mut times = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let t = Instant::now();
             instance

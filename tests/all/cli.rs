@@ -1330,3 +1330,33 @@ fn call_exit_statuses_match_its_help() {
         }
     }
 }
+
+#[test]
+fn search_numbers_are_bounded_up_front() {
+    // `--repeat` preallocated a vector of N timings: a huge N was a capacity-overflow panic.
+    for (args, says) in [
+        (
+            &[
+                "search",
+                "--repeat",
+                "18446744073709551615",
+                "no-index",
+                "q",
+            ][..],
+            "is not in 0..=1000000",
+        ),
+        (
+            &["search", "-k", "18446744073709551615", "no-index", "q"],
+            "is not in 1..=100000",
+        ),
+        (
+            &["search", "-k", "0", "no-index", "q"],
+            "is not in 1..=100000",
+        ),
+    ] {
+        let o = support::wasmlink(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
