@@ -200,10 +200,7 @@ impl PlainProgram {
                         .instance(&mut store, name, instance)
                         .map_err(|e| LinkError::runtime(name, "define", e))?;
                     // A reactor initialises itself once, before its dependents run.
-                    if let Some(init) = instance
-                        .get_typed_func::<(), ()>(&mut store, "_initialize")
-                        .ok()
-                    {
+                    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
                         init.call(&mut store, ())
                             .map_err(|e| LinkError::runtime(name, "_initialize", e))?;
                     }

@@ -13,8 +13,6 @@ use super::resources::alloc_region;
 use super::state::read;
 use super::state::{Def, Host, LibId, Symbol};
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// A handle to a running linked process.
 pub struct Process {
     pub(super) store: Store<Host>,

@@ -12,8 +12,6 @@ use super::error::LinkError;
 use super::resources::alloc_slots;
 use super::state::{Bounds, Def, Host, LibId, SlotKey};
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 pub(super) enum Binding {
     Direct(Func),
     Slot(u32),

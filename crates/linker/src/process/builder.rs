@@ -17,8 +17,6 @@ use super::state::{Bounds, Host, HostSymbols, Linkage};
 use crate::resolve::SearchPath;
 use wasmlink_engine::{ModuleCache, default_cache_dir, shared_engine};
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Default size of the shadow stack.
 pub const DEFAULT_STACK_SIZE: u32 = 1 << 20;
 

@@ -14,8 +14,6 @@ use super::resources::{compile_generated, const_global, new_instance};
 use super::state::{Def, Host, LibId};
 use super::wasi::{Clock, bind_wasi, empty_list_wasi2, random_bytes, wasi2_clock};
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Binds every import of library `id`, instantiates it, fills the canonical slots of its
 /// functions and applies its data relocations.
 pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {

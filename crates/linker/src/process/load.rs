@@ -21,8 +21,6 @@ use super::resources::{alloc_region, alloc_slots, compile, exhausted, new_instan
 use super::state::read;
 use super::state::{Bounds, Def, Host, LibId, Library};
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Sets up the memory, table and stack from the main program and registers it as library 0.
 pub(super) fn setup_main(
     store: &mut Store<Host>,

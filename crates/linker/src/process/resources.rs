@@ -13,8 +13,6 @@ use super::layout::{PAGE, align_up};
 use super::state::Host;
 use wasmlink_engine::ModuleCache;
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Grows the memory (or reuses a freed range) for a region of `size` bytes.
 pub(super) fn alloc_region(
     mut cx: StoreContextMut<'_, Host>,

@@ -15,8 +15,6 @@ use super::layout::Regions;
 use crate::resolve::SearchPath;
 use wasmlink_engine::ModuleCache;
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Index of a loaded library in a process; `dlopen` handles are `id + 1`.
 pub type LibId = usize;
 

@@ -10,8 +10,6 @@ use super::error::LinkError;
 use super::resources::{compile_generated, new_instance};
 use super::state::Host;
 
-/// The in-memory cache of compiled modules (now in `wasmlink-engine`).
-
 /// Binds WASI preview 1 imports: straight to wasmtime-wasi if the module exports its memory,
 /// else through a shim that exports the shared memory (see [`super::thunk::wasi_shim`]).
 pub(super) fn bind_wasi(
