@@ -331,6 +331,30 @@ fn a_json_lines_source_without_newlines_is_an_error_at_the_line_limit_not_read_w
     assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
+#[cfg(unix)]
+#[test]
+fn a_csv_source_without_newlines_is_an_error_at_the_line_limit_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PipelineSpec::new(
+        Source::Csv {
+            path: PathBuf::from("/dev/zero"),
+        },
+        Sink::None,
+    );
+    let e = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "/dev/zero:1: line longer than {MAX_LINE_BYTES} bytes (the limit of a CSV source; \
+             is it CSV?)"
+        )
+    );
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
+
 #[test]
 fn a_json_lines_parse_error_names_the_real_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,8 +99,9 @@ pub const MAX_QUEUE_DEPTH: usize = 1024;
 pub const MAX_WORKERS: usize = 256;
 /// The most rows per row group of a Parquet sink (`row-group-rows`): 64 Mi.
 pub const MAX_ROW_GROUP_ROWS: usize = 1 << 26;
-/// The longest line of a JSON Lines source, in bytes (newline excluded): 64 MiB. A longer line
-/// (or a file without newlines) is an error naming the file and line, so memory stays bounded.
+/// The longest line of a JSON Lines or CSV source, in bytes (newline excluded): 64 MiB. A
+/// longer line (or a file without newlines) is an error naming the file and line, so memory
+/// stays bounded.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// A pipeline error. Every kind prints as one line naming the file (and line), stage or field;

@@ -87,12 +87,12 @@ impl<R: Read> Read for LineLimit<R> {
 }
 
 /// The error for a line past the limit.
-fn line_too_long(path: &Path, line: u64, max: usize) -> PipelineError {
+fn line_too_long(path: &Path, line: u64, max: usize, kind: &str) -> PipelineError {
     PipelineError::Source {
         path: path.to_path_buf(),
         line: Some(line),
         message: format!(
-            "line longer than {max} bytes (the limit of a JSON Lines source; is it JSON Lines?)"
+            "line longer than {max} bytes (the limit of a {kind} source; is it {kind}?)"
         ),
     }
 }
@@ -119,7 +119,7 @@ fn infer_jsonl_schema(
                 Err(e) => {
                     let line = too_long.load(Ordering::Relaxed);
                     failure.set(Some(if line > 0 {
-                        line_too_long(path, line, max_line)
+                        line_too_long(path, line, max_line, "JSON Lines")
                     } else {
                         PipelineError::io(path, format!("cannot read: {e}"))
                     }));
@@ -164,7 +164,7 @@ pub(crate) fn open_source(
     open_source_limited(source, batch_rows, bytes, MAX_LINE_BYTES)
 }
 
-/// As [`open_source`], with `max_line` as the longest JSON Lines line.
+/// As [`open_source`], with `max_line` as the longest line of a JSON Lines or CSV source.
 pub(crate) fn open_source_limited(
     source: &Source,
     batch_rows: usize,
@@ -193,28 +193,43 @@ pub(crate) fn open_source_limited(
             Box::new(reader.map(move |r| {
                 r.map_err(|e| match too_long.load(Ordering::Relaxed) {
                     0 => arrow_err(&p, e),
-                    line => line_too_long(&p, line, max_line),
+                    line => line_too_long(&p, line, max_line, "JSON Lines"),
                 })
             }))
         }
         Source::Csv { path } => {
+            // Lines are bounded as for JSON Lines: a file without newlines is never read whole.
             let mut file = open(path)?;
             let format = arrow_csv::reader::Format::default().with_header(true);
-            let (schema, _) = format
-                .infer_schema(&mut BufReader::new(&mut file), None)
-                .map_err(|e| arrow_err(path, e))?;
+            let limited = LineLimit::new(&mut file, max_line);
+            let too_long = limited.too_long.clone();
+            let inferred = format.infer_schema(&mut BufReader::new(limited), None);
+            let (schema, _) = inferred.map_err(|e| match too_long.load(Ordering::Relaxed) {
+                0 => arrow_err(path, e),
+                line => line_too_long(path, line, max_line, "CSV"),
+            })?;
             file.rewind()
                 .map_err(|e| PipelineError::io(path, e.to_string()))?;
+            let limited = LineLimit::new(
+                Counting {
+                    inner: file,
+                    count: bytes,
+                },
+                max_line,
+            );
+            let too_long = limited.too_long.clone();
             let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
                 .with_format(format)
                 .with_batch_size(batch_rows)
-                .build(Counting {
-                    inner: file,
-                    count: bytes,
-                })
+                .build(limited)
                 .map_err(|e| arrow_err(path, e))?;
             let p = path.clone();
-            Box::new(reader.map(move |r| r.map_err(|e| arrow_err(&p, e))))
+            Box::new(reader.map(move |r| {
+                r.map_err(|e| match too_long.load(Ordering::Relaxed) {
+                    0 => arrow_err(&p, e),
+                    line => line_too_long(&p, line, max_line, "CSV"),
+                })
+            }))
         }
         Source::Arrow { path } => {
             let mut file = open(path)?;
