@@ -823,3 +823,254 @@ fn shared_signatures_take_linear_memory() {
         memory_bound(len)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-made libraries given to `ldd` and the loader (issue 13, items 5 and 6).
+
+/// Runs `wasmlink ARGS`, killing it and failing the test if it has not finished after `limit`.
+fn wasmlink_within(args: &[String], limit: Duration) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
+        .args(args)
+        .env_remove("WASMLINK_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut b).map(|_| b)
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut b).map(|_| b)
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("wasmlink {args:?}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    }
+}
+
+/// A MEM_INFO subsection: memorysize, memoryalignment, tablesize, tablealignment.
+fn mem_info(fields: [u32; 4]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in fields {
+        put_leb(v, &mut b);
+    }
+    sub(1, &b)
+}
+
+/// A NEEDED subsection.
+fn needed(names: impl IntoIterator<Item = String>) -> Vec<u8> {
+    let mut items = Vec::new();
+    let mut n = 0;
+    for name in names {
+        put_leb(name.len() as u32, &mut items);
+        items.extend_from_slice(name.as_bytes());
+        n += 1;
+    }
+    sub(2, &counted(n, &items))
+}
+
+/// Regression (issue 13, item 5): MEM_INFO's table alignment was not bounded, so a library of
+/// a few dozen bytes made `ldd -r` and `run` grow the table by 2^28 slots (3.1 GB), 2^30 (over
+/// 6 GB) or spin at 100% CPU for 2^31 and above. The model now refuses alignments above 2^16
+/// and table sizes above 10,000,000 slots, naming the field, so no consumer sees them.
+#[test]
+fn huge_mem_info_alignments_are_refused_by_the_model_and_ldd() {
+    // The parse: field, section and offset. The library is `\0asm 01000000` (0x0..0x8), the
+    // custom section's id, size, name length and `dylink.0` (0x8..0x13), then MEM_INFO: id
+    // 0x13, size 0x14, memorysize 0x15, memoryalignment 0x16, tablesize 0x17,
+    // tablealignment 0x18.
+    for p2align in [17, 28, 30, 31, 32, u32::MAX] {
+        let lib = dylink0_module(&[mem_info([0, 0, 1, p2align])], &[]);
+        let e = ModuleInfo::parse(&lib).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "dylink.0 section, MEM_INFO subsection: tablealignment {p2align} (2^{p2align} \
+                 slots) is above the limit of 16 (2^16 slots) (at offset 0x18)"
+            )
+        );
+        let lib = dylink0_module(&[mem_info([0, p2align, 0, 0])], &[]);
+        let e = ModuleInfo::parse(&lib).unwrap_err();
+        assert!(e.message.starts_with("memoryalignment"), "{e}");
+        assert_eq!(e.offset, 0x16, "{e}");
+    }
+    let lib = dylink0_module(&[mem_info([0, 0, u32::MAX, 0])], &[]);
+    let e = ModuleInfo::parse(&lib).unwrap_err();
+    assert!(e.message.starts_with("tablesize 4294967295 slots"), "{e}");
+    let ok = dylink0_module(&[mem_info([1 << 20, 16, 10_000_000, 16])], &[]);
+    ModuleInfo::parse(&ok).unwrap();
+
+    // The command line: `ldd -r` of a program needing such a library skips it (naming the
+    // field) and fails at once; `ldd` of the library itself is a bad-input error (exit 2).
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libbig.so");
+    std::fs::write(&lib, dylink0_module(&[mem_info([0, 0, 1, 28])], &[])).unwrap();
+    let main = dir.path().join("main.wasm");
+    std::fs::write(
+        &main,
+        dylink0_module(&[needed(["libbig.so".to_string()])], &[]),
+    )
+    .unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let o = wasmlink_within(
+        &[
+            "ldd".into(),
+            "-r".into(),
+            "--no-default-dirs".into(),
+            "-L".into(),
+            s(dir.path()),
+            s(&main),
+        ],
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "skipped {}: dylink.0 section, MEM_INFO subsection: tablealignment 28 (2^28 slots) \
+             is above the limit of 16 (2^16 slots) (at offset 0x18)",
+            lib.display()
+        )),
+        "{err}"
+    );
+    let o = wasmlink_within(&["ldd".into(), s(&lib)], Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("tablealignment 28"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Regression (issue 13, item 6): `ldd` looked each missing library's entry up by name among
+/// all entries, O(NEEDED²): 1e4 entries took 0.2 s, 1e5 15 s, 1e6 did not finish. 300,000
+/// missing libraries (a 3.4 MB module) would take about ten minutes that way in a debug
+/// build; linear, a few seconds. The limit is far from both.
+#[test]
+fn ldd_of_many_needed_libraries_takes_linear_time() {
+    let n = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.wasm");
+    // Every name twice: the closure lists each once.
+    let names = (0..n).chain(0..n).map(|i| format!("lib{i}.so"));
+    std::fs::write(&main, dylink0_module(&[needed(names)], &[])).unwrap();
+
+    // The dependency tree itself.
+    let info = std::sync::Arc::new(ModuleInfo::parse(&std::fs::read(&main).unwrap()).unwrap());
+    let mut search = wasmlink::resolve::SearchPath::new();
+    search.set_default_dirs(Vec::new()).add_dir(dir.path());
+    let t = Instant::now();
+    let tree = wasmlink::resolve::DependencyTree::resolve(&main, info, &search);
+    eprintln!(
+        "{n} missing libraries: dependency tree in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(tree.entries.len(), n + 1);
+    assert_eq!(tree.missing().count(), n);
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+
+    // `ldd`: one stdout line and one stderr line per library, in NEEDED order.
+    let t = Instant::now();
+    let o = wasmlink_within(
+        &[
+            "ldd".into(),
+            "--no-default-dirs".into(),
+            main.to_str().unwrap().into(),
+        ],
+        Duration::from_secs(60),
+    );
+    eprintln!("{n} missing libraries: ldd in {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(out.lines().count(), n);
+    assert_eq!(err.lines().count(), n);
+    assert_eq!(
+        out.lines().last().unwrap(),
+        format!("\tlib{}.so => not found", n - 1)
+    );
+    assert_eq!(
+        err.lines().next().unwrap(),
+        format!(
+            "wasmlink: lib0.so (needed by {}): not found; searched nothing (the search path \
+             is empty)",
+            main.display()
+        )
+    );
+}
+
+/// Regression: the dependency closure read and parsed a library once per NEEDED name that led
+/// to it, so a small module naming one large library under many spellings of its path
+/// (`DIR//./libbig.so`, ...) made `ldd` read it thousands of times. Each file is now read
+/// once per resolution (`LibraryCache`): 2,000 spellings of an 8 MB library are 16 GB of
+/// reads that way, one read now.
+#[test]
+fn a_library_named_many_ways_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libbig.so");
+    let mut pad = vec![0u8; 8 << 20];
+    pad[0] = 3;
+    pad[1..4].copy_from_slice(b"pad");
+    std::fs::write(
+        &lib,
+        dylink0_module(
+            &[mem_info([0, 0, 0, 0])],
+            &[
+                (1, counted(1, &[0x60, 0, 0])),
+                (2, func_imports(20_000)),
+                (7, func_exports(20_000, 0)),
+                (0, pad),
+            ],
+        ),
+    )
+    .unwrap();
+    let base = dir.path().to_str().unwrap();
+    let names: Vec<String> = (0..40)
+        .flat_map(|i| {
+            (0..50).map(move |j| format!("{base}/{}{}libbig.so", "/".repeat(i), "./".repeat(j)))
+        })
+        .collect();
+    let n = names.len();
+    let main = dir.path().join("main.wasm");
+    std::fs::write(&main, dylink0_module(&[needed(names)], &[])).unwrap();
+    let info = std::sync::Arc::new(ModuleInfo::parse(&std::fs::read(&main).unwrap()).unwrap());
+    let mut search = wasmlink::resolve::SearchPath::new();
+    search.set_default_dirs(Vec::new());
+    let (tx, rx) = mpsc::channel();
+    let t = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(wasmlink::resolve::DependencyTree::resolve(
+            &main, info, &search,
+        ));
+    });
+    let tree = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the dependency tree of 2,000 names for one library took over 60 s");
+    eprintln!("{n} names of one 8 MB library: {:?}", t.elapsed());
+    assert_eq!(tree.entries.len(), n + 1);
+    let first = tree.entries[1].result.as_ref().unwrap();
+    for e in &tree.entries[2..] {
+        assert_eq!(e.duplicate_of, Some(1), "{}", e.name);
+        // The same model and bytes, shared.
+        let f = e.result.as_ref().unwrap();
+        assert!(std::sync::Arc::ptr_eq(&f.info, &first.info));
+    }
+}

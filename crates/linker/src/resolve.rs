@@ -176,6 +176,22 @@ impl SearchPath {
         requester: Option<&Path>,
         runpath: &[String],
     ) -> Result<Found, NotFound> {
+        self.find_cached(name, requester, runpath, &mut LibraryCache::default())
+    }
+
+    /// [`SearchPath::find`], reading and parsing each file at most once per `cache`: a
+    /// candidate already read under another name (another spelling of its path, another
+    /// directory holding a link to it) is taken from the cache, with its verdict.
+    ///
+    /// # Errors
+    /// [`NotFound`] listing every path tried and every candidate skipped.
+    pub fn find_cached(
+        &self,
+        name: &str,
+        requester: Option<&Path>,
+        runpath: &[String],
+        cache: &mut LibraryCache,
+    ) -> Result<Found, NotFound> {
         let candidates: Vec<PathBuf> = if name.contains('/') {
             vec![PathBuf::from(name)]
         } else {
@@ -189,12 +205,12 @@ impl SearchPath {
             if !path.is_file() {
                 continue;
             }
-            match load_library(path) {
+            match cache.load(path) {
                 Ok((info, bytes)) => {
                     return Ok(Found {
                         path: path.clone(),
-                        info: Arc::new(info),
-                        bytes: Some(bytes.into()),
+                        info,
+                        bytes: Some(bytes),
                     });
                 }
                 Err(why) => {
@@ -238,6 +254,26 @@ impl SearchPath {
     }
 }
 
+/// What [`SearchPath::find_cached`] has read, by canonical path: each file is read and parsed
+/// once, so a module that names one library under many spellings costs one read, not one per
+/// NEEDED entry.
+#[derive(Debug, Default)]
+pub struct LibraryCache {
+    loaded: HashMap<PathBuf, Result<(Arc<ModuleInfo>, Arc<[u8]>), String>>,
+}
+
+impl LibraryCache {
+    fn load(&mut self, path: &Path) -> Result<(Arc<ModuleInfo>, Arc<[u8]>), String> {
+        let Ok(key) = path.canonicalize() else {
+            return load_library(path).map(|(i, b)| (Arc::new(i), b.into()));
+        };
+        self.loaded
+            .entry(key)
+            .or_insert_with(|| load_library(path).map(|(i, b)| (Arc::new(i), b.into())))
+            .clone()
+    }
+}
+
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
 fn load_library(path: &Path) -> Result<(ModuleInfo, Vec<u8>), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -267,6 +303,10 @@ pub struct Resolved {
 
 /// The transitive closure of a module's needed libraries, breadth first like ld.so's load order,
 /// each name once (duplicate NEEDED entries and cycles end there).
+///
+/// Resolving is linear in the number of NEEDED entries: names and files are tracked in sets
+/// and maps, and each file is read and parsed once ([`LibraryCache`]) however many names
+/// reach it.
 #[derive(Debug, Clone)]
 pub struct DependencyTree {
     /// The root first, then each needed library in load order.
@@ -295,6 +335,7 @@ impl DependencyTree {
         if let Ok(c) = root.canonicalize() {
             by_file.insert(c, 0);
         }
+        let mut cache = LibraryCache::default();
         let mut queue = VecDeque::from([0usize]);
         while let Some(i) = queue.pop_front() {
             let Ok(found) = &entries[i].result else {
@@ -310,7 +351,7 @@ impl DependencyTree {
                 if !by_name.insert(name.to_string()) {
                     continue;
                 }
-                let result = search.find(name, Some(&path), info.runtime_path());
+                let result = search.find_cached(name, Some(&path), info.runtime_path(), &mut cache);
                 let mut duplicate_of = None;
                 if let Ok(f) = &result {
                     let key = f.path.canonicalize().unwrap_or_else(|_| f.path.clone());
