@@ -177,8 +177,8 @@ impl Build<'_> {
 const UNUSED: &[&str] = &["-Qunused-arguments"];
 
 /// The flag list named `kind` for `xtask cflags KIND` (shell scripts): `compile` ([`CFLAGS`],
-/// with `-c`), `cxx` ([`CXXFLAGS`]), `link` ([`LDFLAGS`], then one of:) `shared`, `pie`, `pie-any-main` or `pie-own-memory` (the link flags
-/// of [`Link`]).
+/// with `-c`), `cxx` ([`CXXFLAGS`]), `link` ([`LDFLAGS`], then one of:) `shared`, `pie`,
+/// `pie-any-main` or `pie-own-memory` (the link flags of [`Link`]).
 pub fn named(kind: &str) -> Option<Vec<&'static str>> {
     Some(match kind {
         "compile" => CFLAGS.to_vec(),
