@@ -334,7 +334,9 @@ pub(crate) fn run(
         };
         let fatal = shared.fatal.lock().ok().and_then(|mut f| f.take());
         if let Some(e) = fatal {
-            if shared.abandon.load(Ordering::SeqCst) {
+            if shared.abandon.load(Ordering::SeqCst) && !options.resume {
+                // A fresh run's work is worth nothing if the source is bad (a resumed run keeps
+                // the checkpoint it started from, as it found it).
                 output.abandon();
             } else {
                 // What was written in order is still good: keep it resumable.
