@@ -53,6 +53,36 @@ pub fn io_message(e: &std::io::Error) -> String {
     }
 }
 
+/// The largest module file the CLI reads: 256 MiB (the largest real library we know of,
+/// CPython's, is 9 MB). A bound so that `/dev/zero` or an endless pipe named as a module is an
+/// error, not memory exhaustion.
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// Reads the file (or device, or pipe) at `path`, up to [`MAX_MODULE_BYTES`].
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = || {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "larger than the {} MiB a module may be",
+                MAX_MODULE_BYTES >> 20
+            ),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > MAX_MODULE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 /// Reads and parses the module at `path`.
 pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
     let err = |message: String| CliError::Input {
@@ -62,7 +92,7 @@ pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
     if path.is_dir() {
         return Err(err("is a directory, not a WebAssembly module".to_string()));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(io_message(&e)))?;
+    let bytes = read_bounded(path).map_err(|e| err(io_message(&e)))?;
     let info = ModuleInfo::parse(&bytes).map_err(|e| err(e.to_string()))?;
     Ok((bytes, info))
 }

@@ -72,7 +72,20 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     let loaded = if args.module.exists() || args.module.extension().is_some_and(|e| e == "wasm") {
-        host.load_file(&args.module, policy)
+        // Read here rather than by `load_file`, to bound the size (`/dev/zero` is an error).
+        match crate::input::read_bounded(&args.module) {
+            Ok(bytes) => {
+                let name = args.module.file_stem().map_or_else(
+                    || args.module.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                host.load(&name, &bytes, policy)
+            }
+            Err(e) => Err(PluginError::Io {
+                path: args.module.display().to_string(),
+                message: format!("cannot read module: {e}"),
+            }),
+        }
     } else {
         // Not a file: a repository reference such as `tokenizer@^1`.
         let repo = match &args.repo {

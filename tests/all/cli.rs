@@ -1360,3 +1360,24 @@ fn search_numbers_are_bounded_up_front() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn an_endless_file_as_a_module_is_an_error_not_a_hang() {
+    // Read whole before the bound, /dev/zero grew until memory ran out.
+    for cmd in ["nm", "inspect", "ldd", "run", "call"] {
+        let mut args = vec![cmd, "/dev/zero"];
+        if cmd == "call" {
+            args.push("f");
+        }
+        let started = std::time::Instant::now();
+        let o = support::wasmlink(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.starts_with("error: /dev/zero: ") && err.contains("larger than the 256 MiB"),
+            "{cmd}: {err}"
+        );
+        assert!(started.elapsed().as_secs() < 30, "{cmd}");
+    }
+}

@@ -648,7 +648,7 @@ fn not_a_module_is_a_load_error() {
         .unwrap_err();
     assert!(err.to_string().starts_with("plugin `junk`: "), "{err}");
     let out = wasmlink(&["call", "/nonexistent/x.wasm", "f"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2)); // bad input, as `call --help` says
     assert_eq!(
         stderr(&out).trim_end(),
         "error: /nonexistent/x.wasm: cannot read module: No such file or directory (os error 2)"
