@@ -1172,3 +1172,69 @@ fn an_object_longer_than_its_index_entry_is_not_read() {
         "{err:?}"
     );
 }
+
+/// `repo add /dev/zero` read forever (memory grew without bound), and so did a device given as
+/// a key file. A device is now refused before reading, a pipe is read up to 1 GiB, and a key
+/// file up to 4 KiB.
+#[cfg(unix)]
+#[test]
+fn devices_as_module_or_key_files_are_refused_without_reading_them() {
+    let (t, repo) = fresh();
+    let zero = Path::new("/dev/zero");
+    let r = repo.clone();
+    let err = within(10, "add /dev/zero", move || {
+        r.add(Path::new("/dev/zero"), "z", &v("1.0.0"), None)
+            .unwrap_err()
+    });
+    assert!(err.is_bad_input(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "/dev/zero: not a valid WebAssembly module: is a character device, not a file"
+    );
+    let mut add = Command::new(env!("CARGO_BIN_EXE_wasmlink"));
+    add.args(["repo", "--repo", repo.root().to_str().unwrap(), "add"])
+        .arg(zero)
+        .args(["--name", "z", "--version", "1.0.0"]);
+    assert_error(
+        &output_within(add, 20, "wasmlink repo add /dev/zero"),
+        2,
+        "/dev/zero: not a valid WebAssembly module: is a character device, not a file",
+    );
+    // A directory keeps its message.
+    assert_eq!(
+        repo.add(t.path(), "z", &v("1.0.0"), None)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{}: not a valid WebAssembly module: is a directory",
+            t.path().display()
+        )
+    );
+    // A pipe is still a way to add a module.
+    let fifo = t.path().join("pipe.wasm");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, module_bytes(4)).unwrap())
+    };
+    let r = repo.clone();
+    let added = within(10, "add from a pipe", move || {
+        r.add(&fifo, "p", &v("1.0.0"), None).unwrap()
+    });
+    writer.join().unwrap();
+    assert_eq!(added.entry.sha256, sha(&module_bytes(4)));
+    // A device as a key file is just not a key.
+    let err = within(10, "key /dev/zero", || {
+        PublicKey::load(Path::new("/dev/zero")).unwrap_err()
+    });
+    assert_eq!(
+        err.to_string(),
+        "/dev/zero: not a wasmlink key (expected one line `wasmlink-ed25519-public <base64>`)"
+    );
+}

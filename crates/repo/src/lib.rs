@@ -63,6 +63,12 @@ use sha2::{Digest, Sha256};
 
 pub use semver::{Version, VersionReq};
 
+/// The largest module [`Repository::add`] takes: 1 GiB, wasmparser's limit on a module's size.
+pub const MAX_MODULE_SIZE: u64 = 1 << 30;
+
+/// The most bytes read from a key file (a key file is one line of about 70 bytes).
+const MAX_KEY_FILE: u64 = 4096;
+
 /// The environment variable naming the repository directory.
 pub const REPO_ENV: &str = "WASMLINK_REPO";
 
@@ -474,7 +480,17 @@ fn read_key_line(path: &Path, tag: &str, other_tag: &str, hint: &str) -> Result<
         path: path.to_path_buf(),
         message,
     };
-    let text = fs::read(path).map_err(io_err(path, "read key"))?;
+    // A key file is one short line: read no more than that (a device in its place is then
+    // just not a key).
+    let mut text = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(
+            fs::File::open(path).map_err(io_err(path, "read key"))?,
+            MAX_KEY_FILE,
+        ),
+        &mut text,
+    )
+    .map_err(io_err(path, "read key"))?;
     let text = String::from_utf8(text).map_err(|_| {
         bad(format!(
             "not a wasmlink key (expected one line `{tag} <base64>`)"
@@ -942,13 +958,7 @@ impl Repository {
         sign: Option<&SigningKey>,
     ) -> Result<Listed> {
         validate_name(name)?;
-        let bytes = fs::read(path).map_err(|e| match e.kind() {
-            io::ErrorKind::IsADirectory => RepoError::NotWasm {
-                path: path.to_path_buf(),
-                message: "is a directory".to_string(),
-            },
-            _ => io_err(path, "read")(e),
-        })?;
+        let bytes = read_module_file(path)?;
         validate_module(path, &bytes)?;
         let digest = Sha256::digest(&bytes);
         let sha256 = hex::encode(digest);
@@ -1298,6 +1308,39 @@ fn file_kind(t: &fs::FileType) -> &'static str {
     } else {
         "a special file"
     }
+}
+
+/// Reads the module file given to [`Repository::add`]: a regular file or a pipe, at most
+/// [`MAX_MODULE_SIZE`] bytes. A directory or a device (`/dev/zero`) is refused before reading.
+fn read_module_file(path: &Path) -> Result<Vec<u8>> {
+    let bad = |message: String| RepoError::NotWasm {
+        path: path.to_path_buf(),
+        message,
+    };
+    let meta = fs::metadata(path).map_err(io_err(path, "read"))?;
+    #[cfg(unix)]
+    let pipe = std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type());
+    #[cfg(not(unix))]
+    let pipe = false;
+    if meta.is_dir() {
+        return Err(bad("is a directory".to_string()));
+    }
+    if !meta.is_file() && !pipe {
+        return Err(bad(format!(
+            "is {}, not a file",
+            file_kind(&meta.file_type())
+        )));
+    }
+    let file = fs::File::open(path).map_err(io_err(path, "read"))?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_MODULE_SIZE + 1), &mut bytes)
+        .map_err(io_err(path, "read"))?;
+    if bytes.len() as u64 > MAX_MODULE_SIZE {
+        return Err(bad(format!(
+            "larger than {MAX_MODULE_SIZE} bytes, the largest module the repository takes"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Refuses anything but a valid core WebAssembly module.
