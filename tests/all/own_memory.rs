@@ -104,3 +104,31 @@ fn own_memory_main_that_cannot_be_shared_is_one_line_naming_the_flags() {
         }
     }
 }
+
+/// Only the main's memory becomes the process's: a library defining its own is refused.
+#[test]
+fn a_library_with_its_own_memory_is_refused_in_one_line() {
+    let main = own_memory_main();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = wat_fixture("om_side_own_memory", dir.path(), "libom_side.so");
+    let out = wasmlink_in(
+        &[
+            "run",
+            "-L",
+            fixtures_out().to_str().unwrap(),
+            "--preload",
+            lib.to_str().unwrap(),
+            main.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("libom_side.so: a shared library that defines its own memory")
+            && err.contains("-Wl,--import-memory -Wl,--import-table"),
+        "{err}"
+    );
+}

@@ -434,6 +434,22 @@ pub(super) fn add_library(
             message: "not a shared library (no dylink.0 section)".to_string(),
         });
     }
+    // Only the main program's memory and table can become the process's; a library with its
+    // own would silently keep its data and functions apart from everyone else's.
+    if own_memory::defines_own(&info) {
+        let what = if info.defined_memories.is_empty() {
+            "table"
+        } else {
+            "memory"
+        };
+        return Err(LinkError::BadModule {
+            path,
+            message: format!(
+                "a shared library that defines its own {what} cannot share the process's; {}",
+                own_memory::REBUILD
+            ),
+        });
+    }
     let bytes = match bytes {
         Some(b) => b,
         None => read(&path)?.into(),
