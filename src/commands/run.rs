@@ -12,8 +12,9 @@ use crate::output::{diag, print};
 /// Run a WebAssembly program with its shared libraries, under WASI preview 1.
 #[derive(clap::Args)]
 #[command(after_help = "\
-The program is a position-independent main (dylink.0), a static main that exports its memory,
-table and __stack_pointer, or a shared library whose export --invoke names. Needed libraries
+The program is a position-independent main (dylink.0; its memory imported, or its own as
+wasm-ld's default -pie makes it), a static main that exports its memory, table and
+__stack_pointer, or a shared library whose export --invoke names. Needed libraries
 are found as `wasmlink ldd` shows. dlopen/dlsym/dlclose/dlerror/dladdr are available to the
 program as imports from `env`.
 

@@ -11,7 +11,8 @@
 //!    main program.
 //! 2. **Lay out** each new library: a data region of its MEM_INFO size and alignment
 //!    (`__memory_base`, zero-filled) and a table region (`__table_base`), both known before any
-//!    code runs (see [`layout`]).
+//!    code runs (see [`layout`]). A main that defines its own memory and table (wasm-ld's
+//!    default `-pie`) has them become the process's, with its declared limits (`own_memory`).
 //! 3. **Bind** every import, in load order, first definition wins (`strict` makes a second
 //!    strong definition an error). Data (`GOT.mem`) resolves to the definer's relocated address;
 //!    `GOT.func.X` to X's one canonical table slot, so a function pointer compares equal
