@@ -527,3 +527,67 @@ fn short_union_buffers_and_negative_lengths_are_malformed_ipc() {
         "malformed Arrow IPC: field node 0 has length -5 and null count 0"
     );
 }
+
+#[test]
+fn the_streaming_reader_checks_every_message_too() {
+    use wasmlink::exchange::IpcReader;
+    use wasmlink::plugin::IpcError;
+    let stream = wasmlink::exchange::encode_stream(&[int_batch(), int_batch()]).expect("encode");
+    let mut file = Vec::new();
+    {
+        let mut w = arrow_ipc::writer::FileWriter::try_new(&mut file, &int_batch().schema())
+            .expect("writer");
+        w.write(&int_batch()).expect("write");
+        w.write(&int_batch()).expect("write");
+        w.finish().expect("finish");
+    }
+    let read = |r: IpcReader<std::io::Cursor<&[u8]>>| r.collect::<Result<Vec<_>, _>>();
+    let batches = read(IpcReader::stream(std::io::Cursor::new(&stream[..])).expect("stream"))
+        .expect("batches");
+    assert_eq!(batches, vec![int_batch(), int_batch()]);
+    let batches =
+        read(IpcReader::file(std::io::Cursor::new(&file[..])).expect("file")).expect("batches");
+    assert_eq!(batches, vec![int_batch(), int_batch()]);
+
+    let expected = "buffer 1 (offset 1048576, length 24) lies outside its message's 64-byte body";
+    let crafted = with_buffer_offset(&stream, 0, 1, 1 << 20);
+    let mut reader = IpcReader::stream(std::io::Cursor::new(&crafted[..])).expect("schema");
+    assert_eq!(reader.schema(), int_batch().schema());
+    match reader.next() {
+        Some(Err(IpcError::Malformed(m))) => assert_eq!(m, expected),
+        other => panic!("{other:?}"),
+    }
+    assert!(reader.next().is_none(), "the reader ends after an error");
+    let crafted = with_buffer_offset(&file, 8, 1, 1 << 20);
+    let mut reader = IpcReader::file(std::io::Cursor::new(&crafted[..])).expect("footer");
+    match reader.next() {
+        Some(Err(IpcError::File(m))) => assert_eq!(m, expected),
+        other => panic!("{other:?}"),
+    }
+    // Truncated anywhere: an error or the batches before the cut (a stream may end without
+    // its end marker), never a panic or a batch made up.
+    for cut in 0..stream.len() {
+        let r = IpcReader::stream(std::io::Cursor::new(&stream[..cut]))
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>());
+        assert!(
+            r.as_ref()
+                .map_or(true, |b| b.len() < 2 || cut >= stream.len() - 8),
+            "cut {cut}: {r:?}"
+        );
+    }
+    for cut in 0..stream.len() {
+        let r = wasmlink::exchange::read_ipc(&stream[..cut]);
+        assert!(
+            r.as_ref()
+                .map_or(true, |b| b.len() < 2 || cut >= stream.len() - 8),
+            "read_ipc, cut {cut}: {r:?}"
+        );
+    }
+    for cut in 0..file.len() {
+        let r = wasmlink::exchange::read_ipc(&file[..cut]);
+        assert!(r.map_or(true, |b| b.is_empty()), "read_ipc, cut {cut}");
+        let r = IpcReader::file(std::io::Cursor::new(&file[..cut]))
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>());
+        assert!(r.is_err(), "cut {cut}");
+    }
+}

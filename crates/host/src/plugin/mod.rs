@@ -140,7 +140,7 @@ impl PluginHost {
         &self,
         module: &str,
         name: &str,
-        func: impl IntoFunc<PluginState, Params, Results> + Clone + Send + Sync + 'static,
+        func: impl IntoFunc<PluginState, Params, Results> + Clone + 'static,
     ) {
         let (m, n) = (module.to_string(), name.to_string());
         let define: Definer = Arc::new(move |linker: &mut Linker<PluginState>| {

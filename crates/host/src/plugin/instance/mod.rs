@@ -156,18 +156,22 @@ pub(super) struct Ready {
 /// Typed handles of the ABI exports of one instance, found on first use.
 #[derive(Default)]
 struct AbiCache {
-    alloc_free: Option<(
-        wasmtime::TypedFunc<(i32, i32), i32>,
-        wasmtime::TypedFunc<(i32, i32, i32), ()>,
-    )>,
-    functions: HashMap<String, wasmtime::TypedFunc<(i32, i32), i32>>,
+    alloc_free: Option<(AllocFunc, FreeFunc)>,
+    functions: HashMap<String, AbiFunc>,
 }
+
+/// `wasmlink_alloc(size, align) -> ptr`.
+type AllocFunc = wasmtime::TypedFunc<(i32, i32), i32>;
+/// `wasmlink_free(ptr, size, align)`.
+type FreeFunc = wasmtime::TypedFunc<(i32, i32, i32), ()>;
+/// An ABI function `f(in_ptr, in_len) -> *const ResultRecord`.
+type AbiFunc = wasmtime::TypedFunc<(i32, i32), i32>;
 
 /// The allocator pair of an [`AbiCache`], borrowed.
 #[derive(Clone, Copy)]
 struct AbiPair<'a> {
-    alloc: &'a wasmtime::TypedFunc<(i32, i32), i32>,
-    free: &'a wasmtime::TypedFunc<(i32, i32, i32), ()>,
+    alloc: &'a AllocFunc,
+    free: &'a FreeFunc,
 }
 
 impl AbiCache {
@@ -175,7 +179,7 @@ impl AbiCache {
     fn get(
         &self,
         function: &str,
-    ) -> wasmtime::Result<(AbiPair<'_>, &wasmtime::TypedFunc<(i32, i32), i32>)> {
+    ) -> wasmtime::Result<(AbiPair<'_>, &AbiFunc)> {
         let missing = || wasmtime::Error::msg("internal error: ABI exports used before lookup");
         let (alloc, free) = self.alloc_free.as_ref().ok_or_else(missing)?;
         let f = self.functions.get(function).ok_or_else(missing)?;
@@ -207,7 +211,7 @@ impl Instance {
 
     fn ready(&mut self) -> &mut Ready {
         // `ready` is only None after drop.
-        self.ready.get_or_insert_with(|| unreachable_ready())
+        self.ready.get_or_insert_with(unreachable_ready)
     }
 
     /// The plugin's name.

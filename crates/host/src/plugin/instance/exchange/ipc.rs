@@ -468,6 +468,257 @@ fn read_file(bytes: &[u8]) -> Result<Vec<RecordBatch>, IpcError> {
     Ok(decoder.batches)
 }
 
+/// Reads Arrow IPC from a file or a pipe one batch at a time, each message checked as
+/// [`decode_stream`] checks one before arrow builds arrays from it; memory holds one message.
+/// [`IpcReader::stream`] reads the stream format from any reader, [`IpcReader::file`] the
+/// file format (its footer and blocks) from a seekable one. After an error the iterator ends.
+pub struct IpcReader<R> {
+    inner: R,
+    decoder: Decoder,
+    /// The file format: the blocks still to read (offset, metadata length, body length) and
+    /// how to seek to one. `None` for a stream.
+    file: Option<(Blocks, SeekFn<R>)>,
+    done: bool,
+}
+
+/// A file's blocks: offset, metadata length, body length.
+type Blocks = std::collections::VecDeque<(u64, usize, usize)>;
+type SeekFn<R> = fn(&mut R, u64) -> std::io::Result<()>;
+
+/// Reads exactly `len` bytes, allocating as they arrive (a declared length is not trusted).
+fn read_len(r: &mut impl std::io::Read, len: usize) -> Result<Vec<u8>, IpcError> {
+    use std::io::Read;
+    let mut v = Vec::with_capacity(len.min(64 << 20));
+    r.by_ref()
+        .take(len as u64)
+        .read_to_end(&mut v)
+        .map_err(|e| IpcError::Malformed(format!("cannot read: {e}")))?;
+    if v.len() < len {
+        return Err(IpcError::Truncated(eos()));
+    }
+    Ok(v)
+}
+
+impl<R: std::io::Read> IpcReader<R> {
+    /// Reads the stream format; the schema message is read (and checked) here.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode_stream`], for the schema message.
+    pub fn stream(inner: R) -> Result<IpcReader<R>, IpcError> {
+        let mut reader = IpcReader {
+            inner,
+            decoder: Decoder::default(),
+            file: None,
+            done: false,
+        };
+        while reader.decoder.schema.is_none() {
+            if !reader.next_message()? {
+                return Err(IpcError::Truncated(eos()));
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.decoder
+            .schema
+            .clone()
+            .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()))
+    }
+
+    /// Reads and decodes the next message of a stream; `false` at its end.
+    fn next_message(&mut self) -> Result<bool, IpcError> {
+        let mut word = [0u8; 4];
+        let n = read_some(&mut self.inner, &mut word)?;
+        let first = match n {
+            0 => None,
+            4 => Some(u32::from_le_bytes(word)),
+            _ => return Err(IpcError::Truncated(eos())),
+        };
+        let Some(first) = first else {
+            return Ok(false);
+        };
+        let size = if first == CONTINUATION {
+            let w = read_len(&mut self.inner, 4)?;
+            u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+        } else {
+            first
+        };
+        if size == 0 {
+            if read_some(&mut self.inner, &mut [0u8; 1])? > 0 {
+                return Err(IpcError::Malformed(
+                    ArrowError::IpcError("Unexpected EOS".into()).to_string(),
+                ));
+            }
+            return Ok(false);
+        }
+        let meta = read_len(&mut self.inner, size as usize)?;
+        let message = arrow_ipc::root_as_message(&meta)
+            .map_err(|e| IpcError::Malformed(format!("Unable to get root as message: {e:?}")))?;
+        let body_len = usize::try_from(message.bodyLength()).map_err(|_| {
+            IpcError::Malformed(format!(
+                "a message declares a body of {} bytes",
+                message.bodyLength()
+            ))
+        })?;
+        let body = Buffer::from(read_len(&mut self.inner, body_len)?);
+        self.decoder.message(message, &body)?;
+        Ok(true)
+    }
+
+    /// Reads and decodes the next block of a file; `false` after the last.
+    fn next_block(&mut self) -> Result<bool, IpcError> {
+        let Some((blocks, seek)) = &mut self.file else {
+            return Ok(false);
+        };
+        let Some((at, meta_len, body_len)) = blocks.pop_front() else {
+            return Ok(false);
+        };
+        seek(&mut self.inner, at).map_err(|e| IpcError::File(format!("cannot seek: {e}")))?;
+        let meta = read_len(&mut self.inner, meta_len).map_err(as_file)?;
+        let meta = match word(&meta, 0) {
+            Some(CONTINUATION) if meta.len() >= 8 => &meta[8..],
+            Some(_) => &meta[4..],
+            None => return Err(IpcError::File("a block's metadata is too short".into())),
+        };
+        let message = arrow_ipc::root_as_message(meta)
+            .map_err(|e| IpcError::File(format!("Unable to get root as message: {e:?}")))?;
+        let body = Buffer::from(read_len(&mut self.inner, body_len).map_err(as_file)?);
+        self.decoder.message(message, &body).map_err(as_file)?;
+        Ok(true)
+    }
+}
+
+/// Fills `buf` unless the reader ends first; how many bytes were read.
+fn read_some(r: &mut impl std::io::Read, buf: &mut [u8]) -> Result<usize, IpcError> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(IpcError::Malformed(format!("cannot read: {e}"))),
+        }
+    }
+    Ok(n)
+}
+
+fn as_file(e: IpcError) -> IpcError {
+    match e {
+        IpcError::Malformed(m) | IpcError::Truncated(m) => IpcError::File(m),
+        other => other,
+    }
+}
+
+impl<R: std::io::Read + std::io::Seek> IpcReader<R> {
+    /// Reads the file format: its footer (schema and block list) is read and checked here,
+    /// every block is checked to lie before the footer.
+    ///
+    /// # Errors
+    ///
+    /// [`IpcError::File`] for a malformed footer.
+    pub fn file(mut inner: R) -> Result<IpcReader<R>, IpcError> {
+        use std::io::SeekFrom;
+        let bad = |m: &str| IpcError::File(m.to_string());
+        let io = |e: std::io::Error| IpcError::File(format!("cannot read: {e}"));
+        let n = inner.seek(SeekFrom::End(0)).map_err(io)?;
+        let trailer_at = n
+            .checked_sub(10)
+            .ok_or_else(|| bad("the file is too short"))?;
+        inner.seek(SeekFrom::Start(trailer_at)).map_err(io)?;
+        let trailer: [u8; 10] = read_len(&mut inner, 10)
+            .map_err(as_file)?
+            .try_into()
+            .map_err(|_| bad("the file is too short"))?;
+        let footer_len = arrow_ipc::reader::read_footer_length(trailer)
+            .map_err(|e| IpcError::File(e.to_string()))?;
+        let footer_at = trailer_at
+            .checked_sub(footer_len as u64)
+            .filter(|&at| at >= 8)
+            .ok_or_else(|| bad("the footer is longer than the file"))?;
+        inner.seek(SeekFrom::Start(footer_at)).map_err(io)?;
+        let footer_bytes = read_len(&mut inner, footer_len).map_err(as_file)?;
+        let footer = arrow_ipc::root_as_footer(&footer_bytes)
+            .map_err(|e| IpcError::File(format!("Unable to get root as footer: {e:?}")))?;
+        let fb_schema = footer
+            .schema()
+            .ok_or_else(|| bad("the footer holds no schema"))?;
+        let schema = arrow_ipc::convert::try_fb_to_schema(fb_schema).map_err(arrow_err)?;
+        let mut blocks = std::collections::VecDeque::new();
+        for block in footer
+            .dictionaries()
+            .into_iter()
+            .flatten()
+            .chain(footer.recordBatches().into_iter().flatten())
+        {
+            let span = |v: i64| u64::try_from(v).ok();
+            let (Some(at), Some(meta_len), Some(body_len)) = (
+                span(block.offset()),
+                span(i64::from(block.metaDataLength())),
+                span(block.bodyLength()),
+            ) else {
+                return Err(bad("a block has a negative offset or length"));
+            };
+            if at
+                .checked_add(meta_len)
+                .and_then(|b| b.checked_add(body_len))
+                .is_none_or(|end| end > footer_at)
+            {
+                return Err(bad("a block lies outside the file"));
+            }
+            blocks.push_back((at, meta_len as usize, body_len as usize));
+        }
+        Ok(IpcReader {
+            inner,
+            decoder: Decoder {
+                schema: Some(Arc::new(schema)),
+                ..Decoder::default()
+            },
+            file: Some((blocks, |r: &mut R, at| {
+                r.seek(SeekFrom::Start(at)).map(|_| ())
+            })),
+            done: false,
+        })
+    }
+}
+
+impl<R: std::io::Read> Iterator for IpcReader<R> {
+    type Item = Result<RecordBatch, IpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some(batch) = self.decoder.batches.pop() {
+                return Some(Ok(batch));
+            }
+            let more = if self.file.is_some() {
+                self.next_block()
+            } else {
+                self.next_message()
+            };
+            match more {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.decoder.batches.pop().map(Ok)
+    }
+}
+
+impl<R> std::fmt::Debug for IpcReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpcReader")
+            .field("file", &self.file.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Encodes batches as one Arrow IPC stream (for files and tests).
 ///
 /// # Errors

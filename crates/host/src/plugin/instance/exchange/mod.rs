@@ -26,7 +26,7 @@ use crate::policy::Abi;
 mod compat;
 mod ipc;
 
-pub use ipc::{decode_stream, encode_stream, read_ipc};
+pub use ipc::{IpcReader, decode_stream, encode_stream, read_ipc};
 
 /// ABI version this host speaks (docs/abi.md).
 pub const ABI_VERSION: i32 = 1;
