@@ -9,8 +9,15 @@
 //!   its policy, a pool of idle instances, hot swap) and `Instance` (one checked-out instance,
 //!   every failure a typed `PluginError`).
 //! - [`exchange`]: the data-exchange ABI (docs/abi.md) of an instance: bytes, strings and Arrow
-//!   record batches through guest memory, one copy each way. It lives in the instance
-//!   (`plugin::instance::exchange`) and is re-exported here.
+//!   record batches through guest memory, one copy each way, and the Arrow IPC readers that
+//!   check every message from a guest or a file before arrow builds an array (`IpcReader`,
+//!   `read_ipc`). It lives in the instance (`plugin::instance::exchange`), its errors in
+//!   `plugin::error` (`PluginError`, `IpcError`), and is re-exported here.
+//!
+//! Inside `plugin`, the dependencies point one way: `plugin` (host, plugins) -> `instance`
+//! (checkout, calls, limits) -> `exchange` (ABI calls, IPC), each using only `error` and
+//! `policy` beside it; a child reaches its parent's private items, so there are no
+//! `pub(crate)` back doors.
 //! - [`sandbox`]: a `Policy` as the capability layer of a linked process (`wasmlink run
 //!   --policy`), refusing what a process cannot enforce.
 //!

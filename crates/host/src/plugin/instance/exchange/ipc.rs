@@ -17,7 +17,7 @@ use arrow_ipc::{Message, MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, DataType, Field, Fields, UnionMode};
 
 use super::{SchemaRef, violation};
-use crate::plugin::IpcError;
+use crate::plugin::error::IpcError;
 
 const CONTINUATION: u32 = 0xFFFF_FFFF;
 
