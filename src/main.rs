@@ -43,7 +43,7 @@ Exit status:
   1  the command ran and found a problem (e.g. a needed library not found)
   2  bad input or usage (missing file, not a WebAssembly module, corrupt section), or stdout
      cannot be written (e.g. no space left on device)
-Each subcommand's --help lists its own (`run` passes on the program's). A closed stdout pipe
+Module files are read up to 256 MiB. Each subcommand's --help lists its own (`run` passes on the program's). A closed stdout pipe
 (`wasmlink nm x | head -1`) is not an error. Text from modules (error messages, captured
 output, names) is printed with control characters escaped, one line per line.";
 

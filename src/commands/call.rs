@@ -25,7 +25,8 @@ Examples:
   wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
   wasmlink call tokenizer@^1 count 3           a module from the repository (wasmlink repo)
 
---output writes a new regular file with the permissions of the umask (0666 & ~umask), through a
+--input/--arrow data larger than the module's memory limit (limits.memory) is refused before it
+is read whole; module files are read up to 256 MiB. --output writes a new regular file with the permissions of the umask (0666 & ~umask), through a
 temporary file beside it renamed into place; an existing regular file (or a symlink to one) is
 replaced, anything else (a device, a FIFO, a directory) is refused; `-` is stdout. Text from
 the module (its error messages and captured stderr, and its stdout on a terminal) is printed
@@ -152,23 +153,39 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
-fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+/// Reads FILE (`-`: stdin) for --input/--arrow, up to `limit` bytes: an input that cannot fit
+/// in the module's memory (limits.memory) is refused before it is read whole (`/dev/zero`).
+fn read_input(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, CliError> {
     use std::io::Read;
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| CliError::Other(format!("stdin: {e}")))?;
-        Ok(buf)
+    let name = if path.as_os_str() == "-" {
+        "stdin".to_string()
     } else {
-        std::fs::read(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))
+        path.display().to_string()
+    };
+    let err = |m: String| CliError::Other(format!("{name}: {m}"));
+    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| err(e.to_string()))?)
+    };
+    let mut buf = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| err(e.to_string()))?;
+    if buf.len() as u64 > limit {
+        return Err(err(format!(
+            "larger than the module's {} memory limit (limits.memory, --max-memory)",
+            wasmlink::policy::ByteSize(limit)
+        )));
     }
+    Ok(buf)
 }
 
 /// The batches of an `--arrow` input: Parquet if it starts with `PAR1` (read through the
 /// guarded reader of `wasmlink::pipeline`), else an Arrow IPC stream or file. Errors are one
 /// line naming the file.
-fn read_arrow_input(path: &std::path::Path) -> Result<Vec<RecordBatch>, CliError> {
+fn read_arrow_input(path: &std::path::Path, limit: u64) -> Result<Vec<RecordBatch>, CliError> {
     use std::io::{Read, Seek, Write};
     let io = |e: std::io::Error| CliError::Other(format!("{}: {e}", path.display()));
     let parquet = |file: std::fs::File| {
@@ -179,7 +196,7 @@ fn read_arrow_input(path: &std::path::Path) -> Result<Vec<RecordBatch>, CliError
             .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))
     };
     if path.as_os_str() == "-" {
-        let bytes = read_input(path)?;
+        let bytes = read_input(path, limit)?;
         if !bytes.starts_with(wasmlink::pipeline::PARQUET_MAGIC) {
             return ipc(&bytes);
         }
@@ -196,7 +213,7 @@ fn read_arrow_input(path: &std::path::Path) -> Result<Vec<RecordBatch>, CliError
         return parquet(file);
     }
     drop(file);
-    ipc(&read_input(path)?)
+    ipc(&read_input(path, limit)?)
 }
 
 /// Writes `bytes` to `path` (`-` or none: stdout). A file is written beside its target and
@@ -281,15 +298,16 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 }
 
 fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode, CliError> {
+    let limit = plugin.policy().effective_limits().memory;
     let mut inst = match plugin.instance() {
         Ok(i) => i,
         Err(e) => return Ok(fail(&e)),
     };
     let result = if let Some(path) = &args.input {
-        let input = read_input(path)?;
+        let input = read_input(path, limit)?;
         inst.call_bytes(&args.function, &input)
     } else if let Some(path) = &args.arrow {
-        let batches = read_arrow_input(path)?;
+        let batches = read_arrow_input(path, limit)?;
         if batches.is_empty() {
             return Err(CliError::Other(format!(
                 "{}: the Arrow input holds no record batch",

@@ -1381,3 +1381,32 @@ fn an_endless_file_as_a_module_is_an_error_not_a_hang() {
         assert!(started.elapsed().as_secs() < 30, "{cmd}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn call_input_larger_than_the_memory_limit_is_refused_before_it_is_read_whole() {
+    let d = plugin_dir();
+    for flag in ["--input", "--arrow"] {
+        let o = wasmlink_to(
+            d.path(),
+            &[
+                "call",
+                "--max-memory",
+                "1MiB",
+                flag,
+                "/dev/zero",
+                "plugin.wat",
+                "echo",
+            ],
+            Stdio::piped(),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert_eq!(
+            err,
+            "error: /dev/zero: larger than the module's 1 MiB memory limit (limits.memory, \
+             --max-memory)\n",
+            "{flag}"
+        );
+    }
+}
