@@ -29,8 +29,9 @@ Examples:
 is read whole; module files are read up to 256 MiB. --output writes a new regular file with the
 permissions of the umask (0666 & ~umask), through a temporary file beside it renamed into
 place; an existing regular file (or a symlink to one) is replaced, anything else (a device, a
-FIFO, a directory) is refused; `-` is stdout. Text from the module (its error messages and captured stderr, and its stdout on a terminal) is printed
-with control characters escaped (\\n, \\x1b, \\u{202e}).
+FIFO, a directory) is refused; `-` is stdout. Text from the module (its error messages and
+captured stderr, and its stdout on a terminal) is printed with control characters escaped
+(\\n, \\x1b, \\u{202e}).
 
 Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
 2 bad usage or input (a missing, unreadable or invalid module, a bad policy or --env, wrong

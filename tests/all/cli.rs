@@ -1410,3 +1410,32 @@ fn call_input_larger_than_the_memory_limit_is_refused_before_it_is_read_whole() 
         );
     }
 }
+
+#[test]
+fn every_subcommand_documents_its_exit_statuses_in_plain_text() {
+    for cmd in [
+        &["inspect"][..],
+        &["nm"],
+        &["ldd"],
+        &["run"],
+        &["call"],
+        &["policy"],
+        &["repo"],
+        &["keygen"],
+        &["pipeline", "run"],
+        &["index"],
+        &["search"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = ok(&support::wasmlink(&args), &cmd.join(" "));
+        assert!(
+            help.contains("Exit status"),
+            "{cmd:?} --help lacks its exit statuses"
+        );
+        assert!(
+            !help.chars().any(|c| c.is_control() && c != '\n'),
+            "{cmd:?} --help holds a control character"
+        );
+    }
+}
