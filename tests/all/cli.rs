@@ -1439,3 +1439,25 @@ fn every_subcommand_documents_its_exit_statuses_in_plain_text() {
         );
     }
 }
+#[test]
+fn an_env_value_with_nul_is_refused() {
+    let d = plugin_dir();
+    std::fs::write(
+        d.path().join("p.toml"),
+        "[env]\nvars = { GREETING = \"hello\\u0000world\" }\n",
+    )
+    .unwrap();
+    for args in [
+        &["policy", "check", "p.toml"][..],
+        &["call", "--policy", "p.toml", "plugin.wat", "add", "1", "2"],
+    ] {
+        let o = wasmlink_to(d.path(), args, Stdio::piped());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("GREETING") && err.contains("NUL"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

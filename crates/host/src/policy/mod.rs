@@ -499,6 +499,16 @@ impl Policy {
                 return err("env", format!("`{name}` is not a valid variable name"));
             }
         }
+        for (name, value) in &self.env.vars {
+            if value.contains('\0') {
+                return err(
+                    "env",
+                    format!(
+                        "the value of `{name}` contains a NUL byte, which no variable can hold"
+                    ),
+                );
+            }
+        }
         for f in &self.capabilities.host_functions {
             if !f.contains('.') {
                 return err(
