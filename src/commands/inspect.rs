@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -72,7 +72,7 @@ struct Counts {
     by_class: BTreeMap<&'static str, usize>,
 }
 
-fn report<'a>(file: &PathBuf, info: &'a ModuleInfo) -> Report<'a> {
+fn report<'a>(file: &Path, info: &'a ModuleInfo) -> Report<'a> {
     let s = info.summary();
     let d = info.dylink.as_ref();
     let fill = |labels: &[&'static str], counts: &BTreeMap<&'static str, usize>| {
@@ -194,7 +194,8 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let out = if args.json {
         serde_json::to_string_pretty(&r).map_err(|e| CliError::Other(e.to_string()))? + "\n"
     } else {
-        text(&r)
+        // Names come from the module: no control character of theirs reaches the terminal.
+        crate::output::escape_lines(&text(&r)).into_owned()
     };
     print(&out)?;
     Ok(ExitCode::SUCCESS)

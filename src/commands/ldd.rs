@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmlink::resolve::{DependencyTree, SearchPath};
 
 use crate::input::{CliError, read_module};
-use crate::output::{diag, print};
+use crate::output::{diag, escape, print};
 
 /// Resolve a module's needed libraries, recursively, as the loader would, and print where
 /// each was found.
@@ -60,10 +60,10 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     for e in tree.entries.iter().skip(1) {
         match &e.result {
             Ok(f) => {
-                let _ = writeln!(o, "\t{} => {}", e.name, f.path.display());
+                let _ = writeln!(o, "\t{} => {}", escape(&e.name), f.path.display());
             }
             Err(_) => {
-                let _ = writeln!(o, "\t{} => not found", e.name);
+                let _ = writeln!(o, "\t{} => not found", escape(&e.name));
             }
         }
     }
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             .collect();
         let mut o = String::new();
         for (lib, sym, _) in &unresolved {
-            let _ = writeln!(o, "undefined symbol: {sym}\t({lib})");
+            let _ = writeln!(o, "undefined symbol: {}\t({})", escape(sym), escape(lib));
         }
         print(&o)?;
         if !unresolved.is_empty() {

@@ -119,7 +119,7 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
                 "{value} {} {:<8} {}{}",
                 l.letter,
                 l.class,
-                l.name,
+                crate::output::escape(&l.name),
                 marks(l.flags)
             )
         })
