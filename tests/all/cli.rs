@@ -1470,3 +1470,58 @@ fn module_names_on_stdout_are_escaped_to_one_line() {
     let out = ok(&run(d.path(), &["nm", "names.wasm"], &[]), "nm");
     assert_eq!(out, "00000000 T function a\\x1b]0;x\\x07b\\nerror: ok\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The CLI is glue (issue 12, item 5)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn no_subcommand_file_imports_another_and_nothing_prints_directly() {
+    let src = support::root().join("src");
+    let commands: Vec<String> = std::fs::read_dir(src.join("commands"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "mod.rs")
+        .map(|n| n.trim_end_matches(".rs").to_string())
+        .collect();
+    let mut files = vec![src.join("main.rs")];
+    for dir in [src.clone(), src.join("commands")] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rs") && !files.contains(&p) {
+                files.push(p);
+            }
+        }
+    }
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.display();
+        if file.parent().unwrap().ends_with("commands") {
+            assert!(
+                !text.contains("super::"),
+                "{name} reaches into another subcommand"
+            );
+            for c in &commands {
+                assert!(
+                    !text.contains(&format!("commands::{c}")),
+                    "{name} imports the `{c}` subcommand"
+                );
+            }
+        }
+        if !file.ends_with("output.rs") {
+            // print!/eprintln! panic when the stream fails; src/output.rs handles it.
+            for mac in ["print!(", "println!(", "eprint!(", "eprintln!("] {
+                let direct = text
+                    .match_indices(mac)
+                    .any(|(i, _)| !text[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+                assert!(!direct, "{name} uses {mac}: write through crate::output");
+            }
+        }
+    }
+    assert!(
+        !std::fs::read_to_string(src.join("commands/index.rs"))
+            .unwrap()
+            .contains("fn native_index"),
+        "the native comparison harness belongs in crates/search (wasmlink_search::native)"
+    );
+}
