@@ -116,21 +116,35 @@ fn a_stage_that_panics_on_every_batch_loses_nothing_and_does_not_report_rows_wri
 
 // ---- 2. Crafted Arrow IPC source files --------------------------------------------------
 
-/// An Arrow IPC stream of three batches of one Int64 column `x` (4 rows each) whose last
-/// batch's values buffer starts 1 MiB past the end of its message body.
-fn crafted_ipc() -> Vec<u8> {
+/// An Arrow IPC stream (or, with `file`, an Arrow IPC file) of three batches of one Int64
+/// column `x` (4 rows each) whose last batch's values buffer starts 1 MiB past the end of its
+/// message body.
+fn crafted_ipc(file: bool) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-    let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
-    for b in 0..3i64 {
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from(vec![b, b, b, b]))],
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-    }
-    w.finish().unwrap();
-    let mut bytes = w.into_inner().unwrap();
+    let batches: Vec<RecordBatch> = (0..3i64)
+        .map(|b| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![b, b, b, b]))],
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut bytes = if file {
+        let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        w.into_inner().unwrap()
+    } else {
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+        w.into_inner().unwrap()
+    };
     // A flatbuffer `Buffer { offset: 0, length: 32 }`: the 4 values.
     let mut pattern = 0i64.to_le_bytes().to_vec();
     pattern.extend_from_slice(&32i64.to_le_bytes());
@@ -143,10 +157,38 @@ fn crafted_ipc() -> Vec<u8> {
 }
 
 #[test]
-fn a_crafted_arrow_ipc_source_is_a_one_line_source_error_and_leaves_no_files() {
+fn a_crafted_arrow_ipc_source_file_is_a_one_line_source_error_and_leaves_no_files() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("in.arrow");
-    std::fs::write(&src, crafted_ipc()).unwrap();
+    std::fs::write(&src, crafted_ipc(true)).unwrap();
+    let mut spec = PipelineSpec::new(
+        Source::Arrow { path: src.clone() },
+        Sink::JsonLines(dir.path().join("out.jsonl")),
+    );
+    spec.batch_rows = 4;
+    let e = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(&e, PipelineError::Source { .. }), "{e:?}");
+    // Checked before arrow slices the buffer: a validation error, not a caught panic.
+    assert!(
+        text.starts_with(&format!("{}: ", src.display()))
+            && text.contains("Arrow IPC")
+            && !text.contains("panic")
+            && !text.contains("bad Arrow IPC data")
+            && !text.contains('\n'),
+        "{text}"
+    );
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_crafted_arrow_ipc_source_stream_is_a_one_line_source_error_and_leaves_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in.arrow");
+    std::fs::write(&src, crafted_ipc(false)).unwrap();
     let out = dir.path().join("out.jsonl");
     let mut spec = PipelineSpec::new(
         Source::Arrow { path: src.clone() },
@@ -166,7 +208,12 @@ fn a_crafted_arrow_ipc_source_is_a_one_line_source_error_and_leaves_no_files() {
         text.starts_with(&format!("{}: ", src.display())) && !text.contains('\n'),
         "{text}"
     );
-    assert!(!text.contains("thread panicked"), "{text}");
+    assert!(
+        text.contains("Arrow IPC")
+            && !text.contains("panic")
+            && !text.contains("bad Arrow IPC data"),
+        "{text}"
+    );
     // A fatal source error leaves neither temporary files nor a checkpoint (a resume would
     // meet the same bad data), and no output.
     assert!(!out.exists());

@@ -13,6 +13,8 @@ use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
 use super::{MAX_LINE_BYTES, PipelineError, Progress, Source};
+use wasmlink_host::exchange::IpcReader;
+use wasmlink_host::plugin::IpcError;
 
 /// A stream of batches, each `Err` a fatal one-line error.
 pub(crate) type Batches = Box<dyn Iterator<Item = Result<RecordBatch, PipelineError>> + Send>;
@@ -28,6 +30,12 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.count.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counting<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
     }
 }
 
@@ -237,46 +245,37 @@ pub(crate) fn open_source_limited(
             let is_file = file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
             file.rewind()
                 .map_err(|e| PipelineError::io(path, e.to_string()))?;
-            // arrow's readers validate the arrays they build, but slice a buffer past the end
-            // of a message body with a panic: a crafted file must give an error, so each read
-            // goes through `catch_quiet`, and the first failure ends the stream.
-            let bad = |path: &Path, m: String| {
-                PipelineError::source(
-                    path,
-                    format!("bad Arrow IPC data: {}", m.replace('\n', " ")),
-                )
-            };
-            let inner: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send> = if is_file
-            {
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                bytes.bytes_read.fetch_add(len, Ordering::Relaxed);
-                let reader =
-                    crate::catch_quiet(|| arrow_ipc::reader::FileReader::try_new(file, None))
-                        .map_err(|m| bad(path, m))?
-                        .map_err(|e| arrow_err(path, e))?;
-                Box::new(reader)
-            } else {
-                let reader = crate::catch_quiet(|| {
-                    arrow_ipc::reader::StreamReader::try_new(
-                        BufReader::new(Counting {
-                            inner: file,
-                            count: bytes,
-                        }),
-                        None,
-                    )
-                })
-                .map_err(|m| bad(path, m))?
-                .map_err(|e| arrow_err(path, e))?;
-                Box::new(reader)
-            };
+            // Untrusted: read one message at a time by the host's checked reader, which checks
+            // every buffer of a message against its body before arrow builds arrays (and
+            // arrow then validates the arrays). A panic in arrow all the same is caught and
+            // ends the stream with an error.
+            fn bad(path: &Path, m: String) -> PipelineError {
+                PipelineError::source(path, m.replace('\n', " "))
+            }
+            fn ipc_err(path: &Path, e: IpcError) -> PipelineError {
+                bad(path, e.to_string())
+            }
+            let counted = BufReader::new(Counting {
+                inner: file,
+                count: bytes,
+            });
+            let reader = crate::catch_quiet(|| {
+                if is_file {
+                    IpcReader::file(counted)
+                } else {
+                    IpcReader::stream(counted)
+                }
+            })
+            .map_err(|m| bad(path, format!("bad Arrow IPC data: {m}")))?
+            .map_err(|e| ipc_err(path, e))?;
             let p = path.clone();
-            let mut inner = Some(inner);
+            let mut inner = Some(reader);
             Box::new(std::iter::from_fn(move || {
                 let it = inner.as_mut()?;
                 let r = match crate::catch_quiet(|| it.next()) {
                     Ok(None) => None,
-                    Ok(Some(r)) => Some(r.map_err(|e| arrow_err(&p, e))),
-                    Err(m) => Some(Err(bad(&p, m))),
+                    Ok(Some(r)) => Some(r.map_err(|e| ipc_err(&p, e))),
+                    Err(m) => Some(Err(bad(&p, format!("bad Arrow IPC data: {m}")))),
                 };
                 if !matches!(r, Some(Ok(_))) {
                     inner = None;
