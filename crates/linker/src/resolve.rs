@@ -259,11 +259,14 @@ impl SearchPath {
 /// NEEDED entry.
 #[derive(Debug, Default)]
 pub struct LibraryCache {
-    loaded: HashMap<PathBuf, Result<(Arc<ModuleInfo>, Arc<[u8]>), String>>,
+    loaded: HashMap<PathBuf, Result<Library, String>>,
 }
 
+/// A library's model and bytes, shared by every name that reaches it.
+type Library = (Arc<ModuleInfo>, Arc<[u8]>);
+
 impl LibraryCache {
-    fn load(&mut self, path: &Path) -> Result<(Arc<ModuleInfo>, Arc<[u8]>), String> {
+    fn load(&mut self, path: &Path) -> Result<Library, String> {
         let Ok(key) = path.canonicalize() else {
             return load_library(path).map(|(i, b)| (Arc::new(i), b.into()));
         };
