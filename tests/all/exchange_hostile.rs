@@ -591,3 +591,57 @@ fn the_streaming_reader_checks_every_message_too() {
         assert!(r.is_err(), "cut {cut}");
     }
 }
+
+/// Every truncation and every single-bit flip of a valid two-batch stream (an Int32 column with
+/// nulls and a Utf8 column) decodes or is an error, never a panic: the host's IPC checks come
+/// before arrow builds an array. (The fuzz target `arrow_stream` found a flip that made a
+/// buffer misaligned and panicked arrow.)
+#[test]
+fn no_truncation_or_bit_flip_of_an_arrow_stream_panics_the_host() {
+    use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([
+        (
+            "n",
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])) as ArrayRef,
+        ),
+        (
+            "s",
+            Arc::new(StringArray::from(vec!["a", "bc", ""])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let good = wasmlink::exchange::encode_stream(&[batch.clone(), batch]).unwrap();
+    assert_eq!(
+        wasmlink::exchange::decode_stream(arrow_buffer::Buffer::from(good.as_slice()))
+            .unwrap()
+            .len(),
+        2
+    );
+    let try_one = |bytes: &[u8]| {
+        std::panic::catch_unwind(|| {
+            let _ = wasmlink::exchange::decode_stream(arrow_buffer::Buffer::from(bytes));
+            let _ = wasmlink::exchange::read_ipc(bytes);
+        })
+        .is_ok()
+    };
+    let mut panics = Vec::new();
+    for n in 0..good.len() {
+        if !try_one(&good[..n]) {
+            panics.push(format!("truncated to {n}"));
+        }
+    }
+    for i in 0..good.len() * 8 {
+        let mut bad = good.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        if !try_one(&bad) {
+            panics.push(format!("byte {} bit {}", i / 8, i % 8));
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "the decoder panicked on {} inputs: {:?}",
+        panics.len(),
+        &panics[..panics.len().min(10)]
+    );
+}

@@ -38,6 +38,24 @@ fn arrow_err(e: ArrowError) -> IpcError {
 /// Checks a record batch message (or a dictionary's data) against the `body_len` bytes of its
 /// body, before arrow slices a buffer out of it. `fields` are the columns it holds, when known:
 /// then a union's buffers are checked against its length too.
+/// Runs one of arrow's decoders with its internal asserts (a typed buffer whose length is no
+/// multiple of its width, ...) turned into an error: `Err(Ok(e))` is arrow's error,
+/// `Err(Err(text))` an assert it hit. The checks of `check_batch` come first; this is the
+/// second guard, so a guest can never panic the host through its IPC bytes.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ArrowError>) -> Result<T, Result<ArrowError, String>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Ok),
+        Err(p) => {
+            let text = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a buffer arrow cannot read".into());
+            Err(Err(format!("malformed buffer ({text})")))
+        }
+    }
+}
+
 fn check_batch(
     rb: &arrow_ipc::RecordBatch<'_>,
     body_len: usize,
@@ -69,6 +87,14 @@ fn check_batch(
             return Err(IpcError::Malformed(format!(
                 "buffer {i} (offset {offset}, length {length}) lies outside its message's \
                  {body_len}-byte body"
+            )));
+        }
+        // The format pads every buffer to 8 bytes; arrow slices typed buffers from these
+        // offsets and panics on one it cannot align.
+        if offset % 8 != 0 {
+            return Err(IpcError::Malformed(format!(
+                "buffer {i} (offset {offset}) is not aligned to 8 bytes, as the Arrow IPC \
+                 format requires"
             )));
         }
     }
@@ -294,15 +320,18 @@ impl Decoder {
                     .header_as_record_batch()
                     .ok_or_else(|| IpcError::Malformed("unreadable record batch message".into()))?;
                 check_batch(&rb, body.len(), Some(schema.fields()), version)?;
-                let batch = arrow_ipc::reader::read_record_batch(
-                    body,
-                    rb,
-                    schema,
-                    &self.dictionaries,
-                    None,
-                    &version,
-                )
-                .map_err(arrow_err)?;
+                let dictionaries = &self.dictionaries;
+                let batch = guarded(|| {
+                    arrow_ipc::reader::read_record_batch(
+                        body,
+                        rb,
+                        schema,
+                        dictionaries,
+                        None,
+                        &version,
+                    )
+                })
+                .map_err(|e| e.map_or_else(IpcError::Malformed, arrow_err))?;
                 self.batches.push(batch);
             }
             MessageHeader::DictionaryBatch => {
@@ -871,14 +900,19 @@ pub(super) fn read_in_place(
             host
         }
     };
-    let projected = arrow_ipc::reader::read_record_batch(
-        &Buffer::from(host),
-        rb,
-        schema.clone(),
-        &std::collections::HashMap::new(),
-        Some(cols),
-        &message.version(),
-    )
-    .map_err(|e| bad(&format!("does not decode: {e}")))?;
+    let projected = guarded(|| {
+        arrow_ipc::reader::read_record_batch(
+            &Buffer::from(host),
+            rb,
+            schema.clone(),
+            &std::collections::HashMap::new(),
+            Some(cols),
+            &message.version(),
+        )
+    })
+    .map_err(|e| match e {
+        Ok(e) => bad(&format!("does not decode: {e}")),
+        Err(m) => bad(&format!("does not decode: {m}")),
+    })?;
     Ok(projected.columns().to_vec())
 }
