@@ -5,17 +5,18 @@
 //! field, never ignored. So are `stdio = "capture"` and network access (WASI preview 1 has no
 //! sockets).
 
-use wasmlink_linker::process::{Host, Sandbox};
+use wasmlink_linker::process::{Host, LinkError, Sandbox};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::policy::{OutputMode, Policy};
 
 impl Sandbox for Policy {
-    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, String> {
-        check_run_policy(self)?;
+    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, LinkError> {
+        let policy = |message| LinkError::Policy { message };
+        check_run_policy(self).map_err(policy)?;
         let mut wasi = self
             .wasi_builder("program", None, None)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| policy(e.to_string()))?;
         if self.args.is_empty() {
             wasi.args(args);
         }

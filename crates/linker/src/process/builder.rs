@@ -31,9 +31,9 @@ pub trait Sandbox: Send + Sync {
     /// `args` are the builder's arguments, for a sandbox that sets none of its own.
     ///
     /// # Errors
-    /// One line naming the field the process cannot honour; the load fails with
-    /// [`LinkError::Policy`].
-    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, String>;
+    /// [`LinkError::Policy`], one line naming the field the process cannot honour; the load
+    /// fails with it.
+    fn wasi(&self, args: &[String]) -> Result<WasiCtxBuilder, LinkError>;
     /// Shadows, in the linker every library's WASI imports come from, what the sandbox denies.
     ///
     /// # Errors
@@ -204,9 +204,7 @@ impl ProcessBuilder {
     /// and directories either way.
     fn wasi(&self) -> Result<WasiCtxBuilder, LinkError> {
         let mut wasi = match &self.sandbox {
-            Some(sandbox) => sandbox
-                .wasi(&self.args)
-                .map_err(|message| LinkError::Policy { message })?,
+            Some(sandbox) => sandbox.wasi(&self.args)?,
             None => {
                 let mut wasi = WasiCtxBuilder::new();
                 wasi.args(&self.args);
