@@ -1525,3 +1525,26 @@ fn no_subcommand_file_imports_another_and_nothing_prints_directly() {
         "the native comparison harness belongs in crates/search (wasmlink_search::native)"
     );
 }
+
+/// `/dev/zero` as a policy or pipeline file is a one-line error at the 1 MiB bound, not a read
+/// that grows until memory runs out.
+#[test]
+fn an_endless_file_as_a_policy_or_pipeline_is_an_error_not_a_hang() {
+    for args in [
+        &["policy", "check", "/dev/zero"][..],
+        &["pipeline", "run", "/dev/zero"][..],
+    ] {
+        let o = support::wasmlink(args);
+        let err = stderr(&o);
+        assert!(
+            o.status.code().is_some_and(|c| c != 0 && c != 101),
+            "{args:?}: {:?} {err}",
+            o.status
+        );
+        assert!(
+            err.contains("/dev/zero") && err.contains("larger than"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}

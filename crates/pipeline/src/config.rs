@@ -154,7 +154,8 @@ fn config_err(
 }
 
 pub(crate) fn from_file(path: &Path, host: &PluginHost) -> Result<PipelineSpec, PipelineError> {
-    let text = std::fs::read_to_string(path)
+    // A pipeline file is small text: `/dev/zero` or a huge file is an error, never read whole.
+    let text = wasmlink_host::policy::read_bounded(path, wasmlink_host::policy::MAX_POLICY_FILE)
         .map_err(|e| PipelineError::io(path, format!("cannot read pipeline: {e}")))?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -384,7 +384,7 @@ pub const MAX_OUTPUT: u64 = 1 << 32;
 impl Policy {
     /// Reads a TOML policy file. Errors are one line: `FILE:LINE:COL: message`.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        let text = read_bounded(path, MAX_POLICY_FILE).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -913,4 +913,28 @@ mod tests {
             assert_eq!(check(toml), Ok(()), "{toml}");
         }
     }
+}
+
+/// The largest policy file read (1 MiB): `/dev/zero` or a huge file given as a policy is an
+/// error, never read until memory runs out.
+pub const MAX_POLICY_FILE: u64 = 1 << 20;
+
+/// Reads a small text file (a policy, a pipeline file) of at most `limit` bytes, as UTF-8.
+///
+/// # Errors
+/// The file's I/O error, or `InvalidData` when it is longer than `limit` or not UTF-8.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes, the limit for this file"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
