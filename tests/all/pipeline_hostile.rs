@@ -575,6 +575,69 @@ fn resume_refuses_a_checkpoint_that_names_files_the_run_did_not_make() {
     assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
+/// The deterministic counterpart of a checkpoint fuzzer: every truncation of a real
+/// checkpoint, and every byte of it replaced by a digit, a quote or a letter, given to
+/// `--resume`: never a panic, a one-line error or the full, correct output, and a file the run
+/// did not make is never touched.
+#[cfg(unix)]
+#[test]
+fn resume_survives_every_truncation_and_mutation_of_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    let pipeline = small_pipeline(dir.path(), &host);
+    let interrupt = || {
+        let stats = pipeline
+            .run(&RunOptions {
+                cancel: Some(Arc::new(AtomicBool::new(true))),
+                ..RunOptions::default()
+            })
+            .unwrap();
+        assert_eq!(stats.outcome, Outcome::Interrupted);
+    };
+    interrupt();
+    let progress = dir.path().join("out.jsonl.progress");
+    let original = std::fs::read(&progress).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let mut cases: Vec<Vec<u8>> = (0..original.len())
+        .map(|n| original[..n].to_vec())
+        .collect();
+    for i in 0..original.len() {
+        for b in [b'0', b'"', b'x'] {
+            let mut c = original.clone();
+            c[i] = b;
+            cases.push(c);
+        }
+    }
+    let (mut refused, mut resumed) = (0, 0);
+    for case in &cases {
+        let _ = std::fs::remove_file(&progress);
+        std::fs::write(&progress, case).unwrap();
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.run(&resume())));
+        let run = run
+            .unwrap_or_else(|_| panic!("--resume panicked on {}", String::from_utf8_lossy(case)));
+        match run {
+            Ok(stats) => {
+                assert_eq!(stats.outcome, Outcome::Completed);
+                assert_eq!(ids_of(&dir.path().join("out.jsonl")), ids_except(6, 5, &[]));
+                resumed += 1;
+                std::fs::remove_file(dir.path().join("out.jsonl")).unwrap();
+                interrupt();
+            }
+            Err(e) => {
+                assert!(!e.to_string().contains('\n'), "{e}");
+                refused += 1;
+            }
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+    assert!(
+        refused > 0 && resumed > 0,
+        "refused {refused}, resumed {resumed}"
+    );
+}
+
 // ---- 13. No temporary file is left behind; outputs replace only regular files -----------
 
 /// The pid of a process that has exited.
