@@ -496,6 +496,7 @@ pub(super) fn load_tree_from(
     root: LibId,
 ) -> Result<LibId, LinkError> {
     let mut order = vec![root];
+    let mut in_order = std::collections::HashSet::from([root]);
     let mut queue = VecDeque::from([root]);
     let root_global = cx.data().dl.global_scope.contains(&root);
     while let Some(id) = queue.pop_front() {
@@ -515,7 +516,7 @@ pub(super) fn load_tree_from(
         for n in needed {
             let dep = match find_loaded(&cx, &n) {
                 Some(d) => {
-                    if !order.contains(&d) {
+                    if !in_order.contains(&d) {
                         cx.data_mut().dl.libs[d].as_mut().unwrap().refcount += 1;
                     }
                     d
@@ -527,6 +528,7 @@ pub(super) fn load_tree_from(
                         cx.data_mut().dl.global_scope.push(d);
                     }
                     order.push(d);
+                    in_order.insert(d);
                     queue.push_back(d);
                     d
                 }
@@ -538,11 +540,12 @@ pub(super) fn load_tree_from(
     // Local scopes: each library and its dependencies, transitively, breadth first.
     for &id in &order {
         let mut scope = vec![id];
+        let mut in_scope = std::collections::HashSet::from([id]);
         let mut i = 0;
         while i < scope.len() {
             let deps = cx.data().dl.lib(scope[i]).deps.clone();
             for d in deps {
-                if !scope.contains(&d) {
+                if in_scope.insert(d) {
                     scope.push(d);
                 }
             }
