@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod cli_hostile;
 mod corpus;
 mod exchange;
 mod exchange_hostile;
