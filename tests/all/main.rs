@@ -20,5 +20,6 @@ mod pipeline_hostile;
 mod plugin;
 mod policy;
 mod repo;
+mod repo_hostile;
 mod robustness;
 mod search;
