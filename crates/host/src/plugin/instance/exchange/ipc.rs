@@ -420,6 +420,28 @@ pub fn decode_stream(buf: Buffer) -> Result<Vec<RecordBatch>, IpcError> {
     Ok(decoder.batches)
 }
 
+/// A file block's offset, metadata length and body length, checked to be non-negative and to
+/// lie before the footer at `footer_at` (shared by the in-memory and the streaming reader).
+fn block_span(block: &arrow_ipc::Block, footer_at: u64) -> Result<(u64, u64, u64), IpcError> {
+    let bad = |m: &str| IpcError::File(m.to_string());
+    let span = |v: i64| u64::try_from(v).ok();
+    let (Some(at), Some(meta_len), Some(body_len)) = (
+        span(block.offset()),
+        span(i64::from(block.metaDataLength())),
+        span(block.bodyLength()),
+    ) else {
+        return Err(bad("a block has a negative offset or length"));
+    };
+    if at
+        .checked_add(meta_len)
+        .and_then(|b| b.checked_add(body_len))
+        .is_none_or(|end| end > footer_at)
+    {
+        return Err(bad("a block lies outside the file"));
+    }
+    Ok((at, meta_len, body_len))
+}
+
 /// Reads Arrow IPC bytes in either the stream or the file format, checked as
 /// [`decode_stream`] checks a stream; a file's blocks are checked to lie inside it.
 ///
@@ -468,18 +490,10 @@ fn read_file(bytes: &[u8]) -> Result<Vec<RecordBatch>, IpcError> {
         .flatten()
         .chain(footer.recordBatches().into_iter().flatten());
     for block in blocks {
-        let span = |v: i64| usize::try_from(v).ok();
-        let (Some(at), Some(meta_len), Some(body_len)) = (
-            span(block.offset()),
-            span(i64::from(block.metaDataLength())),
-            span(block.bodyLength()),
-        ) else {
-            return Err(bad("a block has a negative offset or length"));
-        };
-        let body_at = at
-            .checked_add(meta_len)
-            .filter(|&b| b.checked_add(body_len).is_some_and(|end| end <= footer_at))
-            .ok_or_else(|| bad("a block lies outside the file"))?;
+        // In memory, so every span fits a usize once it lies before the footer.
+        let (at, meta_len, body_len) = block_span(block, footer_at as u64)?;
+        let (at, meta_len, body_len) = (at as usize, meta_len as usize, body_len as usize);
+        let body_at = at + meta_len;
         let meta = &bytes[at..body_at];
         let meta = match word(meta, 0) {
             Some(CONTINUATION) if meta.len() >= 8 => &meta[8..],
@@ -682,21 +696,7 @@ impl<R: std::io::Read + std::io::Seek> IpcReader<R> {
             .flatten()
             .chain(footer.recordBatches().into_iter().flatten())
         {
-            let span = |v: i64| u64::try_from(v).ok();
-            let (Some(at), Some(meta_len), Some(body_len)) = (
-                span(block.offset()),
-                span(i64::from(block.metaDataLength())),
-                span(block.bodyLength()),
-            ) else {
-                return Err(bad("a block has a negative offset or length"));
-            };
-            if at
-                .checked_add(meta_len)
-                .and_then(|b| b.checked_add(body_len))
-                .is_none_or(|end| end > footer_at)
-            {
-                return Err(bad("a block lies outside the file"));
-            }
+            let (at, meta_len, body_len) = block_span(block, footer_at)?;
             blocks.push_back((at, meta_len as usize, body_len as usize));
         }
         Ok(IpcReader {
