@@ -31,6 +31,7 @@
 //! [componentize-py]: https://github.com/bytecodealliance/componentize-py
 
 pub mod cflags;
+pub mod pylib;
 pub mod scan;
 
 use std::collections::HashSet;
@@ -291,6 +292,30 @@ pub enum Error {
         /// The hash found.
         actual: String,
     },
+    /// The wheel's native extension holds no zstd-compressed tar with `os.py`.
+    #[error("{} holds no zstd-compressed tar archive of the standard library (with os.py)", path.display())]
+    StdlibMissing {
+        /// The native extension scanned.
+        path: PathBuf,
+    },
+    /// The standard-library archive is not the pinned one.
+    #[error("the standard library for {} has sha256 {actual}, expected {expected}", path.display())]
+    StdlibHashMismatch {
+        /// Where it was to be unpacked.
+        path: PathBuf,
+        /// The pinned hash.
+        expected: String,
+        /// The hash found.
+        actual: String,
+    },
+    /// The standard-library archive holds something that cannot be unpacked safely.
+    #[error("cannot unpack the standard library into {}: {reason}", path.display())]
+    BadArchive {
+        /// Where it was being unpacked.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The corpus directory cannot be used.
     #[error("{} cannot hold the corpus: {reason}", path.display())]
     BadCorpusDir {
@@ -394,6 +419,11 @@ pub fn verify_corpus(dir: &Path) -> Result<Vec<CorpusEntry>, Error> {
 
 /// Reads the native extension out of a componentize-py wheel and extracts its libraries.
 pub fn extract_wheel(wheel: &Path) -> Result<Vec<Library>, Error> {
+    Ok(extract_libraries(&read_extension(wheel)?))
+}
+
+/// The bytes of the native extension ([`EXTENSION_MEMBER`]) of a componentize-py wheel.
+pub fn read_extension(wheel: &Path) -> Result<Vec<u8>, Error> {
     let zip_err = |source| Error::Zip {
         path: wheel.to_owned(),
         source,
@@ -413,7 +443,7 @@ pub fn extract_wheel(wheel: &Path) -> Result<Vec<Library>, Error> {
     entry
         .read_to_end(&mut extension)
         .map_err(|e| Error::io("decompress", &wheel.join(&member), e))?;
-    Ok(extract_libraries(&extension))
+    Ok(extension)
 }
 
 /// Finds the dylink.0 shared libraries embedded in `blob` (componentize-py's native extension).
@@ -599,7 +629,14 @@ fn check_replaceable(dir: &Path, expected: &[ExpectedLibrary]) -> Result<(), Err
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
-        let ours = name == SUMS_FILE || expected.iter().any(|lib| name == lib.name);
+        // The standard library (`pylib`) is derived from the same wheel: unpacked again after a
+        // rebuild, so replacing it loses nothing either.
+        let ours = name == SUMS_FILE
+            || name == pylib::PYTHON_HOME_DIR
+            || name
+                .to_str()
+                .is_some_and(|n| n.starts_with(&format!(".{}.", pylib::PYTHON_HOME_DIR)))
+            || expected.iter().any(|lib| name == lib.name);
         if !ours {
             return Err(Error::BadCorpusDir {
                 path: dir.to_owned(),
@@ -992,6 +1029,18 @@ mod tests {
         // Complete: nothing to do.
         ensure();
         assert_eq!(builds.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn damaged_corpus_with_a_python_home_is_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("corpus");
+        let (libraries, expected) = synthetic(2);
+        ensure_with(&dir, &expected, |_| Ok(libraries.clone())).unwrap();
+        fs::create_dir_all(dir.join(pylib::PYTHON_HOME_DIR).join("lib")).unwrap();
+        fs::write(dir.join("lib0.so"), b"short").unwrap();
+        ensure_with(&dir, &expected, |_| Ok(libraries.clone())).unwrap();
+        assert_eq!(fs::read(dir.join("lib0.so")).unwrap(), libraries[0].bytes);
     }
 
     #[test]

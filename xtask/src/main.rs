@@ -16,7 +16,8 @@ commands:
   corpus [--dir DIR] [--verify]
       make sure DIR (default: target/corpus in the workspace, or $WASMLINK_CORPUS_DIR)
       holds the componentize-py 0.25.1 dylink.0 libraries, downloading the wheel with
-      `python3 -m pip` (or $WASMLINK_PYTHON) if needed; --verify re-hashes every library
+      `python3 -m pip` (or $WASMLINK_PYTHON) if needed, and CPython 3.14's standard library
+      (DIR/python/lib/python3.14, for `wasmlink python`); --verify re-hashes every library
   cflags KIND
       print the clang-19 flags the C fixtures are built with (one table, shared with the
       tests, benchmarks and examples), space-separated; KIND is compile, cxx, shared, pie
@@ -103,6 +104,14 @@ fn corpus(mut args: &[&str]) -> Result<Result<(), Error>, String> {
         }
         print_entries(&entries);
         println!("corpus ready in {} ({ready:.2?})", dir.display());
+        let start = Instant::now();
+        let pylib = wasmlink_xtask::pylib::ensure_pylib(&dir)?;
+        println!(
+            "python standard library ready in {} ({} files, {:.2?})",
+            pylib.stdlib.display(),
+            pylib.files,
+            start.elapsed()
+        );
         if verify {
             println!(
                 "all {} libraries verified ({:.2?})",
