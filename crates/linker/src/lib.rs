@@ -12,6 +12,7 @@
 //!   libdl call down into), layout, binding and the GOT, instantiation, thunks, the WASI
 //!   layer for linked programs, libdl.
 //! - [`plain`]: plain modules linked by module name, with the host as the linker.
+//! - [`stub`]: link-time stubs of shared libraries (what `wasmlink stub` writes), for wasm-ld.
 //!
 //! It depends on `wasmlink-dylink` (what a module declares), `wasmlink-engine` (engines and
 //! the compiled-module cache) and `wasmlink-repo` (libraries found in a module repository).
@@ -24,5 +25,6 @@ pub use wasmlink_dylink as dylink;
 pub mod plain;
 pub mod process;
 pub mod resolve;
+pub mod stub;
 
 pub use process::{LinkError, Process, ProcessBuilder, Sandbox, Symbol};

@@ -15,7 +15,7 @@
 pub use wasmlink_dylink as dylink;
 pub use wasmlink_engine as engine;
 pub use wasmlink_host::{exchange, plugin, policy, sandbox};
-pub use wasmlink_linker::{plain, process, resolve};
+pub use wasmlink_linker::{plain, process, resolve, stub};
 pub use wasmlink_pipeline as pipeline;
 pub use wasmlink_repo as repo;
 
