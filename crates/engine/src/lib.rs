@@ -93,15 +93,40 @@ pub fn apply_profiler(config: &mut wasmtime::Config) {
 /// # Errors
 /// [`EngineError::CacheDir`] when wasmtime cannot use the directory.
 pub fn shared_engine(cache_dir: Option<&Path>) -> Result<Engine, EngineError> {
-    static ENGINES: std::sync::Mutex<Vec<(Option<PathBuf>, Engine)>> =
-        std::sync::Mutex::new(Vec::new());
+    shared_engine_with(cache_dir, Metering::default())
+}
+
+/// What an engine compiles into code to let a store stop it: fuel counting and epoch
+/// (wall-clock) checks. Both cost speed (epoch checks make tight loops up to 1.5x slower), so
+/// [`shared_engine`] has neither; a process with `--fuel` or `--timeout` asks for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Metering {
+    /// Count fuel (`Store::set_fuel`).
+    pub fuel: bool,
+    /// Check the epoch at every loop and call (`Store::set_epoch_deadline`).
+    pub epoch: bool,
+}
+
+/// As [`shared_engine`], with the metering `metering` asks for: one engine per cache directory
+/// and metering, for the whole host process.
+///
+/// # Errors
+/// As [`shared_engine`].
+pub fn shared_engine_with(
+    cache_dir: Option<&Path>,
+    metering: Metering,
+) -> Result<Engine, EngineError> {
+    type Key = (Option<PathBuf>, Metering);
+    static ENGINES: std::sync::Mutex<Vec<(Key, Engine)>> = std::sync::Mutex::new(Vec::new());
     let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-    let key = cache_dir.map(Path::to_path_buf);
+    let key = (cache_dir.map(Path::to_path_buf), metering);
     if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
         return Ok(e.clone());
     }
     let mut config = wasmtime::Config::new();
     config.wasm_exceptions(true);
+    config.consume_fuel(metering.fuel);
+    config.epoch_interruption(metering.epoch);
     apply_profiler(&mut config);
     if let Some(dir) = cache_dir {
         let mut cc = wasmtime::CacheConfig::new();

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmlink_dylink::ModuleInfo;
 use wasmtime::{AsContextMut, Engine, Linker, Store};
@@ -15,7 +16,7 @@ use super::load::{load_tree, load_tree_from, setup_main};
 use super::state::read;
 use super::state::{Bounds, Host, HostSymbols, Linkage};
 use crate::resolve::SearchPath;
-use wasmlink_engine::{ModuleCache, default_cache_dir, shared_engine};
+use wasmlink_engine::{Metering, ModuleCache, default_cache_dir, shared_engine_with};
 
 /// Default size of the shadow stack.
 pub const DEFAULT_STACK_SIZE: u32 = 1 << 20;
@@ -41,6 +42,20 @@ pub trait Sandbox: Send + Sync {
     fn restrict(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()>;
     /// The most linear memory the program may have, in bytes.
     fn max_memory(&self) -> u64;
+    /// A memory limit the sandbox sets explicitly: growing memory past it stops the program
+    /// ([`ProcessBuilder::memory_limit`]). Default: none (growth past
+    /// [`max_memory`](Self::max_memory) fails as `memory.grow` does, with -1).
+    fn memory_limit(&self) -> Option<u64> {
+        None
+    }
+    /// The wall-clock limit of the whole process ([`ProcessBuilder::timeout`]). Default: none.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// The fuel of the whole process ([`ProcessBuilder::fuel`]). Default: unmetered.
+    fn fuel(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How a process is set up. Build one, then [`load`](Self::load) a program.
@@ -63,6 +78,9 @@ pub struct ProcessBuilder {
     swappable: bool,
     module_cache: Option<ModuleCache>,
     max_instances: usize,
+    timeout: Option<Duration>,
+    fuel: Option<u64>,
+    memory_limit: Option<u64>,
 }
 
 impl Default for ProcessBuilder {
@@ -85,6 +103,9 @@ impl Default for ProcessBuilder {
             swappable: false,
             module_cache: Some(ModuleCache::global()),
             max_instances: DEFAULT_MAX_INSTANCES,
+            timeout: None,
+            fuel: None,
+            memory_limit: None,
         }
     }
 }
@@ -199,6 +220,48 @@ impl ProcessBuilder {
         self
     }
 
+    /// Stops the program once it has run for `limit` of wall-clock time, counted from the start
+    /// of the load (constructors included) to its exit, with [`LinkError::Limit`]
+    /// ([`Limit::Time`](super::Limit::Time)). The process's code is compiled with epoch checks
+    /// at every loop and call (up to 1.5x slower in tight loops), and a timer thread lives as
+    /// long as the process. A program in a blocking host call is stopped when the call returns.
+    /// `None` (the default): no limit. Overrides the sandbox's [`Sandbox::timeout`].
+    pub fn timeout(mut self, limit: Option<Duration>) -> Self {
+        self.timeout = limit;
+        self
+    }
+    /// Stops the program once it has used `units` of fuel (about one per WebAssembly
+    /// instruction), loading included, with [`LinkError::Limit`]
+    /// ([`Limit::Fuel`](super::Limit::Fuel)). `None` (the default): unmetered. Overrides the
+    /// sandbox's [`Sandbox::fuel`].
+    pub fn fuel(mut self, units: Option<u64>) -> Self {
+        self.fuel = units;
+        self
+    }
+    /// Caps the process's linear memory at `bytes` (rounded down to 64 KiB pages, at least
+    /// one), and stops the program with [`LinkError::Limit`]
+    /// ([`Limit::Memory`](super::Limit::Memory)) when it grows its memory past that, rather
+    /// than letting `memory.grow` fail. Overrides the sandbox's [`Sandbox::memory_limit`].
+    pub fn memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        if let Some(b) = bytes {
+            let pages = (b / 65536).min(65536) as u32;
+            self.max_memory_pages = self.max_memory_pages.min(pages.max(1));
+        }
+        self
+    }
+
+    /// The limits in force: the builder's own, else the sandbox's.
+    fn effective_limits(&self) -> (Option<Duration>, Option<u64>, Option<u64>) {
+        let sb = self.sandbox.as_deref();
+        (
+            self.timeout.or_else(|| sb.and_then(|s| s.timeout())),
+            self.fuel.or_else(|| sb.and_then(|s| s.fuel())),
+            self.memory_limit
+                .or_else(|| sb.and_then(|s| s.memory_limit())),
+        )
+    }
+
     /// The WASI preview 1 context this builder describes: the policy's (checked for what
     /// `wasmlink run` cannot enforce), or the builder's args and stdio; then the builder's env
     /// and directories either way.
@@ -228,16 +291,34 @@ impl ProcessBuilder {
     }
 
     /// The engine this builder loads on: its own, or the shared one for its cache directory.
+    /// With a time or fuel limit, the shared engine that meters them (an engine given with
+    /// [`engine`](Self::engine) must have been configured for them).
     pub(crate) fn engine_for_load(&self) -> Result<Engine, LinkError> {
+        let (timeout, fuel, _) = self.effective_limits();
         match &self.engine {
             Some(e) => Ok(e.clone()),
-            None => Ok(shared_engine(self.cache_dir.as_deref())?),
+            None => Ok(shared_engine_with(
+                self.cache_dir.as_deref(),
+                Metering {
+                    fuel: fuel.is_some(),
+                    epoch: timeout.is_some(),
+                },
+            )?),
         }
     }
     /// The WASI context, search path and module cache, for loaders above the process (plain).
     pub(crate) fn parts_for_load(
         &self,
     ) -> Result<(WasiCtxBuilder, &SearchPath, Option<&ModuleCache>), LinkError> {
+        let (timeout, fuel, memory) = self.effective_limits();
+        if timeout.is_some() || fuel.is_some() || memory.is_some() {
+            return Err(LinkError::Policy {
+                message: "time, fuel and memory limits (--timeout, --fuel, --max-memory, \
+                          limits.*) are not enforced for plain modules linked by name; \
+                          remove them"
+                    .to_string(),
+            });
+        }
         Ok((self.wasi()?, &self.search, self.module_cache.as_ref()))
     }
 
@@ -249,6 +330,7 @@ impl ProcessBuilder {
     /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
     pub fn load(self, program: &Path) -> Result<Process, LinkError> {
         let engine = self.engine_for_load()?;
+        let (timeout, fuel, memory_limit) = self.effective_limits();
         let mut wasi = self.wasi()?;
         let mut wasi_linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut wasi_linker, |h: &mut Host| &mut h.wasi)
@@ -301,14 +383,34 @@ impl ProcessBuilder {
             },
             atexit: Vec::new(),
             args: self.args.clone(),
-            limits: wasmtime::StoreLimitsBuilder::new()
-                // Our own count (`Linkage::instances`) refuses first, with a clear error; the
-                // margin covers instances wasmtime makes for host-created memories and tables.
-                .instances(self.max_instances.saturating_add(16))
-                .build(),
+            limits: {
+                let b = wasmtime::StoreLimitsBuilder::new()
+                    // Our own count (`Linkage::instances`) refuses first, with a clear error;
+                    // the margin covers instances wasmtime makes for host-created memories and
+                    // tables.
+                    .instances(self.max_instances.saturating_add(16));
+                match memory_limit {
+                    // Growth past the limit stops the program (`limits::classify` knows the
+                    // error), rather than `memory.grow` returning -1.
+                    Some(bytes) => b
+                        .memory_size(usize::try_from(bytes).unwrap_or(usize::MAX))
+                        .trap_on_grow_failure(true),
+                    None => b,
+                }
+                .build()
+            },
         };
         let mut store = Store::new(&engine, host);
         store.limiter(|h| &mut h.limits);
+        if let Some(fuel) = fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| LinkError::runtime("wasmlink", "fuel", e))?;
+        }
+        if let Some(limit) = timeout {
+            super::limits::arm_timeout(&mut store, &engine, limit)
+                .map_err(|e| LinkError::runtime("wasmlink", "timeout", wasmtime::Error::new(e)))?;
+        }
         let main = setup_main(
             &mut store,
             program,

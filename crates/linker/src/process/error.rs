@@ -119,12 +119,29 @@ pub enum LinkError {
     /// The program called `exit`/`proc_exit`.
     #[error("exit with status {0}")]
     Exit(i32),
+    /// A limit of the process (time, fuel, memory) stopped the program.
+    #[error("{library}: {stage}: {limit}")]
+    Limit {
+        /// The library that was running.
+        library: String,
+        /// What was running (`_start`, `constructor`, ...).
+        stage: String,
+        /// Which limit.
+        limit: super::limits::Limit,
+    },
 }
 
 impl LinkError {
     pub(crate) fn runtime(library: &str, stage: &str, err: wasmtime::Error) -> LinkError {
         if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return LinkError::Exit(exit.0);
+        }
+        if let Some(limit) = super::limits::classify(&err) {
+            return LinkError::Limit {
+                library: library.to_string(),
+                stage: stage.to_string(),
+                limit,
+            };
         }
         // The trap or host error itself, then the wasm backtrace (never a Rust backtrace).
         let mut message = err.root_cause().to_string();

@@ -35,6 +35,7 @@ mod instantiate;
 pub mod layout;
 mod libdl;
 mod lifecycle;
+mod limits;
 mod load;
 mod own_memory;
 mod resources;
@@ -45,6 +46,7 @@ mod wasi;
 pub use api::{LibraryInfo, Process};
 pub use builder::{DEFAULT_MAX_INSTANCES, DEFAULT_STACK_SIZE, ProcessBuilder, Sandbox};
 pub use error::LinkError;
+pub use limits::Limit;
 pub use libdl::{
     RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD,
     RTLD_NOW,
