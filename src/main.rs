@@ -26,6 +26,7 @@ Examples:
   wasmlink nm libfoo.so                 its defined and undefined symbols
   wasmlink ldd -L lib main.wasm         where each needed library is found
   wasmlink run -L lib main.wasm -- x    load, link and run a program
+  wasmlink python -c 'print(6*7)'      CPython 3.14 under the linker (needs the xtask corpus)
   wasmlink call plugin.wasm add 2 3     call an export in a sandbox (deny by default)
   wasmlink policy check plugin.toml     validate a capability policy
   wasmlink repo add m.wasm --name m --version 1.0.0   store a module in the repository
@@ -61,6 +62,7 @@ enum Command {
     Nm(commands::nm::Args),
     Ldd(commands::ldd::Args),
     Run(commands::run::Args),
+    Python(commands::python::Args),
     Call(commands::call::Args),
     Policy(commands::policy::Args),
     Repo(commands::repo::Args),
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Nm(a) => commands::nm::run(a),
         Command::Ldd(a) => commands::ldd::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Python(a) => commands::python::run(a),
         Command::Call(a) => commands::call::run(a),
         Command::Policy(a) => commands::policy::run(a),
         Command::Repo(a) => commands::repo::run(a),

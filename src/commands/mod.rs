@@ -8,6 +8,7 @@ pub mod ldd;
 pub mod nm;
 pub mod pipeline;
 pub mod policy;
+pub mod python;
 pub mod repo;
 pub mod run;
 pub mod search;
