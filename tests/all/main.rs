@@ -19,6 +19,7 @@ mod pipeline;
 mod pipeline_hostile;
 mod plugin;
 mod policy;
+mod python;
 mod repo;
 mod repo_hostile;
 mod robustness;
