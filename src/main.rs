@@ -25,6 +25,7 @@ Examples:
   wasmlink inspect --json libfoo.so     the same, as stable JSON (docs/inspect-json.md)
   wasmlink nm libfoo.so                 its defined and undefined symbols
   wasmlink ldd -L lib main.wasm         where each needed library is found
+  wasmlink stub corpus/libc.so          a link-time stub for wasm-ld (stubs/libc.so)
   wasmlink run -L lib main.wasm -- x    load, link and run a program
   wasmlink python -c 'print(6*7)'      CPython 3.14 under the linker (needs the xtask corpus)
   wasmlink call plugin.wasm add 2 3     call an export in a sandbox (deny by default)
@@ -70,6 +71,7 @@ enum Command {
     Pipeline(commands::pipeline::Args),
     Index(commands::index::Args),
     Search(commands::search::Args),
+    Stub(commands::stub::Args),
 }
 
 /// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
+        Command::Stub(a) => commands::stub::run(a),
     };
     match result {
         Ok(code) => code,

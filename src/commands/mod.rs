@@ -12,3 +12,4 @@ pub mod python;
 pub mod repo;
 pub mod run;
 pub mod search;
+pub mod stub;
