@@ -53,6 +53,7 @@ and entropy. Get a home with `cargo run -p wasmlink-xtask -- corpus` (target/cor
 Examples:
   wasmlink python -c 'print(6*7)'
   wasmlink python --dir scripts::/s /s/hello.py arg1
+  wasmlink python --dir src::/src --env PYTHONPATH=/src -m mymod
   wasmlink python -m json.tool --help
 
 Environment:
@@ -71,6 +72,9 @@ pub struct Args {
     /// Give the program the host directory HOST, read-write, as GUEST (default: same path).
     #[arg(long, value_name = "HOST[::GUEST]")]
     dir: Vec<String>,
+    /// Set an environment variable for the interpreter (repeatable), e.g. PYTHONPATH=/src.
+    #[arg(long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
     /// Cache compiled code in DIR (default: $WASMLINK_CACHE_DIR, $XDG_CACHE_HOME/wasmlink or
     /// ~/.cache/wasmlink).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -104,14 +108,14 @@ fn home(args: &Args) -> Result<PathBuf, CliError> {
 
 /// The capability policy of the interpreter: the standard library read-only, the granted
 /// directories read-write, the host's stdio, clocks and entropy.
-fn policy(home: &Path, dirs: &[String]) -> Policy {
+fn policy(home: &Path, args: &Args) -> Result<Policy, CliError> {
     let mut policy = Policy::default();
     policy.dirs.push(DirGrant {
         host: home.join("python"),
         guest: GUEST_HOME.to_owned(),
         mode: DirMode::ReadOnly,
     });
-    for d in dirs {
+    for d in &args.dir {
         let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
         policy.dirs.push(DirGrant {
             host: PathBuf::from(host),
@@ -130,7 +134,13 @@ fn policy(home: &Path, dirs: &[String]) -> Policy {
     policy.capabilities.random = RandomMode::Secure;
     // As `wasmlink run` without a policy: the whole 32-bit address space.
     policy.limits.memory = Some(ByteSize(4 << 30));
-    policy
+    for e in &args.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--env {e}: expected KEY=VALUE")))?;
+        policy.env.vars.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(policy)
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -175,7 +185,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         )
         .preload("libc.so")
         .preload("libpython3.14.so")
-        .sandbox(Arc::new(policy(&home, &args.dir)));
+        .sandbox(Arc::new(policy(&home, &args)?));
     let mut process = match builder.load(&main_path) {
         Ok(p) => p,
         Err(e) => {
