@@ -16,8 +16,9 @@ wasm-ld records a library on the link line in the program's NEEDED list, but ref
 libraries: wasi-sdk's libc.so exports its own __wasm_call_dtors, and the link fails with
 `__wasm_call_dtors must be a function`. The stub keeps what the link needs: the NEEDED list,
 every exported function (same signature, a body that traps) and data symbol, a memory size of 0;
-it drops __wasm_call_ctors, __wasm_call_dtors, __wasm_apply_*_relocs, __wasm_init_*, _initialize
-and _start. wasm-ld records the stub's file name as the NEEDED entry, so the stub is written as
+it drops what the loader runs (__wasm_call_ctors, __wasm_call_dtors, __wasm_apply_*_relocs,
+__wasm_init_*, _initialize, _start) and what wasm-ld defines itself (__memory_base,
+__table_base, __stack_pointer, __indirect_function_table, __heap_base, ...). wasm-ld records the stub's file name as the NEEDED entry, so the stub is written as
 stubs/NAME by default (NAME being the library's file name). Link against the stub, run against
 the real library:
 

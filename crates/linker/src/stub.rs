@@ -10,9 +10,10 @@
 //! library's NEEDED list, every exported function with its signature and a body that is
 //! `unreachable`, every exported data symbol as an exported immutable address global (value 0;
 //! TLS symbols keep their EXPORT_INFO flags), and a MEM_INFO of size 0. The exports that the
-//! loader runs rather than links against ([`DROPPED_EXPORTS`]: constructors, destructors,
-//! relocation appliers, entry points) are left out, and so are memories, tables, mutable
-//! globals and tags, which wasm-ld never takes from a shared library.
+//! loader runs rather than links against and the symbols wasm-ld defines for every program
+//! ([`DROPPED_EXPORTS`]: constructors, destructors, relocation appliers, entry points,
+//! `__memory_base`, ...) are left out, and so are memories, tables, mutable globals and tags,
+//! which wasm-ld never takes from a shared library.
 //!
 //! The stub is for the link line only: wasm-ld records the stub's *file name* as the NEEDED
 //! entry, so it must be called as the real library is (`stubs/libc.so`), and at run time the
@@ -45,11 +46,15 @@ use wasmlink_dylink::{
     AddressWidth, ExportClass, ModuleInfo, ModuleKind, ParseError, Signature, SymbolFlags, ValType,
 };
 
-/// Exports a stub leaves out although they are functions: what the loader calls (the
-/// `dylink` model's init exports), what wasm-ld synthesises for every program
-/// (`__wasm_call_dtors`, `__wasm_apply_*_relocs`), and entry points, which a program must not
-/// take from a library.
-pub const DROPPED_EXPORTS: [&str; 10] = [
+/// Exports a stub leaves out by name: what the loader calls rather than links against
+/// (constructors, relocation appliers, `_initialize`, `_start`), and the symbols wasm-ld
+/// defines itself for every program. wasm-ld 19 refuses a library that exports
+/// `__wasm_call_dtors` (`__wasm_call_dtors must be a function`, whatever its type) or a
+/// function named `__memory_base`, `__table_base`, `__stack_pointer` or
+/// `__indirect_function_table` (`symbol type mismatch`), or data named
+/// `__indirect_function_table`; the rest would let a program bind to the library's copy of a
+/// symbol that is its own.
+pub const DROPPED_EXPORTS: [&str; 22] = [
     "__wasm_call_ctors",
     "__wasm_call_dtors",
     "__wasm_apply_data_relocs",
@@ -57,9 +62,21 @@ pub const DROPPED_EXPORTS: [&str; 10] = [
     "__wasm_apply_tls_relocs",
     "__wasm_init_tls",
     "__wasm_init_memory",
+    "__wasm_init_memory_flag",
+    "__wasm_first_page_end",
     "_initialize",
     "_start",
-    "__wasm_first_page_end",
+    "__stack_pointer",
+    "__memory_base",
+    "__table_base",
+    "__indirect_function_table",
+    "__tls_base",
+    "__tls_size",
+    "__tls_align",
+    "__dso_handle",
+    "__data_end",
+    "__heap_base",
+    "__heap_end",
 ];
 
 /// Why no stub can be written for a module.
@@ -299,6 +316,8 @@ mod tests {
           (func (export "__wasm_call_dtors"))
           (func (export "__wasm_apply_data_relocs"))
           (func (export "_initialize"))
+          (func (export "__memory_base"))
+          (global (export "__indirect_function_table") i32 (i32.const 0))
           (global (export "data") i32 (i32.const 64))
           (global (export "tls_var") i32 (i32.const 4))
           (global (export "counter") (mut i32) (i32.const 0)))
@@ -347,7 +366,9 @@ mod tests {
                 "__wasm_call_ctors",
                 "__wasm_call_dtors",
                 "__wasm_apply_data_relocs",
-                "_initialize"
+                "_initialize",
+                "__memory_base",
+                "__indirect_function_table",
             ]
         );
         assert_eq!((stub.functions, stub.data), (3, 2));
