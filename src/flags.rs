@@ -34,6 +34,10 @@ pub struct PolicyFlags {
     /// Grant the wall and monotonic clocks.
     #[arg(long)]
     pub allow_clocks: bool,
+    /// Allow network connections to, and binds on, HOST:PORT (repeatable; PORT a number or
+    /// `*`; HOST an IP address, `[IPv6]`, `localhost` or a host name). Default: no network.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    pub allow_net: Vec<String>,
     /// Randomness: deny, deterministic or secure.
     #[arg(long, value_name = "MODE", value_parser = ["deny", "deterministic", "secure"])]
     pub random: Option<String>,
@@ -58,7 +62,7 @@ pub struct PolicyFlags {
     pub sha256: Option<String>,
 }
 
-fn parse_size(s: &str) -> Result<ByteSize, String> {
+pub fn parse_size(s: &str) -> Result<ByteSize, String> {
     ByteSize::parse(s).map_err(|e| e.to_string())
 }
 
@@ -103,6 +107,7 @@ impl PolicyFlags {
         if self.allow_clocks {
             p.capabilities.clocks = true;
         }
+        p.capabilities.net.extend(self.allow_net.iter().cloned());
         if let Some(r) = &self.random {
             p.capabilities.random = match r.as_str() {
                 "deny" => RandomMode::Deny,

@@ -92,7 +92,13 @@ fn summary(o: &mut String, p: &Policy) {
         "  clocks   {}; random {:?}; network {}",
         if p.capabilities.clocks { "yes" } else { "no" },
         p.capabilities.random,
-        if p.capabilities.network { "yes" } else { "no" }
+        if p.capabilities.network {
+            "yes (every address)".to_string()
+        } else if p.capabilities.net.is_empty() {
+            "no".to_string()
+        } else {
+            p.capabilities.net.join(", ")
+        }
     );
     if !p.capabilities.host_functions.is_empty() {
         let _ = writeln!(o, "  imports  {}", p.capabilities.host_functions.join(", "));

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wasmlink::ProcessBuilder;
+use wasmlink::policy::{ByteSize, HumanDuration, Policy};
+use wasmlink::process::Limit;
 use wasmlink::resolve::SearchPath;
+use wasmlink::{LinkError, ProcessBuilder};
 
 use crate::input::CliError;
 use crate::output::{diag, print};
@@ -24,14 +26,22 @@ Examples:
   wasmlink run -L lib libmath.so --invoke compute -- 3 4
   wasmlink run --policy sandbox.toml -L lib main.wasm
   wasmlink run --module env=a.wasm --module env=b.wasm main.wasm
+  wasmlink run --timeout 2s --fuel 1000000000 --max-memory 64MiB untrusted.wasm
+  wasmlink run --allow-net 127.0.0.1:8080 --allow-net localhost:* -L lib client.wasm
+
+Limits (--timeout, --fuel, --max-memory, or limits.timeout/fuel/memory of --policy) hold for
+the process's whole life, loading included; a program past one is stopped with one line naming
+it. The network is off unless --allow-net (or capabilities.net) allows an address: a denied
+connect or bind is the WASI error access-denied (wasi:sockets, WASI 0.2).
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for libraries
   WASMLINK_DEBUG          libs,bindings,symbols (or all): trace the loader to stderr
 
 Exit status: the program's own status; 127 if it cannot be loaded or linked (like ld.so);
-134 if it traps; 2 for bad usage or input (a missing or invalid program, a bad policy) or
-when stdout cannot be written.")]
+134 if it traps; 137 if a limit stopped it (--timeout, --fuel, --max-memory: as a shell reports
+a killed process); 2 for bad usage or input (a missing or invalid program, a bad policy or
+limit) or when stdout cannot be written.")]
 pub struct Args {
     /// The program (or library, with --invoke).
     program: PathBuf,
@@ -60,6 +70,19 @@ pub struct Args {
     /// randomness.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Allow network connections to, and binds on, HOST:PORT (repeatable; PORT a number or
+    /// `*`; HOST an IP address, `[IPv6]`, `localhost` or a host name). Default: no network.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<String>,
+    /// Stop the program after DURATION of wall-clock time (e.g. 500ms, 2s), loading included.
+    #[arg(long, value_name = "DURATION", value_parser = crate::flags::parse_duration)]
+    timeout: Option<HumanDuration>,
+    /// Stop the program once it has used N units of fuel (about one per instruction).
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Stop the program when it grows its linear memory past SIZE (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", value_parser = crate::flags::parse_size)]
+    max_memory: Option<ByteSize>,
     /// Resolve every symbol at load time: a missing function fails the load.
     #[arg(long)]
     bind_now: bool,
@@ -117,13 +140,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     for p in &args.preload {
         builder = builder.preload(p);
     }
-    if let Some(file) = &args.policy {
-        let policy = wasmlink::policy::Policy::from_file(file)
-            .map_err(|e| CliError::Other(e.to_string()))?;
-        builder = builder
-            .inherit_stdio(false)
-            .sandbox(std::sync::Arc::new(policy));
-    }
+    let (mut builder, limits) = apply_limits(builder, &args)?;
     for e in &args.env {
         let (k, v) = e
             .split_once('=')
@@ -138,10 +155,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     if let Some(explicit) = plain {
         let mut program = match builder.load_plain(&args.program, &explicit) {
             Ok(p) => p,
-            Err(e) => {
-                diag(format_args!("wasmlink: {e}"));
-                return Ok(ExitCode::from(127));
-            }
+            Err(e) => return Ok(limits.fail(&args.program, e, 127)),
         };
         let mut results = String::new();
         let result = match &args.invoke {
@@ -162,18 +176,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         print(&results)?;
         return Ok(match result {
             Ok(code) => ExitCode::from((code & 0xff) as u8),
-            Err(e) => {
-                diag(format_args!("wasmlink: {e}"));
-                ExitCode::from(134)
-            }
+            Err(e) => limits.fail(&args.program, e, 134),
         });
     }
     let mut process = match builder.load(&args.program) {
         Ok(p) => p,
-        Err(e) => {
-            diag(format_args!("wasmlink: {e}"));
-            return Ok(ExitCode::from(127));
-        }
+        Err(e) => return Ok(limits.fail(&args.program, e, 127)),
     };
     let result = match &args.invoke {
         None => process.run_main(),
@@ -187,11 +195,130 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     match result {
         Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
-        Err(e) => {
-            diag(format_args!("wasmlink: {e}"));
-            Ok(ExitCode::from(134))
-        }
+        Err(e) => Ok(limits.fail(&args.program, e, 134)),
     }
+}
+
+/// Exit status of a program a limit stopped.
+pub const EXIT_LIMIT: u8 = 137;
+
+/// The limits in force and what set each (a flag, or a field of the policy), for the message.
+#[derive(Default)]
+struct Limits {
+    timeout: Option<&'static str>,
+    fuel: Option<(u64, &'static str)>,
+    memory: Option<(u64, &'static str)>,
+}
+
+impl Limits {
+    /// Reports `e` on one line; the exit status is [`EXIT_LIMIT`] when a limit stopped the
+    /// program, else `otherwise`.
+    fn fail(&self, program: &std::path::Path, e: LinkError, otherwise: u8) -> ExitCode {
+        let what = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        if let LinkError::Limit { limit, .. } = &e {
+            let line = match (*limit, self) {
+                (
+                    Limit::Time(d),
+                    Limits {
+                        timeout: Some(src), ..
+                    },
+                ) => Some(format!(
+                    "stopped after the {} time limit ({src})",
+                    HumanDuration(d)
+                )),
+                (
+                    Limit::Fuel,
+                    Limits {
+                        fuel: Some((n, src)),
+                        ..
+                    },
+                ) => Some(format!("stopped after using its {n} units of fuel ({src})")),
+                (
+                    Limit::Memory { requested },
+                    Limits {
+                        memory: Some((max, src)),
+                        ..
+                    },
+                ) if requested > *max => Some(format!(
+                    "stopped when growing its memory to {}, past the {} memory limit ({src})",
+                    ByteSize(requested),
+                    ByteSize(*max)
+                )),
+                _ => None,
+            };
+            if let Some(line) = line {
+                diag(format_args!("wasmlink: {what}: {line}"));
+                return ExitCode::from(EXIT_LIMIT);
+            }
+        }
+        diag(format_args!("wasmlink: {e}"));
+        ExitCode::from(otherwise)
+    }
+}
+
+/// Applies the policy and the limit and network flags to `builder`. With --policy, the flags
+/// override its fields; without, the program keeps the host's stdio, clocks and randomness and
+/// gets only the limits and network the flags give.
+fn apply_limits(
+    mut builder: ProcessBuilder,
+    args: &Args,
+) -> Result<(ProcessBuilder, Limits), CliError> {
+    let bad = |e: wasmlink::policy::PolicyError| CliError::Other(e.to_string());
+    let (mut policy, origin) = match &args.policy {
+        Some(file) => (
+            Policy::from_file(file).map_err(bad)?,
+            file.display().to_string(),
+        ),
+        None => (Policy::default(), "command line".to_string()),
+    };
+    let src = |flag: bool, name: &'static str, field: &'static str| if flag { name } else { field };
+    policy
+        .capabilities
+        .net
+        .extend(args.allow_net.iter().cloned());
+    if args.timeout.is_some() {
+        policy.limits.timeout = args.timeout;
+    }
+    if args.fuel.is_some() {
+        policy.limits.fuel = args.fuel;
+    }
+    if args.max_memory.is_some() {
+        policy.limits.memory = args.max_memory;
+    }
+    policy.validate(&origin).map_err(bad)?;
+    let limits = Limits {
+        timeout: policy
+            .limits
+            .timeout
+            .filter(|t| !t.is_none())
+            .map(|_| src(args.timeout.is_some(), "--timeout", "limits.timeout")),
+        fuel: policy
+            .limits
+            .fuel
+            .map(|n| (n, src(args.fuel.is_some(), "--fuel", "limits.fuel"))),
+        memory: policy.limits.memory.map(|b| {
+            (
+                b.0,
+                src(args.max_memory.is_some(), "--max-memory", "limits.memory"),
+            )
+        }),
+    };
+    if args.policy.is_some() {
+        builder = builder
+            .inherit_stdio(false)
+            .sandbox(std::sync::Arc::new(policy));
+        return Ok((builder, limits));
+    }
+    let net = policy.net_allow("command line").map_err(bad)?;
+    builder = builder
+        .timeout(policy.limits.timeout.filter(|t| !t.is_none()).map(|t| t.0))
+        .fuel(policy.limits.fuel)
+        .memory_limit(policy.limits.memory.map(|b| b.0))
+        .configure_wasi(move |wasi| net.clone().apply(wasi));
+    Ok((builder, limits))
 }
 
 fn invoke(

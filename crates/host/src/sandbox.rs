@@ -1,9 +1,12 @@
 //! A [`Policy`] as the capability layer of a linked process (`wasmlink run --policy`).
 //!
-//! A linked process has one store and no per-call entry, so a policy's `limits.timeout` and
-//! `limits.fuel` cannot be enforced there; they are refused with an error that names the
-//! field, never ignored. So are `stdio = "capture"` and network access (WASI preview 1 has no
-//! sockets).
+//! A linked process honours the policy's `limits.timeout` and `limits.fuel` for its whole life
+//! (loading, the entry point, every later call) rather than per call, and an explicit
+//! `limits.memory` stops it when it grows its memory past the limit. It gets the network the
+//! policy's `capabilities.net` allows, through `wasi:sockets` (WASI 0.2). `stdio = "capture"`
+//! is refused with an error that names the field, never ignored.
+
+use std::time::Duration;
 
 use wasmlink_linker::process::{Host, LinkError, Sandbox};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -30,33 +33,27 @@ impl Sandbox for Policy {
     fn max_memory(&self) -> u64 {
         self.effective_limits().memory
     }
+
+    fn memory_limit(&self) -> Option<u64> {
+        self.limits.memory.map(|b| b.0)
+    }
+
+    /// `limits.timeout`, if set (and not `none`). Unlike a plugin call, a program gets no
+    /// default time limit.
+    fn timeout(&self) -> Option<Duration> {
+        self.limits.timeout.filter(|t| !t.is_none()).map(|t| t.0)
+    }
+
+    fn fuel(&self) -> Option<u64> {
+        self.limits.fuel
+    }
 }
 
 /// Refuses what a policy asks of `wasmlink run` that a linked process cannot honour.
 fn check_run_policy(policy: &Policy) -> Result<(), String> {
-    let refuse = |field: &str, why: &str| Err(format!("{field}: {why}"));
-    if policy.limits.timeout.is_some_and(|t| !t.is_none()) {
-        return refuse(
-            "limits.timeout",
-            "is not enforced by `wasmlink run` (a linked process has no per-call entry); use `wasmlink call`, or remove it",
-        );
-    }
-    if policy.limits.fuel.is_some() {
-        return refuse(
-            "limits.fuel",
-            "is not enforced by `wasmlink run`; use `wasmlink call`, or remove it",
-        );
-    }
     if policy.stdio.stdout == OutputMode::Capture || policy.stdio.stderr == OutputMode::Capture {
-        return refuse(
-            "stdio",
-            "`capture` is for plugins; `wasmlink run` can inherit or close a stream",
-        );
-    }
-    if policy.capabilities.network {
-        return refuse(
-            "capabilities.network",
-            "the program runs under WASI preview 1, which has no sockets",
+        return Err(
+            "stdio: `capture` is for plugins; `wasmlink run` can inherit or close a stream".into(),
         );
     }
     Ok(())

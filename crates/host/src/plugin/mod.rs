@@ -346,13 +346,18 @@ impl PluginHost {
         let uses_wasi = module
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1" || i.module() == "wasi_unstable");
-        if policy.capabilities.network {
+        if policy.grants_network() {
+            let field = if policy.capabilities.network {
+                "capabilities.network"
+            } else {
+                "capabilities.net"
+            };
             return Err(PluginError::Denied {
                 plugin: name.to_string(),
-                capability: "capabilities.network".into(),
+                capability: field.into(),
                 message: format!(
                     "the policy grants network access, but this is a core module{} and WASI \
-                     preview 1 has no sockets; remove capabilities.network",
+                     preview 1 has no sockets; remove {field}",
                     if uses_wasi {
                         " using WASI preview 1"
                     } else {

@@ -8,6 +8,10 @@
 //! argument, closed stdio, no clocks, deterministic (not host) randomness, no network and no
 //! host functions; it limits memory to 256 MiB and a call to 30 seconds.
 //!
+//! The network is an allow-list of `HOST:PORT` rules ([`net`]): `wasi:sockets` connects, binds
+//! and listens only where a rule allows, and a denied address is the WASI error
+//! `access-denied`, never a trap.
+//!
 //! ```toml
 //! args = ["indexer", "--verbose"]
 //!
@@ -26,6 +30,7 @@
 //! [capabilities]
 //! clocks = true
 //! random = "secure"      # deny | deterministic | secure
+//! net = ["127.0.0.1:8080", "localhost:*"]   # HOST:PORT, PORT a number or *
 //!
 //! [limits]
 //! memory = "64 MiB"
@@ -46,8 +51,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod net;
 mod units;
 
+pub use net::{NetAllow, NetHost, NetRule, NetRuleError};
 pub use units::{ByteSize, HumanDuration, ValueError};
 
 /// A policy file could not be read or is invalid, or a module is not what the policy pins.
@@ -263,9 +270,17 @@ pub struct Capabilities {
     /// seed, so nothing about the host leaks) or `secure` (the host's entropy).
     #[serde(default)]
     pub random: RandomMode,
-    /// Network sockets. WASI preview 1 has none, so granting it to a preview 1 module is an
-    /// error rather than silently ignored.
-    #[serde(default)]
+    /// The network allow-list: `HOST:PORT` rules (HOST an IP address, `[IPv6]`, `localhost`
+    /// or a host name, resolved when the policy is applied; PORT a number or `*`), e.g.
+    /// `["127.0.0.1:8080", "localhost:*"]`. Empty (the default): no network. A program may
+    /// connect or send to, and bind or listen on, only the addresses the rules allow; anything
+    /// else fails with the WASI error `access-denied`. WASI preview 1 has no sockets, so a
+    /// preview 1 plugin granted any network is refused rather than silently denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net: Vec<String>,
+    /// The old switch, kept for old policy files: `true` grants every address and name (prefer
+    /// `net`); `false` is the default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network: bool,
     /// Host functions the module may import, as `module.name` (e.g. `env.log`) or `module.*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -509,6 +524,11 @@ impl Policy {
                 );
             }
         }
+        for rule in &self.capabilities.net {
+            if let Err(e) = NetRule::parse(rule) {
+                return err("capabilities.net", e.to_string());
+            }
+        }
         for f in &self.capabilities.host_functions {
             if !f.contains('.') {
                 return err(
@@ -546,6 +566,35 @@ impl Policy {
             Some(base) if grant.host.is_relative() => base.join(&grant.host),
             _ => grant.host.clone(),
         }
+    }
+
+    /// Whether the policy grants any network (`capabilities.net` or the old `network = true`).
+    pub fn grants_network(&self) -> bool {
+        self.capabilities.network || !self.capabilities.net.is_empty()
+    }
+
+    /// The network this policy grants, host names resolved now. `what` names the module.
+    ///
+    /// # Errors
+    /// [`PolicyError::Field`] (`capabilities.net`) for a rule that does not parse or a host
+    /// name that does not resolve.
+    pub fn net_allow(&self, what: &str) -> Result<NetAllow, PolicyError> {
+        if self.capabilities.network {
+            return Ok(NetAllow::everything());
+        }
+        let field = |e: NetRuleError| PolicyError::Field {
+            origin: what.to_string(),
+            field: "capabilities.net".to_string(),
+            message: e.to_string(),
+        };
+        let rules = self
+            .capabilities
+            .net
+            .iter()
+            .map(|r| NetRule::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(field)?;
+        NetAllow::resolve(&rules).map_err(field)
     }
 
     /// Whether the policy lets a module import host function `module.name`.
@@ -592,7 +641,8 @@ impl Policy {
         Ok(())
     }
 
-    /// Builds the WASI preview 1 context this policy grants. `what` names the module in errors.
+    /// Builds the WASI context this policy grants (WASI 0.2 sockets included: see [`net`]).
+    /// `what` names the module in errors.
     pub fn wasi_builder(
         &self,
         what: &str,
@@ -655,6 +705,7 @@ impl Policy {
                 b.insecure_random_seed(0);
             }
         }
+        self.net_allow(what)?.apply(&mut b);
         for grant in &self.dirs {
             let host = self.host_path(grant);
             let perms = match grant.mode {

@@ -81,7 +81,11 @@ pub struct ProcessBuilder {
     timeout: Option<Duration>,
     fuel: Option<u64>,
     memory_limit: Option<u64>,
+    wasi_setup: Vec<WasiSetup>,
 }
+
+/// A step of [`ProcessBuilder::configure_wasi`].
+type WasiSetup = Arc<dyn Fn(&mut WasiCtxBuilder) + Send + Sync>;
 
 impl Default for ProcessBuilder {
     fn default() -> Self {
@@ -106,6 +110,7 @@ impl Default for ProcessBuilder {
             timeout: None,
             fuel: None,
             memory_limit: None,
+            wasi_setup: Vec::new(),
         }
     }
 }
@@ -251,6 +256,16 @@ impl ProcessBuilder {
         self
     }
 
+    /// Configures the WASI context further (e.g. the network: `socket_addr_check`, `allow_tcp`),
+    /// after the sandbox's and the builder's own settings. Steps run in the order given.
+    pub fn configure_wasi(
+        mut self,
+        step: impl Fn(&mut WasiCtxBuilder) + Send + Sync + 'static,
+    ) -> Self {
+        self.wasi_setup.push(Arc::new(step));
+        self
+    }
+
     /// The limits in force: the builder's own, else the sandbox's.
     fn effective_limits(&self) -> (Option<Duration>, Option<u64>, Option<u64>) {
         let sb = self.sandbox.as_deref();
@@ -286,6 +301,9 @@ impl ProcessBuilder {
                     path: host.clone(),
                     message: format!("cannot preopen: {e}"),
                 })?;
+        }
+        for step in &self.wasi_setup {
+            step(&mut wasi);
         }
         Ok(wasi)
     }
