@@ -85,14 +85,20 @@ impl Process {
     /// # Errors
     /// A trap in the program, as [`LinkError::Runtime`].
     pub fn run_main(&mut self) -> Result<i32, LinkError> {
+        let main_has_start = {
+            let l = self.store.data().dl.lib(self.main);
+            l.module.get_export("_start").is_some()
+        };
         let cx = self.store.as_context_mut();
         let status = super::lifecycle::run_entry(cx, self.main);
         let finish = super::lifecycle::run_atexit(self.store.as_context_mut(), None);
         let status = match status {
-            Err(LinkError::Exit(code)) => Ok(code),
+            // `exit()` flushed and ran its handlers before `proc_exit`.
+            Err(LinkError::Exit(code)) => return finish.map(|()| code),
             other => other,
         }?;
         finish?;
+        super::fini::run_fini(self.store.as_context_mut(), self.main, main_has_start)?;
         Ok(status)
     }
 

@@ -366,6 +366,7 @@ impl ProcessBuilder {
         })?;
         let host = Host {
             wasi: wasi.build_p1(),
+            handles: Default::default(),
             dl: Linkage {
                 host_symbols: HostSymbols {
                     overrides: super::libdl::is_dl_symbol,

@@ -3,7 +3,7 @@
 
 use wasmlink_dylink::ImportClass;
 use wasmtime::{
-    AsContextMut, Extern, ExternType, Func, Global, GlobalType, Mutability, StoreContextMut, Val,
+    AsContextMut, Extern, ExternType, Global, GlobalType, Mutability, StoreContextMut, Val,
     ValType,
 };
 
@@ -12,7 +12,7 @@ use super::bind::{fill_slots, function_import, got_func, got_mem, tag, trap_func
 use super::error::LinkError;
 use super::resources::{compile_generated, const_global, new_instance};
 use super::state::{Def, Host, LibId};
-use super::wasi::{Clock, bind_wasi, empty_list_wasi2, random_bytes, wasi2_clock};
+use super::wasi::{bind_wasi, wasi2_import};
 
 /// Binds every import of library `id`, instantiates it, fills the canonical slots of its
 /// functions and applies its data relocations.
@@ -112,75 +112,7 @@ pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Resul
                 wasi.push((idx, imp.module.clone(), imp.field.clone(), ty.clone()));
                 None
             }
-            ImportClass::Wasi2(f) if empty_list_wasi2(f, &ty) => {
-                // An empty environment / argument list: write `(ptr 0, len 0)` at retptr.
-                let ExternType::Func(fty) = &ty else {
-                    unreachable!("checked")
-                };
-                Some(Extern::Func(Func::new(
-                    cx.as_context_mut(),
-                    fty.clone(),
-                    |mut c, args, _| {
-                        let ret = args[0].unwrap_i32() as usize;
-                        let mem = c.data().dl.memory.expect("memory");
-                        mem.write(&mut c, ret, &[0u8; 8])?;
-                        Ok(())
-                    },
-                )))
-            }
-            ImportClass::Wasi2(f)
-                if f.starts_with("wasi:random/random@0.2.") && f.ends_with("#get-random-bytes") =>
-            {
-                let ExternType::Func(fty) = &ty else {
-                    unreachable!("function import")
-                };
-                Some(Extern::Func(Func::new(
-                    cx.as_context_mut(),
-                    fty.clone(),
-                    random_bytes,
-                )))
-            }
-            ImportClass::Wasi2(f) if wasi2_clock(f, &ty).is_some() => {
-                let ExternType::Func(fty) = &ty else {
-                    unreachable!("checked")
-                };
-                let which = wasi2_clock(f, &ty).expect("checked");
-                Some(Extern::Func(Func::new(
-                    cx.as_context_mut(),
-                    fty.clone(),
-                    move |mut c, args, out| {
-                        match which {
-                            Clock::Monotonic => {
-                                static START: std::sync::OnceLock<std::time::Instant> =
-                                    std::sync::OnceLock::new();
-                                out[0] = Val::I64(
-                                    START
-                                        .get_or_init(std::time::Instant::now)
-                                        .elapsed()
-                                        .as_nanos() as i64,
-                                );
-                            }
-                            Clock::Resolution => out[0] = Val::I64(1),
-                            Clock::Wall => {
-                                let d = std::time::SystemTime::now()
-                                    .duration_since(std::time::UNIX_EPOCH)
-                                    .unwrap_or_default();
-                                let mut rec = d.as_secs().to_le_bytes().to_vec();
-                                rec.extend_from_slice(&d.subsec_nanos().to_le_bytes());
-                                rec.extend_from_slice(&[0; 4]);
-                                let mem = c.data().dl.memory.expect("memory");
-                                mem.write(&mut c, args[0].unwrap_i32() as u32 as usize, &rec)?;
-                            }
-                        }
-                        Ok(())
-                    },
-                )))
-            }
-            ImportClass::Wasi2(f) => Some(Extern::Func(trap_func(
-                cx.as_context_mut(),
-                &ty,
-                format!("WASI 0.2 function {f} is not provided by this host ({name})"),
-            )?)),
+            ImportClass::Wasi2(f) => Some(wasi2_import(cx.as_context_mut(), &name, f, &ty)?),
             // A function from a module that is not a library (e.g. the component model's
             // `$root` intrinsics): it traps, naming itself, if ever called; `unresolved` lists it.
             ImportClass::Module(what) if matches!(ty, ExternType::Func(_)) => {

@@ -31,6 +31,7 @@ mod api;
 mod bind;
 mod builder;
 mod error;
+mod fini;
 mod instantiate;
 pub mod layout;
 mod libdl;

@@ -28,6 +28,8 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, LinkError> {
 /// Store data of a process.
 pub struct Host {
     pub(super) wasi: WasiP1Ctx,
+    /// The WASI 0.2 resource handles the process's modules hold (see `wasmlink_wasi`).
+    pub(super) handles: wasmlink_wasi::Handles,
     pub(super) dl: Linkage,
     /// `__cxa_atexit` registrations: (function slot, argument, dso handle), run in reverse.
     pub(super) atexit: Vec<(u32, u32, u32)>,
@@ -35,6 +37,29 @@ pub struct Host {
     pub(super) args: Vec<String>,
     /// The store's resource limits (its instance count: see [`ProcessBuilder::max_instances`]).
     pub(super) limits: wasmtime::StoreLimits,
+}
+
+/// WASI preview 1 and WASI 0.2 share one context: the same preopens, stdio and resource table.
+impl wasmtime_wasi::WasiView for Host {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
+/// The lowered WASI 0.2 imports of linked modules read and write the process's shared memory,
+/// and allocate with the first `cabi_realloc` of the global scope when the calling module
+/// exports none.
+impl wasmlink_wasi::WasiHost for Host {
+    fn handles(&mut self) -> &mut wasmlink_wasi::Handles {
+        &mut self.handles
+    }
+    fn memory(&self) -> Option<Memory> {
+        self.dl.memory
+    }
+    fn realloc_instance(&self) -> Option<Instance> {
+        let def = self.dl.lookup("cabi_realloc", None)?;
+        self.dl.libs.get(def.lib())?.as_ref()?.instance
+    }
 }
 
 #[derive(Default, Clone, Copy, Debug)]

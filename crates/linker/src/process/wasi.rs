@@ -1,9 +1,11 @@
 //! The WASI layer for linked programs: preview 1 through wasmtime-wasi (with a shim that
-//! re-exports the shared memory), and the WASI 0.2 lowered imports of wasi-sdk's libc.so.
+//! re-exports the shared memory), and WASI 0.2's lowered imports (wasi-sdk's libc.so) through the
+//! glue `wasmlink_wasi` generates from the WASI WIT, onto the same wasmtime-wasi context.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use wasmtime::{AsContextMut, Extern, ExternType, FuncType, Module, StoreContextMut, Val};
+use wasmtime::{AsContextMut, Engine, Extern, ExternType, FuncType, Linker, Module, StoreContextMut};
 
 use super::bind::trap_func;
 use super::error::LinkError;
@@ -78,74 +80,59 @@ pub(super) fn bind_wasi(
     Ok(())
 }
 
-/// WASI 0.2 functions this host answers with an empty list (no environment variables, no
-/// arguments), in canonical-ABI lowered form `(retptr: i32) -> ()`.
-pub(super) fn empty_list_wasi2(f: &str, ty: &ExternType) -> bool {
-    let lowered =
-        matches!(ty, ExternType::Func(t) if t.params().len() == 1 && t.results().len() == 0);
-    lowered
-        && (f.starts_with("wasi:cli/environment@0.2.")
-            && (f.ends_with("#get-environment") || f.ends_with("#get-arguments")))
+/// The linker of the WASI 0.2 glue (`wasmlink_wasi`), built once per engine: defining its
+/// ~140 functions costs more than a small library's whole link.
+fn wasi2_linker(engine: &Engine) -> Result<Arc<Linker<Host>>, LinkError> {
+    static CACHE: Mutex<Vec<(Engine, Arc<Linker<Host>>)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, l)) = cache.iter().find(|(e, _)| Engine::same(e, engine)) {
+        return Ok(l.clone());
+    }
+    let mut linker = Linker::new(engine);
+    wasmlink_wasi::add_to_linker(&mut linker)
+        .map_err(|e| LinkError::runtime("wasmlink", "WASI 0.2 setup", e))?;
+    let linker = Arc::new(linker);
+    cache.push((engine.clone(), linker.clone()));
+    Ok(linker)
 }
 
-/// `wasi:random/random#get-random-bytes(len: u64) -> list<u8>`, lowered: allocates the list
-/// with the caller's `cabi_realloc` and writes `(ptr, len)` at retptr.
-pub(super) fn random_bytes(
-    mut c: wasmtime::Caller<'_, Host>,
-    args: &[Val],
-    _: &mut [Val],
-) -> wasmtime::Result<()> {
-    use std::hash::{BuildHasher, Hasher};
-    let len = u32::try_from(args[0].unwrap_i64())
-        .map_err(|_| wasmtime::format_err!("get-random-bytes: length too large"))?;
-    let ret = args[1].unwrap_i32() as usize;
-    let Some(Extern::Func(realloc)) = c.get_export("cabi_realloc") else {
-        wasmtime::bail!("get-random-bytes: the caller exports no cabi_realloc");
+/// Binds one lowered WASI 0.2 import (`f` is `wasi:cli/stdout@0.2.0#get-stdout`) to the glue,
+/// onto the process's WASI context. A function this host does not have (a newer WASI, an
+/// unstable interface), or one whose core type is not the canonical ABI's lowering, binds to
+/// a function that traps naming it, so a library that never calls it still loads.
+pub(super) fn wasi2_import(
+    mut cx: StoreContextMut<'_, Host>,
+    library: &str,
+    f: &str,
+    ty: &ExternType,
+) -> Result<Extern, LinkError> {
+    let (module, field) = f.split_once('#').unwrap_or((f, ""));
+    let engine = cx.engine().clone();
+    let found = match wasmlink_wasi::linker_module(module) {
+        Some(m) => wasi2_linker(&engine)?
+            .get(cx.as_context_mut(), &m, field)
+            .ok(),
+        None => None,
     };
-    let mut out = [Val::I32(0)];
-    realloc.call(
-        &mut c,
-        &[Val::I32(0), Val::I32(0), Val::I32(1), Val::I32(len as i32)],
-        &mut out,
-    )?;
-    let ptr = out[0].unwrap_i32() as u32;
-    let mut bytes = Vec::with_capacity(len as usize);
-    while bytes.len() < len as usize {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(bytes.len());
-        bytes.extend_from_slice(&h.finish().to_le_bytes());
-    }
-    bytes.truncate(len as usize);
-    let mem = c.data().dl.memory.expect("memory");
-    mem.write(&mut c, ptr as usize, &bytes)?;
-    let mut rec = ptr.to_le_bytes().to_vec();
-    rec.extend_from_slice(&len.to_le_bytes());
-    mem.write(&mut c, ret, &rec)?;
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum Clock {
-    Monotonic,
-    Resolution,
-    Wall,
-}
-
-/// The WASI 0.2 clocks this host provides, in lowered form: `monotonic-clock#now() -> u64`,
-/// `#resolution() -> u64`, and `wall-clock#now(retptr)` writing `{seconds: u64, nanoseconds: u32}`.
-pub(super) fn wasi2_clock(f: &str, ty: &ExternType) -> Option<Clock> {
-    let ExternType::Func(t) = ty else { return None };
-    let (np, nr) = (t.params().len(), t.results().len());
-    if f.starts_with("wasi:clocks/monotonic-clock@0.2.") && np == 0 && nr == 1 {
-        if f.ends_with("#now") {
-            return Some(Clock::Monotonic);
+    let why = match (found, ty) {
+        (Some(Extern::Func(func)), ExternType::Func(want)) => {
+            let have = func.ty(&cx);
+            // Exact equality: both sides are plain numeric signatures.
+            if have.to_string() == want.to_string() {
+                return Ok(Extern::Func(func));
+            }
+            format!("WASI 0.2 function {f} is imported with type {want}, but its canonical ABI lowering is {have} ({library})")
         }
-        if f.ends_with("#resolution") {
-            return Some(Clock::Resolution);
+        (Some(_), _) | (None, ExternType::Func(_)) => {
+            format!("WASI 0.2 function {f} is not provided by this host ({library})")
         }
-    }
-    if f.starts_with("wasi:clocks/wall-clock@0.2.") && f.ends_with("#now") && np == 1 && nr == 0 {
-        return Some(Clock::Wall);
-    }
-    None
+        (None, _) => {
+            return Err(LinkError::runtime(
+                library,
+                "wasi",
+                wasmtime::format_err!("WASI 0.2 import {f} is not a function"),
+            ));
+        }
+    };
+    Ok(Extern::Func(trap_func(cx, ty, why)?))
 }
