@@ -107,6 +107,10 @@ impl PolicyFlags {
         if self.allow_clocks {
             p.capabilities.clocks = true;
         }
+        for rule in &self.allow_net {
+            wasmlink::policy::NetRule::parse(rule)
+                .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
+        }
         p.capabilities.net.extend(self.allow_net.iter().cloned());
         if let Some(r) = &self.random {
             p.capabilities.random = match r.as_str() {

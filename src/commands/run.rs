@@ -275,6 +275,10 @@ fn apply_limits(
         None => (Policy::default(), "command line".to_string()),
     };
     let src = |flag: bool, name: &'static str, field: &'static str| if flag { name } else { field };
+    for rule in &args.allow_net {
+        wasmlink::policy::NetRule::parse(rule)
+            .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
+    }
     policy
         .capabilities
         .net

@@ -23,4 +23,6 @@ mod python;
 mod repo;
 mod repo_hostile;
 mod robustness;
+mod run_limits;
 mod search;
+mod stub;

@@ -1,0 +1,253 @@
+//! `wasmlink run` under limits and a network allow-list: an endless program stopped by
+//! `--timeout` and `--fuel` (or the policy's `limits.timeout`/`limits.fuel`), a memory bomb
+//! stopped by `--max-memory`, each with exit status 137 and one line naming the limit; and the
+//! `capabilities.net` / `--allow-net` rules checked up front.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{stderr, wasmlink};
+
+/// Writes `wat` as `dir/name`.
+fn module(dir: &Path, name: &str, wat: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, wat::parse_str(wat).expect("wat")).expect("write");
+    path
+}
+
+/// A static WASI command that never returns.
+fn spin(dir: &Path) -> PathBuf {
+    module(
+        dir,
+        "spin.wasm",
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))"#,
+    )
+}
+
+/// A static WASI command that grows its memory 1 MiB at a time until `memory.grow` fails, then
+/// traps (`unreachable`).
+fn memory_bomb(dir: &Path) -> PathBuf {
+    module(
+        dir,
+        "bomb.wasm",
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable))"#,
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+#[test]
+fn timeout_stops_an_endless_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = spin(dir.path());
+    let start = Instant::now();
+    let out = wasmlink(&["run", "--timeout", "300ms", s(&m)]);
+    assert!(start.elapsed() < Duration::from_secs(20), "took too long");
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: spin.wasm: stopped after the 300ms time limit (--timeout)\n"
+    );
+    // The same limit from a policy names its field.
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[limits]\ntimeout = \"1s\"\n").expect("write");
+    let out = wasmlink(&["run", "--policy", s(&policy), s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: spin.wasm: stopped after the 1s time limit (limits.timeout)\n"
+    );
+    // A flag overrides the policy's field.
+    let out = wasmlink(&["run", "--policy", s(&policy), "--timeout", "200ms", s(&m)]);
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: spin.wasm: stopped after the 200ms time limit (--timeout)\n"
+    );
+}
+
+#[test]
+fn fuel_stops_an_endless_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = spin(dir.path());
+    let out = wasmlink(&["run", "--fuel", "100000", s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: spin.wasm: stopped after using its 100000 units of fuel (--fuel)\n"
+    );
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[limits]\nfuel = 5000\n").expect("write");
+    let out = wasmlink(&["run", "--policy", s(&policy), s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: spin.wasm: stopped after using its 5000 units of fuel (limits.fuel)\n"
+    );
+}
+
+#[test]
+fn enough_fuel_and_time_let_a_program_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = module(
+        dir.path(),
+        "count.wasm",
+        r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (local $i i32)
+    (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+    (call $exit (i32.const 7))))"#,
+    );
+    let out = wasmlink(&[
+        "run",
+        "--fuel",
+        "1000000",
+        "--timeout",
+        "10s",
+        "--max-memory",
+        "1MiB",
+        s(&m),
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn max_memory_stops_a_memory_bomb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = memory_bomb(dir.path());
+    let out = wasmlink(&["run", "--max-memory", "2MiB", s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_memory_stop(&stderr(&out), "2 MiB", "--max-memory");
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[limits]\nmemory = \"4 MiB\"\n").expect("write");
+    let out = wasmlink(&["run", "--policy", s(&policy), s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_memory_stop(&stderr(&out), "4 MiB", "limits.memory");
+}
+
+/// `err` is the one line of a program stopped past the `limit` memory limit, set by `src`.
+fn assert_memory_stop(err: &str, limit: &str, src: &str) {
+    let size = err
+        .strip_prefix("wasmlink: bomb.wasm: stopped when growing its memory to ")
+        .and_then(|r| r.strip_suffix(&format!(", past the {limit} memory limit ({src})\n")))
+        .unwrap_or_else(|| panic!("{err}"));
+    // Past the limit, by at most the 1 MiB step the bomb grows by.
+    let kib: u64 = size
+        .strip_suffix(" KiB")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    let limit_kib: u64 = limit.trim_end_matches(" MiB").parse::<u64>().unwrap() * 1024;
+    assert!(kib > limit_kib && kib <= limit_kib + 1024 + 64, "{err}");
+}
+
+#[test]
+fn bad_limits_and_rules_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = spin(dir.path());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--timeout", "0s"],
+            "command line: limits.timeout: must be more than zero",
+        ),
+        (
+            &["--max-memory", "5GiB"],
+            "command line: limits.memory: 5 GiB exceeds the 4 GiB a wasm32 memory can address",
+        ),
+        (
+            &["--allow-net", "127.0.0.1:99999"],
+            "--allow-net: `127.0.0.1:99999`: port `99999` is not a number from 0 to 65535 or `*`",
+        ),
+        (
+            &["--allow-net", "exa mple.com:80"],
+            "--allow-net: `exa mple.com:80`: host `exa mple.com` is not an IP address or a host name",
+        ),
+        (
+            &["--allow-net", "localhost"],
+            "--allow-net: `localhost`: expected HOST:PORT",
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.push(s(&m));
+        let out = wasmlink(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    // `call` takes --allow-net too, with the same check.
+    let out = wasmlink(&["call", "--allow-net", "1.2.3.4:x", s(&m), "_start"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--allow-net: `1.2.3.4:x`: port `x` is not a number"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_net_rules_are_checked_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("p.toml");
+    let check = |toml: &str| {
+        std::fs::write(&policy, toml).expect("write");
+        wasmlink(&["policy", "check", s(&policy)])
+    };
+    for (net, want) in [
+        (
+            r#"["127.0.0.1:65536"]"#,
+            "capabilities.net: `127.0.0.1:65536`: port `65536` is not a number from 0 to 65535 or `*`",
+        ),
+        (
+            r#"["localhost:-1"]"#,
+            "capabilities.net: `localhost:-1`: port `-1` is not a number",
+        ),
+        (
+            r#"["under_score.com:80"]"#,
+            "capabilities.net: `under_score.com:80`: host `under_score.com` is not an IP address or a host name",
+        ),
+        (
+            r#"["::1:80"]"#,
+            "capabilities.net: `::1:80`: host `::1` is not an IP address or a host name",
+        ),
+    ] {
+        let out = check(&format!("[capabilities]\nnet = {net}\n"));
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{net}: {err}");
+        assert_eq!(err.lines().count(), 1, "{net}: {err}");
+        assert!(
+            err.contains(&format!("{}: {want}", policy.display())),
+            "{net}: {err}"
+        );
+    }
+    let out = check("[capabilities]\nnet = [\"127.0.0.1:8080\", \"[::1]:*\", \"localhost:*\"]\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = crate::support::stdout(&out);
+    assert!(
+        text.contains("network 127.0.0.1:8080, [::1]:*, localhost:*"),
+        "{text}"
+    );
+    // The old switch is still read.
+    let out = check("[capabilities]\nnetwork = false\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A program granted the network but using none runs as before.
+    let m = spin(dir.path());
+    std::fs::write(
+        &policy,
+        "[capabilities]\nnet = [\"localhost:*\"]\n[limits]\nfuel = 1000\n",
+    )
+    .expect("write");
+    let out = wasmlink(&["run", "--policy", s(&policy), s(&m)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+}
