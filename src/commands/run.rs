@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use wasmlink::policy::{ByteSize, HumanDuration, Policy};
 use wasmlink::process::Limit;
@@ -152,6 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         builder = builder.preopen(host, guest);
     }
     let plain = plain_program(&args)?;
+    limits.watchdog(&args.program);
     if let Some(explicit) = plain {
         let mut program = match builder.load_plain(&args.program, &explicit) {
             Ok(p) => p,
@@ -205,7 +207,7 @@ pub const EXIT_LIMIT: u8 = 137;
 /// The limits in force and what set each (a flag, or a field of the policy), for the message.
 #[derive(Default)]
 struct Limits {
-    timeout: Option<&'static str>,
+    timeout: Option<(Duration, &'static str)>,
     fuel: Option<(u64, &'static str)>,
     memory: Option<(u64, &'static str)>,
 }
@@ -223,7 +225,8 @@ impl Limits {
                 (
                     Limit::Time(d),
                     Limits {
-                        timeout: Some(src), ..
+                        timeout: Some((_, src)),
+                        ..
                     },
                 ) => Some(format!(
                     "stopped after the {} time limit ({src})",
@@ -257,7 +260,33 @@ impl Limits {
         diag(format_args!("wasmlink: {e}"));
         ExitCode::from(otherwise)
     }
+
+    /// The time limit stops a program at its next loop or call; one blocked in a host call
+    /// (a long sleep, a read that never ends) is stopped by this watchdog instead, which ends
+    /// the whole command [`WATCHDOG_GRACE`] after the limit with the same line and status.
+    fn watchdog(&self, program: &std::path::Path) {
+        let Some((limit, src)) = self.timeout else {
+            return;
+        };
+        let what = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let _ = std::thread::Builder::new()
+            .name("wasmlink-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(limit.saturating_add(WATCHDOG_GRACE));
+                diag(format_args!(
+                    "wasmlink: {what}: stopped after the {} time limit ({src})",
+                    HumanDuration(limit)
+                ));
+                std::process::exit(i32::from(EXIT_LIMIT));
+            });
+    }
 }
+
+/// How long after its time limit a program blocked in a host call is stopped by the watchdog.
+const WATCHDOG_GRACE: Duration = Duration::from_millis(500);
 
 /// Applies the policy and the limit and network flags to `builder`. With --policy, the flags
 /// override its fields; without, the program keeps the host's stdio, clocks and randomness and
@@ -294,11 +323,12 @@ fn apply_limits(
     }
     policy.validate(&origin).map_err(bad)?;
     let limits = Limits {
-        timeout: policy
-            .limits
-            .timeout
-            .filter(|t| !t.is_none())
-            .map(|_| src(args.timeout.is_some(), "--timeout", "limits.timeout")),
+        timeout: policy.limits.timeout.filter(|t| !t.is_none()).map(|t| {
+            (
+                t.0,
+                src(args.timeout.is_some(), "--timeout", "limits.timeout"),
+            )
+        }),
         fuel: policy
             .limits
             .fuel

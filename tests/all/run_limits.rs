@@ -74,6 +74,37 @@ fn timeout_stops_an_endless_program() {
 }
 
 #[test]
+fn timeout_stops_a_program_blocked_in_a_host_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // poll_oneoff on a 60-second relative clock subscription: blocked in the host, where no
+    // epoch check runs.
+    let m = module(
+        dir.path(),
+        "sleep.wasm",
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))             ;; tag: clock
+    (i32.store (i32.const 16) (i32.const 1))             ;; clock id: monotonic
+    (i64.store (i32.const 24) (i64.const 60000000000))   ;; timeout: 60 s
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
+    );
+    let start = Instant::now();
+    let out = wasmlink(&["run", "--timeout", "300ms", s(&m)]);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: sleep.wasm: stopped after the 300ms time limit (--timeout)\n"
+    );
+}
+
+#[test]
 fn fuel_stops_an_endless_program() {
     let dir = tempfile::tempdir().expect("tempdir");
     let m = spin(dir.path());
