@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::{stderr, wasmlink};
+use wasmlink::process::Limit;
+use wasmlink::{LinkError, ProcessBuilder};
+
+use crate::support::{Link, c_fixture, fixtures_out, stderr, wasmlink};
 
 /// Writes `wat` as `dir/name`.
 fn module(dir: &Path, name: &str, wat: &str) -> PathBuf {
@@ -281,4 +284,85 @@ fn policy_net_rules_are_checked_and_named() {
     .expect("write");
     let out = wasmlink(&["run", "--policy", s(&policy), s(&m)]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+}
+
+/// A PIE main and the shared library it spends its time and memory in.
+fn linked_program() -> PathBuf {
+    c_fixture("librl.so", Link::Shared, &["rl_lib.c"], &[], &[]);
+    c_fixture(
+        "rl_main.wasm",
+        Link::Pie,
+        &["rl_main.c"],
+        &["librl.so"],
+        &[],
+    )
+}
+
+#[test]
+fn limits_hold_in_a_linked_programs_libraries() {
+    let main = linked_program();
+    let lib_dir = fixtures_out();
+    let l = s(&lib_dir);
+    let out = wasmlink(&["run", "-L", l, "--timeout", "300ms", s(&main)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: rl_main.wasm: stopped after the 300ms time limit (--timeout)\n"
+    );
+    let out = wasmlink(&["run", "-L", l, "--fuel", "1000000", s(&main)]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: rl_main.wasm: stopped after using its 1000000 units of fuel (--fuel)\n"
+    );
+    let out = wasmlink(&[
+        "run",
+        "-L",
+        l,
+        "--max-memory",
+        "8MiB",
+        s(&main),
+        "--",
+        "grow",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("wasmlink: rl_main.wasm: stopped when growing its memory to ")
+            && err.ends_with(", past the 8 MiB memory limit (--max-memory)\n"),
+        "{err}"
+    );
+    // Without a limit, growth fails as memory.grow does and the program carries on.
+    let out = wasmlink(&["run", "-L", l, s(&main), "--", "grow"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn the_library_api_reports_the_limit() {
+    let main = linked_program();
+    let mut search = wasmlink::resolve::SearchPath::new();
+    search.add_dir(fixtures_out());
+    let builder = ProcessBuilder::new().search_path(search);
+    let mut p = builder
+        .clone()
+        .timeout(Some(Duration::from_millis(200)))
+        .load(&main)
+        .expect("load");
+    let err = p.run_main().expect_err("stopped");
+    assert!(
+        matches!(&err, LinkError::Limit { limit: Limit::Time(d), .. } if *d == Duration::from_millis(200)),
+        "{err}"
+    );
+    let mut p = builder.fuel(Some(50_000)).load(&main).expect("load");
+    let err = p.run_main().expect_err("stopped");
+    assert!(
+        matches!(
+            &err,
+            LinkError::Limit {
+                limit: Limit::Fuel,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
