@@ -26,3 +26,4 @@ mod robustness;
 mod run_limits;
 mod search;
 mod stub;
+mod wasi02;
