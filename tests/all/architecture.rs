@@ -105,6 +105,19 @@ fn crates_depend_only_downwards() {
             [&["wasmlink-pipeline"][..], &pipelineish[..]].concat(),
         ),
         ("pipeline", vec!["wasmlink", "wasmlink-cli"]),
+        (
+            "wasi",
+            [
+                &[
+                    "wasmlink-dylink",
+                    "wasmlink-linker",
+                    "wasmlink-host",
+                    "wasmlink-pipeline",
+                ][..],
+                &arrowish[..],
+            ]
+            .concat(),
+        ),
     ];
     for (krate, banned) in rules {
         let deps = dependencies(krate);
@@ -119,6 +132,7 @@ fn crates_depend_only_downwards() {
     assert!(dependencies("linker").contains("wasmlink-dylink"));
     assert!(dependencies("host").contains("wasmlink-engine"));
     assert!(dependencies("pipeline").contains("wasmlink-host"));
+    assert!(dependencies("linker").contains("wasmlink-wasi"));
 }
 
 /// The sibling modules a file of `src` names through `super::X` or `crate::X` (X a module of `src`).
