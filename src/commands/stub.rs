@@ -18,9 +18,10 @@ libraries: wasi-sdk's libc.so exports its own __wasm_call_dtors, and the link fa
 every exported function (same signature, a body that traps) and data symbol, a memory size of 0;
 it drops what the loader runs (__wasm_call_ctors, __wasm_call_dtors, __wasm_apply_*_relocs,
 __wasm_init_*, _initialize, _start) and what wasm-ld defines itself (__memory_base,
-__table_base, __stack_pointer, __indirect_function_table, __heap_base, ...). wasm-ld records the stub's file name as the NEEDED entry, so the stub is written as
+__table_base, __stack_pointer, __indirect_function_table, __heap_base, ...). wasm-ld records
+the stub's file name (there is no soname) as the NEEDED entry, so the stub is written as
 stubs/NAME by default (NAME being the library's file name). Link against the stub, run against
-the real library:
+the real library (keep stubs/ off the run-time search path: the stub's functions trap):
 
   wasmlink stub corpus/libc.so                     writes stubs/libc.so
   clang-19 --target=wasm32-wasi -fPIC -nostdlib -Wl,-pie -Wl,--experimental-pic \\
