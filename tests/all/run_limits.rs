@@ -366,3 +366,71 @@ fn the_library_api_reports_the_limit() {
         "{err}"
     );
 }
+
+/// A free TCP port on loopback (nothing listens there once this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn a_policy_net_rule_naming_a_host_grants_what_it_resolves_to() {
+    // wasi02.rs's TCP program on the corpus libc.so: listens on argv[1], connects to itself,
+    // then connects to argv[2].
+    let program =
+        crate::support::c_fixture("w2_tcp.wasm", Link::PieAnyMain, &["w2_tcp.c"], &[], &[]);
+    let corpus = crate::support::corpus();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("p.toml");
+    let run = |net: &str| {
+        std::fs::write(
+            &policy,
+            format!(
+                "[stdio]\nstdout = \"inherit\"\n[capabilities]\nnet = {net}\n\
+                 [limits]\ntimeout = \"30s\"\n"
+            ),
+        )
+        .expect("write");
+        let (p, q) = (free_port().to_string(), free_port().to_string());
+        let out = wasmlink(&[
+            "run",
+            "-L",
+            s(&corpus),
+            "--preload",
+            "libc.so",
+            "--policy",
+            s(&policy),
+            s(&program),
+            "--",
+            &p,
+            &q,
+        ]);
+        (
+            out.status.code(),
+            crate::support::stdout(&out),
+            stderr(&out),
+        )
+    };
+    // `localhost:*` resolves to 127.0.0.1 and allows every port: the second connect is let
+    // through, and refused by the OS since nothing listens there.
+    let (code, out, err) = run(r#"["localhost:*"]"#);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(0),
+            "server received 22 bytes: ping over wasi:sockets\n\
+             connect to an ungranted port: Connection refused\n"
+        ),
+        "{err}"
+    );
+    // A rule for another address grants nothing here: the bind is denied with EACCES.
+    let (code, out, err) = run(r#"["10.1.2.3:*"]"#);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(2), "bind: Permission denied\n"),
+        "{err}"
+    );
+}
