@@ -220,7 +220,15 @@ fn bad_limits_and_rules_are_one_line_errors() {
         assert_eq!(err.lines().count(), 1, "{flags:?}: {err}");
         assert!(err.contains(want), "{flags:?}: {err}");
     }
-    // `call` takes --allow-net too, with the same check.
+    // `call` takes --allow-net too; a preview 1 plugin has no sockets, so it is refused.
+    let out = wasmlink(&["call", "--allow-net", "127.0.0.1:80", s(&m), "_start"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("WASI preview 1 has no sockets; remove capabilities.net"),
+        "{}",
+        stderr(&out)
+    );
+    // The same check of the rule.
     let out = wasmlink(&["call", "--allow-net", "1.2.3.4:x", s(&m), "_start"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
