@@ -7,9 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use wasmlink::LinkError;
 use wasmlink::ProcessBuilder;
-use wasmlink::policy::{ByteSize, DirGrant, DirMode, OutputMode, Policy, RandomMode, StdinMode};
+use wasmlink::policy::{
+    ByteSize, DirGrant, DirMode, HumanDuration, NetRule, OutputMode, Policy, RandomMode, StdinMode,
+};
 use wasmlink::resolve::SearchPath;
 
 use crate::input::CliError;
@@ -25,7 +29,14 @@ const STDLIB: &str = "python/lib/python3.14";
 const PROGRAM: &str = "python3.14";
 
 /// The main program: a wasm-ld `-pie` style main (memory, table and stack pointer imported)
-/// whose only code is `return Py_BytesMain(argc, argv);`.
+/// whose only code is `return Py_BytesMain(argc, argv);`, plus `exit` and `_exit`.
+///
+/// Why `exit`: CPython ends a program that raises `SystemExit` with `Py_Exit(code)`, that is
+/// `exit(code)`, and the corpus `libc.so` (wasip2) turns that into `wasi:cli/exit#exit`, whose
+/// `result<_, _>` keeps only zero or not. The main's definitions come first in the global
+/// scope, so libpython's `exit` resolves to this one: it runs libc's `__wasm_call_dtors`
+/// (what libc's own `exit` runs: stdio is flushed) and ends the process with the exact status
+/// through `proc_exit`. `_exit` (`os._exit`) likewise, without flushing.
 const MAIN_WAT: &str = r#"
 (module
   (@dylink.0
@@ -37,8 +48,17 @@ const MAIN_WAT: &str = r#"
   (import "env" "__memory_base" (global i32))
   (import "env" "__table_base" (global i32))
   (import "env" "Py_BytesMain" (func $Py_BytesMain (param i32 i32) (result i32)))
+  (import "env" "__wasm_call_dtors" (func $libc_dtors))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (func (export "__main_argc_argv") (param $argc i32) (param $argv i32) (result i32)
     (call $Py_BytesMain (local.get $argc) (local.get $argv)))
+  (func (export "exit") (param $status i32)
+    (call $libc_dtors)
+    (call $proc_exit (local.get $status))
+    unreachable)
+  (func (export "_exit") (param $status i32)
+    (call $proc_exit (local.get $status))
+    unreachable)
 )
 "#;
 
@@ -59,8 +79,12 @@ Examples:
 Environment:
   WASMLINK_PYTHON_HOME    the home (default target/corpus)
 
+The network is off unless --allow-net allows an address: a denied connect or bind is the WASI
+error access-denied (Python's PermissionError). Limits (--timeout, --fuel, --max-memory) hold
+for the whole run, loading included.
+
 Exit status: the interpreter's (SystemExit's code); 127 if it cannot be loaded or linked;
-134 if it traps; 2 for bad usage or a missing home.")]
+134 if it traps; 137 if a limit stopped it; 2 for bad usage or a missing home.")]
 pub struct Args {
     /// The directory holding libpython3.14.so, libc.so, ... and python/lib/python3.14
     /// (default: target/corpus in the current directory).
@@ -75,6 +99,19 @@ pub struct Args {
     /// Set an environment variable for the interpreter (repeatable), e.g. PYTHONPATH=/src.
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Allow network connections to, and binds on, HOST:PORT (repeatable; PORT a number or
+    /// `*`; HOST an IP address, `[IPv6]`, `localhost` or a host name). Default: no network.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<String>,
+    /// Stop the interpreter after DURATION of wall-clock time (e.g. 500ms, 2s), loading included.
+    #[arg(long, value_name = "DURATION", value_parser = crate::flags::parse_duration)]
+    timeout: Option<HumanDuration>,
+    /// Stop the interpreter once it has used N units of fuel (about one per instruction).
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Stop the interpreter when it grows its linear memory past SIZE (default: 4GiB, all of it).
+    #[arg(long, value_name = "SIZE", value_parser = crate::flags::parse_size)]
+    max_memory: Option<ByteSize>,
     /// Cache compiled code in DIR (default: $WASMLINK_CACHE_DIR, $XDG_CACHE_HOME/wasmlink or
     /// ~/.cache/wasmlink).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -133,7 +170,13 @@ fn policy(home: &Path, args: &Args) -> Result<Policy, CliError> {
     policy.capabilities.clocks = true;
     policy.capabilities.random = RandomMode::Secure;
     // As `wasmlink run` without a policy: the whole 32-bit address space.
-    policy.limits.memory = Some(ByteSize(4 << 30));
+    policy.limits.memory = Some(args.max_memory.unwrap_or(ByteSize(4 << 30)));
+    policy.limits.timeout = args.timeout;
+    policy.limits.fuel = args.fuel;
+    for rule in &args.allow_net {
+        NetRule::parse(rule).map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
+    }
+    policy.capabilities.net = args.allow_net.clone();
     for e in &args.env {
         let (k, v) = e
             .split_once('=')
@@ -186,20 +229,45 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         .preload("libc.so")
         .preload("libpython3.14.so")
         .sandbox(Arc::new(policy(&home, &args)?));
+    if let Some(limit) = args.timeout.filter(|t| !t.is_none()) {
+        watchdog(limit.0);
+    }
     let mut process = match builder.load(&main_path) {
         Ok(p) => p,
-        Err(e) => {
-            diag(format_args!("wasmlink: {e}"));
-            return Ok(ExitCode::from(127));
-        }
+        Err(e) => return Ok(fail(e, 127)),
     };
     match process.run_main() {
         Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
-        Err(e) => {
-            diag(format_args!("wasmlink: {e}"));
-            Ok(ExitCode::from(134))
-        }
+        Err(e) => Ok(fail(e, 134)),
     }
+}
+
+/// Exit status of an interpreter a limit stopped (as `wasmlink run`).
+const EXIT_LIMIT: u8 = 137;
+
+/// Reports `e` on one line: [`EXIT_LIMIT`] if a limit stopped the interpreter, else `otherwise`.
+fn fail(e: LinkError, otherwise: u8) -> ExitCode {
+    diag(format_args!("wasmlink: {e}"));
+    match e {
+        LinkError::Limit { .. } => ExitCode::from(EXIT_LIMIT),
+        _ => ExitCode::from(otherwise),
+    }
+}
+
+/// The time limit stops the interpreter at its next loop or call; one blocked in a host call
+/// (`time.sleep`, a read that never ends) is ended by this thread half a second later, with
+/// the same status.
+fn watchdog(limit: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("wasmlink-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit.saturating_add(Duration::from_millis(500)));
+            diag(format_args!(
+                "wasmlink: python: stopped after the {} time limit (--timeout)",
+                HumanDuration(limit)
+            ));
+            std::process::exit(i32::from(EXIT_LIMIT));
+        });
 }
 
 #[cfg(test)]

@@ -78,14 +78,195 @@ fn a_missing_home_is_one_line_saying_how_to_get_it() {
 }
 
 #[test]
-fn the_main_links_and_runs_into_cpython() {
+fn the_interpreter_finds_its_home_at_python() {
+    let out = python(&[
+        "-c",
+        "import sys, os; print(sys.prefix, sys.path[2], sys.platform, os.__file__)",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "/python /python/lib/python3.14 wasi /python/lib/python3.14/os.py\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn c_code_prints_and_exits_with_the_status_of_system_exit() {
     let out = python(&["-c", "print(6*7)"]);
-    // 127 would be a load or link failure (a library or symbol missing, a bad main).
-    assert_ne!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "42\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = python(&["-c", "import sys; print('bye'); sys.exit(3)"]);
+    assert_eq!(stdout(&out), "bye\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3));
+
+    // SystemExit with a message: printed to stderr, status 1; an uncaught exception: 1 too.
+    let out = python(&["-c", "raise SystemExit('no thanks')"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no thanks"), "{}", stderr(&out));
+    let out = python(&["-c", "1/0"]);
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out) == "42\n" || stderr(&out).contains("libpython3.14.so!Py_InitializeFromConfig"),
-        "stdout {:?}\nstderr {}",
+        stderr(&out).contains("ZeroDivisionError"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn standard_library_imports_work() {
+    let code = "\
+import json, re, collections, pathlib, sys
+c = collections.Counter('abracadabra')
+print(json.dumps({'top': c.most_common(1)[0][0], 'words': re.findall(r'[a-z]+', 'one, two')}))
+print(pathlib.PurePosixPath('/a/b/c.txt').suffix, sys.version_info[:2])
+";
+    let out = python(&["-c", code]);
+    assert_eq!(
+        stdout(&out),
+        "{\"top\": \"a\", \"words\": [\"one\", \"two\"]}\n.txt (3, 14)\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_script_in_a_granted_dir_runs_with_its_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join("hello.py"),
+        "import sys, pathlib\n\
+         print('hello', sys.argv[1:])\n\
+         pathlib.Path('/work/out.txt').write_text('written')\n\
+         sys.exit(len(sys.argv))\n",
+    )
+    .unwrap();
+    let grant = format!("{}::/work", tmp.path().display());
+    let out = python(&["--dir", &grant, "/work/hello.py", "a", "b"]);
+    assert_eq!(stdout(&out), "hello ['a', 'b']\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("out.txt")).unwrap(),
+        "written"
+    );
+}
+
+#[test]
+fn m_runs_a_module() {
+    let out = python(&["-m", "calendar", "2026", "1"]);
+    assert!(
+        stdout(&out).contains("January 2026"),
+        "{}{}",
         stdout(&out),
         stderr(&out)
     );
+    assert_eq!(out.status.code(), Some(0));
+
+    // A module of the program's own, from a granted directory on PYTHONPATH.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("mymod.py"), "print('mymod as', __name__)\n").unwrap();
+    let grant = format!("{}::/src", tmp.path().display());
+    let out = python(&["--dir", &grant, "--env", "PYTHONPATH=/src", "-m", "mymod"]);
+    assert_eq!(stdout(&out), "mymod as __main__\n", "{}", stderr(&out));
+}
+
+#[test]
+fn the_standard_library_is_read_only_and_nothing_else_is_visible() {
+    let code = "\
+import os
+for path in ('/python/lib/python3.14/evil.py', '/tmp/x'):
+    try:
+        open(path, 'w')
+        print('wrote', path)
+    except OSError as e:
+        print('denied', path)
+";
+    let out = python(&["-c", code]);
+    assert_eq!(
+        stdout(&out),
+        "denied /python/lib/python3.14/evil.py\ndenied /tmp/x\n",
+        "{}",
+        stderr(&out)
+    );
+    assert!(!home().join("python/lib/python3.14/evil.py").exists());
+}
+
+#[test]
+fn sockets_reach_only_what_allow_net_grants() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"hello from the host").unwrap();
+    });
+    let code = format!(
+        "\
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.connect(('127.0.0.1', {port}))
+print(s.recv(100).decode())
+s.close()
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+try:
+    t.connect(('127.0.0.1', {other}))
+except PermissionError:
+    print('denied')
+",
+        other = if port == 1 { 2 } else { 1 }
+    );
+    let allow = format!("127.0.0.1:{port}");
+    let out = python(&["--allow-net", &allow, "-c", &code]);
+    assert_eq!(
+        stdout(&out),
+        "hello from the host\ndenied\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    server.join().unwrap();
+
+    // No --allow-net: no network at all, and the program carries on.
+    let code = format!(
+        "\
+import socket
+try:
+    socket.create_connection(('127.0.0.1', {port}), timeout=5)
+except OSError as e:
+    print('no network:', type(e).__name__)
+"
+    );
+    let out = python(&["-c", &code]);
+    assert!(
+        stdout(&out).starts_with("no network:"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = python(&["--allow-net", "nonsense", "-c", "pass"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--allow-net"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_runaway_script_is_stopped_by_its_limits() {
+    let out = python(&["--timeout", "1s", "-c", "while True: pass"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("time limit"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    // Blocked in a host call (a long sleep): the same status.
+    let started = std::time::Instant::now();
+    let out = python(&["--timeout", "1s", "-c", "import time; time.sleep(60)"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    let out = python(&["--max-memory", "64MiB", "-c", "x = bytearray(200 << 20)"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("memory limit"), "{}", stderr(&out));
 }
