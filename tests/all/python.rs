@@ -75,6 +75,20 @@ fn a_missing_home_is_one_line_saying_how_to_get_it() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("elsewhere"), "{}", stderr(&out));
+
+    // Bad flags are one line too, before anything is loaded.
+    for args in [["--dir", "/no/such/dir::/x"], ["--env", "NO_EQUALS_SIGN"]] {
+        let mut all = args.to_vec();
+        all.extend(["-c", "pass"]);
+        let out = python(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
