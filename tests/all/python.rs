@@ -284,3 +284,38 @@ fn a_runaway_script_is_stopped_by_its_limits() {
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert!(stderr(&out).contains("memory limit"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_c_extension_is_dlopened_by_import_and_calls_back_into_libpython() {
+    let built = crate::support::c_fixture(
+        "myext.cpython-314-wasm32-wasi.so",
+        crate::support::Link::Shared,
+        &["py_myext.c"],
+        &[],
+        &[],
+    );
+    // dlopen reads the path the import system gives it, which must be inside a -L directory:
+    // the extension's directory is granted at the same path in the guest.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    fs::copy(&built, dir.join("myext.cpython-314-wasm32-wasi.so")).unwrap();
+    let dir = dir.to_str().unwrap();
+    let code = "\
+import myext
+print(myext.twice(21), myext.greet('wasm'))
+try:
+    myext.fail()
+except ValueError as e:
+    print('caught', e)
+print(myext.__file__.endswith('myext.cpython-314-wasm32-wasi.so'))
+";
+    let pythonpath = format!("PYTHONPATH={dir}");
+    let out = python(&["-L", dir, "--dir", dir, "--env", &pythonpath, "-c", code]);
+    assert_eq!(
+        stdout(&out),
+        "42 hello, wasm, from C\ncaught raised in C\nTrue\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
