@@ -8,7 +8,7 @@
 //! (`PYTHONHOME=<guest path of DIR/python>`: its landmark is `lib/python3.14/os.py`).
 //!
 //! Like the libraries, the result is recognised cheaply (a stamp file naming the archive's hash
-//! and its file count, written last), built under a lock beside `DIR`, assembled in a staging
+//! and its file count, written last), built under the corpus's lock beside `DIR`, assembled in a staging
 //! directory and renamed into place, so a half-unpacked standard library is never visible.
 //! Only regular files and directories with plain relative paths are unpacked; anything else in
 //! the archive is a one-line error.
@@ -94,7 +94,9 @@ fn ensure_pylib_with(
     }
     fs::create_dir_all(corpus_dir).map_err(|e| Error::io("create directory", corpus_dir, e))?;
     let (parent, dir_name) = crate::split_dir(corpus_dir)?;
-    let _lock = crate::lock(&parent.join(format!(".{dir_name}.{PYTHON_HOME_DIR}.lock")))?;
+    // The libraries' lock: a rebuild of the libraries replaces `corpus_dir` as a whole, so it
+    // must not happen while the standard library is staged inside it.
+    let _lock = crate::lock(&parent.join(format!(".{dir_name}.lock")))?;
     if let Some(done) = complete(corpus_dir, sha256, files) {
         return Ok(done);
     }
