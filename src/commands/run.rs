@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmlink::policy::{ByteSize, HumanDuration, Policy};
@@ -109,6 +110,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let result = run_program(args);
+    // From here the watchdog has nothing to report.
+    SETTLED.store(true, Ordering::SeqCst);
+    result
+}
+
+/// Set once the command's outcome is known (reported, or about to be returned): the first of
+/// the command and its watchdog to set it reports, so a stop is never reported twice.
+static SETTLED: AtomicBool = AtomicBool::new(false);
+
+fn run_program(args: Args) -> Result<ExitCode, CliError> {
     let mut search = SearchPath::from_env();
     for d in &args.lib_dirs {
         search.add_dir(d);
@@ -216,6 +228,10 @@ impl Limits {
     /// Reports `e` on one line; the exit status is [`EXIT_LIMIT`] when a limit stopped the
     /// program, else `otherwise`.
     fn fail(&self, program: &std::path::Path, e: LinkError, otherwise: u8) -> ExitCode {
+        if SETTLED.swap(true, Ordering::SeqCst) {
+            // The watchdog reported the time limit and is ending the command.
+            return ExitCode::from(EXIT_LIMIT);
+        }
         let what = program.file_name().map_or_else(
             || program.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -276,6 +292,9 @@ impl Limits {
             .name("wasmlink-watchdog".into())
             .spawn(move || {
                 std::thread::sleep(limit.saturating_add(WATCHDOG_GRACE));
+                if SETTLED.swap(true, Ordering::SeqCst) {
+                    return;
+                }
                 diag(format_args!(
                     "wasmlink: {what}: stopped after the {} time limit ({src})",
                     HumanDuration(limit)
