@@ -442,3 +442,28 @@ fn a_policy_net_rule_naming_a_host_grants_what_it_resolves_to() {
         "{err}"
     );
 }
+
+#[test]
+fn a_limit_stops_a_constructor_during_the_load() {
+    let main = linked_program();
+    c_fixture("librlctor.so", Link::Shared, &["rl_ctor.c"], &[], &[]);
+    let lib_dir = fixtures_out();
+    let start = Instant::now();
+    let out = wasmlink(&[
+        "run",
+        "-L",
+        s(&lib_dir),
+        "--preload",
+        "librlctor.so",
+        "--timeout",
+        "300ms",
+        s(&main),
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(20), "took too long");
+    // Exit 137 (a limit), not 127 (a load failure).
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "wasmlink: rl_main.wasm: stopped after the 300ms time limit (--timeout)\n"
+    );
+}
