@@ -254,7 +254,7 @@ impl Limits {
                         fuel: Some((n, src)),
                         ..
                     },
-                ) => Some(format!("stopped after using its {n} units of fuel ({src})")),
+                ) => Some(format!("stopped after the {n}-unit fuel limit ({src})")),
                 (
                     Limit::Memory { requested },
                     Limits {

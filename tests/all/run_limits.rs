@@ -115,7 +115,7 @@ fn fuel_stops_an_endless_program() {
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "wasmlink: spin.wasm: stopped after using its 100000 units of fuel (--fuel)\n"
+        "wasmlink: spin.wasm: stopped after the 100000-unit fuel limit (--fuel)\n"
     );
     let policy = dir.path().join("p.toml");
     std::fs::write(&policy, "[limits]\nfuel = 5000\n").expect("write");
@@ -123,7 +123,7 @@ fn fuel_stops_an_endless_program() {
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "wasmlink: spin.wasm: stopped after using its 5000 units of fuel (limits.fuel)\n"
+        "wasmlink: spin.wasm: stopped after the 5000-unit fuel limit (limits.fuel)\n"
     );
 }
 
@@ -321,7 +321,7 @@ fn limits_hold_in_a_linked_programs_libraries() {
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "wasmlink: rl_main.wasm: stopped after using its 1000000 units of fuel (--fuel)\n"
+        "wasmlink: rl_main.wasm: stopped after the 1000000-unit fuel limit (--fuel)\n"
     );
     let out = wasmlink(&[
         "run",
