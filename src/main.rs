@@ -72,6 +72,8 @@ enum Command {
     Index(commands::index::Args),
     Search(commands::search::Args),
     Stub(commands::stub::Args),
+    Completions(commands::completions::Args),
+    Man(commands::man::Args),
 }
 
 /// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
@@ -116,6 +118,8 @@ fn main() -> ExitCode {
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
         Command::Stub(a) => commands::stub::run(a),
+        Command::Completions(a) => commands::completions::run(a),
+        Command::Man(a) => commands::man::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
 pub mod call;
+pub mod completions;
 pub mod index;
 pub mod inspect;
 pub mod keygen;
 pub mod ldd;
+pub mod man;
 pub mod nm;
 pub mod pipeline;
 pub mod policy;
