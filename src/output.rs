@@ -93,6 +93,14 @@ pub fn print(out: &str) -> Result<(), CliError> {
     print_bytes(out.as_bytes())
 }
 
+/// Writes `value` as one pretty-printed JSON document and a newline (the `--json` of every
+/// command; the shapes are in docs/cli-json.md and docs/inspect-json.md).
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Other(format!("cannot write JSON: {e}")))?;
+    print(&(text + "\n"))
+}
+
 /// Writes a guest's captured stdout: as it is when stdout is a file or a pipe (it is the
 /// guest's data), escaped by [`escape_lines`] when stdout is a terminal.
 pub fn guest_stdout(out: &[u8]) -> Result<(), CliError> {

@@ -48,6 +48,14 @@ Examples:
       --include 'std/**/*.html' --exclude 'std/**/all.html'
   wasmlink search target/book-index \"lifetime elision\"
 
+With --json, the report goes to stdout as one object instead of the table on stderr
+(docs/cli-json.md, format_version 1): {\"format_version\": 1, \"out\", \"documents\",
+\"files_read\", \"bytes_read\", \"terms\", \"postings\", \"segments\", \"stages\": [{\"name\",
+\"workers\", \"batches\", \"rows_in\", \"rows_out\", \"busy_secs\"}], \"streaming_secs\",
+\"merge_secs\", \"failed_batches\", \"failed_rows\", \"dead_letter\" (null if none failed),
+\"native\" (with --compare-native: {\"documents\", \"bytes\", \"secs\", \"extract_secs\",
+\"analysis_secs\"}; else null)}.
+
 Exit status: 0 indexed; 1 indexed, but some batches failed (see the dead-letter file);
 2 bad usage, a missing corpus or module, or a fatal error.")]
 pub struct Args {
@@ -94,6 +102,48 @@ pub struct Args {
     /// No progress line, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Print the report as one JSON object on stdout (fields in the help text below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `index --json` (docs/cli-json.md).
+#[derive(serde::Serialize)]
+struct JsonReport {
+    format_version: u32,
+    out: String,
+    documents: u64,
+    files_read: u64,
+    bytes_read: u64,
+    terms: u64,
+    postings: u64,
+    segments: u64,
+    stages: Vec<JsonStage>,
+    streaming_secs: f64,
+    merge_secs: f64,
+    failed_batches: u64,
+    failed_rows: u64,
+    dead_letter: Option<String>,
+    native: Option<JsonNative>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonStage {
+    name: String,
+    workers: usize,
+    batches: u64,
+    rows_in: u64,
+    rows_out: u64,
+    busy_secs: f64,
+}
+
+#[derive(serde::Serialize)]
+struct JsonNative {
+    documents: u64,
+    bytes: u64,
+    secs: f64,
+    extract_secs: f64,
+    analysis_secs: f64,
 }
 
 /// `--schedule`.
@@ -309,7 +359,38 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             out.join("dead-letter.jsonl").display()
         ));
     }
-    diag_text(&report);
+    let dead_letter = out.join("dead-letter.jsonl");
+    let mut json = JsonReport {
+        format_version: 1,
+        out: out.display().to_string(),
+        documents: docs,
+        files_read: stats.rows_read,
+        bytes_read: stats.bytes_read,
+        terms: summary["terms"].as_u64().unwrap_or(0),
+        postings: summary["postings"].as_u64().unwrap_or(0),
+        segments: summary["segments"].as_u64().unwrap_or(0),
+        stages: stats
+            .stages
+            .iter()
+            .map(|s| JsonStage {
+                name: s.name.clone(),
+                workers: s.workers,
+                batches: s.batches,
+                rows_in: s.rows_in,
+                rows_out: s.rows_out,
+                busy_secs: s.busy_secs,
+            })
+            .collect(),
+        streaming_secs: streamed.as_secs_f64(),
+        merge_secs: merge_time.as_secs_f64(),
+        failed_batches: stats.failed_batches,
+        failed_rows: stats.failed_rows,
+        dead_letter: (stats.failed_batches > 0).then(|| dead_letter.display().to_string()),
+        native: None,
+    };
+    if !args.json {
+        diag_text(&report);
+    }
 
     if args.compare_native {
         let files = source
@@ -318,6 +399,13 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::Other(e.to_string()))?;
         let native = wasmlink_search::native::index_files(&files, args.batch_rows, args.workers)
             .map_err(|e| CliError::Other(e.to_string()))?;
+        json.native = Some(JsonNative {
+            documents: native.docs,
+            bytes: native.bytes,
+            secs: native.secs,
+            extract_secs: native.extract_secs,
+            analysis_secs: native.analysis_secs,
+        });
         let native_rate = mb(native.bytes) / native.secs;
         let wasm_rate = mb(stats.bytes_read) / total;
         diag(format_args!(
@@ -353,12 +441,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             native.analysis_secs,
             native.analysis_secs / analysis_busy.max(1e-9),
         ));
+        if native.docs != docs && args.json {
+            crate::output::print_json(&json)?;
+        }
         if native.docs != docs {
             return Err(CliError::Other(format!(
                 "native indexing found {} documents, the modules {docs}",
                 native.docs
             )));
         }
+    }
+    if args.json {
+        crate::output::print_json(&json)?;
     }
     Ok(if stats.failed_batches > 0 {
         ExitCode::from(1)

@@ -26,6 +26,12 @@ Examples:
 With -r, the module is also linked as `wasmlink run` would (constructors are not run) and each
 strong symbol that no loaded library defines is printed as `undefined symbol: NAME (LIBRARY)`.
 
+With --json, one object (docs/cli-json.md, format_version 1): {\"format_version\": 1, \"file\",
+\"dynamic\" (false: no dylink.0 section), \"libraries\": [{\"name\", \"path\" (null: not found),
+\"needed_by\" (null for the module's own needs), \"searched\" (the paths tried, when not found)}],
+\"undefined\": [{\"symbol\", \"library\"}] (only with -r; null without)}. Diagnostics still go to
+stderr and the exit status is the same as without --json.
+
 Exit status: 0 all found, 1 something not found or unresolved (or not a dynamic module),
 2 the file is missing or not a valid WebAssembly module, or stdout cannot be written.")]
 pub struct Args {
@@ -40,11 +46,50 @@ pub struct Args {
     /// Also link (without running constructors) and report every unresolved strong symbol.
     #[arg(short = 'r', long = "function-relocs")]
     relocs: bool,
+    /// Print one JSON object instead of lines (fields in the help text below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ldd --json` (docs/cli-json.md).
+#[derive(serde::Serialize)]
+struct JsonReport {
+    format_version: u32,
+    file: String,
+    dynamic: bool,
+    libraries: Vec<JsonLibrary>,
+    undefined: Option<Vec<JsonUndefined>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLibrary {
+    name: String,
+    path: Option<String>,
+    needed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    searched: Option<Vec<String>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonUndefined {
+    symbol: String,
+    library: String,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let (_, info) = read_module(&args.file)?;
+    let mut report = JsonReport {
+        format_version: 1,
+        file: args.file.to_string_lossy().into_owned(),
+        dynamic: info.is_dynamic(),
+        libraries: Vec::new(),
+        undefined: None,
+    };
     if !info.is_dynamic() {
+        if args.json {
+            crate::output::print_json(&report)?;
+            return Ok(ExitCode::from(1));
+        }
         print("\tnot a dynamic module (no dylink.0 section)\n")?;
         return Ok(ExitCode::from(1));
     }
@@ -67,7 +112,21 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             }
         }
     }
-    print(&o)?;
+    if !args.json {
+        print(&o)?;
+    }
+    for e in tree.entries.iter().skip(1) {
+        report.libraries.push(JsonLibrary {
+            name: e.name.clone(),
+            path: e.result.as_ref().ok().map(|f| f.path.display().to_string()),
+            needed_by: e.needed_by.map(|i| tree.entries[i].name.clone()),
+            searched: e
+                .result
+                .as_ref()
+                .err()
+                .map(|m| m.searched.iter().map(|p| p.display().to_string()).collect()),
+        });
+    }
     // One pass: each entry knows who needed it (a search by name per missing entry made
     // thousands of missing NEEDED entries quadratic).
     let mut missing = 0usize;
@@ -87,6 +146,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
     }
     if missing > 0 {
+        if args.json {
+            crate::output::print_json(&report)?;
+        }
         return Ok(ExitCode::from(1));
     }
     if args.relocs {
@@ -98,6 +160,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             Ok(p) => p,
             Err(e) => {
                 diag(format_args!("wasmlink: {e}"));
+                if args.json {
+                    crate::output::print_json(&report)?;
+                }
                 return Ok(ExitCode::from(1));
             }
         };
@@ -110,10 +175,27 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         for (lib, sym, _) in &unresolved {
             let _ = writeln!(o, "undefined symbol: {}\t({})", escape(sym), escape(lib));
         }
-        print(&o)?;
+        report.undefined = Some(
+            unresolved
+                .iter()
+                .map(|(lib, sym, _)| JsonUndefined {
+                    symbol: sym.to_string(),
+                    library: lib.to_string(),
+                })
+                .collect(),
+        );
+        if args.json {
+            crate::output::print_json(&report)?;
+        } else {
+            print(&o)?;
+        }
         if !unresolved.is_empty() {
             return Ok(ExitCode::from(1));
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.json {
+        crate::output::print_json(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

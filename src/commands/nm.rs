@@ -26,6 +26,12 @@ Each line is VALUE TYPE CLASS NAME [FLAGS]:
 Examples:
   wasmlink nm libc.so
   wasmlink nm --undefined-only libpython3.14.so | grep got-func
+  wasmlink nm --json libc.so | jq -r '.symbols[] | select(.type == \"T\") | .name'
+
+With --json, one object (docs/cli-json.md, format_version 1):
+  {\"format_version\": 1, \"file\": PATH, \"symbols\": [{\"name\", \"type\", \"class\", \"value\",
+  \"flags\"}]} where type is the letter above, value an integer or null (undefined), and
+  flags the dylink.0 flags as names ([\"weak\", \"tls\", ...]). Symbol names are not escaped.
 
 Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
 cannot be written.")]
@@ -38,6 +44,26 @@ pub struct Args {
     /// Only symbols the module needs from others.
     #[arg(short = 'u', long)]
     undefined_only: bool,
+    /// Print one JSON object instead of lines (fields in the help text below).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `nm --json` (docs/cli-json.md).
+#[derive(serde::Serialize)]
+struct JsonReport {
+    format_version: u32,
+    file: String,
+    symbols: Vec<JsonSymbol>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonSymbol {
+    name: String,
+    r#type: char,
+    class: &'static str,
+    value: Option<i64>,
+    flags: Vec<String>,
 }
 
 struct Line {
@@ -61,7 +87,8 @@ fn marks(flags: SymbolFlags) -> String {
     }
 }
 
-pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
+/// The module's symbols, sorted by name then class.
+fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
     if defined {
         for e in &info.exports {
@@ -112,7 +139,12 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.class.cmp(b.class)));
-    out.iter()
+    out
+}
+
+pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
+    symbols(info, defined, undefined)
+        .iter()
         .map(|l| {
             let value = l.value.map_or(" ".repeat(8), |v| format!("{v:08x}"));
             format!(
@@ -128,6 +160,25 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let (_, info) = read_module(&args.file)?;
+    if args.json {
+        let symbols: Vec<JsonSymbol> = symbols(&info, !args.undefined_only, !args.defined_only)
+            .into_iter()
+            .map(|l| JsonSymbol {
+                name: l.name,
+                r#type: l.letter,
+                class: l.class,
+                value: l.value,
+                flags: l.flags.names(),
+            })
+            .collect();
+        let report = JsonReport {
+            format_version: 1,
+            file: args.file.to_string_lossy().into_owned(),
+            symbols,
+        };
+        crate::output::print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut o = String::new();
     for l in lines(&info, !args.undefined_only, !args.defined_only) {
         let _ = writeln!(o, "{l}");

@@ -15,6 +15,7 @@ use crate::output::print;
 #[command(after_help = "\
 Examples:
   wasmlink policy check plugin.toml     validate; print the effective policy
+  wasmlink policy check --json plugin.toml | jq .limits.memory
   wasmlink policy schema                the JSON schema of the format (docs/policy.schema.json)
 
 Exit status: 0 valid (or the schema printed); 2 an invalid or unreadable policy, a granted
@@ -27,9 +28,22 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     /// Validate a policy file and print it with defaults filled in.
+    #[command(
+        after_help = "With --json, `check` prints one object (docs/cli-json.md, format_version 1):
+{\"format_version\": 1, \"file\", \"policy\" (the policy's fields as the TOML spells them, each
+dirs[].host resolved against the policy file's directory), \"limits\" (defaults filled in:
+\"memory\", \"stack\", \"output\" in bytes, \"timeout_ms\" (null: none), \"fuel\" (null:
+unmetered), \"instances\", \"table_elements\")}. An invalid policy prints nothing on stdout.
+
+Exit status: 0 valid; 2 an invalid or unreadable policy, a granted directory that does not
+exist, or the output cannot be written."
+    )]
     Check {
         /// The TOML policy file.
         file: PathBuf,
+        /// Print the effective policy as one JSON object (fields in the help text below).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the JSON schema of the policy format.
     Schema,
@@ -41,7 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             print(&Policy::json_schema())?;
             Ok(ExitCode::SUCCESS)
         }
-        Sub::Check { file } => {
+        Sub::Check { file, json } => {
             let policy = Policy::from_file(&file).map_err(|e| CliError::Other(e.to_string()))?;
             for grant in &policy.dirs {
                 let host = policy.host_path(grant);
@@ -53,12 +67,43 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                     )));
                 }
             }
+            if json {
+                crate::output::print_json(&json_report(&file, &policy)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut o = format!("{}: ok\n", file.display());
             summary(&mut o, &policy);
             print(&o)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `policy check --json` (docs/cli-json.md).
+fn json_report(file: &std::path::Path, p: &Policy) -> Result<serde_json::Value, CliError> {
+    let mut policy =
+        serde_json::to_value(p).map_err(|e| CliError::Other(format!("cannot write JSON: {e}")))?;
+    if let Some(dirs) = policy.get_mut("dirs").and_then(|d| d.as_array_mut()) {
+        for (d, grant) in dirs.iter_mut().zip(&p.dirs) {
+            d["host"] = p.host_path(grant).display().to_string().into();
+        }
+    }
+    let l = p.effective_limits();
+    Ok(serde_json::json!({
+        "format_version": 1,
+        "file": file.to_string_lossy(),
+        "policy": policy,
+        "limits": {
+            "memory": l.memory,
+            "stack": l.stack,
+            "output": l.output,
+            "timeout_ms": (l.timeout != std::time::Duration::MAX)
+                .then(|| u64::try_from(l.timeout.as_millis()).unwrap_or(u64::MAX)),
+            "fuel": l.fuel,
+            "instances": l.instances,
+            "table_elements": l.table_elements,
+        },
+    }))
 }
 
 /// The effective policy, one line per grant or setting.

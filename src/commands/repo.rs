@@ -71,6 +71,11 @@ enum RepoCommand {
         /// Also require a valid signature by one of these public keys (repeatable).
         #[arg(long, value_name = "KEY.pub")]
         trust: Vec<PathBuf>,
+        /// Print JSON: {format_version: 1, modules: [{name, version, path, status, message}],
+        /// ok, problems}; status is ok, missing, tampered, signature or error, and message
+        /// null when ok (docs/cli-json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove NAME@VERSION from the index (its object is freed by `repo gc`).
     Remove {
@@ -87,7 +92,41 @@ enum RepoCommand {
         /// Require a valid signature by one of these public keys (repeatable).
         #[arg(long, value_name = "KEY.pub")]
         trust: Vec<PathBuf>,
+        /// Print JSON: {format_version: 1, name, version, path, sha256, size, key_id}
+        /// (docs/cli-json.md).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// `repo verify --json` (docs/cli-json.md).
+#[derive(Serialize)]
+struct JsonVerify {
+    format_version: u32,
+    modules: Vec<JsonVerified>,
+    ok: usize,
+    problems: usize,
+}
+
+#[derive(Serialize)]
+struct JsonVerified {
+    name: String,
+    version: String,
+    path: String,
+    status: &'static str,
+    message: Option<String>,
+}
+
+/// `repo resolve --json` (docs/cli-json.md).
+#[derive(Serialize)]
+struct JsonResolved<'a> {
+    format_version: u32,
+    name: &'a str,
+    version: String,
+    path: String,
+    sha256: &'a str,
+    size: u64,
+    key_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -128,6 +167,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         Err(e) => fail(e),
     }
+}
+
+/// `value` as pretty JSON and a newline (serialising these plain structs cannot fail).
+fn json_text(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
 /// Runs the command; returns its exit status and what it prints on stdout.
@@ -173,7 +217,7 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<(ExitCode, Str
                         path: l.path.display().to_string(),
                     })
                     .collect();
-                o = serde_json::to_string_pretty(&entries).unwrap_or_default() + "\n";
+                o = json_text(&entries);
             } else {
                 for l in &list {
                     let _ = writeln!(
@@ -193,13 +237,15 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<(ExitCode, Str
             }
             ExitCode::SUCCESS
         }
-        RepoCommand::Verify { trust } => {
+        RepoCommand::Verify { trust, json } => {
             let trust = Trust::load(&trust)?;
             let report = repo.verify(&trust)?;
             let mut bad = 0;
+            let mut modules = Vec::new();
             for v in &report {
                 let m = format!("{}@{}", v.module.name, v.module.version);
                 let path = v.module.path.display();
+                let start = o.len();
                 let _ = match &v.status {
                     Status::Ok => writeln!(o, "ok        {m}"),
                     Status::Missing => writeln!(o, "MISSING   {m}: {path}: no such file"),
@@ -219,8 +265,37 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<(ExitCode, Str
                 if v.status != Status::Ok {
                     bad += 1;
                 }
+                let (status, message) = match &v.status {
+                    Status::Ok => ("ok", None),
+                    Status::Missing => ("missing", Some(format!("{path}: no such file"))),
+                    // The text line without its label and `NAME@VERSION: `.
+                    Status::Tampered { .. } | Status::TooLong { .. } => (
+                        "tampered",
+                        o[start..]
+                            .trim_end()
+                            .split_once(": ")
+                            .map(|(_, m)| m.to_string()),
+                    ),
+                    Status::Signature(e) => ("signature", Some(e.to_string())),
+                    Status::Unreadable(e) => ("error", Some(e.to_string())),
+                };
+                modules.push(JsonVerified {
+                    name: v.module.name.to_string(),
+                    version: v.module.version.to_string(),
+                    path: path.to_string(),
+                    status,
+                    message,
+                });
             }
             let _ = writeln!(o, "{} ok, {bad} with problems", report.len() - bad);
+            if json {
+                o = json_text(&JsonVerify {
+                    format_version: 1,
+                    ok: report.len() - bad,
+                    problems: bad,
+                    modules,
+                });
+            }
             if bad > 0 {
                 ExitCode::from(1)
             } else {
@@ -250,10 +325,26 @@ fn run_command(repo: &Repository, command: RepoCommand) -> Result<(ExitCode, Str
             );
             ExitCode::SUCCESS
         }
-        RepoCommand::Resolve { reference, trust } => {
+        RepoCommand::Resolve {
+            reference,
+            trust,
+            json,
+        } => {
             let trust = Trust::load(&trust)?;
             let loaded = repo.load(&reference, &trust)?;
             let m = &loaded.module;
+            if json {
+                o = json_text(&JsonResolved {
+                    format_version: 1,
+                    name: &m.name,
+                    version: m.version.to_string(),
+                    path: m.path.display().to_string(),
+                    sha256: &m.entry.sha256,
+                    size: m.entry.size,
+                    key_id: m.entry.key_id.as_deref(),
+                });
+                return Ok((ExitCode::SUCCESS, o));
+            }
             let _ = writeln!(
                 o,
                 "{}@{}\t{}\t{}",
