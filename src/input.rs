@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use wasmlink_dylink::ModuleInfo;
 
-/// An error the CLI prints as `error: ...` before exiting with [`CliError::exit_code`].
+/// An error the CLI prints as `wasmlink: ...` before exiting with [`CliError::exit_code`].
 #[derive(Debug)]
 pub enum CliError {
     /// The input is missing or not a valid module: exit 2.

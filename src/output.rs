@@ -3,13 +3,13 @@
 //! - **stdout** ([`print`], [`print_bytes`]): written through a locked handle with the error
 //!   handled. A closed pipe (`wasmlink nm x | head -1`) is not an error: the write is dropped
 //!   and the command ends normally, as ripgrep does. Any other failure (`> /dev/full`: no space
-//!   left on device) is one `error: cannot write to stdout: ...` line and exit status 2.
+//!   left on device) is one `wasmlink: cannot write to stdout: ...` line and exit status 2.
 //! - **stderr** ([`error`], [`diag`], [`diag_text`], [`guest_stderr`]): best effort; a failing
 //!   stderr is ignored (there is nowhere left to report it), never a panic.
 //! - **Text that a module controls** (a guest's error message, trap text, captured output,
 //!   symbol and file names read from a module) is escaped on its way to the terminal by
 //!   [`escape`] (one line: every control character) or [`escape_lines`] (keeps `\n` and `\t`),
-//!   so a guest can neither forge lines such as `error: everything ok` nor send terminal
+//!   so a guest can neither forge lines such as `wasmlink: everything ok` nor send terminal
 //!   escape sequences (ESC, OSC, CR, NUL, bidirectional overrides). Every error line goes
 //!   through [`error`] or [`diag`], which escape.
 //!
@@ -133,9 +133,10 @@ pub fn guest_stderr(out: &[u8]) {
     write_stderr(&text);
 }
 
-/// Writes `error: MESSAGE` (escaped to one line) to stderr.
+/// Writes `wasmlink: MESSAGE` (escaped to one line) to stderr: the one prefix of every
+/// command's errors, as ld.so and binutils write theirs (`ld.so: ...`, `nm: ...`).
 pub fn error(message: impl Display) {
-    diag(format_args!("error: {message}"));
+    diag(format_args!("wasmlink: {message}"));
 }
 
 /// Writes one line (escaped to one line) to stderr.

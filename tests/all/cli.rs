@@ -1,6 +1,6 @@
 //! The `wasmlink` command line: golden output of `inspect`, `inspect --json` and `nm` for the C
 //! and WAT fixtures, `ldd`'s search-path behaviour on crafted dependency graphs, and the
-//! contract for bad input (one `error: FILE: ...` line on stderr, exit status 2).
+//! contract for bad input (one `wasmlink: FILE: ...` line on stderr, exit status 2).
 //!
 //! Golden files live in `tests/cli/`; `BLESS=1 cargo test --test all -- cli::` rewrites them.
 //! Outputs are made machine-independent by running with the fixture directory as the working
@@ -697,7 +697,7 @@ fn bad_input_is_one_error_line_and_exit_2() {
             assert!(!err.contains("panicked"), "{what}");
             assert_eq!(err.lines().count(), 1, "{what}");
             assert!(err.ends_with('\n'), "{what}");
-            assert!(err.starts_with(&format!("error: {file}: ")), "{what}");
+            assert!(err.starts_with(&format!("wasmlink: {file}: ")), "{what}");
             assert!(err.contains(message), "{what}: expected {message:?}");
         }
     }
@@ -705,7 +705,7 @@ fn bad_input_is_one_error_line_and_exit_2() {
     let abs = p.join("empty.wasm");
     let o = wasmlink_in(&["nm", abs.to_str().unwrap()], None, &[]);
     assert!(
-        stderr(&o).starts_with(&format!("error: {}: empty file", abs.display())),
+        stderr(&o).starts_with(&format!("wasmlink: {}: empty file", abs.display())),
         "{}",
         stderr(&o)
     );
@@ -730,7 +730,7 @@ fn truncation_anywhere_is_an_error_not_a_crash() {
             Some(2) => {
                 failures += 1;
                 assert!(
-                    err.starts_with("error: cut.so: ") && err.lines().count() == 1,
+                    err.starts_with("wasmlink: cut.so: ") && err.lines().count() == 1,
                     "cut {cut}: {err}"
                 );
             }

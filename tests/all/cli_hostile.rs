@@ -82,7 +82,7 @@ fn stdout_that_fails_is_one_error_line_and_exit_2() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(
-            err, "error: cannot write to stdout: no space left on device (os error 28)\n",
+            err, "wasmlink: cannot write to stdout: no space left on device (os error 28)\n",
             "{args:?}"
         );
     }
@@ -201,7 +201,7 @@ fn call_output_never_replaces_a_special_file() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{target}: {err}");
         assert!(
-            err.starts_with("error: ") && err.contains(says),
+            err.starts_with("wasmlink: ") && err.contains(says),
             "{target}: {err}"
         );
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -264,7 +264,7 @@ fn guest_text_is_escaped_to_one_line() {
     let err = stderr(&o);
     assert_eq!(
         err,
-        "error: plugin `plugin`: `fail` failed: bad\\nerror: everything ok\\x1b]0;pwned\\x07\\r\\0\\u{202e}\n"
+        "wasmlink: plugin `plugin`: `fail` failed: bad\\nerror: everything ok\\x1b]0;pwned\\x07\\r\\0\\u{202e}\n"
     );
     // Export names reach the terminal too (in the list of available functions).
     let named = d.path().join("named.wat");
@@ -337,7 +337,7 @@ fn call_exit_statuses_match_its_help() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         if code != 0 {
-            assert!(err.starts_with("error: "), "{args:?}: {err}");
+            assert!(err.starts_with("wasmlink: "), "{args:?}: {err}");
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         }
     }
@@ -387,7 +387,7 @@ fn an_endless_file_as_a_module_is_an_error_not_a_hang() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
         assert!(
-            err.starts_with("error: /dev/zero: ") && err.contains("larger than the 256 MiB"),
+            err.starts_with("wasmlink: /dev/zero: ") && err.contains("larger than the 256 MiB"),
             "{cmd}: {err}"
         );
         assert!(started.elapsed().as_secs() < 30, "{cmd}");
@@ -416,7 +416,7 @@ fn call_input_larger_than_the_memory_limit_is_refused_before_it_is_read_whole() 
         assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
         assert_eq!(
             err,
-            "error: /dev/zero: larger than the module's 1 MiB memory limit (limits.memory, \
+            "wasmlink: /dev/zero: larger than the module's 1 MiB memory limit (limits.memory, \
              --max-memory)\n",
             "{flag}"
         );

@@ -276,7 +276,7 @@ fn the_cli_calls_byte_and_arrow_functions() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).starts_with(&format!("error: {}: ", name.display())),
+        stderr(&out).starts_with(&format!("wasmlink: {}: ", name.display())),
         "{}",
         stderr(&out)
     );

@@ -217,7 +217,7 @@ fn the_cli_reports_abi_violations() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: plugin `evil`: `oob`: the output 0xffff0000+100 is outside the guest's 131072-byte memory"
+        "wasmlink: plugin `evil`: `oob`: the output 0xffff0000+100 is outside the guest's 131072-byte memory"
     );
     let out = wasmlink(&[
         "call",
@@ -277,7 +277,7 @@ fn compressed_arrow_ipc_is_refused_both_ways() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).starts_with(&format!(
-            "error: {}: compressed Arrow IPC, which wasmlink refuses: ",
+            "wasmlink: {}: compressed Arrow IPC, which wasmlink refuses: ",
             input.display()
         )),
         "{}",
@@ -388,7 +388,7 @@ fn a_guest_output_with_a_buffer_past_its_body_is_an_abi_error() {
         input.to_str().expect("utf-8"),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stderr(&out), format!("error: {expected}\n"));
+    assert_eq!(stderr(&out), format!("wasmlink: {expected}\n"));
 }
 
 #[test]
@@ -437,7 +437,7 @@ fn an_arrow_input_file_with_a_buffer_past_its_body_is_a_usage_error() {
         assert_eq!(
             stderr(&out),
             format!(
-                "error: {}: {kind}: buffer 1 (offset 1048576, length 24) lies outside its \
+                "wasmlink: {}: {kind}: buffer 1 (offset 1048576, length 24) lies outside its \
                  message's 64-byte body\n",
                 input.display()
             )

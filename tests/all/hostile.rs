@@ -526,7 +526,7 @@ fn hostile_modules_through_the_cli() {
                 );
                 assert_eq!(
                     stderr(&out).trim_end(),
-                    format!("error: {}", expected(msg, &bytes)),
+                    format!("wasmlink: {}", expected(msg, &bytes)),
                     "case {}",
                     case.name
                 );
@@ -651,7 +651,7 @@ fn not_a_module_is_a_load_error() {
     assert_eq!(out.status.code(), Some(2)); // bad input, as `call --help` says
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: /nonexistent/x.wasm: cannot read module: No such file or directory (os error 2)"
+        "wasmlink: /nonexistent/x.wasm: cannot read module: No such file or directory (os error 2)"
     );
 }
 
@@ -720,7 +720,7 @@ fn repository_modules_are_checked_before_they_run() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.starts_with("error: plugin `adder@1.0.0`: adder@1.0.0: not signed, but a signature by a trusted key is required"),
+        err.starts_with("wasmlink: plugin `adder@1.0.0`: adder@1.0.0: not signed, but a signature by a trusted key is required"),
         "{err}"
     );
     // Signed, it runs.

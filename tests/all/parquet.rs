@@ -153,7 +153,7 @@ fn bad_parquet_inputs_give_one_line_errors_naming_the_file() {
     };
     assert_eq!(
         call("truncated.parquet", &good[..good.len() / 2]),
-        "error: DIR/truncated.parquet: not a Parquet file: it does not end with `PAR1` \
+        "wasmlink: DIR/truncated.parquet: not a Parquet file: it does not end with `PAR1` \
          (truncated, or still being written?)\n"
     );
     let mut garbage = b"PAR1".to_vec();
@@ -161,12 +161,12 @@ fn bad_parquet_inputs_give_one_line_errors_naming_the_file() {
     garbage.extend_from_slice(b"PAR1");
     assert_eq!(
         call("garbage.parquet", &garbage),
-        "error: DIR/garbage.parquet: not a Parquet file: EOF: Parquet file too small. Size is \
+        "wasmlink: DIR/garbage.parquet: not a Parquet file: EOF: Parquet file too small. Size is \
          208 but need 1412369128\n"
     );
     assert_eq!(
         call("tiny.parquet", b"PAR1PAR1"),
-        "error: DIR/tiny.parquet: not a Parquet file: 8 bytes, not starting with `PAR1` and \
+        "wasmlink: DIR/tiny.parquet: not a Parquet file: 8 bytes, not starting with `PAR1` and \
          ending with a footer\n"
     );
     // Column chunks the crate would assert on (negative offset) or allocate for (past the end).
@@ -175,7 +175,7 @@ fn bad_parquet_inputs_give_one_line_errors_naming_the_file() {
             "negative.parquet",
             &with_chunk_at(&good, dir.path(), -5, 100)
         ),
-        "error: DIR/negative.parquet: not a Parquet file: row group 0, column 0 (`x`): its \
+        "wasmlink: DIR/negative.parquet: not a Parquet file: row group 0, column 0 (`x`): its \
          chunk (100 bytes at offset -5) is not inside the file (2926 bytes)\n"
     );
     assert_eq!(
@@ -183,7 +183,7 @@ fn bad_parquet_inputs_give_one_line_errors_naming_the_file() {
             "huge.parquet",
             &with_chunk_at(&good, dir.path(), 4, 1 << 60)
         ),
-        "error: DIR/huge.parquet: not a Parquet file: row group 0, column 0 (`x`): its chunk \
+        "wasmlink: DIR/huge.parquet: not a Parquet file: row group 0, column 0 (`x`): its chunk \
          (1152921504606846976 bytes at offset 4) is not inside the file (2940 bytes)\n"
     );
     // A footer whose length field is larger than the file.
@@ -192,7 +192,7 @@ fn bad_parquet_inputs_give_one_line_errors_naming_the_file() {
     long[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
     let e = call("long.parquet", &long);
     assert!(
-        e.starts_with("error: DIR/long.parquet: not a Parquet file: ") && e.lines().count() == 1,
+        e.starts_with("wasmlink: DIR/long.parquet: not a Parquet file: ") && e.lines().count() == 1,
         "{e}"
     );
 }

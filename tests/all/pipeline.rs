@@ -287,7 +287,7 @@ fn a_trapping_stage_sends_exactly_the_marked_batches_to_the_dead_letter_file() {
         let error = letter["error"].as_str().unwrap();
         assert!(
             error.starts_with("plugin `trap`: `run` trapped: "),
-            "error: {error}"
+            "wasmlink: {error}"
         );
         assert!(!error.contains('\n'));
         assert_eq!(
@@ -596,7 +596,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 
-    // Through the CLI: `error: ` and exit status 2.
+    // Through the CLI: `wasmlink: ` and exit status 2.
     let file = dir.path().join("bad.toml");
     std::fs::write(
         &file,
@@ -608,7 +608,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         format!(
-            "error: {}:8:11: stage `a`: workers: must be at least 1\n",
+            "wasmlink: {}:8:11: stage `a`: workers: must be at least 1\n",
             file.display()
         )
     );

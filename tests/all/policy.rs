@@ -62,7 +62,7 @@ fn timeout_none_means_no_limit_and_other_limits_still_hold() {
     let out = wasmlink(&["call", "--timeout", "none", "--fuel", "100000", m, "spin"]);
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: plugin `spin`: `spin` ran out of fuel after 100000 units (limits.fuel)"
+        "wasmlink: plugin `spin`: `spin` ran out of fuel after 100000 units (limits.fuel)"
     );
     let out = wasmlink(&["call", "--timeout", "soon", m, "add", "1", "1"]);
     assert_eq!(out.status.code(), Some(2));
@@ -110,25 +110,25 @@ fn bad_policies_are_one_line_errors() {
         (
             "[limits]\nmemroy = 1\n",
             format!(
-                "error: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`"
+                "wasmlink: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`"
             ),
         ),
         (
             "[limits]\nmemory = \"12 parsecs\"\n",
             format!(
-                "error: {fs}:2:10: `12 parsecs`: unknown size unit `parsecs` (use B, KiB, MiB, GiB, kB, MB, GB)"
+                "wasmlink: {fs}:2:10: `12 parsecs`: unknown size unit `parsecs` (use B, KiB, MiB, GiB, kB, MB, GB)"
             ),
         ),
         (
             "[stdio]\nstdout = \"printer\"\n",
             format!(
-                "error: {fs}:2:10: unknown variant `printer`, expected one of `closed`, `inherit`, `capture`"
+                "wasmlink: {fs}:2:10: unknown variant `printer`, expected one of `closed`, `inherit`, `capture`"
             ),
         ),
         (
             "[[dirs]]\nhost = \"nowhere\"\nguest = \"/x\"\n",
             format!(
-                "error: {fs}: dirs: host directory {} does not exist",
+                "wasmlink: {fs}: dirs: host directory {} does not exist",
                 dir.path().join("nowhere").display()
             ),
         ),
@@ -158,23 +158,23 @@ fn readme_sandbox_walkthrough() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: plugin `spin`: `spin` ran out of fuel after 50000000 units (limits.fuel)"
+        "wasmlink: plugin `spin`: `spin` ran out of fuel after 50000000 units (limits.fuel)"
     );
     let out = wasmlink(&["call", "--timeout", "100ms", m, "spin"]);
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: plugin `spin`: `spin` timed out after 100ms (limits.timeout)"
+        "wasmlink: plugin `spin`: `spin` timed out after 100ms (limits.timeout)"
     );
     let out = wasmlink(&["call", "--policy", p, m, "hog"]);
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: plugin `spin`: `hog` tried to grow memory to 33619968 bytes beyond the 32 MiB limit (limits.memory)"
+        "wasmlink: plugin `spin`: `hog` tried to grow memory to 33619968 bytes beyond the 32 MiB limit (limits.memory)"
     );
     let out = wasmlink(&["call", m, "add", "2", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).trim_end(),
-        format!("error: {m}: argument 2 of `add`: `x` is not a i32")
+        format!("wasmlink: {m}: argument 2 of `add`: `x` is not a i32")
     );
 }
 

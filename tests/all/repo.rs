@@ -59,11 +59,11 @@ pub(crate) fn cli_repo(repo: &Repository, args: &[&str]) -> Output {
     cli(&all, &[])
 }
 
-/// Asserts exit status `code`, empty stdout and exactly one stderr line `error: MESSAGE`.
+/// Asserts exit status `code`, empty stdout and exactly one stderr line `wasmlink: MESSAGE`.
 pub(crate) fn assert_error(o: &Output, code: i32, message: &str) {
     assert_eq!(
         (o.status.code(), stderr(o).as_str(), stdout(o).as_str()),
-        (Some(code), format!("error: {message}\n").as_str(), ""),
+        (Some(code), format!("wasmlink: {message}\n").as_str(), ""),
     );
 }
 
@@ -792,7 +792,7 @@ fn cli_session_and_exit_statuses() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).starts_with(&format!("error: {}: cannot read: ", missing.display()))
+        stderr(&o).starts_with(&format!("wasmlink: {}: cannot read: ", missing.display()))
             && stderr(&o).lines().count() == 1,
         "{}",
         stderr(&o)

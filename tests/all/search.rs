@@ -375,7 +375,7 @@ fn index_include_and_exclude_globs_choose_the_files_on_both_sides_of_compare_nat
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).trim(),
-        "error: --include: bad pattern `[x`: unclosed character class; missing ']'"
+        "wasmlink: --include: bad pattern `[x`: unclosed character class; missing ']'"
     );
     let out = run(&["--include", "*.rs"]);
     assert_eq!(out.status.code(), Some(2));

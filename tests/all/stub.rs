@@ -80,7 +80,7 @@ fn one_line_error(o: &Output, name: &str) -> String {
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(o.stdout.is_empty(), "stdout: {}", stdout(o));
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: ") && err.contains(name), "{err}");
+    assert!(err.starts_with("wasmlink: ") && err.contains(name), "{err}");
     err
 }
 
