@@ -4,9 +4,10 @@
 //! share has its own module: `flags` (policy flags, `--modules`, value parsers), `progress`
 //! (the progress line), `search_modules` (the search engine's modules and their policies),
 //! `input` (reading a module, `CliError`) and `output` (every write to stdout and stderr, and
-//! the escaping of text that a module controls). Exit statuses: 0 success, 1 the command ran
-//! but found a problem it reports (a library not found, a symbol unresolved), 2 bad input or
-//! usage, or stdout cannot be written.
+//! the escaping of text that a module controls). Exit statuses (the table is
+//! `AFTER_HELP`): 0 success, 1 the command ran but found a problem it reports (a library not
+//! found, a symbol unresolved), 2 bad input or usage, or stdout cannot be written; `run` and
+//! `python` add 127 (cannot load or link), 134 (trap), 137 (a limit stopped it).
 
 use std::process::ExitCode;
 
@@ -32,22 +33,35 @@ Examples:
   wasmlink policy check plugin.toml     validate a capability policy
   wasmlink repo add m.wasm --name m --version 1.0.0   store a module in the repository
   wasmlink repo resolve m@^1            the checked object of the highest matching version
-  wasmlink pipeline run index.toml      stream batches through module stages (docs/pipeline.md)
+  wasmlink pipeline run examples/search/pipeline.toml   stream batches through module stages
   wasmlink index --out idx              index the Rust book with the search engine's modules
   wasmlink search idx 'trait objects'   ranked, titled results (BM25)
+  wasmlink completions bash > ~/.local/share/bash-completion/completions/wasmlink
+  wasmlink man -o ~/.local/share/man/man1   one manual page per subcommand
 
 Environment:
   WASMLINK_LIBRARY_PATH   colon-separated directories searched for needed libraries
   WASMLINK_REPO           the module repository directory (default ~/.local/share/wasmlink/repo)
+  WASMLINK_DEBUG          libs,bindings,symbols,pipeline (or all) trace to stderr, as LD_DEBUG
+                          does; WASMLINK_DEBUG=help lists them
 
-Exit status:
-  0  success
-  1  the command ran and found a problem (e.g. a needed library not found)
-  2  bad input or usage (missing file, not a WebAssembly module, corrupt section), or stdout
-     cannot be written (e.g. no space left on device)
-Module files are read up to 256 MiB. Each subcommand's --help lists its own (`run` passes on the program's). A closed stdout pipe
-(`wasmlink nm x | head -1`) is not an error. Text from modules (error messages, captured
-output, names) is printed with control characters escaped, one line per line.";
+Exit status (every command; each --help says which it uses):
+  0    success
+  1    the command ran and found a problem (a needed library not found, a symbol unresolved,
+       a tampered repository object, a refused or failing plugin call, failed batches)
+  2    bad input or usage (missing file, not a WebAssembly module, corrupt section, bad flag),
+       or stdout cannot be written (e.g. no space left on device)
+  127  run/python: the program cannot be loaded or linked (a library not found, an undefined
+       symbol, no `main` or no --invoke function), as ld.so
+  130  pipeline run: interrupted (Ctrl-C) after a clean stop
+  134  run/python: the program trapped (as a shell reports SIGABRT)
+  137  run/python: a limit stopped it (--timeout, --fuel, --max-memory; as SIGKILL)
+  N    run/python: otherwise the program's own exit status
+Errors are one line on stderr starting with `wasmlink: `. Module files are read up to
+256 MiB. Each subcommand's --help lists its own statuses (`run` passes on the program's). A
+closed stdout pipe (`wasmlink nm x | head -1`) is not an error. Text from modules (error
+messages, captured output, names) is printed with control characters escaped, one line per
+line.";
 
 /// wasmlink: a runtime dynamic linker and secure module host for WebAssembly.
 #[derive(Parser)]
@@ -76,20 +90,64 @@ enum Command {
     Man(commands::man::Args),
 }
 
-/// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does.
+/// What `WASMLINK_DEBUG` takes: each topic is the tracing target `wasmlink::TOPIC`.
+const DEBUG_TOPICS: &[(&str, &str)] = &[
+    (
+        "libs",
+        "which library is loaded from where: each path searched, each candidate skipped",
+    ),
+    ("bindings", "how each import of each module is bound"),
+    ("symbols", "where each symbol lookup found its definition"),
+    ("pipeline", "pipeline stages, workers and batches"),
+    ("all", "all of the above"),
+    ("help", "print this list and exit"),
+];
+
+/// `WASMLINK_DEBUG=libs,bindings` (or `all`) traces the loader to stderr, as `LD_DEBUG` does;
+/// `help` lists the topics (and exits 0, as `LD_DEBUG=help` does); an unknown topic is a
+/// one-line warning, and the known ones still apply.
 fn init_debug() {
     let Ok(spec) = std::env::var("WASMLINK_DEBUG") else {
         return;
     };
-    let directives: Vec<String> = spec
+    let topics: Vec<&str> = spec
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| match s {
-            "all" => "wasmlink=debug".to_string(),
-            topic => format!("wasmlink::{topic}=debug"),
-        })
         .collect();
+    if topics.contains(&"help") {
+        let mut o = String::from("Valid options for the WASMLINK_DEBUG environment variable:\n\n");
+        for (topic, what) in DEBUG_TOPICS {
+            o.push_str(&format!("  {topic:<10} {what}\n"));
+        }
+        o.push_str(
+            "\nSeparate options with commas: WASMLINK_DEBUG=libs,bindings wasmlink run ...\n",
+        );
+        let code = match output::print(&o) {
+            Ok(()) => 0,
+            Err(e) => {
+                output::error(&e);
+                2
+            }
+        };
+        std::process::exit(code);
+    }
+    let mut directives = Vec::new();
+    for topic in topics {
+        if topic == "all" {
+            directives.push("wasmlink=debug".to_string());
+        } else if DEBUG_TOPICS.iter().any(|(t, _)| *t == topic) {
+            directives.push(format!("wasmlink::{topic}=debug"));
+        } else {
+            output::diag(format_args!(
+                "wasmlink: warning: WASMLINK_DEBUG: unknown option `{topic}` ignored \
+                 (WASMLINK_DEBUG=help lists them)"
+            ));
+        }
+    }
+    if directives.is_empty() {
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(directives.join(","))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("wasmlink=debug"));
     tracing_subscriber::fmt()

@@ -274,6 +274,17 @@ impl Limits {
             }
         }
         diag(format_args!("wasmlink: {e}"));
+        // A missing entry point or `--invoke` function is a link failure (127, as ld.so's
+        // undefined symbol), not a trap.
+        if let LinkError::NoSuchSymbol { symbol, .. } = &e {
+            if symbol == "main" || symbol == "_start" {
+                diag(format_args!(
+                    "wasmlink: {what} has no `{symbol}`: call one of its exported functions \
+                     with --invoke FUNC (`wasmlink nm --defined-only {what}` lists them)"
+                ));
+            }
+            return ExitCode::from(127);
+        }
         ExitCode::from(otherwise)
     }
 

@@ -842,10 +842,15 @@ fn usage_errors_exit_2() {
 fn help_mentions_exit_statuses() {
     let top = ok(&support::wasmlink(&["--help"]), "--help");
     for needle in [
-        "Exit status:",
-        "0  success",
-        "1  the command ran and found a problem",
-        "2  bad input or usage",
+        "Exit status",
+        "0    success",
+        "1    the command ran and found a problem",
+        "2    bad input or usage",
+        "127  run/python: the program cannot be loaded or linked",
+        "134  run/python: the program trapped",
+        "137  run/python: a limit stopped it",
+        "starting with `wasmlink: `",
+        "WASMLINK_DEBUG=help",
     ] {
         assert!(top.contains(needle), "--help lacks {needle:?}:\n{top}");
     }

@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod cli_exit;
 mod cli_json;
 mod cli_hostile;
 mod corpus;
