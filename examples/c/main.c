@@ -1,5 +1,5 @@
 /* A program split into a main program and two libraries: libgreet.so is linked (NEEDED),
- * libshout.so is dlopen'ed at run time. Build and run: see README.md or scripts/demo.sh. */
+ * libshout.so is dlopen'ed at run time. Build and run: see README.md or scripts/demo-linker.sh. */
 typedef struct { const char *buf; unsigned long len; } ciovec;
 __attribute__((import_module("wasi_snapshot_preview1"), import_name("fd_write")))
 int fd_write(int fd, const ciovec *iov, int iovcnt, int *written);

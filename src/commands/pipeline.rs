@@ -35,9 +35,9 @@ Ctrl-C stops reading, finishes the batches in flight and saves the checkpoint (a
 Ctrl-C exits at once; the checkpoint stays consistent); --resume continues from it.
 
 Examples:
-  wasmlink pipeline run index.toml
-  wasmlink pipeline run --resume index.toml
-  wasmlink pipeline run --json index.toml > stats.json
+  wasmlink pipeline run examples/search/pipeline.toml
+  wasmlink pipeline run --resume examples/search/pipeline.toml
+  wasmlink pipeline run --json examples/search/pipeline.toml > stats.json
 
 Exit status: 0 completed; 1 completed, but some batches went to the dead-letter file;
 2 bad pipeline file or a fatal error (unreadable source, unwritable output, stdout cannot be
