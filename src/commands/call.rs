@@ -33,6 +33,10 @@ FIFO, a directory) is refused; `-` is stdout. Text from the module (its error me
 captured stderr, and its stdout on a terminal) is printed with control characters escaped
 (\\n, \\x1b, \\u{202e}).
 
+With --json (scalar calls only), one object (docs/cli-json.md, format_version 1):
+{\"format_version\": 1, \"function\", \"results\": [{\"type\": \"i32\", \"value\": 5}]}; a value is a
+JSON number, or a string for a NaN or infinite float and for reference types.
+
 Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
 2 bad usage or input (a missing, unreadable or invalid module, a bad policy or --env, wrong
 arguments, an unwritable --output or stdout). A closed stdout pipe is not an error.")]
@@ -61,6 +65,9 @@ pub struct Args {
     /// be a regular file if it exists.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Print the results as one JSON object (scalar calls; fields in the help text below).
+    #[arg(long, conflicts_with_all = ["input", "arrow", "output"])]
+    json: bool,
     #[command(flatten)]
     policy: PolicyFlags,
 }
@@ -145,6 +152,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     output::guest_stderr(&inst.take_stderr());
     output::guest_stdout(&inst.take_stdout())?;
     match result {
+        Ok(results) if args.json => {
+            let results: Vec<serde_json::Value> = results
+                .iter()
+                .map(|v| serde_json::json!({ "type": val_type(v), "value": json_val(v) }))
+                .collect();
+            output::print_json(&serde_json::json!({
+                "format_version": 1,
+                "function": args.function,
+                "results": results,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(results) => {
             let text: String = results.iter().map(|v| format_val(v) + "\n").collect();
             print(&text)?;
@@ -382,6 +401,35 @@ fn parse_arg(t: &ValType, a: &str) -> Option<Val> {
         ValType::F64 => Val::F64(a.parse::<f64>().ok()?.to_bits()),
         _ => return None,
     })
+}
+
+/// The type name of a result for `--json`.
+fn val_type(v: &Val) -> &'static str {
+    match v {
+        Val::I32(_) => "i32",
+        Val::I64(_) => "i64",
+        Val::F32(_) => "f32",
+        Val::F64(_) => "f64",
+        Val::V128(_) => "v128",
+        _ => "ref",
+    }
+}
+
+/// A result as a JSON value: a number, or the text form where JSON has no number for it.
+fn json_val(v: &Val) -> serde_json::Value {
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f).map_or_else(
+            || serde_json::Value::String(format_val(v)),
+            serde_json::Value::Number,
+        )
+    };
+    match v {
+        Val::I32(x) => (*x).into(),
+        Val::I64(x) => (*x).into(),
+        Val::F32(x) => float(f64::from(f32::from_bits(*x))),
+        Val::F64(x) => float(f64::from_bits(*x)),
+        _ => serde_json::Value::String(format_val(v)),
+    }
 }
 
 fn format_val(v: &Val) -> String {

@@ -331,6 +331,7 @@ fn json_flags_are_documented_in_help_and_docs() {
         &["repo", "verify"],
         &["policy", "check"],
         &["index"],
+        &["call"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -435,4 +436,33 @@ fn man_page_renders() {
     let o = wasmlink(&["man", "-o", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn call_json_gives_typed_results() {
+    let t = tempfile::tempdir().unwrap();
+    let m = t.path().join("m.wasm");
+    let wat = r#"(module
+        (func (export "pair") (param i32) (result i32 i64) local.get 0 i64.const -3)
+        (func (export "floats") (result f32 f64) f32.const 1.5 f64.const nan))"#;
+    std::fs::write(&m, wat::parse_str(wat).unwrap()).unwrap();
+    let m = m.to_str().unwrap();
+    let o = wasmlink(&["call", "--json", m, "pair", "41"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o, "call --json");
+    assert_eq!(keys(&v), ["format_version", "function", "results"]);
+    assert_eq!(v["function"], "pair");
+    assert_eq!(
+        v["results"],
+        serde_json::json!([{"type": "i32", "value": 41}, {"type": "i64", "value": -3}])
+    );
+    let v = json(&wasmlink(&["call", "--json", m, "floats"]), "floats");
+    assert_eq!(
+        v["results"],
+        serde_json::json!([{"type": "f32", "value": 1.5}, {"type": "f64", "value": "NaN"}])
+    );
+    // Byte and Arrow calls write data, not JSON: a usage error.
+    let o = wasmlink(&["call", "--json", m, "pair", "--input", "-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
 }
