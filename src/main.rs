@@ -159,9 +159,26 @@ fn init_debug() {
         .init();
 }
 
+/// A usage error as clap words it, under the one prefix of every error (`wasmlink: ` where
+/// clap writes `error: `), exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let text = e.render().to_string();
+    // Without a subcommand, clap shows the help (on stderr): no prefix there.
+    match text.strip_prefix("error: ") {
+        Some(rest) => output::diag_text(&format!("wasmlink: {rest}")),
+        None => output::diag_text(&text),
+    }
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     init_debug();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print on stdout and exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => return usage_error(&e),
+    };
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Nm(a) => commands::nm::run(a),
