@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod cli_exit;
 mod cli_json;
+mod component_api;
 mod cli_hostile;
 mod corpus;
 mod exchange;

@@ -12,11 +12,13 @@
 //! - [`pipeline`] (`wasmlink-pipeline`): streaming pipelines of plugin stages.
 #![deny(missing_docs)]
 
+pub use wasmlink_component as component;
 pub use wasmlink_dylink as dylink;
 pub use wasmlink_engine as engine;
 pub use wasmlink_host::{exchange, plugin, policy, sandbox};
 pub use wasmlink_linker::{plain, process, resolve, stub};
 pub use wasmlink_pipeline as pipeline;
 pub use wasmlink_repo as repo;
+pub use wasmlink_wasi as wasi;
 
 pub use wasmlink_linker::{LinkError, Process, ProcessBuilder, Symbol};

@@ -1,0 +1,24 @@
+//! WebAssembly components in wasmlink: what today's toolchains emit by default
+//! (`wasm32-wasip2` in Rust and wasi-sdk, componentize-py, jco).
+//!
+//! - [`describe`]: a component's world as WIT, and the core modules and instances inside it.
+//! - [`ComponentProcess`]: a component instantiated on wasmtime's component model with
+//!   wasmtime-wasi's WASI 0.2 (the `WasiCtx` comes from the caller, so the host's policy
+//!   decides what it may touch); typed calls whose arguments and results are WAVE text
+//!   (`"text"`, `42`, `[1, 2]`, `{words: 3}`, `some(1)`, `ok(3)`), checked against the
+//!   function's WIT types; `wasi:cli/command` runs.
+//!
+//! It never depends on the linker, the host or the pipeline; they depend on it.
+
+pub mod describe;
+mod error;
+mod process;
+
+pub use describe::ComponentSummary;
+pub use error::ComponentError;
+pub use process::{ComponentLimits, ComponentProcess};
+
+/// Whether `bytes` start like a component (not a core module).
+pub fn is_component(bytes: &[u8]) -> bool {
+    wasmparser::Parser::is_component(bytes)
+}
