@@ -6,6 +6,8 @@
 #   2. loading the 11 corpus libraries in a fresh process from the on-disk compiled-code cache
 #      (`wasmlink ldd -r`, which links without running constructors, and `wasmlink run`, which
 #      runs them), against native `python3 -c pass` in the same run, alternating A B A B.
+#      The anchor is the system interpreter (/usr/bin/python3 when it exists), not a version
+#      manager's shim: a pyenv shim is a shell script that costs 5x the interpreter.
 # Usage: scripts/bench-wasi.sh [RUNS]   (default 15 runs of each command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,10 +61,12 @@ RUN_ALL=("$WASMLINK" run -L "$CORPUS" "$WORK/all11.wasm")
 "${RUN_ALL[@]}" >/dev/null
 
 # Whole-process wall time, A and the native anchor in turn; medians and the pairwise ratio.
-python3 - "$RUNS" <<EOF
+ANCHOR=python3
+[ -x /usr/bin/python3 ] && ANCHOR=/usr/bin/python3
+python3 - "$RUNS" "$ANCHOR" <<EOF
 import statistics, subprocess, sys, time
 runs = int(sys.argv[1])
-anchor = ["python3", "-c", "pass"]
+anchor = [sys.argv[2], "-c", "pass"]
 cases = {
     "ldd -r all 11": """${LDD_ALL[*]}""".split(),
     "ldd -r libpython3.14.so": """${LDD_PY[*]}""".split(),
@@ -79,5 +83,5 @@ for label, cmd in cases.items():
         x, y = wall(cmd), wall(anchor)
         a.append(x); b.append(y); r.append(x / y)
     print(f"{label}: median {statistics.median(a)*1e3:.1f} ms (min {min(a)*1e3:.1f}, max {max(a)*1e3:.1f}); "
-          f"python3 -c pass {statistics.median(b)*1e3:.1f} ms; ratio median {statistics.median(r):.2f}x")
+          f"{anchor[0]} -c pass {statistics.median(b)*1e3:.1f} ms; ratio median {statistics.median(r):.2f}x")
 EOF
