@@ -74,6 +74,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let policy = args.policy.resolve()?;
+    if crate::components::is_component(&args.module) {
+        if args.input.is_some() || args.arrow.is_some() || args.json {
+            return Err(CliError::Other(format!(
+                "{}: --input, --arrow and --json are for core modules; a component's arguments and results are WAVE values",
+                args.module.display()
+            )));
+        }
+        return crate::components::call(&args.module, &args.function, &args.args, &policy);
+    }
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
         cache_dir: wasmlink::process::default_cache_dir(),

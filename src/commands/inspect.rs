@@ -189,6 +189,9 @@ fn text(r: &Report<'_>) -> String {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    if crate::components::is_component(&args.file) {
+        return crate::components::inspect(&args.file, args.json);
+    }
     let (_, info) = read_module(&args.file)?;
     let r = report(&args.file, &info);
     let out = if args.json {

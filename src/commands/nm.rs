@@ -159,6 +159,10 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    if crate::components::is_component(&args.file) {
+        let (defined, undefined) = (!args.undefined_only, !args.defined_only);
+        return crate::components::nm(&args.file, defined, undefined, args.json);
+    }
     let (_, info) = read_module(&args.file)?;
     if args.json {
         let symbols: Vec<JsonSymbol> = symbols(&info, !args.undefined_only, !args.defined_only)

@@ -121,6 +121,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
 static SETTLED: AtomicBool = AtomicBool::new(false);
 
 fn run_program(args: Args) -> Result<ExitCode, CliError> {
+    if crate::components::is_component(&args.program) {
+        return run_component(&args);
+    }
     let mut search = SearchPath::from_env();
     for d in &args.lib_dirs {
         search.add_dir(d);
@@ -445,4 +448,71 @@ fn plain_program(args: &Args) -> Result<Option<Vec<(String, PathBuf)>>, CliError
         return Ok(Some(explicit));
     }
     Ok(None)
+}
+
+/// A `wasi:cli/command` component: the same flags as a core program, through the same policy
+/// (without --policy: the host's stdio, clocks and randomness, the --dir/--env given).
+fn run_component(args: &Args) -> Result<ExitCode, CliError> {
+    use wasmlink::policy::{DirGrant, DirMode, OutputMode, RandomMode, StdinMode};
+    let bad = |e: wasmlink::policy::PolicyError| CliError::Other(e.to_string());
+    for (flag, set) in [
+        ("-L", !args.lib_dirs.is_empty()),
+        ("--preload", !args.preload.is_empty()),
+        ("--module", !args.modules.is_empty()),
+        ("--invoke (use `wasmlink call COMPONENT FUNCTION`)", args.invoke.is_some()),
+        ("--repo", args.repo.is_some()),
+    ] {
+        if set {
+            return Err(CliError::Other(format!(
+                "{}: {flag} is for core modules; this is a component",
+                args.program.display()
+            )));
+        }
+    }
+    let (mut policy, origin) = match &args.policy {
+        Some(file) => (Policy::from_file(file).map_err(bad)?, file.display().to_string()),
+        None => {
+            let mut p = Policy::default();
+            p.stdio.stdin = StdinMode::Inherit;
+            p.stdio.stdout = OutputMode::Inherit;
+            p.stdio.stderr = OutputMode::Inherit;
+            p.capabilities.clocks = true;
+            p.capabilities.random = RandomMode::Secure;
+            (p, "command line".to_string())
+        }
+    };
+    for d in &args.dir {
+        let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
+        policy.dirs.push(DirGrant {
+            host: std::env::current_dir()
+                .map(|c| c.join(host))
+                .unwrap_or_else(|_| PathBuf::from(host)),
+            guest: guest.to_string(),
+            mode: DirMode::ReadWrite,
+        });
+    }
+    for e in &args.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--env {e}: expected KEY=VALUE")))?;
+        policy.env.vars.insert(k.to_string(), v.to_string());
+    }
+    for rule in &args.allow_net {
+        wasmlink::policy::NetRule::parse(rule)
+            .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
+    }
+    policy.capabilities.net.extend(args.allow_net.iter().cloned());
+    if args.timeout.is_some() {
+        policy.limits.timeout = args.timeout;
+    }
+    if args.fuel.is_some() {
+        policy.limits.fuel = args.fuel;
+    }
+    if args.max_memory.is_some() {
+        policy.limits.memory = args.max_memory;
+    }
+    policy.validate(&origin).map_err(bad)?;
+    let mut argv = vec![args.program.display().to_string()];
+    argv.extend(args.args.iter().cloned());
+    crate::components::run(&args.program, &argv, &policy)
 }

@@ -32,7 +32,7 @@ fn the_world_is_printed_as_wit() {
     let (_d, _p, bytes) = demo();
     let s = ComponentSummary::parse(&bytes).unwrap();
     let text = s.to_text(bytes.len());
-    assert!(text.contains("kind:         component\n"), "{text}");
+    assert!(text.contains("kind:           component\n"), "{text}");
     assert!(text.contains("  greet: func(name: string) -> string\n"), "{text}");
     assert!(text.contains("  check: func(x: s32) -> result<s32, string>\n"), "{text}");
     assert!(

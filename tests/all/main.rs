@@ -7,6 +7,7 @@ mod cli;
 mod cli_exit;
 mod cli_json;
 mod component_api;
+mod component_cli;
 mod cli_hostile;
 mod corpus;
 mod exchange;

@@ -131,7 +131,7 @@ impl ComponentSummary {
     /// The human-readable form (`wasmlink inspect`).
     pub fn to_text(&self, size: usize) -> String {
         let mut s = String::new();
-        let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("{k:<14}{v}\n"));
+        let line = |s: &mut String, k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
         line(&mut s, "kind:", "component".into());
         line(&mut s, "size:", format!("{size} bytes"));
         line(&mut s, "world:", self.world.clone());

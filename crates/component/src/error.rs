@@ -33,6 +33,9 @@ pub enum ComponentError {
     /// The guest trapped (or hit a limit) in `function`.
     #[error("{function}: {message}")]
     Trap { function: String, message: String },
+    /// A limit stopped the guest in `function` (`--timeout`, `--fuel`).
+    #[error("{function}: {message}")]
+    Limit { function: String, message: String },
     /// The component exited through `wasi:cli/exit` with this status.
     #[error("exit {0}")]
     Exit(i32),

@@ -265,20 +265,24 @@ impl ComponentProcess {
         if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return ComponentError::Exit(exit.0);
         }
-        let message = match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => format!(
+        let function = format!("{}: {function}", self.path.display());
+        let limit = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => Some(format!(
                 "stopped after the {:?} time limit (--timeout)",
                 self.limits.timeout.unwrap_or_default()
-            ),
-            Some(wasmtime::Trap::OutOfFuel) => format!(
+            )),
+            Some(wasmtime::Trap::OutOfFuel) => Some(format!(
                 "stopped after {} units of fuel (--fuel)",
                 self.limits.fuel.unwrap_or_default()
-            ),
-            _ => one_line(&format!("{e:#}")),
+            )),
+            _ => None,
         };
-        ComponentError::Trap {
-            function: format!("{}: {function}", self.path.display()),
-            message,
+        match limit {
+            Some(message) => ComponentError::Limit { function, message },
+            None => ComponentError::Trap {
+                function,
+                message: one_line(&format!("{e:#}")),
+            },
         }
     }
 }

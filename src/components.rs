@@ -1,0 +1,219 @@
+//! Components on the command line: `inspect`, `call` and `run` hand a WebAssembly component
+//! here (they handle core modules themselves). The sandbox is the same policy as for core
+//! modules: its directories, environment, stdio, randomness, network rules and limits become
+//! the component's WASI 0.2 context and store limits.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wasmlink::component::{ComponentError, ComponentLimits, ComponentProcess, ComponentSummary};
+use wasmlink::engine::{Metering, shared_engine_with};
+use wasmlink::policy::{CapturePipe, OutputMode, Policy};
+
+use crate::input::CliError;
+use crate::output;
+
+/// Whether the file at `path` starts like a component (a missing file is not one).
+pub fn is_component(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && wasmlink::component::is_component(&head)
+}
+
+/// `wasmlink inspect COMPONENT`: its world as WIT, and what is inside.
+pub fn inspect(path: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let bytes = crate::input::read_bounded(path).map_err(|e| CliError::Input {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let summary = ComponentSummary::parse(&bytes).map_err(|e| CliError::Input {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let out = if json {
+        let mut v = serde_json::to_value(&summary).map_err(|e| CliError::Other(e.to_string()))?;
+        v["format_version"] = 1.into();
+        v["kind"] = "component".into();
+        v["size"] = bytes.len().into();
+        serde_json::to_string_pretty(&v).map_err(|e| CliError::Other(e.to_string()))? + "\n"
+    } else {
+        output::escape_lines(&summary.to_text(bytes.len())).into_owned()
+    };
+    output::print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wasmlink nm COMPONENT`: one line per function, `T` for what it exports and `U` for what it
+/// imports, named as `call` names them (`greet`, `ns:pkg/iface@1.0.0#func`), with its WIT type.
+pub fn nm(path: &Path, defined: bool, undefined: bool, json: bool) -> Result<ExitCode, CliError> {
+    let bytes = crate::input::read_bounded(path).map_err(|e| CliError::Input {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let summary = ComponentSummary::parse(&bytes).map_err(|e| CliError::Input {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut rows: Vec<(&str, String, String)> = Vec::new();
+    for (letter, wanted, items) in [
+        ("T", defined, &summary.exports),
+        ("U", undefined, &summary.imports),
+    ] {
+        if !wanted {
+            continue;
+        }
+        for item in items {
+            for f in &item.functions {
+                let (fname, ty) = f.split_once(": ").unwrap_or((f.as_str(), ""));
+                let name = match item.kind {
+                    "interface" => format!("{}#{fname}", item.name),
+                    _ => fname.to_string(),
+                };
+                rows.push((letter, name, ty.to_string()));
+            }
+        }
+    }
+    if json {
+        let symbols: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(l, n, t)| serde_json::json!({"name": n, "type": l, "class": "component-function", "wit": t}))
+            .collect();
+        output::print_json(&serde_json::json!({
+            "format_version": 1,
+            "file": path.to_string_lossy(),
+            "symbols": symbols,
+        }))?;
+    } else {
+        let text: String = rows.iter().map(|(l, n, t)| format!("{l} {n}: {t}\n")).collect();
+        output::print(&output::escape_lines(&text))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a component's limits and stops come from, for messages and exit codes.
+pub enum Mode {
+    /// `wasmlink call`: the policy's per-call defaults apply (30 s, 256 MiB).
+    Call,
+    /// `wasmlink run`: only explicit limits, as for linked programs.
+    Run,
+}
+
+fn load(
+    path: &Path,
+    policy: &Policy,
+    argv: &[String],
+    mode: &Mode,
+    pipes: (Option<&CapturePipe>, Option<&CapturePipe>),
+) -> Result<ComponentProcess, ComponentError> {
+    let what = path.display().to_string();
+    let mut wasi = policy
+        .wasi_builder(&what, pipes.0, pipes.1)
+        .map_err(|e| ComponentError::Link {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if policy.args.is_empty() {
+        wasi.args(argv);
+    }
+    let effective = policy.effective_limits();
+    let limits = match mode {
+        Mode::Call => ComponentLimits {
+            memory: Some(effective.memory as usize),
+            fuel: effective.fuel,
+            timeout: (effective.timeout != Duration::MAX).then_some(effective.timeout),
+        },
+        Mode::Run => ComponentLimits {
+            memory: policy.limits.memory.map(|b| b.0 as usize),
+            fuel: policy.limits.fuel,
+            timeout: policy.limits.timeout.filter(|t| !t.is_none()).map(|t| t.0),
+        },
+    };
+    let metering = Metering {
+        fuel: limits.fuel.is_some(),
+        epoch: limits.timeout.is_some(),
+    };
+    let engine = shared_engine_with(wasmlink::process::default_cache_dir().as_deref(), metering)
+        .map_err(|e| ComponentError::Link {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    ComponentProcess::load(&engine, path, wasi, limits)
+}
+
+/// `wasmlink call COMPONENT FUNCTION [ARG...]`: arguments and results in WAVE.
+/// Exit 0; 1 refused or failed (trap, limit, a missing import); 2 bad input or arguments.
+pub fn call(path: &Path, function: &str, args: &[String], policy: &Policy) -> Result<ExitCode, CliError> {
+    let cap = policy.effective_limits().output as usize;
+    let stdout = (policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
+    let stderr = (policy.stdio.stderr == OutputMode::Capture).then(|| CapturePipe::new(cap));
+    let argv = vec![path.display().to_string()];
+    let mut process = match load(path, policy, &argv, &Mode::Call, (stdout.as_ref(), stderr.as_ref())) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(path, &e)),
+    };
+    let result = process.call_wave(function, args);
+    if let Some(p) = &stderr {
+        output::guest_stderr(&p.contents());
+    }
+    if let Some(p) = &stdout {
+        output::guest_stdout(&p.contents())?;
+    }
+    match result {
+        Ok(values) => {
+            let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+            output::print(&output::escape_lines(&text))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(path, &e)),
+    }
+}
+
+/// `wasmlink run COMPONENT`: runs a `wasi:cli/command` component.
+/// Exit: its status; 127 it cannot be loaded or is not a command; 134 a trap; 137 a limit.
+pub fn run(path: &Path, argv: &[String], policy: &Policy) -> Result<ExitCode, CliError> {
+    let mut process = match load(path, policy, argv, &Mode::Run, (None, None)) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(format_args!("{e}"));
+            return Ok(ExitCode::from(127));
+        }
+    };
+    match process.run_command() {
+        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+        Err(e @ ComponentError::NoSuchFunction { .. }) => {
+            output::error(format_args!("{}: {e}", path.display()));
+            Ok(ExitCode::from(127))
+        }
+        Err(e @ ComponentError::Limit { .. }) => {
+            output::error(e);
+            Ok(ExitCode::from(137))
+        }
+        Err(e) => {
+            output::error(e);
+            Ok(ExitCode::from(134))
+        }
+    }
+}
+
+fn fail(path: &Path, e: &ComponentError) -> ExitCode {
+    match e {
+        ComponentError::Exit(code) => return ExitCode::from((*code).clamp(0, 255) as u8),
+        ComponentError::NoSuchFunction { .. }
+        | ComponentError::Arity { .. }
+        | ComponentError::Argument { .. } => output::error(format_args!("{}: {e}", path.display())),
+        _ => output::error(e),
+    }
+    match e {
+        ComponentError::Io { .. }
+        | ComponentError::Invalid { .. }
+        | ComponentError::Compile { .. }
+        | ComponentError::NoSuchFunction { .. }
+        | ComponentError::Arity { .. }
+        | ComponentError::Argument { .. } => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
