@@ -106,6 +106,20 @@ fn crates_depend_only_downwards() {
         ),
         ("pipeline", vec!["wasmlink", "wasmlink-cli"]),
         (
+            "component",
+            [
+                &[
+                    "wasmlink-dylink",
+                    "wasmlink-linker",
+                    "wasmlink-host",
+                    "wasmlink-pipeline",
+                    "wasmlink-wasi",
+                ][..],
+                &arrowish[..],
+            ]
+            .concat(),
+        ),
+        (
             "wasi",
             [
                 &[
