@@ -37,6 +37,7 @@ Examples:
   wasmlink pipeline run examples/search/pipeline.toml   stream batches through module stages
   wasmlink index --out idx              index the Rust book with the search engine's modules
   wasmlink search idx 'trait objects'   ranked, titled results (BM25)
+  wasmlink serve a.toml                 serve pipelines over Arrow Flight (DoExchange)
   wasmlink completions bash > ~/.local/share/bash-completion/completions/wasmlink
   wasmlink man -o ~/.local/share/man/man1   one manual page per subcommand
 
@@ -86,6 +87,8 @@ enum Command {
     Pipeline(commands::pipeline::Args),
     Index(commands::index::Args),
     Search(commands::search::Args),
+    #[cfg(feature = "flight")]
+    Serve(commands::serve::Args),
     Stub(commands::stub::Args),
     Completions(commands::completions::Args),
     Man(commands::man::Args),
@@ -193,6 +196,8 @@ fn main() -> ExitCode {
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
+        #[cfg(feature = "flight")]
+        Command::Serve(a) => commands::serve::run(a),
         Command::Stub(a) => commands::stub::run(a),
         Command::Completions(a) => commands::completions::run(a),
         Command::Man(a) => commands::man::run(a),

@@ -14,4 +14,6 @@ pub mod python;
 pub mod repo;
 pub mod run;
 pub mod search;
+#[cfg(feature = "flight")]
+pub mod serve;
 pub mod stub;
