@@ -19,3 +19,14 @@ installed=$(rustup target list --installed)
 for t in wasm32-wasip1 wasm32-unknown-unknown; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
+
+# pyarrow (Arrow's own Python bindings, pyarrow.flight) in a private venv, target/py-venv, for the
+# Arrow Flight tests (tests/all/serve.rs run tests/fixtures/py/*.py with it against `wasmlink
+# serve`). One binary wheel, no build step: ~7 s once, 195 MB in target/py-venv.
+PYARROW_VERSION=26.0.1
+venv=target/py-venv
+if ! "$venv/bin/python" -c "import pyarrow, pyarrow.flight, sys; sys.exit(pyarrow.__version__ != '$PYARROW_VERSION')" 2>/dev/null; then
+  echo "setup: installing pyarrow $PYARROW_VERSION into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
+fi
