@@ -88,7 +88,10 @@ pub fn nm(path: &Path, defined: bool, undefined: bool, json: bool) -> Result<Exi
             "symbols": symbols,
         }))?;
     } else {
-        let text: String = rows.iter().map(|(l, n, t)| format!("{l} {n}: {t}\n")).collect();
+        let text: String = rows
+            .iter()
+            .map(|(l, n, t)| format!("{l} {n}: {t}\n"))
+            .collect();
         output::print(&output::escape_lines(&text))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -104,32 +107,47 @@ pub enum Mode {
 
 fn load(
     path: &Path,
+    bytes: &[u8],
     policy: &Policy,
     argv: &[String],
     mode: &Mode,
     pipes: (Option<&CapturePipe>, Option<&CapturePipe>),
 ) -> Result<ComponentProcess, ComponentError> {
     let what = path.display().to_string();
-    let mut wasi = policy
-        .wasi_builder(&what, pipes.0, pipes.1)
-        .map_err(|e| ComponentError::Link {
-            path: path.to_path_buf(),
+    policy
+        .check_sha256(&what, bytes)
+        .map_err(|e| ComponentError::Denied {
             message: e.to_string(),
         })?;
+    let mut wasi =
+        policy
+            .wasi_builder(&what, pipes.0, pipes.1)
+            .map_err(|e| ComponentError::Link {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
     if policy.args.is_empty() {
         wasi.args(argv);
     }
     let effective = policy.effective_limits();
+    let explicit = &policy.limits;
+    let instances = explicit.instances.map(|n| n as usize);
     let limits = match mode {
         Mode::Call => ComponentLimits {
             memory: Some(effective.memory as usize),
+            table_elements: Some(effective.table_elements as usize),
+            instances,
             fuel: effective.fuel,
             timeout: (effective.timeout != Duration::MAX).then_some(effective.timeout),
+            output: Some(effective.output as usize),
         },
         Mode::Run => ComponentLimits {
-            memory: policy.limits.memory.map(|b| b.0 as usize),
-            fuel: policy.limits.fuel,
-            timeout: policy.limits.timeout.filter(|t| !t.is_none()).map(|t| t.0),
+            memory: explicit.memory.map(|b| b.0 as usize),
+            table_elements: explicit.table_elements.map(|n| n as usize),
+            instances,
+            fuel: explicit.fuel,
+            timeout: explicit.timeout.filter(|t| !t.is_none()).map(|t| t.0),
+            output: None,
         },
     };
     let metering = Metering {
@@ -141,17 +159,92 @@ fn load(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    ComponentProcess::load(&engine, path, wasi, limits)
+    ComponentProcess::from_bytes(&engine, path, bytes, wasi, limits)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ComponentError> {
+    crate::input::read_bounded(path).map_err(|e| ComponentError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// `wasmlink call NAME@REQ FUNCTION [ARG...]` when the repository's object for the reference
+/// is a component: loaded with its sha256 (and, with `integrity.trusted-keys`, its signature)
+/// checked, then called as [`call`] calls a file. `None` when the reference does not resolve to
+/// a component (the caller loads it as a core module, and reports a bad reference).
+pub fn call_ref(
+    repo: &wasmlink::repo::Repository,
+    reference: &str,
+    function: &str,
+    args: &[String],
+    policy: &Policy,
+    data_flags: bool,
+) -> Result<Option<ExitCode>, CliError> {
+    let Ok(listed) = repo.resolve(reference) else {
+        return Ok(None);
+    };
+    if !is_component(&listed.path) {
+        return Ok(None);
+    }
+    let label = Path::new(reference);
+    if data_flags {
+        return Err(CliError::Other(format!(
+            "{reference}: --input, --arrow and --json are for core modules; a component's arguments and results are WAVE values"
+        )));
+    }
+    let keys: Vec<std::path::PathBuf> = policy
+        .integrity
+        .trusted_keys
+        .iter()
+        .map(|k| match &policy.base_dir {
+            Some(base) if k.is_relative() => base.join(k),
+            _ => k.clone(),
+        })
+        .collect();
+    let loaded = wasmlink::repo::Trust::load(&keys).and_then(|trust| repo.load(reference, &trust));
+    match loaded {
+        Ok(l) => call_bytes(label, &l.bytes, function, args, policy).map(Some),
+        Err(e) => {
+            output::error(format_args!("{reference}: {e} (integrity)"));
+            Ok(Some(ExitCode::from(1)))
+        }
+    }
 }
 
 /// `wasmlink call COMPONENT FUNCTION [ARG...]`: arguments and results in WAVE.
 /// Exit 0; 1 refused or failed (trap, limit, a missing import); 2 bad input or arguments.
-pub fn call(path: &Path, function: &str, args: &[String], policy: &Policy) -> Result<ExitCode, CliError> {
+pub fn call(
+    path: &Path,
+    function: &str,
+    args: &[String],
+    policy: &Policy,
+) -> Result<ExitCode, CliError> {
+    match read(path) {
+        Ok(bytes) => call_bytes(path, &bytes, function, args, policy),
+        Err(e) => Ok(fail(path, &e)),
+    }
+}
+
+fn call_bytes(
+    path: &Path,
+    bytes: &[u8],
+    function: &str,
+    args: &[String],
+    policy: &Policy,
+) -> Result<ExitCode, CliError> {
     let cap = policy.effective_limits().output as usize;
     let stdout = (policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let stderr = (policy.stdio.stderr == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let argv = vec![path.display().to_string()];
-    let mut process = match load(path, policy, &argv, &Mode::Call, (stdout.as_ref(), stderr.as_ref())) {
+    let mut process = match load(
+        path,
+        bytes,
+        policy,
+        &argv,
+        &Mode::Call,
+        (stdout.as_ref(), stderr.as_ref()),
+    ) {
         Ok(p) => p,
         Err(e) => return Ok(fail(path, &e)),
     };
@@ -175,7 +268,9 @@ pub fn call(path: &Path, function: &str, args: &[String], policy: &Policy) -> Re
 /// `wasmlink run COMPONENT`: runs a `wasi:cli/command` component.
 /// Exit: its status; 127 it cannot be loaded or is not a command; 134 a trap; 137 a limit.
 pub fn run(path: &Path, argv: &[String], policy: &Policy) -> Result<ExitCode, CliError> {
-    let mut process = match load(path, policy, argv, &Mode::Run, (None, None)) {
+    let loaded =
+        read(path).and_then(|bytes| load(path, &bytes, policy, argv, &Mode::Run, (None, None)));
+    let mut process = match loaded {
         Ok(p) => p,
         Err(e) => {
             output::error(format_args!("{e}"));

@@ -111,7 +111,19 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             None => wasmlink::repo::Repository::open_default()
                 .map_err(|e| CliError::Other(e.to_string()))?,
         };
-        host.load_ref(&repo, &args.module.to_string_lossy(), policy)
+        let reference = args.module.to_string_lossy();
+        let data_flags = args.input.is_some() || args.arrow.is_some() || args.json;
+        if let Some(code) = crate::components::call_ref(
+            &repo,
+            &reference,
+            &args.function,
+            &args.args,
+            &policy,
+            data_flags,
+        )? {
+            return Ok(code);
+        }
+        host.load_ref(&repo, &reference, policy)
     };
     let plugin = match loaded {
         Ok(p) => p,

@@ -8,6 +8,7 @@ mod cli_exit;
 mod cli_json;
 mod component_api;
 mod component_cli;
+mod component_hostile;
 mod cli_hostile;
 mod corpus;
 mod exchange;

@@ -54,7 +54,8 @@ impl ComponentSummary {
         let invalid = |e: &dyn std::fmt::Display| ComponentError::Invalid {
             message: e.to_string(),
         };
-        let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+        let mut validator =
+            wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
         validator.validate_all(bytes).map_err(|e| invalid(&e))?;
         let (resolve, world) = match wit_parser::decoding::decode(bytes).map_err(|e| invalid(&e))? {
             DecodedWasm::Component(r, w) => (r, w),
@@ -135,7 +136,11 @@ impl ComponentSummary {
         line(&mut s, "kind:", "component".into());
         line(&mut s, "size:", format!("{size} bytes"));
         line(&mut s, "world:", self.world.clone());
-        let sizes: Vec<String> = self.core_modules.iter().map(|m| m.size.to_string()).collect();
+        let sizes: Vec<String> = self
+            .core_modules
+            .iter()
+            .map(|m| m.size.to_string())
+            .collect();
         line(
             &mut s,
             "core modules:",
@@ -229,7 +234,10 @@ pub fn type_name(resolve: &Resolve, ty: &Type) -> String {
                     _ => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
                 },
                 TypeDefKind::Tuple(t) => {
-                    format!("tuple<{}>", t.types.iter().map(n).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "tuple<{}>",
+                        t.types.iter().map(n).collect::<Vec<_>>().join(", ")
+                    )
                 }
                 TypeDefKind::Handle(Handle::Own(r)) => type_name(resolve, &Type::Id(*r)),
                 TypeDefKind::Handle(Handle::Borrow(r)) => {

@@ -12,6 +12,9 @@ pub enum ComponentError {
     Invalid { message: String },
     #[error("{path}: cannot compile: {message}", path = path.display())]
     Compile { path: PathBuf, message: String },
+    /// The policy refuses the component (`integrity.sha256`).
+    #[error("{message}")]
+    Denied { message: String },
     /// An import the host does not provide, or another instantiation failure.
     #[error("{path}: {message}", path = path.display())]
     Link { path: PathBuf, message: String },
@@ -36,6 +39,14 @@ pub enum ComponentError {
     /// A limit stopped the guest in `function` (`--timeout`, `--fuel`).
     #[error("{function}: {message}")]
     Limit { function: String, message: String },
+    /// An earlier call failed inside the guest (a trap, a limit, an exit): the instance is not
+    /// entered again.
+    #[error("{path}: the instance is poisoned: an earlier call of {function} failed ({reason}); load the component again", path = path.display())]
+    Poisoned {
+        path: PathBuf,
+        function: String,
+        reason: String,
+    },
     /// The component exited through `wasi:cli/exit` with this status.
     #[error("exit {0}")]
     Exit(i32),

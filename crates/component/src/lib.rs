@@ -16,7 +16,7 @@ mod process;
 
 pub use describe::ComponentSummary;
 pub use error::ComponentError;
-pub use process::{ComponentLimits, ComponentProcess};
+pub use process::{ComponentLimits, ComponentPre, ComponentProcess};
 
 /// Whether `bytes` start like a component (not a core module).
 pub fn is_component(bytes: &[u8]) -> bool {

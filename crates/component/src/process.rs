@@ -1,33 +1,112 @@
 //! A component instantiated with WASI 0.2, called with WAVE values.
+//!
+//! [`ComponentPre`] is a compiled component with its imports resolved (wasmtime's
+//! `InstancePre`); each [`ComponentProcess`] is one instance of it in its own store. Limits are
+//! per call (fuel, wall-clock time) or per store (memory, table elements, instances). A call
+//! that fails inside the guest (a trap, a limit, an exit, a result that cannot be lifted)
+//! poisons the instance: later calls fail with [`ComponentError::Poisoned`] instead of running
+//! on a broken instance.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Func, Instance, Linker, ResourceTable, Val};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{Component, Func, Instance, InstancePre, Linker, ResourceTable, Val};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wit_parser::decoding::DecodedWasm;
 use wit_parser::WorldItem;
+use wit_parser::decoding::DecodedWasm;
 
 use crate::describe::type_name;
 use crate::error::ComponentError;
+
+/// How often the epoch advances while a component with a timeout is loaded.
+const TICK: Duration = Duration::from_millis(10);
 
 /// Limits of one component instance. Fuel and the timeout need an engine that meters them
 /// (`wasmlink_engine::shared_engine_with` with fuel or epoch metering).
 #[derive(Debug, Clone, Default)]
 pub struct ComponentLimits {
-    /// Linear memory per memory, in bytes.
+    /// Linear memory per memory, in bytes: growing past it traps (`limits.memory`).
     pub memory: Option<usize>,
-    /// Fuel for the instance's whole life.
+    /// Elements per table: growing past it traps (`limits.table-elements`).
+    pub table_elements: Option<usize>,
+    /// Core instances (and as many memories, four times as many tables) per store.
+    pub instances: Option<usize>,
+    /// Fuel per call.
     pub fuel: Option<u64>,
-    /// Wall-clock time for the instance's whole life.
+    /// Wall-clock time per call (instantiation included), checked every 10 ms.
     pub timeout: Option<Duration>,
+    /// Bytes of WAVE text one call may hand back (`limits.output`).
+    pub output: Option<usize>,
+}
+
+/// A limit the store's limiter enforced.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LimitExceeded(String);
+
+/// The wall-clock limit of one call ran out.
+#[derive(Debug, thiserror::Error)]
+#[error("time limit")]
+struct TimeUp;
+
+struct Limiter {
+    memory: Option<usize>,
+    table_elements: Option<usize>,
+    instances: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.memory {
+            Some(max) if desired > max => Err(LimitExceeded(format!(
+                "memory grows to {desired} bytes, past the {max}-byte limit (limits.memory)"
+            ))
+            .into()),
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.table_elements {
+            Some(max) if desired > max => Err(LimitExceeded(format!(
+                "a table grows to {desired} elements, past the limit of {max} (limits.table-elements)"
+            ))
+            .into()),
+            _ => Ok(true),
+        }
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances.saturating_mul(4)
+    }
 }
 
 struct Ctx {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
+    /// When the current call started, while one runs under a timeout.
+    started: Option<Instant>,
 }
 
 impl WasiView for Ctx {
@@ -42,15 +121,179 @@ impl WasiView for Ctx {
 /// An exported function's parameters as WIT: `(name, type)`.
 type Params = Vec<(String, String)>;
 
-/// A component instantiated in its own store, with WASI 0.2 from the given context.
-pub struct ComponentProcess {
+/// A compiled component whose imports are resolved against wasmtime-wasi's WASI 0.2: ready to
+/// be instantiated any number of times ([`ComponentPre::instantiate`], [`crate::ComponentPool`]).
+pub struct ComponentPre {
     path: PathBuf,
-    store: Store<Ctx>,
+    engine: Engine,
     component: Component,
-    instance: Instance,
+    pre: InstancePre<Ctx>,
     /// Exported functions (`greet`, `ns:pkg/iface@1.0.0#func`) and their WIT parameters.
     functions: Vec<(String, Params)>,
     limits: ComponentLimits,
+    /// Keeps the epoch ticker running (it stops when this is dropped).
+    _ticker: Option<mpsc::Sender<()>>,
+}
+
+impl ComponentPre {
+    /// Reads the component at `path` and prepares it ([`ComponentPre::new`]).
+    ///
+    /// # Errors
+    /// [`ComponentError::Io`], and those of [`ComponentPre::new`].
+    pub fn load(
+        engine: &Engine,
+        path: &Path,
+        limits: ComponentLimits,
+    ) -> Result<Self, ComponentError> {
+        let bytes = std::fs::read(path).map_err(|e| ComponentError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string().to_lowercase(),
+        })?;
+        Self::new(engine, path, &bytes, limits)
+    }
+
+    /// Compiles `bytes` (named `path` in errors) and resolves its imports: its WASI 0.2 imports
+    /// are wasmtime-wasi's; any other import is an error naming it.
+    ///
+    /// # Errors
+    /// [`ComponentError::Invalid`], [`ComponentError::Compile`] or [`ComponentError::Link`].
+    pub fn new(
+        engine: &Engine,
+        path: &Path,
+        bytes: &[u8],
+        limits: ComponentLimits,
+    ) -> Result<Self, ComponentError> {
+        let link = |e: &dyn std::fmt::Display| ComponentError::Link {
+            path: path.to_path_buf(),
+            message: one_line(&e.to_string()),
+        };
+        if !crate::is_component(bytes) {
+            return Err(ComponentError::Invalid {
+                message: format!("{}: not a WebAssembly component", path.display()),
+            });
+        }
+        let functions = exported_functions(bytes).map_err(|message| ComponentError::Invalid {
+            message: format!("{}: {message}", path.display()),
+        })?;
+        let component = Component::new(engine, bytes).map_err(|e| ComponentError::Compile {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        let mut linker: Linker<Ctx> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link(&format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| link(&format!("{e:#}")))?;
+        let ticker = match limits.timeout {
+            Some(_) => Some(
+                start_ticker(engine)
+                    .map_err(|e| link(&format!("cannot start the timeout thread: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            engine: engine.clone(),
+            component,
+            pre,
+            functions,
+            limits,
+            _ticker: ticker,
+        })
+    }
+
+    /// The exported functions, as callers name them, with their WIT parameters.
+    pub fn functions(&self) -> impl Iterator<Item = (&str, &[(String, String)])> {
+        self.functions
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+    }
+
+    /// The component's file (or the name it was given), as errors name it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Instantiates the component in a new store whose WASI 0.2 context `wasi` builds.
+    ///
+    /// # Errors
+    /// [`ComponentError::Link`] if instantiation fails, [`ComponentError::Limit`] if it hits a
+    /// limit.
+    pub fn instantiate(
+        self: &Arc<Self>,
+        mut wasi: WasiCtxBuilder,
+    ) -> Result<ComponentProcess, ComponentError> {
+        let limits = &self.limits;
+        let mut store = Store::new(
+            &self.engine,
+            Ctx {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                limiter: Limiter {
+                    memory: limits.memory,
+                    table_elements: limits.table_elements,
+                    instances: limits.instances.unwrap_or(10_000),
+                },
+                started: None,
+            },
+        );
+        store.limiter(|c| &mut c.limiter);
+        if let Some(limit) = limits.timeout {
+            store.epoch_deadline_callback(move |ctx| match ctx.data().started {
+                Some(start) if start.elapsed() >= limit => Err(TimeUp.into()),
+                _ => Ok(UpdateDeadline::Continue(1)),
+            });
+        }
+        let mut process = ComponentProcess {
+            pre: Arc::clone(self),
+            store,
+            instance: None,
+            poisoned: None,
+        };
+        process.arm().map_err(|message| ComponentError::Link {
+            path: self.path.clone(),
+            message,
+        })?;
+        let instance = self.pre.instantiate(&mut process.store);
+        process.disarm();
+        match instance {
+            Ok(i) => process.instance = Some(i),
+            Err(e) => {
+                return Err(match process.classify("instantiation", e) {
+                    ComponentError::Trap { function, message } => ComponentError::Link {
+                        path: self.path.clone(),
+                        message: format!("{function}: {message}"),
+                    },
+                    other => other,
+                });
+            }
+        }
+        Ok(process)
+    }
+}
+
+/// Advances `engine`'s epoch every [`TICK`] until the returned sender is dropped.
+fn start_ticker(engine: &Engine) -> std::io::Result<mpsc::Sender<()>> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("wasmlink-component-epoch".into())
+        .spawn(move || {
+            while rx.recv_timeout(TICK) == Err(mpsc::RecvTimeoutError::Timeout) {
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(tx)
+}
+
+/// A component instantiated in its own store, with WASI 0.2 from the given context.
+pub struct ComponentProcess {
+    pre: Arc<ComponentPre>,
+    store: Store<Ctx>,
+    /// Set once instantiation succeeded.
+    instance: Option<Instance>,
+    /// The function whose failure poisoned the instance, and why.
+    poisoned: Option<(String, String)>,
 }
 
 impl ComponentProcess {
@@ -63,112 +306,101 @@ impl ComponentProcess {
     pub fn load(
         engine: &Engine,
         path: &Path,
-        mut wasi: WasiCtxBuilder,
+        wasi: WasiCtxBuilder,
         limits: ComponentLimits,
     ) -> Result<Self, ComponentError> {
-        let bytes = std::fs::read(path).map_err(|e| ComponentError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string().to_lowercase(),
-        })?;
-        if !crate::is_component(&bytes) {
-            return Err(ComponentError::Invalid {
-                message: format!("{}: not a WebAssembly component", path.display()),
-            });
-        }
-        let functions = exported_functions(&bytes).map_err(|message| ComponentError::Invalid {
-            message: format!("{}: {message}", path.display()),
-        })?;
-        let component = Component::new(engine, &bytes).map_err(|e| ComponentError::Compile {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
-        let mut linker: Linker<Ctx> = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| ComponentError::Link {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
-        let mut store_limits = StoreLimitsBuilder::new();
-        if let Some(m) = limits.memory {
-            store_limits = store_limits.memory_size(m);
-        }
-        let mut store = Store::new(
-            engine,
-            Ctx {
-                wasi: wasi.build(),
-                table: ResourceTable::new(),
-                limits: store_limits.build(),
-            },
-        );
-        store.limiter(|c| &mut c.limits);
-        if let Some(fuel) = limits.fuel {
-            store.set_fuel(fuel).map_err(|e| ComponentError::Link {
-                path: path.to_path_buf(),
-                message: format!("--fuel needs an engine that counts fuel: {e}"),
-            })?;
-        }
-        if let Some(t) = limits.timeout {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_trap();
-            let engine = engine.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(t);
-                engine.increment_epoch();
-            });
-        }
-        let instance = linker
-            .instantiate(&mut store, &component)
-            .map_err(|e| ComponentError::Link {
-                path: path.to_path_buf(),
-                message: one_line(&format!("{e:#}")),
-            })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            store,
-            component,
-            instance,
-            functions,
-            limits,
-        })
+        Arc::new(ComponentPre::load(engine, path, limits)?).instantiate(wasi)
+    }
+
+    /// As [`ComponentProcess::load`], from bytes already read (and checked: a repository's
+    /// object, a policy's sha256); `path` names the component in errors.
+    ///
+    /// # Errors
+    /// As [`ComponentProcess::load`].
+    pub fn from_bytes(
+        engine: &Engine,
+        path: &Path,
+        bytes: &[u8],
+        wasi: WasiCtxBuilder,
+        limits: ComponentLimits,
+    ) -> Result<Self, ComponentError> {
+        Arc::new(ComponentPre::new(engine, path, bytes, limits)?).instantiate(wasi)
     }
 
     /// The exported functions, as callers name them, with their WIT parameters.
     pub fn functions(&self) -> impl Iterator<Item = (&str, &[(String, String)])> {
-        self.functions.iter().map(|(n, p)| (n.as_str(), p.as_slice()))
+        self.pre.functions()
+    }
+
+    /// Whether a failed call poisoned this instance (no further call runs on it).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Arms the per-call limits: fuel refilled, the timeout's clock started.
+    fn arm(&mut self) -> Result<(), String> {
+        if let Some(fuel) = self.pre.limits.fuel {
+            self.store
+                .set_fuel(fuel)
+                .map_err(|e| format!("--fuel needs an engine that counts fuel: {e}"))?;
+        }
+        if self.pre.limits.timeout.is_some() {
+            self.store.data_mut().started = Some(Instant::now());
+            self.store.set_epoch_deadline(1);
+        }
+        Ok(())
+    }
+
+    fn disarm(&mut self) {
+        self.store.data_mut().started = None;
+    }
+
+    fn check_poisoned(&self) -> Result<(), ComponentError> {
+        match &self.poisoned {
+            Some((function, reason)) => Err(ComponentError::Poisoned {
+                path: self.pre.path.clone(),
+                function: function.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Finds an exported function: `greet` (exported by the world), `ns:pkg/iface#func` or
     /// `ns:pkg/iface@1.0.0#func` (an exported interface's), or `iface#func` when one exported
     /// interface is called `iface`.
     fn find(&mut self, name: &str) -> Result<(String, Func), ComponentError> {
+        let missing = |this: &Self| ComponentError::NoSuchFunction {
+            name: name.to_string(),
+            available: this.available(),
+        };
         let full = self
+            .pre
             .functions
             .iter()
             .map(|(n, _)| n)
             .find(|n| *n == name || matches_short(n, name))
             .cloned()
-            .ok_or_else(|| ComponentError::NoSuchFunction {
-                name: name.to_string(),
-                available: self.available(),
-            })?;
+            .ok_or_else(|| missing(self))?;
+        let Some(instance) = self.instance else {
+            return Err(missing(self));
+        };
+        let component = &self.pre.component;
         let func = match full.split_once('#') {
-            None => self.instance.get_func(&mut self.store, &full),
+            None => instance.get_func(&mut self.store, &full),
             Some((iface, f)) => {
-                let idx = self
-                    .component
+                let idx = component
                     .get_export_index(None, iface)
-                    .and_then(|i| self.component.get_export_index(Some(&i), f));
-                idx.and_then(|i| self.instance.get_func(&mut self.store, &i))
+                    .and_then(|i| component.get_export_index(Some(&i), f));
+                idx.and_then(|i| instance.get_func(&mut self.store, &i))
             }
         };
-        let func = func.ok_or_else(|| ComponentError::NoSuchFunction {
-            name: name.to_string(),
-            available: self.available(),
-        })?;
+        let func = func.ok_or_else(|| missing(self))?;
         Ok((full, func))
     }
 
     fn available(&self) -> String {
-        let names: Vec<&str> = self.functions.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = self.pre.functions.iter().map(|(n, _)| n.as_str()).collect();
         if names.is_empty() {
             "none".into()
         } else {
@@ -176,16 +408,44 @@ impl ComponentProcess {
         }
     }
 
+    /// Runs `func` under the per-call limits; a failure poisons the instance.
+    fn enter(
+        &mut self,
+        full: &str,
+        func: Func,
+        args: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), ComponentError> {
+        self.arm().map_err(|message| ComponentError::Limit {
+            function: format!("{}: {full}", self.pre.path.display()),
+            message,
+        })?;
+        let r = func.call(&mut self.store, args, results);
+        self.disarm();
+        r.map_err(|e| {
+            let err = self.classify(full, e);
+            self.poisoned = Some((full.to_string(), poison_reason(&err)));
+            err
+        })
+    }
+
     /// Calls `name` with arguments in WAVE text, each checked against its parameter's type, and
     /// returns the results in WAVE text (an `err(...)` result is a value, not a failure).
     ///
     /// # Errors
-    /// [`ComponentError::NoSuchFunction`], [`ComponentError::Arity`],
-    /// [`ComponentError::Argument`] (naming the parameter and its WIT type),
-    /// [`ComponentError::Trap`], or [`ComponentError::Exit`] if the guest exits.
-    pub fn call_wave(&mut self, name: &str, args: &[String]) -> Result<Vec<String>, ComponentError> {
+    /// [`ComponentError::Poisoned`] after an earlier failed call, [`ComponentError::NoSuchFunction`],
+    /// [`ComponentError::Arity`], [`ComponentError::Argument`] (naming the parameter and its
+    /// WIT type), [`ComponentError::Trap`], [`ComponentError::Limit`], or
+    /// [`ComponentError::Exit`] if the guest exits.
+    pub fn call_wave(
+        &mut self,
+        name: &str,
+        args: &[String],
+    ) -> Result<Vec<String>, ComponentError> {
+        self.check_poisoned()?;
         let (full, func) = self.find(name)?;
         let wit: Params = self
+            .pre
             .functions
             .iter()
             .find(|(n, _)| *n == full)
@@ -212,32 +472,47 @@ impl ComponentProcess {
             let v = Val::from_wave(pty, arg).map_err(|e| ComponentError::Argument {
                 function: full.clone(),
                 param: pname.clone(),
-                ty: wit.get(i).map_or_else(|| format!("{pty:?}"), |(_, t)| t.clone()),
+                ty: wit
+                    .get(i)
+                    .map_or_else(|| format!("{pty:?}"), |(_, t)| t.clone()),
                 message: one_line(&e.to_string()),
             })?;
             vals.push(v);
         }
         let mut results = vec![Val::Bool(false); ty.results().len()];
-        func.call(&mut self.store, &vals, &mut results)
-            .map_err(|e| self.trap(&full, e))?;
-        results
-            .iter()
-            .map(|v| {
-                v.to_wave().map_err(|e| ComponentError::Trap {
-                    function: full.clone(),
-                    message: format!("cannot print a result as WAVE: {e}"),
-                })
-            })
-            .collect()
+        self.enter(&full, func, &vals, &mut results)?;
+        let cap = self.pre.limits.output.unwrap_or(usize::MAX);
+        let mut total = 0usize;
+        let mut out = Vec::with_capacity(results.len());
+        for v in &results {
+            let text = v.to_wave().map_err(|e| ComponentError::Trap {
+                function: full.clone(),
+                message: format!("cannot print a result as WAVE: {e}"),
+            })?;
+            total = total.saturating_add(text.len());
+            if total > cap {
+                return Err(ComponentError::Limit {
+                    function: format!("{}: {full}", self.pre.path.display()),
+                    message: format!(
+                        "its results take more than the {cap}-byte output limit as WAVE text (limits.output)"
+                    ),
+                });
+            }
+            out.push(text);
+        }
+        Ok(out)
     }
 
     /// Runs a `wasi:cli/command` component (`wasi:cli/run#run`): exit status 0 for `ok`, 1 for
     /// `err`, or the status given to `wasi:cli/exit`.
     ///
     /// # Errors
-    /// [`ComponentError::NoSuchFunction`] if it is not a command; [`ComponentError::Trap`].
+    /// [`ComponentError::Poisoned`], [`ComponentError::NoSuchFunction`] if it is not a command;
+    /// [`ComponentError::Trap`], [`ComponentError::Limit`].
     pub fn run_command(&mut self) -> Result<i32, ComponentError> {
+        self.check_poisoned()?;
         let run = self
+            .pre
             .functions
             .iter()
             .map(|(n, _)| n.clone())
@@ -249,33 +524,43 @@ impl ComponentProcess {
             })?;
         let (full, func) = self.find(&run)?;
         let mut results = [Val::Bool(false)];
-        match func.call(&mut self.store, &[], &mut results) {
+        match self.enter(&full, func, &[], &mut results) {
             Ok(()) => Ok(match &results[0] {
                 Val::Result(Err(_)) => 1,
                 _ => 0,
             }),
-            Err(e) => match self.trap(&full, e) {
-                ComponentError::Exit(code) => Ok(code),
-                other => Err(other),
-            },
+            Err(ComponentError::Exit(code)) => Ok(code),
+            Err(other) => Err(other),
         }
     }
 
-    fn trap(&self, function: &str, e: wasmtime::Error) -> ComponentError {
+    /// What a failure inside the guest was: an exit, a limit, or a trap.
+    fn classify(&self, function: &str, e: wasmtime::Error) -> ComponentError {
         if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return ComponentError::Exit(exit.0);
         }
-        let function = format!("{}: {function}", self.path.display());
-        let limit = match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => Some(format!(
+        let limits = &self.pre.limits;
+        let function = format!("{}: {function}", self.pre.path.display());
+        let limit = if e.downcast_ref::<TimeUp>().is_some()
+            || matches!(
+                e.downcast_ref::<wasmtime::Trap>(),
+                Some(wasmtime::Trap::Interrupt)
+            ) {
+            Some(format!(
                 "stopped after the {:?} time limit (--timeout)",
-                self.limits.timeout.unwrap_or_default()
-            )),
-            Some(wasmtime::Trap::OutOfFuel) => Some(format!(
+                limits.timeout.unwrap_or_default()
+            ))
+        } else if matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::OutOfFuel)
+        ) {
+            Some(format!(
                 "stopped after {} units of fuel (--fuel)",
-                self.limits.fuel.unwrap_or_default()
-            )),
-            _ => None,
+                limits.fuel.unwrap_or_default()
+            ))
+        } else {
+            e.downcast_ref::<LimitExceeded>()
+                .map(|l| format!("stopped: {}", l.0))
         };
         match limit {
             Some(message) => ComponentError::Limit { function, message },
@@ -284,6 +569,17 @@ impl ComponentProcess {
                 message: one_line(&format!("{e:#}")),
             },
         }
+    }
+}
+
+/// Why a failed call poisons its instance, in a few words.
+fn poison_reason(e: &ComponentError) -> String {
+    match e {
+        ComponentError::Exit(code) => format!("it exited with status {code}"),
+        ComponentError::Limit { message, .. } | ComponentError::Trap { message, .. } => {
+            message.clone()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -303,10 +599,11 @@ fn matches_short(full: &str, name: &str) -> bool {
 /// The functions a component exports, decoded from its own type information, with their WIT
 /// parameters.
 fn exported_functions(bytes: &[u8]) -> Result<Vec<(String, Params)>, String> {
-    let (resolve, world) = match wit_parser::decoding::decode(bytes).map_err(|e| one_line(&e.to_string()))? {
-        DecodedWasm::Component(r, w) => (r, w),
-        DecodedWasm::WitPackage(..) => return Err("a WIT package, not a component".into()),
-    };
+    let (resolve, world) =
+        match wit_parser::decoding::decode(bytes).map_err(|e| one_line(&e.to_string()))? {
+            DecodedWasm::Component(r, w) => (r, w),
+            DecodedWasm::WitPackage(..) => return Err("a WIT package, not a component".into()),
+        };
     let params = |f: &wit_parser::Function| -> Params {
         f.params
             .iter()

@@ -705,6 +705,13 @@ impl Policy {
                 b.insecure_random_seed(0);
             }
         }
+        if !self.capabilities.clocks {
+            // WASI 0.2 clocks cannot fail: denied, both read zero (the wall clock
+            // 1970-01-01T00:00:00Z, the monotonic clock never advances), so a component learns
+            // no time from them. Core modules get ENOTCAPABLE instead (`deny_ambient`).
+            b.wall_clock(DeniedClock);
+            b.monotonic_clock(DeniedClock);
+        }
         self.net_allow(what)?.apply(&mut b);
         for grant in &self.dirs {
             let host = self.host_path(grant);
@@ -728,6 +735,27 @@ enum OutputChoice {
     Inherit,
     Pipe(CapturePipe),
     Sink,
+}
+
+/// The clocks of a policy that denies them: always zero.
+struct DeniedClock;
+
+impl wasmtime_wasi::HostWallClock for DeniedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for DeniedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 /// Captured stdout/stderr with a hard cap: a write past the cap traps the guest (so a module
