@@ -13,7 +13,7 @@ use crate::input::CliError;
 use crate::output::print;
 
 /// Manage the module repository: a content-addressed store of named, versioned and optionally
-/// signed modules.
+/// signed modules (core modules and components).
 #[derive(clap::Args)]
 #[command(after_help = "\
 The repository is the directory given by --repo, else $WASMLINK_REPO, else wasmlink/repo in the
@@ -45,7 +45,7 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum RepoCommand {
-    /// Add a WebAssembly module as NAME@VERSION.
+    /// Add a WebAssembly module or component as NAME@VERSION.
     Add {
         /// The module file.
         file: PathBuf,

@@ -9,6 +9,7 @@ mod cli_json;
 mod component_api;
 mod component_cli;
 mod component_hostile;
+mod component_repo;
 mod cli_hostile;
 mod corpus;
 mod exchange;

@@ -92,18 +92,13 @@ pub(crate) fn read_module_file(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Refuses anything but a valid core WebAssembly module.
+/// Refuses anything but a valid core WebAssembly module or component.
 pub(crate) fn validate_module(path: &Path, bytes: &[u8]) -> Result<()> {
     let bad = |message: String| RepoError::NotWasm {
         path: path.to_path_buf(),
         message,
     };
-    if wasmparser::Parser::is_component(bytes) {
-        return Err(bad(
-            "is a WebAssembly component; the repository holds core modules".to_string(),
-        ));
-    }
-    if !wasmparser::Parser::is_core_wasm(bytes) {
+    if !wasmparser::Parser::is_core_wasm(bytes) && !wasmparser::Parser::is_component(bytes) {
         return Err(bad(
             "no WebAssembly module header (\\0asm, version 1)".to_string()
         ));

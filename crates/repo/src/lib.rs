@@ -1,4 +1,5 @@
-//! The module repository: a content-addressed store of WebAssembly modules, named and versioned.
+//! The module repository: a content-addressed store of WebAssembly modules (core modules and
+//! components), named and versioned.
 //!
 //! A repository is a directory (`WASMLINK_REPO`, or `wasmlink/repo` in the user's data
 //! directory, e.g. `~/.local/share/wasmlink/repo`):
