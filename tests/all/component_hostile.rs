@@ -265,3 +265,45 @@ fn fuel_is_per_call() {
         "{e}"
     );
 }
+
+#[test]
+fn a_pool_hands_out_warm_instances_and_replaces_a_poisoned_one() {
+    use wasmlink::component::ComponentPool;
+    let d = tempfile::tempdir().unwrap();
+    let path = fixture(d.path(), "comp_hostile");
+    let limits = ComponentLimits {
+        timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let pre = Arc::new(ComponentPre::load(&engine(true), &path, limits).unwrap());
+    let pool = ComponentPool::new(pre, 2, wasmtime_wasi::WasiCtxBuilder::new).unwrap();
+    assert_eq!(pool.idle(), 2);
+    {
+        let mut a = pool.checkout().unwrap();
+        let mut b = pool.checkout().unwrap();
+        assert_eq!(pool.idle(), 0);
+        // Past the size: a new instance, not a wait.
+        let mut c = pool.checkout().unwrap();
+        for p in [&mut a, &mut b, &mut c] {
+            assert_eq!(p.call_wave("ok", &[]).unwrap(), ["7"]);
+        }
+        assert!(b.call_wave("spin", &[]).is_err());
+        assert!(b.is_poisoned());
+    }
+    // Back to its size, and no instance handed out is poisoned.
+    assert_eq!(pool.idle(), 2);
+    for _ in 0..4 {
+        let mut p = pool.checkout().unwrap();
+        assert!(!p.is_poisoned());
+        assert_eq!(p.call_wave("ok", &[]).unwrap(), ["7"]);
+    }
+    // Instances are shared across threads.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut p = pool.checkout().unwrap();
+                assert_eq!(p.call_wave("ok", &[]).unwrap(), ["7"]);
+            });
+        }
+    });
+}

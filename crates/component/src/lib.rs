@@ -6,16 +6,20 @@
 //!   wasmtime-wasi's WASI 0.2 (the `WasiCtx` comes from the caller, so the host's policy
 //!   decides what it may touch); typed calls whose arguments and results are WAVE text
 //!   (`"text"`, `42`, `[1, 2]`, `{words: 3}`, `some(1)`, `ok(3)`), checked against the
-//!   function's WIT types; `wasi:cli/command` runs.
+//!   function's WIT types; `wasi:cli/command` runs. A failed call poisons the instance.
+//! - [`ComponentPre`]: a compiled component with resolved imports, instantiated many times;
+//!   [`ComponentPool`]: warm instances of one, a poisoned one replaced on return.
 //!
 //! It never depends on the linker, the host or the pipeline; they depend on it.
 
 pub mod describe;
 mod error;
+mod pool;
 mod process;
 
 pub use describe::ComponentSummary;
 pub use error::ComponentError;
+pub use pool::{ComponentPool, Pooled};
 pub use process::{ComponentLimits, ComponentPre, ComponentProcess};
 
 /// Whether `bytes` start like a component (not a core module).

@@ -1,0 +1,117 @@
+//! A pool of pre-instantiated components, as the plugin host pools core instances: `size`
+//! instances of one [`ComponentPre`] are created up front, a caller checks one out, calls it
+//! and gives it back by dropping the guard. A poisoned instance (a trap, a limit, an exit) is
+//! never handed out again: it is replaced by a fresh one on return.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::error::ComponentError;
+use crate::process::{ComponentPre, ComponentProcess};
+
+/// Builds each instance's WASI 0.2 context (the policy's grants).
+type WasiFactory = Box<dyn Fn() -> WasiCtxBuilder + Send + Sync>;
+
+/// `size` warm instances of one component. See the module docs.
+pub struct ComponentPool {
+    pre: Arc<ComponentPre>,
+    wasi: WasiFactory,
+    idle: Mutex<Vec<ComponentProcess>>,
+    size: usize,
+}
+
+impl ComponentPool {
+    /// Instantiates `size` instances of `pre`, each with the context `wasi` builds.
+    ///
+    /// # Errors
+    /// The first instantiation error ([`ComponentPre::instantiate`]).
+    pub fn new(
+        pre: Arc<ComponentPre>,
+        size: usize,
+        wasi: impl Fn() -> WasiCtxBuilder + Send + Sync + 'static,
+    ) -> Result<Self, ComponentError> {
+        let wasi: WasiFactory = Box::new(wasi);
+        let idle = (0..size)
+            .map(|_| pre.instantiate(wasi()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            pre,
+            wasi,
+            idle: Mutex::new(idle),
+            size,
+        })
+    }
+
+    /// A warm instance, or a new one when all `size` are checked out.
+    ///
+    /// # Errors
+    /// An instantiation error when a new instance is needed.
+    pub fn checkout(&self) -> Result<Pooled<'_>, ComponentError> {
+        let warm = self.lock().pop();
+        let process = match warm {
+            Some(p) => p,
+            None => self.pre.instantiate((self.wasi)())?,
+        };
+        Ok(Pooled {
+            pool: self,
+            process: Some(process),
+        })
+    }
+
+    /// Instances waiting to be checked out.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ComponentProcess>> {
+        // A panic elsewhere while holding the lock leaves a valid Vec.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn give_back(&self, process: ComponentProcess) {
+        let process = if process.is_poisoned() {
+            drop(process);
+            // If a fresh instance cannot be made now, the pool shrinks; `checkout` makes one
+            // on demand (and reports the error there).
+            match self.pre.instantiate((self.wasi)()) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        } else {
+            process
+        };
+        let mut idle = self.lock();
+        if idle.len() < self.size {
+            idle.push(process);
+        }
+    }
+}
+
+/// An instance checked out of a [`ComponentPool`]; returned to it when dropped.
+pub struct Pooled<'a> {
+    pool: &'a ComponentPool,
+    process: Option<ComponentProcess>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = ComponentProcess;
+    fn deref(&self) -> &ComponentProcess {
+        self.process.as_ref().expect("present until drop")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut ComponentProcess {
+        self.process.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.process.take() {
+            self.pool.give_back(p);
+        }
+    }
+}
