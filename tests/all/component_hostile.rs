@@ -1,7 +1,7 @@
 //! The hostile suite for components: each misbehaving export is stopped with one line and the
 //! right exit status (never a panic, never a hang), a failed call poisons its instance, and
 //! the policy's clocks, memory, table and output limits hold for components as for core
-//! modules.
+//! modules, and a component sees no socket or directory the policy does not grant.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -306,4 +306,38 @@ fn a_pool_hands_out_warm_instances_and_replaces_a_poisoned_one() {
             });
         }
     });
+}
+
+#[test]
+fn a_socket_is_denied_without_a_network_grant() {
+    let d = tempfile::tempdir().unwrap();
+    fixture(d.path(), "comp_socket");
+    // 2: `err(access-denied)`.
+    let (code, out, err) = w(d.path(), &["call", "comp_socket.wasm", "tcp"]);
+    assert_eq!((code, out.as_str()), (Some(0), "2\n"), "{err}");
+    let (code, out, err) = w(
+        d.path(),
+        &[
+            "call",
+            "--allow-net",
+            "127.0.0.1:9",
+            "comp_socket.wasm",
+            "tcp",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "0\n"), "{err}");
+}
+
+#[test]
+fn no_directory_is_reachable_without_a_dirs_grant() {
+    let d = tempfile::tempdir().unwrap();
+    fixture(d.path(), "comp_preopens");
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    let (code, out, err) = w(d.path(), &["call", "comp_preopens.wasm", "count"]);
+    assert_eq!((code, out.as_str()), (Some(0), "0\n"), "{err}");
+    let (code, out, err) = w(
+        d.path(),
+        &["call", "--dir-ro", "data", "comp_preopens.wasm", "count"],
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "1\n"), "{err}");
 }
