@@ -392,7 +392,7 @@ impl ComponentProcess {
                 let idx = component
                     .get_export_index(None, iface)
                     .and_then(|i| component.get_export_index(Some(&i), f));
-                idx.and_then(|i| instance.get_func(&mut self.store, &i))
+                idx.and_then(|i| instance.get_func(&mut self.store, i))
             }
         };
         let func = func.ok_or_else(|| missing(self))?;
