@@ -194,3 +194,29 @@ impl ModulesFlag {
         )))
     }
 }
+
+/// `--cache-dir DIR` / `--no-cache`: where compiled code is kept on disk between runs (the
+/// same flags and default as `run`).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct CacheFlags {
+    /// Cache compiled code in DIR (default: $WASMLINK_CACHE_DIR, $XDG_CACHE_HOME/wasmlink or
+    /// ~/.cache/wasmlink).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not cache compiled code on disk (every run compiles every module).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheFlags {
+    /// The directory to cache compiled code in, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(wasmlink::process::default_cache_dir)
+        }
+    }
+}

@@ -57,3 +57,51 @@ impl ProgressLine {
         }
     }
 }
+
+/// A spinner with a fixed message on stderr (a terminal only, when enabled) that appears only
+/// if the work takes longer than `delay`: for one slow step with no counters, such as
+/// compiling a pipeline's modules on a first run.
+pub struct SlowStep {
+    done: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowStep {
+    pub fn start(enabled: bool, delay: Duration, message: String) -> SlowStep {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let mut bar: Option<ProgressBar> = None;
+                while !done.load(Ordering::Relaxed) {
+                    if bar.is_none() && start.elapsed() >= delay {
+                        let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                        b.set_style(
+                            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        b.set_message(message.clone());
+                        bar = Some(b);
+                    }
+                    if let Some(b) = &bar {
+                        b.tick();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+            })
+        });
+        SlowStep { done, ticker }
+    }
+
+    /// Stops the spinner and clears its line.
+    pub fn finish(self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker {
+            let _ = t.join();
+        }
+    }
+}

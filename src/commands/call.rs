@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
-use crate::flags::PolicyFlags;
+use crate::flags::{CacheFlags, PolicyFlags};
 use crate::input::{CliError, io_message};
 use crate::output::{self, print};
 
@@ -70,6 +70,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     policy: PolicyFlags,
+    #[command(flatten)]
+    cache: CacheFlags,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -85,7 +87,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
-        cache_dir: wasmlink::process::default_cache_dir(),
+        cache_dir: args.cache.dir(),
         ..HostConfig::default()
     })
     .map_err(|e| CliError::Other(e.to_string()))?;

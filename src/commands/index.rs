@@ -15,7 +15,7 @@ use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
-use crate::flags::{ModulesFlag, parse_duration};
+use crate::flags::{CacheFlags, ModulesFlag, parse_duration};
 use crate::input::CliError;
 use crate::output::{diag, diag_text};
 use crate::progress::ProgressLine;
@@ -95,6 +95,8 @@ pub struct Args {
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
+    #[command(flatten)]
+    cache: CacheFlags,
     /// Afterwards, run the same wasmlink-search code natively in this process (same workers
     /// and batches, no index written) and print the throughput ratio.
     #[arg(long)]
@@ -224,7 +226,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
 
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
-        cache_dir: wasmlink::process::default_cache_dir(),
+        cache_dir: args.cache.dir(),
         ..HostConfig::default()
     })
     .map_err(|e| CliError::Other(e.to_string()))?;

@@ -10,9 +10,10 @@ use indicatif::HumanBytes;
 use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, RunStats};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
+use crate::flags::CacheFlags;
 use crate::input::CliError;
 use crate::output::{diag, diag_text, print};
-use crate::progress::ProgressLine;
+use crate::progress::{ProgressLine, SlowStep};
 
 /// Streaming pipelines of modules.
 #[derive(clap::Args)]
@@ -57,6 +58,8 @@ struct RunArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    cache: CacheFlags,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -73,10 +76,21 @@ fn run_pipeline(args: RunArgs) -> Result<ExitCode, CliError> {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init();
     }
-    let host =
-        PluginHost::new(HostConfig::default()).map_err(|e| CliError::Other(e.to_string()))?;
-    let spec =
-        PipelineSpec::from_file(&args.file, &host).map_err(|e| CliError::Other(e.to_string()))?;
+    let host = PluginHost::new(HostConfig {
+        cache_dir: args.cache.dir(),
+        ..HostConfig::default()
+    })
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    // Loading compiles each stage's module unless the compiled-code cache has it: seconds on a
+    // first run, so say so if it is slow.
+    let compiling = SlowStep::start(
+        !args.no_progress,
+        std::time::Duration::from_millis(300),
+        "loading and compiling the stages' modules...".to_string(),
+    );
+    let spec = PipelineSpec::from_file(&args.file, &host);
+    compiling.finish();
+    let spec = spec.map_err(|e| CliError::Other(e.to_string()))?;
     let pipeline = Pipeline::new(spec)
         .map_err(|e| CliError::Other(format!("{}: {e}", args.file.display())))?;
 

@@ -282,10 +282,25 @@ impl PluginHost {
         let module = match cached {
             Some(m) => m,
             None => {
+                // Said before the work, so a slow compile is never silent under `-v`.
+                let cache = self.inner.config.cache_dir.as_deref();
+                tracing::debug!(
+                    "plugin `{name}`: compiling {} bytes ({})",
+                    bytes.len(),
+                    match cache {
+                        Some(dir) => format!("compiled-code cache {}", dir.display()),
+                        None => "no compiled-code cache".to_string(),
+                    }
+                );
+                let started = std::time::Instant::now();
                 let m = Module::new(&engine, bytes).map_err(|e| PluginError::Load {
                     plugin: name.to_string(),
                     message: one_line(&e),
                 })?;
+                tracing::debug!(
+                    "plugin `{name}`: compiled in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
                 self.inner
                     .modules
                     .lock()
