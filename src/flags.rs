@@ -151,20 +151,35 @@ impl PolicyFlags {
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModulesFlag {
     /// The directory holding the search engine's modules (extract.wasm, tokenize.wasm,
-    /// normalize.wasm, index.wasm, query.wasm).
+    /// normalize.wasm, index.wasm, query.wasm); default: the build tree's target/guest-modules,
+    /// else the copies built into this binary.
     #[arg(long = "modules", value_name = "DIR", env = "WASMLINK_MODULES")]
     pub dir: Option<PathBuf>,
 }
 
+/// Where a search-engine module comes from.
+pub enum ModuleSource {
+    /// A file: `--modules`/`$WASMLINK_MODULES`, or the build tree of this binary.
+    File(PathBuf),
+    /// The copy built into this binary (build.rs).
+    Embedded(&'static [u8]),
+}
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_modules.rs"));
+}
+
 impl ModulesFlag {
-    /// The path of module `name` (`name.wasm`), or an error saying how to build it.
-    pub fn find(&self, name: &str) -> Result<PathBuf, CliError> {
+    /// Module `name` (`name.wasm`): from `--modules`/`$WASMLINK_MODULES` when given (an error if
+    /// it is not there); else from the build tree of this binary (`target/guest-modules`, next to
+    /// `target/{debug,release}`: what `bash scripts/build-guests.sh` just built); else the copy
+    /// built into the binary; else an error saying how to build it.
+    pub fn find(&self, name: &str) -> Result<ModuleSource, CliError> {
         let file = format!("{name}.wasm");
-        let mut tried = Vec::new();
         if let Some(dir) = &self.dir {
             let p = dir.join(&file);
             if p.is_file() {
-                return Ok(p);
+                return Ok(ModuleSource::File(p));
             }
             return Err(CliError::Other(format!(
                 "{}: module not found (--modules / WASMLINK_MODULES is {}); build the modules \
@@ -174,23 +189,30 @@ impl ModulesFlag {
             )));
         }
         // The build tree of this binary: target/{debug,release}/wasmlink -> target/guest-modules.
+        let mut tried = Vec::new();
         if let Ok(exe) = std::env::current_exe()
             && let Some(target) = exe.parent().and_then(Path::parent)
         {
             tried.push(target.join("guest-modules"));
         }
-        tried.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/guest-modules"));
         for dir in &tried {
             let p = dir.join(&file);
             if p.is_file() {
-                return Ok(p);
+                return Ok(ModuleSource::File(p));
             }
+        }
+        if let Some((_, bytes)) = embedded::EMBEDDED.iter().find(|(n, _)| *n == name) {
+            return Ok(ModuleSource::Embedded(bytes));
         }
         let dirs: Vec<String> = tried.iter().map(|d| d.display().to_string()).collect();
         Err(CliError::Other(format!(
-            "module {file} not found in {}; build the modules with `bash scripts/build-guests.sh` \
-             (or pass --modules DIR / set WASMLINK_MODULES)",
-            dirs.join(" or ")
+            "module {file} not found in {} and not built into this binary; build the modules \
+             with `bash scripts/build-guests.sh` (or pass --modules DIR / set WASMLINK_MODULES)",
+            if dirs.is_empty() {
+                "the build tree".to_string()
+            } else {
+                dirs.join(" or ")
+            }
         )))
     }
 }

@@ -1,4 +1,5 @@
-//! The search engine's modules (guest/search): where `index` and `search` find them, and the
+//! The search engine's modules (guest/search): where `index` and `search` find them (built into
+//! the binary by build.rs, or files: [`ModulesFlag::find`]), and the
 //! policy each runs under (examples/search/*.toml, compiled in).
 
 use std::path::Path;
@@ -6,7 +7,7 @@ use std::path::Path;
 use wasmlink::plugin::{Plugin, PluginHost};
 use wasmlink::policy::{HumanDuration, Policy};
 
-use crate::flags::ModulesFlag;
+use crate::flags::{ModuleSource, ModulesFlag};
 use crate::input::CliError;
 
 /// The policy of search-engine module `name` (examples/search/NAME.toml, compiled in). For the
@@ -64,11 +65,14 @@ pub fn load_module_timeout(
     index_dir: Option<&Path>,
     timeout: Option<HumanDuration>,
 ) -> Result<Plugin, CliError> {
-    let path = modules.find(name)?;
+    let source = modules.find(name)?;
     let mut policy = module_policy(name, index_dir)?;
     if timeout.is_some() {
         policy.limits.timeout = timeout;
     }
-    host.load_file(&path, policy)
-        .map_err(|e| CliError::Other(e.to_string()))
+    match source {
+        ModuleSource::File(path) => host.load_file(&path, policy),
+        ModuleSource::Embedded(bytes) => host.load(name, bytes, policy),
+    }
+    .map_err(|e| CliError::Other(e.to_string()))
 }
