@@ -66,6 +66,12 @@ pub fn parse_size(s: &str) -> Result<ByteSize, String> {
     ByteSize::parse(s).map_err(|e| e.to_string())
 }
 
+/// A size for a 32-bit field (`run --stack-size`): as [`parse_size`], at most 4 GiB - 1.
+pub fn parse_size_u32(s: &str) -> Result<u32, String> {
+    let size = parse_size(s)?;
+    u32::try_from(size.0).map_err(|_| format!("`{s}` is too large: at most {} bytes", u32::MAX))
+}
+
 pub fn parse_duration(s: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(s).map_err(|e| e.to_string())
 }

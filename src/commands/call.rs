@@ -148,12 +148,19 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     let params: Vec<ValType> = ty.params().collect();
     if params.len() != args.args.len() {
+        let hint = if is_abi_function(&plugin, &ty) {
+            "; it is a data-exchange function (docs/abi.md): pass its input with --input FILE \
+             (bytes or text, `-` for stdin) or --arrow FILE (Arrow IPC or Parquet)"
+        } else {
+            ""
+        };
         return Err(CliError::Other(format!(
-            "{}: `{}` takes {} argument(s), {} given",
+            "{}: `{}` takes {} argument(s), {} given (its type is {}){hint}",
             args.module.display(),
             args.function,
             params.len(),
-            args.args.len()
+            args.args.len(),
+            signature(&ty),
         )));
     }
     let mut vals = Vec::with_capacity(params.len());
@@ -196,6 +203,67 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
+/// Whether `ty` is the type of a function of the data-exchange ABI (docs/abi.md) in a module
+/// that speaks it: `(i32, i32) -> i32` and a `wasmlink_abi_version` export.
+fn is_abi_function(plugin: &wasmlink::plugin::Plugin, ty: &wasmtime::FuncType) -> bool {
+    let i32s = |n: usize, mut it: Box<dyn Iterator<Item = ValType> + '_>| {
+        (0..n).all(|_| matches!(it.next(), Some(ValType::I32))) && it.next().is_none()
+    };
+    i32s(2, Box::new(ty.params()))
+        && i32s(1, Box::new(ty.results()))
+        && plugin
+            .exports()
+            .iter()
+            .any(|(n, _)| *n == "wasmlink_abi_version")
+}
+
+/// A core function type as text: `(i32, i32) -> (i32)` (as `wasmlink nm` writes it).
+fn signature(ty: &wasmtime::FuncType) -> String {
+    let list = |it: &mut dyn Iterator<Item = ValType>| {
+        it.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "({}) -> ({})",
+        list(&mut ty.params()),
+        list(&mut ty.results())
+    )
+}
+
+/// The format `--arrow` writes to `--output`, from the file's extension: Parquet for
+/// `.parquet`; an Arrow IPC stream for `.arrow`, `.arrows`, `.ipc`, no extension and stdout;
+/// any other extension (`.jsonl`, `.csv`) is a usage error rather than a surprise.
+fn arrow_output_is_parquet(output: Option<&std::path::Path>) -> Result<bool, CliError> {
+    let Some(ext) = output
+        .filter(|p| p.as_os_str() != "-")
+        .and_then(|p| p.extension())
+    else {
+        return Ok(false);
+    };
+    let ext = ext.to_string_lossy().to_ascii_lowercase();
+    match ext.as_str() {
+        "parquet" => Ok(true),
+        "arrow" | "arrows" | "ipc" => Ok(false),
+        _ => Err(CliError::Other(format!(
+            "{}: --arrow writes an Arrow IPC stream (.arrow, .arrows, .ipc) or Parquet \
+             (.parquet), not .{ext}; convert with a stage-less pipeline (examples/exchange)",
+            output.map(|p| p.display().to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Whether `bytes` can be the start of an Arrow IPC stream or file: the file magic `ARROW1`,
+/// a stream's continuation marker `0xFFFFFFFF`, or (the pre-1.0 stream format) a first message
+/// length that fits in the input. Text such as JSON lines or CSV is none of these.
+fn looks_like_ipc(bytes: &[u8]) -> bool {
+    let Some(first) = bytes.get(..4) else {
+        return true; // too short to tell: the IPC reader says what is wrong
+    };
+    let first = u32::from_le_bytes([first[0], first[1], first[2], first[3]]);
+    bytes.starts_with(b"ARROW1")
+        || first == 0xFFFF_FFFF
+        || (first > 0 && u64::from(first) + 4 <= bytes.len() as u64)
+}
+
 /// Reads FILE (`-`: stdin) for --input/--arrow, up to `limit` bytes: an input that cannot fit
 /// in the module's memory (limits.memory) is refused before it is read whole (`/dev/zero`).
 fn read_input(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, CliError> {
@@ -235,6 +303,18 @@ fn read_arrow_input(path: &std::path::Path, limit: u64) -> Result<Vec<RecordBatc
         wasmlink::pipeline::read_parquet(file, path).map_err(|e| CliError::Other(e.to_string()))
     };
     let ipc = |bytes: &[u8]| {
+        if !looks_like_ipc(bytes) {
+            return Err(CliError::Other(format!(
+                "{}: not Arrow IPC (stream or file) nor Parquet: --arrow takes those; pass \
+                 bytes or text with --input, or convert JSON lines with a stage-less pipeline \
+                 (examples/exchange/to-arrow.toml)",
+                if path.as_os_str() == "-" {
+                    "stdin".to_string()
+                } else {
+                    path.display().to_string()
+                }
+            )));
+        }
         wasmlink::exchange::read_ipc(bytes)
             .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))
     };
@@ -342,6 +422,8 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 
 fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode, CliError> {
     let limit = plugin.policy().effective_limits().memory;
+    // Before any work: an --output whose extension names a format --arrow does not write.
+    let parquet_out = args.arrow.is_some() && arrow_output_is_parquet(args.output.as_deref())?;
     let mut inst = match plugin.instance() {
         Ok(i) => i,
         Err(e) => return Ok(fail(&e)),
@@ -357,11 +439,6 @@ fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
                 path.display()
             )));
         }
-        let parquet_out = args
-            .output
-            .as_deref()
-            .and_then(|p| p.extension())
-            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
         inst.call_arrow_stream(&args.function, &batches)
             .and_then(|out| {
                 if parquet_out {
@@ -387,6 +464,15 @@ fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
         Ok(out) => {
             write_output(args.output.as_deref(), &out)?;
             Ok(ExitCode::SUCCESS)
+        }
+        // The guest could not read bytes as Arrow (docs/abi.md: its decoding errors name
+        // "Arrow IPC"): the function takes Arrow, so say which flag passes that.
+        Err(e) if args.input.is_some() && e.to_string().contains("Arrow IPC") => {
+            output::error(format_args!(
+                "{e}; `{}` reads Arrow: pass its input with --arrow FILE (Arrow IPC or Parquet)",
+                args.function
+            ));
+            Ok(ExitCode::from(1))
         }
         Err(e) => Ok(fail(&e)),
     }

@@ -24,8 +24,9 @@ The JSON form is stable and documented in docs/inspect-json.md (format_version 1
 Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
 cannot be written.")]
 pub struct Args {
-    /// The module to inspect.
-    file: PathBuf,
+    /// The modules to inspect (several: one report after another, each naming its file).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
     /// Print stable JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -189,12 +190,23 @@ fn text(r: &Report<'_>) -> String {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    if crate::components::is_component(&args.file) {
-        return crate::components::inspect(&args.file, args.json);
+    let mut first = true;
+    super::nm::each_file(&args.files, false, |file| {
+        // Text reports one after another, a blank line apart (each starts with `file:`).
+        if !args.json && !std::mem::take(&mut first) {
+            print("\n")?;
+        }
+        inspect_one(file, args.json)
+    })
+}
+
+fn inspect_one(file: &Path, json: bool) -> Result<ExitCode, CliError> {
+    if crate::components::is_component(file) {
+        return crate::components::inspect(file, json);
     }
-    let (_, info) = read_module(&args.file)?;
-    let r = report(&args.file, &info);
-    let out = if args.json {
+    let (_, info) = read_module(file)?;
+    let r = report(file, &info);
+    let out = if json {
         serde_json::to_string_pretty(&r).map_err(|e| CliError::Other(e.to_string()))? + "\n"
     } else {
         // Names come from the module: no control character of theirs reaches the terminal.

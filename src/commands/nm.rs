@@ -12,7 +12,7 @@ use crate::output::print;
 /// List a module's dynamic symbols: what it defines for others and what it needs from them.
 #[derive(clap::Args)]
 #[command(after_help = "\
-Each line is VALUE TYPE CLASS NAME [FLAGS]:
+Each line is VALUE TYPE CLASS NAME [SIGNATURE] [FLAGS]:
   VALUE  in hex: function index (T, W); data address relative to __memory_base (D, V;
          for TLS symbols, relative to __tls_base); initial value (G); tag index (E);
          blank for undefined symbols
@@ -21,23 +21,28 @@ Each line is VALUE TYPE CLASS NAME [FLAGS]:
   CLASS  function, data, tls, init, global, tag for definitions; for undefined symbols
          function, global, got-mem (address of data), got-func (function pointer), tag,
          wasi-p1, wasi-0.2, module
+  SIGNATURE  a function's core type: (i32, i32) -> (i32)
   FLAGS  dylink.0 symbol flags other than the binding: [tls], [hidden], [absolute], ...
 
 Examples:
   wasmlink nm libc.so
+  wasmlink nm libc.so libpython3.14.so          each under a FILE: header
   wasmlink nm --undefined-only libpython3.14.so | grep got-func
   wasmlink nm --json libc.so | jq -r '.symbols[] | select(.type == \"T\") | .name'
 
 With --json, one object (docs/cli-json.md, format_version 1):
   {\"format_version\": 1, \"file\": PATH, \"symbols\": [{\"name\", \"type\", \"class\", \"value\",
-  \"flags\"}]} where type is the letter above, value an integer or null (undefined), and
-  flags the dylink.0 flags as names ([\"weak\", \"tls\", ...]). Symbol names are not escaped.
+  \"flags\", \"signature\"}]} where type is the letter above, value an integer or null (undefined),
+  flags the dylink.0 flags as names ([\"weak\", \"tls\", ...]) and signature a function's core
+  type as text (null for other symbols). Symbol names are not escaped. With several files, one
+  object per file, in order.
 
 Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
 cannot be written.")]
 pub struct Args {
-    /// The module to list.
-    file: PathBuf,
+    /// The modules to list (several: each one's symbols under a `FILE:` header, as nm does).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
     /// Only symbols the module defines.
     #[arg(long, conflicts_with = "undefined_only")]
     defined_only: bool,
@@ -64,6 +69,8 @@ struct JsonSymbol {
     class: &'static str,
     value: Option<i64>,
     flags: Vec<String>,
+    /// A function's core type, `(i32, i32) -> (i32)`; null for other symbols.
+    signature: Option<String>,
 }
 
 struct Line {
@@ -72,6 +79,7 @@ struct Line {
     class: &'static str,
     name: String,
     flags: SymbolFlags,
+    signature: Option<String>,
 }
 
 fn marks(flags: SymbolFlags) -> String {
@@ -108,6 +116,7 @@ fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
                 class: e.class.label(),
                 name: e.name.clone(),
                 flags: e.flags,
+                signature: e.signature.as_ref().map(|s| s.to_string()),
             });
         }
     }
@@ -135,6 +144,12 @@ fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
                 class: i.class.label(),
                 name,
                 flags: i.flags,
+                signature: match &i.ty {
+                    wasmlink_dylink::ImportType::Func { signature } => {
+                        signature.as_ref().map(|s| s.to_string())
+                    }
+                    _ => None,
+                },
             });
         }
     }
@@ -147,8 +162,12 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
         .iter()
         .map(|l| {
             let value = l.value.map_or(" ".repeat(8), |v| format!("{v:08x}"));
+            let signature = l
+                .signature
+                .as_ref()
+                .map_or(String::new(), |s| format!(" {s}"));
             format!(
-                "{value} {} {:<8} {}{}",
+                "{value} {} {:<8} {}{signature}{}",
                 l.letter,
                 l.class,
                 crate::output::escape(&l.name),
@@ -159,11 +178,46 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    if crate::components::is_component(&args.file) {
-        let (defined, undefined) = (!args.undefined_only, !args.defined_only);
-        return crate::components::nm(&args.file, defined, undefined, args.json);
+    each_file(&args.files, !args.json, |file| nm_one(&args, file))
+}
+
+/// Runs `one` on each of `files`, as binutils do with several files: a `FILE:` header before
+/// each file's text (`headers`, and only with several files; JSON gets one document per file, in
+/// order); a file that fails is reported on stderr and the others still run; the exit status is
+/// the first failure's, else 0.
+pub fn each_file(
+    files: &[PathBuf],
+    headers: bool,
+    mut one: impl FnMut(&std::path::Path) -> Result<ExitCode, CliError>,
+) -> Result<ExitCode, CliError> {
+    if let [file] = files {
+        return one(file);
     }
-    let (_, info) = read_module(&args.file)?;
+    let mut status = ExitCode::SUCCESS;
+    for file in files {
+        if headers {
+            print(&format!(
+                "\n{}:\n",
+                crate::output::escape(&file.display().to_string())
+            ))?;
+        }
+        let code = one(file).unwrap_or_else(|e| {
+            crate::output::error(&e);
+            e.exit_code()
+        });
+        if code != ExitCode::SUCCESS && status == ExitCode::SUCCESS {
+            status = code;
+        }
+    }
+    Ok(status)
+}
+
+fn nm_one(args: &Args, file: &std::path::Path) -> Result<ExitCode, CliError> {
+    if crate::components::is_component(file) {
+        let (defined, undefined) = (!args.undefined_only, !args.defined_only);
+        return crate::components::nm(file, defined, undefined, args.json);
+    }
+    let (_, info) = read_module(file)?;
     if args.json {
         let symbols: Vec<JsonSymbol> = symbols(&info, !args.undefined_only, !args.defined_only)
             .into_iter()
@@ -173,11 +227,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 class: l.class,
                 value: l.value,
                 flags: l.flags.names(),
+                signature: l.signature,
             })
             .collect();
         let report = JsonReport {
             format_version: 1,
-            file: args.file.to_string_lossy().into_owned(),
+            file: file.to_string_lossy().into_owned(),
             symbols,
         };
         crate::output::print_json(&report)?;

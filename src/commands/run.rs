@@ -91,8 +91,9 @@ pub struct Args {
     /// A symbol defined by two libraries is an error.
     #[arg(long)]
     strict: bool,
-    /// Shadow stack size in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = wasmlink::process::DEFAULT_STACK_SIZE)]
+    /// Shadow stack size: bytes, or a size with a unit (`1MiB`, `512k`), as every size flag.
+    #[arg(long, value_name = "SIZE", default_value_t = wasmlink::process::DEFAULT_STACK_SIZE,
+          value_parser = crate::flags::parse_size_u32)]
     stack_size: u32,
     /// Cache compiled code in DIR (default: $WASMLINK_CACHE_DIR, $XDG_CACHE_HOME/wasmlink or
     /// ~/.cache/wasmlink).
@@ -459,7 +460,10 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
         ("-L", !args.lib_dirs.is_empty()),
         ("--preload", !args.preload.is_empty()),
         ("--module", !args.modules.is_empty()),
-        ("--invoke (use `wasmlink call COMPONENT FUNCTION`)", args.invoke.is_some()),
+        (
+            "--invoke (use `wasmlink call COMPONENT FUNCTION`)",
+            args.invoke.is_some(),
+        ),
         ("--repo", args.repo.is_some()),
     ] {
         if set {
@@ -470,7 +474,10 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
         }
     }
     let (mut policy, origin) = match &args.policy {
-        Some(file) => (Policy::from_file(file).map_err(bad)?, file.display().to_string()),
+        Some(file) => (
+            Policy::from_file(file).map_err(bad)?,
+            file.display().to_string(),
+        ),
         None => {
             let mut p = Policy::default();
             p.stdio.stdin = StdinMode::Inherit;
@@ -501,7 +508,10 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
         wasmlink::policy::NetRule::parse(rule)
             .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
     }
-    policy.capabilities.net.extend(args.allow_net.iter().cloned());
+    policy
+        .capabilities
+        .net
+        .extend(args.allow_net.iter().cloned());
     if args.timeout.is_some() {
         policy.limits.timeout = args.timeout;
     }

@@ -779,7 +779,7 @@ fn broken_pipe_is_not_an_error() {
         .unwrap();
     assert_eq!(
         first,
-        "00000000 T function a_rather_long_exported_function_name_number_00000\n"
+        "00000000 T function a_rather_long_exported_function_name_number_00000 () -> ()\n"
     );
     let mut err = String::new();
     child
@@ -821,7 +821,7 @@ fn nm_of_a_big_library_is_complete_and_sorted() {
     assert_eq!(lines.len(), 3000);
     assert_eq!(
         lines[2999],
-        "00000bb7 T function a_rather_long_exported_function_name_number_02999"
+        "00000bb7 T function a_rather_long_exported_function_name_number_02999 () -> ()"
     );
 }
 
