@@ -77,8 +77,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
     /// Index only the html/htm/md/markdown/txt files whose path under the corpus matches this
-    /// glob (`*`, `?`, `[..]`, `{a,b}`, `**` across directories); repeatable. Without it: all
-    /// of them.
+    /// glob (`*`, `?`, `[..]`, `{a,b}`, `**` across directories; as in ripgrep's -g, a glob
+    /// without `/` matches names at any depth: `*.md`); repeatable. Without it: all of them.
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
     /// Leave out files and directories whose path under the corpus matches this glob;

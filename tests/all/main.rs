@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod cli_exit;
 mod cli_json;
+mod cli_product;
 mod component_api;
 mod component_cli;
 mod component_hostile;

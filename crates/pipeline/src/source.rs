@@ -321,8 +321,16 @@ pub(crate) fn open_source_limited(
 }
 
 /// Compiles one glob pattern of a `Source::Dir` (`*` and `?` stay within a directory); `Err`
-/// is globset's reason, without the pattern it would repeat.
+/// is globset's reason, without the pattern it would repeat. As in ripgrep's `-g` and
+/// .gitignore, a pattern without a `/` matches a name at any depth (`*.md` is `**/*.md`).
 pub(crate) fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    let anywhere;
+    let pattern = if pattern.contains('/') {
+        pattern
+    } else {
+        anywhere = format!("**/{pattern}");
+        &anywhere
+    };
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
