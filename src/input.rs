@@ -96,3 +96,34 @@ pub fn read_module(path: &Path) -> Result<(Vec<u8>, ModuleInfo), CliError> {
     let info = ModuleInfo::parse(&bytes).map_err(|e| err(e.to_string()))?;
     Ok((bytes, info))
 }
+
+/// Runs `one` on each of `files`, as binutils do with several files: a `FILE:` header before
+/// each file's text (`headers`, and only with several files; JSON gets one document per file, in
+/// order); a file that fails is reported on stderr and the others still run; the exit status is
+/// the first failure's, else 0.
+pub fn each_file(
+    files: &[PathBuf],
+    headers: bool,
+    mut one: impl FnMut(&std::path::Path) -> Result<ExitCode, CliError>,
+) -> Result<ExitCode, CliError> {
+    if let [file] = files {
+        return one(file);
+    }
+    let mut status = ExitCode::SUCCESS;
+    for file in files {
+        if headers {
+            crate::output::print(&format!(
+                "\n{}:\n",
+                crate::output::escape(&file.display().to_string())
+            ))?;
+        }
+        let code = one(file).unwrap_or_else(|e| {
+            crate::output::error(&e);
+            e.exit_code()
+        });
+        if code != ExitCode::SUCCESS && status == ExitCode::SUCCESS {
+            status = code;
+        }
+    }
+    Ok(status)
+}

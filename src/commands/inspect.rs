@@ -191,7 +191,7 @@ fn text(r: &Report<'_>) -> String {
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut first = true;
-    super::nm::each_file(&args.files, false, |file| {
+    crate::input::each_file(&args.files, false, |file| {
         // Text reports one after another, a blank line apart (each starts with `file:`).
         if !args.json && !std::mem::take(&mut first) {
             print("\n")?;

@@ -178,38 +178,7 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    each_file(&args.files, !args.json, |file| nm_one(&args, file))
-}
-
-/// Runs `one` on each of `files`, as binutils do with several files: a `FILE:` header before
-/// each file's text (`headers`, and only with several files; JSON gets one document per file, in
-/// order); a file that fails is reported on stderr and the others still run; the exit status is
-/// the first failure's, else 0.
-pub fn each_file(
-    files: &[PathBuf],
-    headers: bool,
-    mut one: impl FnMut(&std::path::Path) -> Result<ExitCode, CliError>,
-) -> Result<ExitCode, CliError> {
-    if let [file] = files {
-        return one(file);
-    }
-    let mut status = ExitCode::SUCCESS;
-    for file in files {
-        if headers {
-            print(&format!(
-                "\n{}:\n",
-                crate::output::escape(&file.display().to_string())
-            ))?;
-        }
-        let code = one(file).unwrap_or_else(|e| {
-            crate::output::error(&e);
-            e.exit_code()
-        });
-        if code != ExitCode::SUCCESS && status == ExitCode::SUCCESS {
-            status = code;
-        }
-    }
-    Ok(status)
+    crate::input::each_file(&args.files, !args.json, |file| nm_one(&args, file))
 }
 
 fn nm_one(args: &Args, file: &std::path::Path) -> Result<ExitCode, CliError> {
