@@ -146,7 +146,16 @@ impl ModuleCache {
             return Ok(m);
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
-        let module = compile()?;
+        // Then the engine's artifact directory (mapped, uncompressed), then a compilation,
+        // whose artifact is written for the next process.
+        let module = match crate::artifacts::load(engine, &key) {
+            Some(m) => m,
+            None => {
+                let m = compile()?;
+                crate::artifacts::store(engine, &key, &m);
+                m
+            }
+        };
         let r = module.image_range();
         let size = (r.end as usize).saturating_sub(r.start as usize).max(1);
         self.state().insert(key, module.clone(), size);

@@ -16,6 +16,7 @@
 //! of every crate that runs wasm.
 #![deny(missing_docs)]
 
+mod artifacts;
 pub mod cache;
 
 use std::path::{Path, PathBuf};
@@ -140,6 +141,9 @@ pub fn shared_engine_with(
     let engine = Engine::new(&config).map_err(|e| EngineError::Config {
         message: format!("{e:#}"),
     })?;
+    if let Some(dir) = cache_dir {
+        artifacts::register(&engine, dir);
+    }
     engines.push((key, engine.clone()));
     Ok(engine)
 }

@@ -13,9 +13,10 @@
 //! ([`Handles`]) and `cabi_realloc`.
 //!
 //! # Memory and `cabi_realloc`
-//! Strings and lists returned to the guest are allocated with `cabi_realloc`: the calling
-//! instance's own export if it has one, else [`WasiHost::realloc_instance`] (a linked process answers
-//! with the first `cabi_realloc` in its global scope, as symbol resolution would). The memory
+//! Strings and lists returned to the guest are allocated with `cabi_realloc`: the host's
+//! ([`WasiHost::realloc_instance`]: a linked process answers with the first `cabi_realloc` in
+//! its global scope, as symbol resolution finds any symbol, and the glue keeps it typed until a
+//! library is loaded or unloaded), else the calling instance's own export. The memory
 //! is [`WasiHost::memory`] if the host has one (a linked process's shared memory), else the
 //! calling instance's `memory` export.
 //!
@@ -46,8 +47,17 @@ pub trait WasiHost: WasiView + 'static {
     fn memory(&self) -> Option<Memory> {
         None
     }
-    /// The instance whose `cabi_realloc` export to use when the calling instance exports none.
+    /// The instance whose `cabi_realloc` export every module of this store allocates with (a
+    /// linked process: the first definition in its global scope, as symbol resolution would
+    /// find it). `None`: each calling instance's own export.
     fn realloc_instance(&self) -> Option<Instance> {
+        None
+    }
+    /// A number that changes whenever [`realloc_instance`](Self::realloc_instance) may answer
+    /// differently (a linked process: when a library is loaded or unloaded). The glue keeps
+    /// the typed `cabi_realloc` until it changes, so a call does not look it up again.
+    /// `None` (the default): no host-wide `cabi_realloc`.
+    fn realloc_generation(&self) -> Option<u64> {
         None
     }
 }

@@ -26,7 +26,11 @@ pub struct Handles {
     free: Vec<u32>,
     live: usize,
     max: usize,
+    /// The host's typed `cabi_realloc` and the generation it was found in.
+    realloc: Option<(u64, Realloc)>,
 }
+
+type Realloc = wasmtime::TypedFunc<(i32, i32, i32, i32), i32>;
 
 impl Default for Handles {
     fn default() -> Self {
@@ -42,6 +46,7 @@ impl Handles {
             free: Vec::new(),
             live: 0,
             max,
+            realloc: None,
         }
     }
 
@@ -245,28 +250,40 @@ impl<'a, T: WasiHost> Cx<'a, T> {
         u32::try_from(len).map_err(|_| self.trap(what, format_args!("{len} elements do not fit a 32-bit memory")))
     }
 
+    /// The `cabi_realloc` to allocate with: the host's (kept typed across calls until its
+    /// generation changes), else the calling instance's own export.
+    fn realloc_func(&mut self, what: &str) -> wasmtime::Result<Realloc> {
+        let data = self.caller.data_mut();
+        if let Some(generation) = data.realloc_generation() {
+            if let Some((g, f)) = &data.handles().realloc
+                && *g == generation
+            {
+                return Ok(f.clone());
+            }
+            if let Some(inst) = self.caller.data().realloc_instance()
+                && let Some(f) = inst.get_func(&mut self.caller, "cabi_realloc")
+            {
+                let f = f
+                    .typed::<(i32, i32, i32, i32), i32>(&self.caller)
+                    .map_err(|e| self.trap(what, format_args!("cabi_realloc has the wrong type: {e}")))?;
+                self.caller.data_mut().handles().realloc = Some((generation, f.clone()));
+                return Ok(f);
+            }
+        }
+        match self.caller.get_export("cabi_realloc") {
+            Some(Extern::Func(f)) => f
+                .typed::<(i32, i32, i32, i32), i32>(&self.caller)
+                .map_err(|e| self.trap(what, format_args!("cabi_realloc has the wrong type: {e}"))),
+            _ => Err(self.trap(
+                what,
+                "a string or list is returned, but neither the calling module nor the process exports cabi_realloc",
+            )),
+        }
+    }
+
     /// Allocates `size` bytes aligned to `align` with `cabi_realloc` and checks what it returned.
     fn realloc(&mut self, align: u32, size: u32, what: &str) -> wasmtime::Result<u32> {
-        let f = match self.caller.get_export("cabi_realloc") {
-            Some(Extern::Func(f)) => f,
-            _ => match self
-                .caller
-                .data()
-                .realloc_instance()
-                .and_then(|i| i.get_func(&mut self.caller, "cabi_realloc"))
-            {
-                Some(f) => f,
-                None => {
-                    return Err(self.trap(
-                        what,
-                        "a string or list is returned, but neither the calling module nor the process exports cabi_realloc",
-                    ));
-                }
-            },
-        };
-        let f = f
-            .typed::<(i32, i32, i32, i32), i32>(&self.caller)
-            .map_err(|e| self.trap(what, format_args!("cabi_realloc has the wrong type: {e}")))?;
+        let f = self.realloc_func(what)?;
         let p = f.call(&mut self.caller, (0, 0, align as i32, size as i32))? as u32;
         if p % align != 0 {
             return Err(self.trap(what, format_args!("cabi_realloc returned {p:#x}, not aligned to {align}")));

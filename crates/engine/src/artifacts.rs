@@ -1,0 +1,109 @@
+//! The on-disk cache of compiled artifacts: uncompressed, mapped rather than read.
+//!
+//! wasmtime's own disk cache keeps each compiled module zstd-compressed; loading one means
+//! reading the file, inflating it into a growing buffer and copying the result into an
+//! executable mapping. For the 11 libraries of the corpus that was over half of a 165 ms load
+//! (BENCHMARKS.md, session 6). Here a module compiled for an engine with a cache directory is
+//! also written, once, as its serialized artifact (`Module::serialize`), and later loads map it
+//! with `Module::deserialize_file`: no inflating, no copy.
+//!
+//! Layout: `<cache dir>/artifacts/<engine>/<sha256 of the module bytes>.cwasm`, where
+//! `<engine>` is a hash of the engine's compatibility (wasmtime version and every setting that
+//! changes code), so an artifact is only ever offered to an engine that can run it; wasmtime
+//! checks that again when it maps the file, and a file it refuses (another version, a torn or
+//! foreign file) is recompiled and replaced.
+//!
+//! **Trust**: like wasmtime's cache, an artifact is native code the process will run; the
+//! directory must be writable only by the user (it is created mode 0700). Files are written
+//! to a temporary name and renamed into place, never modified after, because a mapped file
+//! must not change under the process.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use wasmtime::{Engine, Module};
+
+/// Engines with an artifact directory, registered by `shared_engine_with`.
+static DIRS: Mutex<Vec<(Engine, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Gives `engine` an artifact directory under `cache_dir`.
+pub(crate) fn register(engine: &Engine, cache_dir: &Path) {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let dir = cache_dir
+        .join("artifacts")
+        .join(format!("{:016x}", h.finish()));
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if !dirs.iter().any(|(e, _)| Engine::same(e, engine)) {
+        dirs.push((engine.clone(), dir));
+    }
+}
+
+fn dir_of(engine: &Engine) -> Option<PathBuf> {
+    let dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    dirs.iter()
+        .find(|(e, _)| Engine::same(e, engine))
+        .map(|(_, d)| d.clone())
+}
+
+fn file_of(engine: &Engine, key: &[u8; 32]) -> Option<PathBuf> {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    Some(dir_of(engine)?.join(format!("{hex}.cwasm")))
+}
+
+/// The artifact of the module whose bytes hash to `key`, if `engine` has an artifact
+/// directory holding a usable one.
+pub(crate) fn load(engine: &Engine, key: &[u8; 32]) -> Option<Module> {
+    let path = file_of(engine, key)?;
+    if !path.is_file() {
+        return None;
+    }
+    // The project's one `unsafe` block: mapping compiled code is what any code cache does
+    // (wasmtime's own cache deserializes its entries the same way, inside wasmtime).
+    // SAFETY: the file is one this cache wrote (see the module docs on trust): a serialized
+    // module for this engine's compatibility hash, renamed into place whole and never
+    // modified afterwards. wasmtime checks its header and the engine's settings again.
+    #[allow(unsafe_code, reason = "mapping a compiled artifact this cache wrote; see SAFETY")]
+    let mapped = unsafe { Module::deserialize_file(engine, &path) };
+    match mapped {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::debug!("artifact {} refused ({e:#}): recompiling", path.display());
+            None
+        }
+    }
+}
+
+/// Writes `module`'s artifact for `key` if `engine` has an artifact directory. Failures only
+/// cost the next load a compilation, so they are logged, not returned.
+pub(crate) fn store(engine: &Engine, key: &[u8; 32], module: &Module) {
+    let Some(path) = file_of(engine, key) else {
+        return;
+    };
+    if let Err(e) = write(&path, module) {
+        tracing::debug!("artifact {} not written: {e}", path.display());
+    }
+}
+
+fn write(path: &Path, module: &Module) -> std::io::Result<()> {
+    let dir = path.parent().expect("artifact files are in a directory");
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    let bytes = module.serialize().map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
