@@ -17,8 +17,22 @@ use crate::output;
 /// Whether the file at `path` starts like a component (a missing file is not one).
 pub fn is_component(path: &Path) -> bool {
     use std::io::Read;
+    // Only a regular file is sniffed: opening a FIFO would block (a hostile repository object
+    // or argument), and a device could hand out endless bytes. The non-blocking open guards
+    // against a FIFO put in place between the two steps.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(0o4000); // O_NONBLOCK
+    }
     let mut head = [0u8; 8];
-    std::fs::File::open(path)
+    options
+        .open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && wasmlink::component::is_component(&head)

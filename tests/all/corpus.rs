@@ -376,7 +376,7 @@ fn weak_imports_from_import_info() {
     }
     let nm = in_corpus(&["nm", "--undefined-only", "libc.so"]);
     assert!(
-        stdout(&nm).contains("         w function __main_argc_argv\n"),
+        stdout(&nm).contains("         w function __main_argc_argv (i32, i32) -> (i32)\n"),
         "{}",
         stdout(&nm)
     );
@@ -693,14 +693,14 @@ fn nm_every_library() {
     // Spot checks against wasm-objdump -x -j Export / -j Import.
     let nm = stdout(&in_corpus(&["nm", "libc.so"]));
     assert!(
-        nm.contains("00000162 T function __main_void\n"),
+        nm.contains("00000162 T function __main_void () -> (i32)\n"),
         "func[354]"
     );
     assert!(
-        nm.contains("00000123 T init     _initialize\n"),
+        nm.contains("00000123 T init     _initialize () -> ()\n"),
         "func[291]"
     );
     assert!(nm.contains("         U got-mem  errno\n"));
     assert!(nm.contains("         U got-func __wasilibc_find_relpath_alloc\n"));
-    assert!(nm.contains("         U wasi-0.2 wasi:cli/environment@0.2.0::get-environment\n"));
+    assert!(nm.contains("         U wasi-0.2 wasi:cli/environment@0.2.0::get-environment (i32) -> ()\n"));
 }
