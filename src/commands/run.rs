@@ -338,24 +338,7 @@ fn apply_limits(
         None => (Policy::default(), "command line".to_string()),
     };
     let src = |flag: bool, name: &'static str, field: &'static str| if flag { name } else { field };
-    for rule in &args.allow_net {
-        wasmlink::policy::NetRule::parse(rule)
-            .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
-    }
-    policy
-        .capabilities
-        .net
-        .extend(args.allow_net.iter().cloned());
-    if args.timeout.is_some() {
-        policy.limits.timeout = args.timeout;
-    }
-    if args.fuel.is_some() {
-        policy.limits.fuel = args.fuel;
-    }
-    if args.max_memory.is_some() {
-        policy.limits.memory = args.max_memory;
-    }
-    policy.validate(&origin).map_err(bad)?;
+    apply_net_and_limits(&mut policy, args, &origin)?;
     let limits = Limits {
         timeout: policy.limits.timeout.filter(|t| !t.is_none()).map(|t| {
             (
@@ -504,6 +487,15 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
             .ok_or_else(|| CliError::Other(format!("--env {e}: expected KEY=VALUE")))?;
         policy.env.vars.insert(k.to_string(), v.to_string());
     }
+    apply_net_and_limits(&mut policy, args, &origin)?;
+    let mut argv = vec![args.program.display().to_string()];
+    argv.extend(args.args.iter().cloned());
+    crate::components::run(&args.program, &argv, &policy)
+}
+
+/// `--allow-net`, `--timeout`, `--fuel` and `--max-memory` on top of the policy (a flag
+/// overrides its field), then the policy checked: the same for core programs and components.
+fn apply_net_and_limits(policy: &mut Policy, args: &Args, origin: &str) -> Result<(), CliError> {
     for rule in &args.allow_net {
         wasmlink::policy::NetRule::parse(rule)
             .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
@@ -521,8 +513,7 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
     if args.max_memory.is_some() {
         policy.limits.memory = args.max_memory;
     }
-    policy.validate(&origin).map_err(bad)?;
-    let mut argv = vec![args.program.display().to_string()];
-    argv.extend(args.args.iter().cloned());
-    crate::components::run(&args.program, &argv, &policy)
+    policy
+        .validate(origin)
+        .map_err(|e| CliError::Other(e.to_string()))
 }
