@@ -176,10 +176,7 @@ struct AbiPair<'a> {
 
 impl AbiCache {
     /// The allocator pair and `function`, once looked up (an internal error otherwise).
-    fn get(
-        &self,
-        function: &str,
-    ) -> wasmtime::Result<(AbiPair<'_>, &AbiFunc)> {
+    fn get(&self, function: &str) -> wasmtime::Result<(AbiPair<'_>, &AbiFunc)> {
         let missing = || wasmtime::Error::msg("internal error: ABI exports used before lookup");
         let (alloc, free) = self.alloc_free.as_ref().ok_or_else(missing)?;
         let f = self.functions.get(function).ok_or_else(missing)?;
