@@ -212,15 +212,29 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             )));
         }
     }
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .clone()
+            .or_else(wasmlink::process::default_cache_dir)
+    };
+    let mut policy = policy(&home, &args)?;
+    if let Some(pycache) = cache_dir
+        .as_deref()
+        .and_then(|c| warm_pycache(c, &home, &search, &main_path))
+    {
+        use_pycache(&mut policy, pycache, DirMode::ReadOnly);
+        // The user's own --env comes last, as in `policy`.
+        for e in &args.env {
+            if let Some((k, v)) = e.split_once('=') {
+                policy.env.vars.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
     let builder = ProcessBuilder::new()
         .search_path(search)
-        .cache_dir(if args.no_cache {
-            None
-        } else {
-            args.cache_dir
-                .clone()
-                .or_else(wasmlink::process::default_cache_dir)
-        })
+        .cache_dir(cache_dir)
         .args(
             std::iter::once(PROGRAM.to_owned())
                 .chain(args.args.iter().cloned())
@@ -228,7 +242,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         )
         .preload("libc.so")
         .preload("libpython3.14.so")
-        .sandbox(Arc::new(policy(&home, &args)?));
+        .sandbox(Arc::new(policy));
     if let Some(limit) = args.timeout.filter(|t| !t.is_none()) {
         watchdog(limit.0);
     }
@@ -240,6 +254,90 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
         Err(e) => Ok(fail(e, 134)),
     }
+}
+
+/// Where the guest sees the bytecode cache (`PYTHONPYCACHEPREFIX`).
+const GUEST_PYCACHE: &str = "/.wasmlink-pycache";
+
+/// Names the complete bytecode cache of a home.
+const PYCACHE_STAMP: &str = ".complete";
+
+/// Points the interpreter at the bytecode cache `dir`, granted with `mode`.
+fn use_pycache(policy: &mut Policy, dir: PathBuf, mode: DirMode) {
+    policy.dirs.push(DirGrant {
+        host: dir,
+        guest: GUEST_PYCACHE.to_owned(),
+        mode,
+    });
+    let env = &mut policy.env.vars;
+    env.insert("PYTHONPYCACHEPREFIX".to_owned(), GUEST_PYCACHE.to_owned());
+    if mode == DirMode::ReadWrite {
+        env.remove("PYTHONDONTWRITEBYTECODE");
+    }
+}
+
+/// The bytecode cache of `home`'s standard library, in the compiled-code cache: what the
+/// interpreter imports to start, compiled once so that later starts do not compile
+/// `encodings` and its aliases from source every time (15 ms of a 94 ms `-c pass`).
+///
+/// **Trust**: the cache is written only by a start-up run of wasmlink's own (`-c pass`, no
+/// user code, arguments or environment), and every user's run sees it read-only, so a script
+/// cannot plant bytecode that a later run (with other grants) would execute. CPython checks
+/// each `.pyc` against its source's size and mtime (and its own magic number) before using it.
+/// Keyed by the home's canonical path. `None` (no cache: the interpreter compiles from
+/// source, as before) when the cache cannot be made; never an error.
+fn warm_pycache(
+    cache_dir: &Path,
+    home: &Path,
+    search: &SearchPath,
+    main_path: &Path,
+) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let canonical = home.canonicalize().ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    canonical.hash(&mut h);
+    let dir = cache_dir
+        .join("python")
+        .join(format!("{:016x}", h.finish()));
+    if dir.join(PYCACHE_STAMP).is_file() {
+        return Some(dir);
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(&dir).ok()?;
+    let mut policy = Policy::default();
+    policy.dirs.push(DirGrant {
+        host: canonical.join("python"),
+        guest: GUEST_HOME.to_owned(),
+        mode: DirMode::ReadOnly,
+    });
+    policy
+        .env
+        .vars
+        .insert("PYTHONHOME".to_owned(), GUEST_HOME.to_owned());
+    policy.capabilities.clocks = true;
+    policy.capabilities.random = RandomMode::Secure;
+    policy.limits.memory = Some(ByteSize(4 << 30));
+    use_pycache(&mut policy, dir.clone(), DirMode::ReadWrite);
+    let mut process = ProcessBuilder::new()
+        .search_path(search.clone())
+        .cache_dir(Some(cache_dir.to_path_buf()))
+        .args(vec![PROGRAM.to_owned(), "-c".to_owned(), "pass".to_owned()])
+        .preload("libc.so")
+        .preload("libpython3.14.so")
+        .sandbox(Arc::new(policy))
+        .load(main_path)
+        .ok()?;
+    if process.run_main().ok()? != 0 {
+        return None;
+    }
+    std::fs::write(dir.join(PYCACHE_STAMP), b"").ok()?;
+    Some(dir)
 }
 
 /// Exit status of an interpreter a limit stopped (as `wasmlink run`).

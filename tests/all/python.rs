@@ -319,3 +319,54 @@ print(myext.__file__.endswith('myext.cpython-314-wasm32-wasi.so'))
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The start-up modules' bytecode is cached in the compiled-code cache, written only by
+/// wasmlink's own start-up run: a user's run reads it (`sys.pycache_prefix`) but cannot write
+/// it, so a script cannot plant bytecode a later run would execute.
+#[test]
+fn startup_bytecode_is_cached_and_read_only_to_user_code() {
+    let home = home();
+    let cache = tempfile::tempdir().unwrap();
+    let code = "import sys\n\
+                print(sys.pycache_prefix)\n\
+                try:\n    open(sys.pycache_prefix + '/planted.pyc', 'wb')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n";
+    let out = wasmlink(&[
+        "python",
+        "--home",
+        home.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "-c",
+        code,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines[0], "/.wasmlink-pycache");
+    assert!(lines[1].starts_with("refused "), "{lines:?}");
+    let pycs: Vec<PathBuf> = walk(&cache.path().join("python"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
+        .collect();
+    assert!(
+        pycs.iter()
+            .any(|p| p.ends_with("encodings/__init__.cpython-314.pyc")),
+        "{pycs:?}"
+    );
+    assert!(!pycs.iter().any(|p| p.ends_with("planted.pyc")));
+    // --no-cache: no bytecode cache either.
+    let out = python(&["--no-cache", "-c", "import sys; print(sys.pycache_prefix)"]);
+    assert_eq!(stdout(&out).trim(), "None", "{}", stderr(&out));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
