@@ -128,8 +128,17 @@ static inline uint32_t wasmlink_call_bytes(uint32_t in_ptr, uint32_t in_len, was
     return wasmlink_publish(rc, &out);
 }
 
-/* Exports `fn` (see the top of this file) as the ABI function `name(in_ptr, in_len) -> i32`. */
+/* The function's record in the `wasmlink.exports` custom section (docs/abi.md, "The exports
+ * manifest"): "CONVENTION\tINPUT\tNAME\n"; wasm-ld concatenates the records of all objects.
+ * (An assembler directive: clang puts a C variable with a section attribute into data.) */
+#define WASMLINK_MANIFEST_RECORD(name, input)                                                 \
+    __asm__(".section .custom_section.wasmlink.exports,\"\",@\n"                                 \
+            ".ascii \"abi\\t" input "\\t" #name "\\n\"\n");
+
+/* Exports `fn` (see the top of this file) as the ABI function `name(in_ptr, in_len) -> i32`,
+ * recorded in the manifest as taking bytes. */
 #define WASMLINK_EXPORT_BYTES(name, fn)                                                       \
+    WASMLINK_MANIFEST_RECORD(name, "bytes")                                                   \
     __attribute__((export_name(#name))) uint32_t wasmlink_export_##name(uint32_t in_ptr,     \
                                                                          uint32_t in_len) {   \
         return wasmlink_call_bytes(in_ptr, in_len, fn);                                       \

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use arrow_array::RecordBatch;
 
+use wasmlink::plugin::manifest::{ExportKind, Input};
 use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
@@ -131,8 +132,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         Ok(p) => p,
         Err(e) => return Ok(fail(&e)),
     };
+    let kind = plugin.manifest().get(&args.function);
     if args.input.is_some() || args.arrow.is_some() {
-        return data_call(&args, &plugin);
+        return data_call(&args, &plugin, kind);
+    }
+    // A string or bytes function given one word: that word is its input, as with --input.
+    if let Some(k) = kind.filter(|k| {
+        args.args.len() == 1
+            && matches!(k.input, Input::String | Input::Bytes)
+            && k.convention.as_str() == policy_convention(&plugin.policy())
+    }) {
+        let _ = k;
+        return text_call(&args, &plugin);
     }
     let Some((_, ty)) = plugin
         .exports()
@@ -148,11 +159,25 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     let params: Vec<ValType> = ty.params().collect();
     if params.len() != args.args.len() {
-        let hint = if is_abi_function(&plugin, &ty) {
-            "; it is a data-exchange function (docs/abi.md): pass its input with --input FILE \
-             (bytes or text, `-` for stdin) or --arrow FILE (Arrow IPC or Parquet)"
-        } else {
-            ""
+        let hint = match kind {
+            Some(k) if k.input.is_arrow() => format!(
+                "; it takes an Arrow batch (docs/abi.md): pass it with --arrow FILE \
+                 (Arrow IPC or Parquet)"
+            ),
+            Some(k) if k.convention.as_str() != policy_convention(&plugin.policy()) => format!(
+                "; it takes {k} (docs/abi.md): run it under a policy with abi = \"{}\" and \
+                 pass its input with --input FILE (`-` for stdin)",
+                k.convention.as_str()
+            ),
+            Some(k) => format!(
+                "; it takes {k} (docs/abi.md): pass it as one argument or with --input FILE \
+                 (`-` for stdin)"
+            ),
+            None if is_abi_function(&plugin, &ty) => "; it is a data-exchange function \
+                (docs/abi.md): pass its input with --input FILE (bytes or text, `-` for stdin) \
+                or --arrow FILE (Arrow IPC or Parquet)"
+                .to_string(),
+            None => String::new(),
         };
         return Err(CliError::Other(format!(
             "{}: `{}` takes {} argument(s), {} given (its type is {}){hint}",
@@ -420,7 +445,65 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-fn data_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode, CliError> {
+/// The manifest's name of the convention a policy's `abi` selects.
+fn policy_convention(policy: &wasmlink::policy::Policy) -> &'static str {
+    use wasmlink::policy::Abi;
+    match policy.abi {
+        Abi::Wasmlink => "abi",
+        Abi::Seed => "seed",
+        Abi::Cstring => "cstring",
+        Abi::Ptrlen => "ptrlen",
+    }
+}
+
+/// A string or bytes function called with its input as the one argument.
+fn text_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode, CliError> {
+    let mut inst = match plugin.instance() {
+        Ok(i) => i,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let result = inst.call_bytes(&args.function, args.args[0].as_bytes());
+    output::guest_stderr(&inst.take_stderr());
+    match result {
+        Ok(mut out) => {
+            let to_stdout = args.output.as_ref().is_none_or(|p| p.as_os_str() == "-");
+            if to_stdout
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && !out.ends_with(b"\n")
+            {
+                out.push(b'\n');
+            }
+            write_output(args.output.as_deref(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+fn data_call(
+    args: &Args,
+    plugin: &wasmlink::plugin::Plugin,
+    kind: Option<ExportKind>,
+) -> Result<ExitCode, CliError> {
+    // The module's manifest says what the function takes: the wrong flag is a usage error
+    // before anything runs.
+    match kind {
+        Some(k) if k.input.is_arrow() && args.input.is_some() => {
+            return Err(CliError::Other(format!(
+                "{}: `{}` takes an Arrow batch: pass it with --arrow FILE (Arrow IPC or Parquet), not --input",
+                args.module.display(),
+                args.function
+            )));
+        }
+        Some(k) if !k.input.is_arrow() && args.arrow.is_some() => {
+            return Err(CliError::Other(format!(
+                "{}: `{}` takes {k}, not an Arrow batch: pass it with --input FILE (`-` for stdin)",
+                args.module.display(),
+                args.function
+            )));
+        }
+        _ => {}
+    }
     let limit = plugin.policy().effective_limits().memory;
     // Before any work: an --output whose extension names a format --arrow does not write.
     let parquet_out = args.arrow.is_some() && arrow_output_is_parquet(args.output.as_deref())?;

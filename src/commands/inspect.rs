@@ -51,6 +51,64 @@ pub struct Report<'a> {
     imports: Counts,
     exports: Counts,
     unknown_subsections: Vec<u8>,
+    /// The plugin ABI a module speaks (docs/abi.md), or null for a module that speaks none.
+    plugin: Option<Plugin>,
+}
+
+/// What a module offers as a plugin: the conventions its fixed exports imply and what its
+/// `wasmlink.exports` manifest says each function takes.
+#[derive(Serialize)]
+pub struct Plugin {
+    /// `wasmlink_abi_version`, `wasmlink_alloc` and `wasmlink_free` are exported (ABI v1).
+    abi_v1: bool,
+    /// `allocate` and `deallocate` are exported (the older conventions: `abi = "seed"`,
+    /// `"cstring"` or `"ptrlen"` in the policy).
+    allocate: bool,
+    /// Function name -> `{convention, input}`, from the manifest (empty without one).
+    functions: BTreeMap<String, PluginFunction>,
+}
+
+#[derive(Serialize)]
+struct PluginFunction {
+    convention: &'static str,
+    input: &'static str,
+}
+
+/// The plugin side of a module, if it has one.
+pub fn plugin(bytes: &[u8], info: &ModuleInfo) -> Option<Plugin> {
+    let exports = |names: &[&str]| {
+        names.iter().all(|n| {
+            info.exports
+                .iter()
+                .any(|e| e.name == *n && e.class == ExportClass::Function)
+        })
+    };
+    let abi_v1 = exports(&["wasmlink_abi_version", "wasmlink_alloc", "wasmlink_free"]);
+    let allocate = exports(&["allocate", "deallocate"]);
+    let manifest = wasmlink::plugin::manifest::Manifest::of_module(bytes);
+    let functions: BTreeMap<String, PluginFunction> = manifest
+        .exports
+        .iter()
+        .filter(|(n, _)| {
+            info.exports
+                .iter()
+                .any(|e| e.name == **n && e.class == ExportClass::Function)
+        })
+        .map(|(n, k)| {
+            (
+                n.clone(),
+                PluginFunction {
+                    convention: k.convention.as_str(),
+                    input: k.input.as_str(),
+                },
+            )
+        })
+        .collect();
+    (abi_v1 || allocate || !functions.is_empty()).then_some(Plugin {
+        abi_v1,
+        allocate,
+        functions,
+    })
 }
 
 #[derive(Serialize)]
@@ -73,7 +131,7 @@ struct Counts {
     by_class: BTreeMap<&'static str, usize>,
 }
 
-fn report<'a>(file: &Path, info: &'a ModuleInfo) -> Report<'a> {
+fn report<'a>(file: &Path, bytes: &[u8], info: &'a ModuleInfo) -> Report<'a> {
     let s = info.summary();
     let d = info.dylink.as_ref();
     let fill = |labels: &[&'static str], counts: &BTreeMap<&'static str, usize>| {
@@ -120,6 +178,7 @@ fn report<'a>(file: &Path, info: &'a ModuleInfo) -> Report<'a> {
         unknown_subsections: d
             .map(|d| d.unknown_subsections.iter().map(|u| u.id).collect())
             .unwrap_or_default(),
+        plugin: plugin(bytes, info),
     }
 }
 
@@ -174,6 +233,31 @@ fn text(r: &Report<'_>) -> String {
             let _ = writeln!(o, "  {class:<16}{n:>6}");
         }
     }
+    if let Some(p) = &r.plugin {
+        let mut speaks = Vec::new();
+        if p.abi_v1 {
+            speaks.push("wasmlink ABI v1".to_string());
+        }
+        if p.allocate {
+            speaks.push("allocate/deallocate (abi = seed, cstring or ptrlen)".to_string());
+        }
+        if speaks.is_empty() {
+            speaks.push("a manifest without the ABI's fixed exports".to_string());
+        }
+        let _ = writeln!(o, "plugin:       {}", speaks.join("; "));
+        let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+        for f in p.functions.values() {
+            let kind = if f.convention == "abi" {
+                f.input.to_string()
+            } else {
+                format!("{} ({})", f.input, f.convention)
+            };
+            *by_kind.entry(kind).or_default() += 1;
+        }
+        for (kind, n) in &by_kind {
+            let _ = writeln!(o, "  {kind:<16}{n:>6}");
+        }
+    }
     if !r.unknown_subsections.is_empty() {
         let ids: Vec<String> = r
             .unknown_subsections
@@ -204,8 +288,8 @@ fn inspect_one(file: &Path, json: bool) -> Result<ExitCode, CliError> {
     if crate::components::is_component(file) {
         return crate::components::inspect(file, json);
     }
-    let (_, info) = read_module(file)?;
-    let r = report(file, &info);
+    let (bytes, info) = read_module(file)?;
+    let r = report(file, &bytes, &info);
     let out = if json {
         serde_json::to_string_pretty(&r).map_err(|e| CliError::Other(e.to_string()))? + "\n"
     } else {

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use wasmlink::plugin::manifest::{ExportKind, Manifest};
 use wasmlink_dylink::{ExportClass, ModuleInfo, SymbolFlags};
 
 use crate::input::{CliError, read_module};
@@ -23,6 +24,9 @@ Each line is VALUE TYPE CLASS NAME [SIGNATURE] [FLAGS]:
          wasi-p1, wasi-0.2, module
   SIGNATURE  a function's core type: (i32, i32) -> (i32)
   FLAGS  dylink.0 symbol flags other than the binding: [tls], [hidden], [absolute], ...
+  <takes INPUT>  a plugin function's input, from the module's wasmlink.exports manifest
+         (docs/abi.md): string, bytes, arrow, arrow-in-place or none, and its convention
+         when not ABI v1: <takes string (seed)>
 
 Examples:
   wasmlink nm libc.so
@@ -33,8 +37,9 @@ Examples:
 With --json, one object (docs/cli-json.md, format_version 1):
   {\"format_version\": 1, \"file\": PATH, \"symbols\": [{\"name\", \"type\", \"class\", \"value\",
   \"flags\", \"signature\"}]} where type is the letter above, value an integer or null (undefined),
-  flags the dylink.0 flags as names ([\"weak\", \"tls\", ...]) and signature a function's core
-  type as text (null for other symbols). Symbol names are not escaped. With several files, one
+  flags the dylink.0 flags as names ([\"weak\", \"tls\", ...]), signature a function's core
+  type as text (null for other symbols) and, for a plugin function with a manifest record,
+  plugin: {\"convention\", \"input\"}. Symbol names are not escaped. With several files, one
   object per file, in order.
 
 Exit status: 0 success, 2 the file is missing or not a valid WebAssembly module, or stdout
@@ -71,6 +76,16 @@ struct JsonSymbol {
     flags: Vec<String>,
     /// A function's core type, `(i32, i32) -> (i32)`; null for other symbols.
     signature: Option<String>,
+    /// What a plugin function takes, from the module's `wasmlink.exports` manifest:
+    /// `{"convention": "abi", "input": "arrow"}`; absent for other symbols.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin: Option<JsonPlugin>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonPlugin {
+    convention: &'static str,
+    input: &'static str,
 }
 
 struct Line {
@@ -80,6 +95,7 @@ struct Line {
     name: String,
     flags: SymbolFlags,
     signature: Option<String>,
+    plugin: Option<ExportKind>,
 }
 
 fn marks(flags: SymbolFlags) -> String {
@@ -96,7 +112,7 @@ fn marks(flags: SymbolFlags) -> String {
 }
 
 /// The module's symbols, sorted by name then class.
-fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
+fn symbols(info: &ModuleInfo, manifest: &Manifest, defined: bool, undefined: bool) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
     if defined {
         for e in &info.exports {
@@ -117,6 +133,9 @@ fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
                 name: e.name.clone(),
                 flags: e.flags,
                 signature: e.signature.as_ref().map(|s| s.to_string()),
+                plugin: (e.class == ExportClass::Function)
+                    .then(|| manifest.get(&e.name))
+                    .flatten(),
             });
         }
     }
@@ -150,6 +169,7 @@ fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
                     }
                     _ => None,
                 },
+                plugin: None,
             });
         }
     }
@@ -157,8 +177,13 @@ fn symbols(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<Line> {
     out
 }
 
-pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
-    symbols(info, defined, undefined)
+pub fn lines(
+    info: &ModuleInfo,
+    manifest: &Manifest,
+    defined: bool,
+    undefined: bool,
+) -> Vec<String> {
+    symbols(info, manifest, defined, undefined)
         .iter()
         .map(|l| {
             let value = l.value.map_or(" ".repeat(8), |v| format!("{v:08x}"));
@@ -166,8 +191,9 @@ pub fn lines(info: &ModuleInfo, defined: bool, undefined: bool) -> Vec<String> {
                 .signature
                 .as_ref()
                 .map_or(String::new(), |s| format!(" {s}"));
+            let plugin = l.plugin.map_or(String::new(), |k| format!(" <takes {k}>"));
             format!(
-                "{value} {} {:<8} {}{signature}{}",
+                "{value} {} {:<8} {}{signature}{}{plugin}",
                 l.letter,
                 l.class,
                 crate::output::escape(&l.name),
@@ -186,19 +212,25 @@ fn nm_one(args: &Args, file: &std::path::Path) -> Result<ExitCode, CliError> {
         let (defined, undefined) = (!args.undefined_only, !args.defined_only);
         return crate::components::nm(file, defined, undefined, args.json);
     }
-    let (_, info) = read_module(file)?;
+    let (bytes, info) = read_module(file)?;
+    let manifest = Manifest::of_module(&bytes);
     if args.json {
-        let symbols: Vec<JsonSymbol> = symbols(&info, !args.undefined_only, !args.defined_only)
-            .into_iter()
-            .map(|l| JsonSymbol {
-                name: l.name,
-                r#type: l.letter,
-                class: l.class,
-                value: l.value,
-                flags: l.flags.names(),
-                signature: l.signature,
-            })
-            .collect();
+        let symbols: Vec<JsonSymbol> =
+            symbols(&info, &manifest, !args.undefined_only, !args.defined_only)
+                .into_iter()
+                .map(|l| JsonSymbol {
+                    name: l.name,
+                    r#type: l.letter,
+                    class: l.class,
+                    value: l.value,
+                    flags: l.flags.names(),
+                    signature: l.signature,
+                    plugin: l.plugin.map(|k| JsonPlugin {
+                        convention: k.convention.as_str(),
+                        input: k.input.as_str(),
+                    }),
+                })
+                .collect();
         let report = JsonReport {
             format_version: 1,
             file: file.to_string_lossy().into_owned(),
@@ -208,7 +240,7 @@ fn nm_one(args: &Args, file: &std::path::Path) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut o = String::new();
-    for l in lines(&info, !args.undefined_only, !args.defined_only) {
+    for l in lines(&info, &manifest, !args.undefined_only, !args.defined_only) {
         let _ = writeln!(o, "{l}");
     }
     print(&o)?;

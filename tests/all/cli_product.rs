@@ -140,21 +140,77 @@ fn call_says_what_a_function_takes_and_which_flag_passes_its_data() {
     let t = tempfile::tempdir().unwrap();
     let greeter = guest_modules().join("greeter.wasm");
     let g = s(&greeter);
+    // The module's wasmlink.exports manifest says `greet` takes a string: one argument is its
+    // input; none is an error that says so.
     let o = wasmlink(&["call", g, "greet", "World"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Hello, World!");
+    let o = wasmlink(&["call", g, "greet"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
-        err.contains("`greet` takes 2 argument(s), 1 given (its type is (i32, i32) -> (i32))")
-            && err.contains("pass its input with --input FILE"),
+        err.contains("`greet` takes 2 argument(s), 0 given (its type is (i32, i32) -> (i32))")
+            && err.contains(
+                "it takes string (docs/abi.md): pass it as one argument or with --input FILE"
+            ),
         "{err}"
     );
-    // Bytes to an Arrow function: the guest's decoding error, and the flag that passes Arrow.
+    let o = wasmlink(&["call", g, "double"]);
+    assert!(
+        stderr(&o).contains("it takes an Arrow batch (docs/abi.md): pass it with --arrow FILE"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wasmlink(&["call", g, "greet_seed", "World"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "it takes string (seed) (docs/abi.md): run it under a policy with abi = \"seed\""
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // The wrong data flag for what the manifest says: a usage error before anything runs.
     let world = t.path().join("world.txt");
     std::fs::write(&world, "World").unwrap();
     let o = wasmlink(&["call", g, "echo_arrow", "--input", s(&world)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`echo_arrow` takes an Arrow batch: pass it with --arrow FILE (Arrow IPC or Parquet), not --input"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wasmlink(&["call", g, "greet", "--arrow", s(&world)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`greet` takes string, not an Arrow batch: pass it with --input FILE"),
+        "{}",
+        stderr(&o)
+    );
+    // Without a manifest (the section renamed, same length): the guest's decoding error, and
+    // the flag that passes Arrow, as for modules built before the manifest.
+    let bytes = std::fs::read(&greeter).unwrap();
+    let at = bytes
+        .windows(16)
+        .position(|w| w == b"wasmlink.exports")
+        .expect("a manifest");
+    let mut bare = bytes.clone();
+    bare[at + 15] = b'z';
+    let bare_path = t.path().join("bare.wasm");
+    std::fs::write(&bare_path, &bare).unwrap();
+    let o = wasmlink(&["call", s(&bare_path), "echo_arrow", "--input", s(&world)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("`echo_arrow` reads Arrow: pass its input with --arrow FILE"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wasmlink(&["call", s(&bare_path), "greet", "World"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "it is a data-exchange function (docs/abi.md): pass its input with --input FILE"
+        ),
         "{}",
         stderr(&o)
     );
@@ -202,7 +258,7 @@ fn nm_shows_core_signatures_and_nm_and_inspect_take_several_files() {
     assert!(
         stdout(&o)
             .lines()
-            .any(|l| l.ends_with(" T function greet (i32, i32) -> (i32)")),
+            .any(|l| l.ends_with(" T function greet (i32, i32) -> (i32) <takes string>")),
         "{}",
         stdout(&o)
     );
@@ -215,6 +271,42 @@ fn nm_shows_core_signatures_and_nm_and_inspect_take_several_files() {
         .find(|s| s["name"] == "greet")
         .unwrap();
     assert_eq!(greet["signature"], "(i32, i32) -> (i32)");
+    // What each plugin function takes, from the module's wasmlink.exports manifest.
+    assert_eq!(
+        greet["plugin"],
+        serde_json::json!({"convention": "abi", "input": "string"})
+    );
+    let o = wasmlink(&["nm", s(&greeter)]);
+    let out = stdout(&o);
+    for line in [
+        " T function double (i32, i32) -> (i32) <takes arrow>",
+        " T function greet_seed (i32, i32) -> (i32) <takes string (seed)>",
+        " T function shout_in_place (i32, i32) -> (i32) <takes arrow-in-place>",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(
+        !out.contains("wasmlink_alloc (i32, i32) -> (i32) <"),
+        "{out}"
+    );
+    let o = wasmlink(&["inspect", "--json", s(&greeter)]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["plugin"]["abi_v1"], true);
+    assert_eq!(json["plugin"]["allocate"], true);
+    assert_eq!(json["plugin"]["functions"]["echo"]["input"], "bytes");
+    let o = wasmlink(&["inspect", s(&greeter)]);
+    assert!(
+        stdout(&o).contains("plugin:       wasmlink ABI v1; allocate/deallocate"),
+        "{}",
+        stdout(&o)
+    );
+    let o = wasmlink(&["inspect", "--json", s(&upper)]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["plugin"]["abi_v1"], true, "the C guest speaks ABI v1");
+    assert_eq!(
+        json["plugin"]["functions"]["upper"]["input"], "bytes",
+        "WASMLINK_EXPORT_BYTES writes a manifest record"
+    );
 
     // Several files: a `FILE:` header before each (as binutils' nm); a missing one is an
     // error on stderr, the others are still listed, and the status says something failed.
@@ -226,7 +318,7 @@ fn nm_shows_core_signatures_and_nm_and_inspect_take_several_files() {
     let last = out.find(&format!("\n{}:\n", s(&greeter))).expect(&out);
     assert!(first < last);
     assert!(
-        out[first..last].contains(" T function upper (i32, i32) -> (i32)"),
+        out[first..last].contains(" T function upper (i32, i32) -> (i32) <takes bytes>"),
         "{out}"
     );
     assert!(out[last..].contains(" T function greet "), "{out}");

@@ -160,6 +160,39 @@ fn expand(
         _ => quote!(),
     };
     let name_str = name.to_string();
+    // The export's record in the module's `wasmlink.exports` custom section (docs/abi.md,
+    // "The exports manifest"): `CONVENTION\tINPUT\tNAME\n`, so `wasmlink inspect`/`nm`/`call`
+    // can say what each function takes. wasm-ld concatenates the records of all objects.
+    let input_kind = match &param {
+        Param::None => "none",
+        Param::Bytes(ty) => {
+            let inner = match &**ty {
+                Type::Reference(r) => last_ident(&r.elem),
+                other => last_ident(other),
+            };
+            match inner.as_deref() {
+                Some("str" | "String") => "string",
+                _ => "bytes",
+            }
+        }
+        Param::Batch { .. } => "arrow",
+        Param::InPlace => "arrow-in-place",
+    };
+    let convention_name = match convention {
+        Convention::Abi => "abi",
+        Convention::Seed => "seed",
+        Convention::CString => "cstring",
+        Convention::PtrLen => "ptrlen",
+    };
+    if export_name.value().contains(['\t', '\n']) {
+        return Err(syn::Error::new_spanned(
+            &export_name,
+            "an export name cannot contain a tab or a newline",
+        ));
+    }
+    let record = format!("{convention_name}\t{input_kind}\t{}\n", export_name.value());
+    let record_len = record.len();
+    let record = syn::LitByteStr::new(record.as_bytes(), Span::call_site());
     let ptr_len = quote!(__ptr: i32, __len: i32);
     let (params, ret, call) = match (&param, convention) {
         (Param::Batch { by_ref }, _) => {
@@ -205,6 +238,11 @@ fn expand(
             extern "C" fn #wrapper(#params) -> #ret {
                 #call
             }
+
+            #[doc(hidden)]
+            #[used]
+            #[unsafe(link_section = "wasmlink.exports")]
+            static __WASMLINK_EXPORT_RECORD: [u8; #record_len] = *#record;
         };
     })
 }

@@ -26,6 +26,7 @@
 
 mod error;
 mod instance;
+pub mod manifest;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -330,6 +331,7 @@ impl PluginHost {
         });
         Ok(PluginInner {
             ticks,
+            manifest: Arc::new(manifest::Manifest::of_module(bytes)),
             name: name.to_string(),
             sha256: hash,
             policy,
@@ -439,6 +441,12 @@ impl Plugin {
     /// The sha256 of the module now behind this plugin.
     pub fn sha256(&self) -> String {
         self.current().sha256.clone()
+    }
+
+    /// What the module's `wasmlink.exports` manifest says each function takes (empty without
+    /// one): for describing it and choosing how to pass data, never trusted for safety.
+    pub fn manifest(&self) -> Arc<manifest::Manifest> {
+        self.current().manifest.clone()
     }
 
     /// The policy it runs under.

@@ -51,6 +51,8 @@ fn enter<T: Send>(
 /// One loaded module and its policy: what every instance of a plugin is made from, shared by
 /// the handles of a [`super::Plugin`] and the instances checked out of it.
 pub(super) struct PluginInner {
+    /// What the module's `wasmlink.exports` section says its functions take.
+    pub(super) manifest: Arc<super::manifest::Manifest>,
     pub(super) name: String,
     pub(super) sha256: String,
     pub(super) policy: Policy,
