@@ -202,9 +202,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let corpus = match &args.corpus {
         Some(dir) if !dir.is_dir() => {
+            let message = match std::fs::metadata(dir) {
+                Ok(_) => "--corpus: not a directory: give the directory that holds the \
+                          documents (choose files in it with --include GLOB)"
+                    .to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    "--corpus: no such directory".to_string()
+                }
+                Err(e) => format!("--corpus: {}", crate::input::io_message(&e)),
+            };
             return Err(CliError::Input {
                 path: dir.clone(),
-                message: "--corpus: no such directory".into(),
+                message,
             });
         }
         Some(dir) => dir.clone(),

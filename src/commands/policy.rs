@@ -106,6 +106,15 @@ fn json_report(file: &std::path::Path, p: &Policy) -> Result<serde_json::Value, 
     }))
 }
 
+/// A setting as the policy file spells it (`"read-only"`, `"capture"`), not its Rust name.
+fn toml_value(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => format!("\"{s}\""),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
 /// The effective policy, one line per grant or setting.
 fn summary(o: &mut String, p: &Policy) {
     let l = p.effective_limits();
@@ -129,14 +138,16 @@ fn summary(o: &mut String, p: &Policy) {
     }
     let _ = writeln!(
         o,
-        "  stdio    stdin {:?}, stdout {:?}, stderr {:?}",
-        p.stdio.stdin, p.stdio.stdout, p.stdio.stderr
+        "  stdio    stdin = {}, stdout = {}, stderr = {}",
+        toml_value(&p.stdio.stdin),
+        toml_value(&p.stdio.stdout),
+        toml_value(&p.stdio.stderr)
     );
     let _ = writeln!(
         o,
-        "  clocks   {}; random {:?}; network {}",
+        "  clocks   {}; random = {}; net {}",
         if p.capabilities.clocks { "yes" } else { "no" },
-        p.capabilities.random,
+        toml_value(&p.capabilities.random),
         if p.capabilities.network {
             "yes (every address)".to_string()
         } else if p.capabilities.net.is_empty() {
@@ -150,7 +161,7 @@ fn summary(o: &mut String, p: &Policy) {
     }
     let _ = writeln!(
         o,
-        "  limits   memory {}, stack {}, timeout {}, fuel {}, output {}, instances {}, table {}",
+        "  limits   memory {}, stack {}, timeout {}, fuel {}, output {}, instances {}, table-elements {}",
         ByteSize(l.memory),
         ByteSize(l.stack),
         HumanDuration(l.timeout),
@@ -159,6 +170,9 @@ fn summary(o: &mut String, p: &Policy) {
         l.instances,
         l.table_elements
     );
+    if p.abi != Default::default() {
+        let _ = writeln!(o, "  abi      {}", toml_value(&p.abi));
+    }
     if let Some(h) = &p.integrity.sha256 {
         let _ = writeln!(o, "  sha256   {h}");
     }

@@ -33,6 +33,19 @@ fn policy_check_prints_the_effective_policy() {
         ),
         "{text}"
     );
+    // Settings in the file's own spelling, not the Rust enum names (`stdout Capture`).
+    assert!(
+        text.contains("stdio    stdin = \"closed\", stdout = \"capture\", stderr = \"closed\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("random = \"deterministic\"; net no"),
+        "{text}"
+    );
+    assert!(text.contains("table-elements "), "{text}");
+    // The schema's descriptions hold no rustdoc-only links.
+    let schema = wasmlink::policy::Policy::json_schema();
+    assert!(!schema.contains("](self)"), "a rustdoc link in the schema");
 }
 
 /// examples/policy/spin.wat compiled into `dir`.

@@ -428,6 +428,16 @@ fn missing_modules_and_corpus_are_clear_errors() {
         "{}",
         stderr(&out)
     );
+    // A file where the directory belongs: said so, with the flag that picks files.
+    let file = tmp.path().join("a.md");
+    std::fs::write(&file, "# A\n").unwrap();
+    let out = wasmlink(&["index", "--corpus", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("a.md: --corpus: not a directory: give the directory that holds the documents (choose files in it with --include GLOB)"),
+        "{}",
+        stderr(&out)
+    );
     let out = wasmlink(&["search", tmp.path().join("none").to_str().unwrap(), "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -149,7 +149,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on captured stdout/stderr and on bytes a guest hands back: 64 MiB.
 pub const DEFAULT_OUTPUT: u64 = 64 << 20;
 
-/// What a module is allowed to do. See the [module docs](self) for the TOML form.
+/// What a module is allowed to do: the TOML policy file (`wasmlink policy check FILE`;
+/// README.md, "Sandboxed plugins", has an annotated example).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Policy {
