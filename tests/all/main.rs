@@ -28,6 +28,7 @@ mod pipeline_hostile;
 mod plugin;
 mod policy;
 mod python;
+mod readme;
 mod repo;
 mod repo_hostile;
 mod robustness;
