@@ -23,7 +23,8 @@
 //! How a block is checked, `bash -e`-like: commands (a line, with its `\` continuations) run in
 //! order and the block stops at the first one that fails, unless comment lines directly after it
 //! give its expected output: `# TEXT` means the command's stdout+stderr contains TEXT, where
-//! `...` in TEXT stands for anything (the pieces between must appear in order), and a trailing
+//! `...` in TEXT stands for anything (the pieces between must appear in order; hex digits right
+//! before it, as in `93a4...`, and `/home/me` are placeholders too), and a trailing
 //! `exit status N` (optionally followed by `(prose)`) is the exit status it must have (without
 //! one, any status is accepted). A
 //! trailing comment on a command line is prose and not checked, except `# prints TEXT` (TEXT up
@@ -237,16 +238,42 @@ fn split_status(c: &str) -> (&str, Option<i32>) {
     (c, None)
 }
 
-/// Whether `out` contains the pieces of `want` (split at `...`) in order.
+/// Whether `out` contains the pieces of `want` (split at `...`) in order. Placeholders:
+/// `/home/me` is any home directory, and hex digits right before `...` (a hash's first digits,
+/// `93a4...`) are any digits.
 fn matches(out: &str, want: &str) -> bool {
+    let want = want.replace("/home/me/", ".../");
+    let pieces: Vec<&str> = want.split("...").collect();
+    let last = pieces.len() - 1;
     let mut rest = out;
-    for piece in want.split("...").map(str::trim).filter(|p| !p.is_empty()) {
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let piece = if i < last {
+            without_hex_prefix(piece)
+        } else {
+            piece
+        };
+        let piece = piece.trim();
+        if piece.is_empty() {
+            continue;
+        }
         match rest.find(piece) {
             Some(i) => rest = &rest[i + piece.len()..],
             None => return false,
         }
     }
     true
+}
+
+/// `piece` without a trailing word of hex digits (one digit at least: `93a4`, not `added`).
+fn without_hex_prefix(piece: &str) -> &str {
+    let head = piece.trim_end_matches(|c: char| c.is_ascii_hexdigit());
+    let run = &piece[head.len()..];
+    let word_start = !head.ends_with(|c: char| c.is_alphanumeric());
+    if word_start && run.contains(|c: char| c.is_ascii_digit()) {
+        head
+    } else {
+        piece
+    }
 }
 
 fn sh_quote(s: &str) -> String {
@@ -604,4 +631,13 @@ fn the_block_parser_reads_commands_expectations_and_comments() {
         "wasmlink: no ... here"
     ));
     assert!(!matches("wasmlink: here no\n", "wasmlink: no ... here"));
+    assert!(matches(
+        "wasmlink: /tmp/x/home/.cache/ab12ff: the index says ab12ff, not 9c",
+        "wasmlink: /home/me/.cache/93a4...: the index says 93a4..., not 9c"
+    ));
+    assert!(!matches("it was added\n", "it was readded..."));
+    assert!(!matches(
+        "wasmlink: /tmp/x/home/.cache/ab12ff: the index says ab12ff, not 9d",
+        "wasmlink: /home/me/.cache/93a4...: the index says 93a4..., not 9c"
+    ));
 }
