@@ -21,6 +21,8 @@ pub use describe::ComponentSummary;
 pub use error::ComponentError;
 pub use pool::{ComponentPool, Pooled};
 pub use process::{ComponentLimits, ComponentPre, ComponentProcess};
+/// A component value, as [`ComponentProcess::call_vals`] takes and returns them.
+pub use wasmtime::component::Val;
 
 /// Whether `bytes` start like a component (not a core module).
 pub fn is_component(bytes: &[u8]) -> bool {

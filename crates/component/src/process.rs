@@ -209,6 +209,13 @@ impl ComponentPre {
             .map(|(n, p)| (n.as_str(), p.as_slice()))
     }
 
+    /// The exported function `name` names as [`ComponentProcess::call_wave`] finds it (`greet`,
+    /// `ns:pkg/iface#func`, `iface#func`): its full name and WIT parameters.
+    pub fn function(&self, name: &str) -> Option<(&str, &[(String, String)])> {
+        self.functions()
+            .find(|(n, _)| *n == name || matches_short(n, name))
+    }
+
     /// The component's file (or the name it was given), as errors name it.
     pub fn path(&self) -> &Path {
         &self.path
@@ -501,6 +508,22 @@ impl ComponentProcess {
             out.push(text);
         }
         Ok(out)
+    }
+
+    /// Calls `name` with typed arguments (wasmtime component values) and returns its results
+    /// as values: for hosts that convert their own data to and from a function's WIT types
+    /// (the pipeline's component stages). wasmtime checks the arguments against the
+    /// function's parameter types; a mismatch fails the call like a trap.
+    ///
+    /// # Errors
+    /// As [`ComponentProcess::call_wave`], without the WAVE parsing ones.
+    pub fn call_vals(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, ComponentError> {
+        self.check_poisoned()?;
+        let (full, func) = self.find(name)?;
+        let n = func.ty(&self.store).results().len();
+        let mut results = vec![Val::Bool(false); n];
+        self.enter(&full, func, args, &mut results)?;
+        Ok(results)
     }
 
     /// Runs a `wasi:cli/command` component (`wasi:cli/run#run`): exit status 0 for `ok`, 1 for

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
     MAX_BATCH_ROWS, MAX_QUEUE_DEPTH, MAX_ROW_GROUP_ROWS, MAX_WORKERS, PipelineError, PipelineSpec,
-    Schedule, Sink, Source, Stage, check_bound, check_function, workers_in_total,
+    Schedule, Sink, Source, Stage, StageModule, check_bound, check_function, workers_in_total,
 };
 use wasmlink_host::plugin::PluginHost;
 use wasmlink_host::policy::Policy;
@@ -453,6 +453,21 @@ pub(crate) fn from_toml(
                 }
             },
         };
+        if reference.is_none() && is_component_file(&module) {
+            // A stage component (wit/pipeline/stage.wit): the same policy, its own runtime.
+            let component = super::ComponentStage::load(&module, policy)
+                .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
+            component
+                .check_function(st.function.get_ref())
+                .map_err(|e| serr(st.function.span(), "function", e.to_string()))?;
+            stages.push(Stage {
+                name,
+                plugin: StageModule::Component(std::sync::Arc::new(component)),
+                function: st.function.get_ref().clone(),
+                workers,
+            });
+            continue;
+        }
         let plugin = match reference {
             None => host.load_file(&module, policy),
             Some(r) => {
@@ -474,7 +489,7 @@ pub(crate) fn from_toml(
             .map_err(|m| serr(st.function.span(), "function", m))?;
         stages.push(Stage {
             name,
-            plugin,
+            plugin: plugin.into(),
             function: st.function.get_ref().clone(),
             workers,
         });
@@ -498,6 +513,17 @@ fn is_reference(module: &str) -> bool {
         && !module.ends_with(".wasm")
         && !module.ends_with(".wat")
         && wasmlink_repo::ModuleRef::parse(module).is_ok()
+}
+
+/// Whether the regular file at `path` starts like a component (the caller checked that it is
+/// a regular file, so opening it cannot block).
+fn is_component_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && wasmlink_component::is_component(&head)
 }
 
 fn io_msg(e: &std::io::Error) -> String {

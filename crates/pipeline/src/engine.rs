@@ -31,13 +31,44 @@ use arrow_array::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use sha2::{Digest, Sha256};
 
+use super::component::ComponentInstance;
 use super::sink::Output;
 use super::source::open_source;
 use super::{
     CallHook, Outcome, PipelineError, PipelineSpec, Progress, RunOptions, RunStats, Schedule,
     Source, Stage, StageStats, catch_quiet,
 };
-use wasmlink_host::plugin::{Instance, PluginError};
+use super::{StageCallError, StageModule};
+use wasmlink_host::plugin::Instance;
+
+/// A worker's instance of one stage.
+enum Worker {
+    Core(Instance),
+    Component(ComponentInstance),
+}
+
+impl Worker {
+    fn new(stage: &Stage) -> Result<Worker, StageCallError> {
+        Ok(match &stage.plugin {
+            StageModule::Core(p) => Worker::Core(p.instance()?),
+            StageModule::Component(c) => Worker::Component(c.instance()?),
+        })
+    }
+
+    fn call(&mut self, stage: &Stage, batch: &RecordBatch) -> Result<RecordBatch, StageCallError> {
+        match (self, &stage.plugin) {
+            (Worker::Core(i), _) => Ok(i.call_arrow(&stage.function, batch)?),
+            (Worker::Component(i), StageModule::Component(c)) => {
+                Ok(i.call(c, &stage.function, batch)?)
+            }
+            (Worker::Component(_), StageModule::Core(_)) => {
+                Err(StageCallError::Component(super::ComponentStageError::Load(
+                    "internal error: a component instance for a core stage".into(),
+                )))
+            }
+        }
+    }
+}
 
 /// How often the sink commits a checkpoint (syncing its files).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
@@ -474,7 +505,7 @@ enum Step {
 /// failed call), counting into `counters`.
 fn call_stage(
     stage: &Stage,
-    instance: &mut Option<Instance>,
+    instance: &mut Option<Worker>,
     batch: &RecordBatch,
     seq: u64,
     shared: &Shared,
@@ -483,7 +514,7 @@ fn call_stage(
 ) -> Step {
     let inst = match instance {
         Some(i) => i,
-        None => match stage.plugin.instance() {
+        None => match Worker::new(stage) {
             Ok(i) => instance.insert(i),
             Err(e) => {
                 shared.fail(PipelineError::Stage {
@@ -501,7 +532,7 @@ fn call_stage(
         if let Some(hook) = on_call {
             hook(&stage.name, seq, batch);
         }
-        inst.call_arrow(&stage.function, batch)
+        inst.call(stage, batch)
     });
     let result = match result {
         Ok(r) => r,
@@ -534,7 +565,7 @@ fn call_stage(
                 .fetch_add(out.get_array_memory_size() as u64, Ordering::Relaxed);
             Step::Ok(out)
         }
-        Err(e) if e.is_call_failure() || matches!(e, PluginError::Guest { .. }) => {
+        Err(e) if e.is_call_failure() => {
             tracing::warn!(target: "wasmlink::pipeline", "batch {seq}: stage `{}`: {e}", stage.name);
             counters.failures.fetch_add(1, Ordering::Relaxed);
             // The instance may be poisoned: the next batch gets a fresh one.
@@ -569,7 +600,7 @@ fn work_chain(
     counters: &[Arc<Counters>],
     on_call: Option<&CallHook>,
 ) {
-    let mut instances: Vec<Option<Instance>> = stages.iter().map(|_| None).collect();
+    let mut instances: Vec<Option<Worker>> = stages.iter().map(|_| None).collect();
     for item in rx.iter() {
         let (seq, mut batch) = match item {
             Item::Ok { seq, batch } => (seq, batch),
@@ -627,7 +658,7 @@ fn work(
     counters: &Counters,
     on_call: Option<&CallHook>,
 ) {
-    let mut instance: Option<Instance> = None;
+    let mut instance: Option<Worker> = None;
     for item in rx.iter() {
         let (seq, batch) = match item {
             Item::Ok { seq, batch } => (seq, batch),

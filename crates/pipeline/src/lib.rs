@@ -63,6 +63,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod component;
 mod config;
 mod engine;
 mod parquet_io;
@@ -78,6 +79,7 @@ use serde::Serialize;
 
 use wasmlink_host::plugin::{Plugin, PluginHost};
 
+pub use component::{ComponentStage, ComponentStageError, STAGE_FUNCTION, SUPPORTED_TYPES};
 pub use parquet_io::{PARQUET_MAGIC, encode_parquet, parquet_properties, read_parquet};
 
 /// Default rows per batch.
@@ -370,18 +372,118 @@ impl Sink {
     }
 }
 
-/// One stage: an ABI v1 Arrow function of a loaded plugin, run by `workers` threads.
+/// One stage: an ABI v1 Arrow function of a loaded plugin, or the `process` function of a
+/// stage component (wit/pipeline/stage.wit), run by `workers` threads.
 #[derive(Debug, Clone)]
 pub struct Stage {
     /// The stage's name, unique in the pipeline (shown in stats and dead letters).
     pub name: String,
-    /// The plugin.
-    pub plugin: Plugin,
-    /// The exported function: `f(in_ptr: i32, in_len: i32) -> i32` (docs/abi.md), Arrow IPC in
-    /// and out.
+    /// The module: a core plugin or a component.
+    pub plugin: StageModule,
+    /// The exported function: for a core module `f(in_ptr: i32, in_len: i32) -> i32`
+    /// (docs/abi.md), Arrow IPC in and out; for a component a function taking a `batch`
+    /// ([`STAGE_FUNCTION`]).
     pub function: String,
     /// Worker threads, each with one instance (at least 1).
     pub workers: usize,
+}
+
+/// A stage's module: a core module loaded as a plugin, or a stage component.
+#[derive(Debug, Clone)]
+pub enum StageModule {
+    /// A core module (ABI v1, Arrow IPC in and out).
+    Core(Plugin),
+    /// A component of the world `wasmlink:pipeline/stage-component`.
+    Component(Arc<ComponentStage>),
+}
+
+impl From<Plugin> for StageModule {
+    fn from(p: Plugin) -> Self {
+        StageModule::Core(p)
+    }
+}
+
+impl From<ComponentStage> for StageModule {
+    fn from(c: ComponentStage) -> Self {
+        StageModule::Component(Arc::new(c))
+    }
+}
+
+/// Why one call of a stage failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageCallError {
+    /// A core stage's call.
+    #[error(transparent)]
+    Plugin(#[from] wasmlink_host::plugin::PluginError),
+    /// A component stage's call.
+    #[error(transparent)]
+    Component(#[from] ComponentStageError),
+}
+
+impl StageCallError {
+    /// Whether the call failed on its batch (a trap, a limit, a guest error, a bad batch
+    /// either way): the batch is a dead letter and the run goes on. Otherwise the stage
+    /// cannot run at all.
+    pub fn is_call_failure(&self) -> bool {
+        match self {
+            StageCallError::Plugin(e) => {
+                e.is_call_failure() || matches!(e, wasmlink_host::plugin::PluginError::Guest { .. })
+            }
+            StageCallError::Component(e) => !matches!(
+                e,
+                ComponentStageError::Load(_) | ComponentStageError::Function(_)
+            ),
+        }
+    }
+}
+
+impl StageModule {
+    /// The module's name.
+    pub fn name(&self) -> String {
+        match self {
+            StageModule::Core(p) => p.name(),
+            StageModule::Component(c) => c.name(),
+        }
+    }
+
+    /// The module's sha256, in hex.
+    pub fn sha256(&self) -> String {
+        match self {
+            StageModule::Core(p) => p.sha256(),
+            StageModule::Component(c) => c.sha256(),
+        }
+    }
+
+    /// Whether it is a component.
+    pub fn is_component(&self) -> bool {
+        matches!(self, StageModule::Component(_))
+    }
+
+    /// Calls `function` on `batch` once, outside a pipeline run (an instance from the module's
+    /// pool).
+    ///
+    /// # Errors
+    /// [`StageCallError`].
+    pub fn call_arrow(
+        &self,
+        function: &str,
+        batch: &RecordBatch,
+    ) -> Result<RecordBatch, StageCallError> {
+        match self {
+            StageModule::Core(p) => Ok(p.call_arrow(function, batch)?),
+            StageModule::Component(c) => Ok(c.call_arrow(function, batch)?),
+        }
+    }
+
+    /// Checks that `function` is a stage function of the module; the message says what is
+    /// wrong.
+    pub fn check_function(&self, function: &str) -> Result<(), String> {
+        match self {
+            StageModule::Core(p) => check_function(p, function),
+            StageModule::Component(c) => c.check_function(function).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// How the stages are spread over threads.
@@ -443,11 +545,17 @@ impl PipelineSpec {
         self
     }
 
-    /// Appends a stage.
-    pub fn stage(mut self, name: &str, plugin: Plugin, function: &str, workers: usize) -> Self {
+    /// Appends a stage: a core [`Plugin`] or a [`ComponentStage`] (or a [`StageModule`]).
+    pub fn stage(
+        mut self,
+        name: &str,
+        plugin: impl Into<StageModule>,
+        function: &str,
+        workers: usize,
+    ) -> Self {
         self.stages.push(Stage {
             name: name.to_string(),
-            plugin,
+            plugin: plugin.into(),
             function: function.to_string(),
             workers,
         });
@@ -638,7 +746,8 @@ impl Pipeline {
                     .and_then(|()| workers_in_total(threads))
                     .map_err(|m| PipelineError::spec(Some(&s.name), "workers", m))?;
             }
-            check_function(&s.plugin, &s.function)
+            s.plugin
+                .check_function(&s.function)
                 .map_err(|m| PipelineError::spec(Some(&s.name), "function", m))?;
         }
         if let (Some(out), Some(dead)) = (spec.sink.path(), &spec.dead_letter)
