@@ -168,7 +168,7 @@ pub enum ModuleSource {
     /// A file: `--modules`/`$WASMLINK_MODULES`, or the build tree of this binary.
     File(PathBuf),
     /// The copy built into this binary (build.rs).
-    Embedded(&'static [u8]),
+    Embedded(Vec<u8>),
 }
 
 mod embedded {
@@ -207,7 +207,13 @@ impl ModulesFlag {
                 return Ok(ModuleSource::File(p));
             }
         }
-        if let Some((_, bytes)) = embedded::EMBEDDED.iter().find(|(n, _)| *n == name) {
+        if let Some((_, packed)) = embedded::EMBEDDED.iter().find(|(n, _)| *n == name) {
+            let bytes = zstd::decode_all(*packed).map_err(|e| {
+                CliError::Other(format!(
+                    "{file}: the copy built into this binary does not decompress ({e}): \
+                     rebuild wasmlink"
+                ))
+            })?;
             return Ok(ModuleSource::Embedded(bytes));
         }
         let dirs: Vec<String> = tried.iter().map(|d| d.display().to_string()).collect();

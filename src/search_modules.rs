@@ -72,7 +72,7 @@ pub fn load_module_timeout(
     }
     match source {
         ModuleSource::File(path) => host.load_file(&path, policy),
-        ModuleSource::Embedded(bytes) => host.load(name, bytes, policy),
+        ModuleSource::Embedded(bytes) => host.load(name, &bytes, policy),
     }
     .map_err(|e| CliError::Other(e.to_string()))
 }
