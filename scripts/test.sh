@@ -6,6 +6,8 @@ bash scripts/setup.sh
 cargo run -q -p wasmlink-xtask -- corpus
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --all-features 2>&1 | tee "$log"
+# The installed binary: under 50 MB, runs the main job with no checkout (a release build).
+bash scripts/check-install.sh 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
 awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
