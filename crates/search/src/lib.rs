@@ -56,7 +56,7 @@ pub use index::{
     DocId, DocInfo, FORMAT_NAME, FORMAT_VERSION, FileInfo, Index, IndexBuilder, IndexError,
     IndexWriter, Manifest, Posting,
 };
-pub use normalize::{MAX_TERM_BYTES, Normalizer, STOP_WORDS, normalize};
+pub use normalize::{MAX_TERM_BYTES, Normalizer, STOP_WORDS, normalize, stop_words_only};
 pub use query::{Bm25, Hit};
 pub use tokenize::{tokenize, tokens};
 

@@ -108,6 +108,30 @@ fn is_stop_word(word: &str) -> bool {
     word.len() <= 5 && STOP_WORDS.binary_search(&word).is_ok()
 }
 
+/// The words of `query` (as [`tokens`](crate::tokens) splits it, lowercased as
+/// [`Normalizer`] does, each once, in order) when every one of them is a stop word and there is
+/// at least one: why such a query matches nothing. `None` when some word makes a term, or the
+/// query has no words.
+///
+/// ```
+/// assert_eq!(wasmlink_search::stop_words_only("The AND the"), Some(vec!["the".into(), "and".into()]));
+/// assert_eq!(wasmlink_search::stop_words_only("the crab"), None);
+/// assert_eq!(wasmlink_search::stop_words_only("  "), None);
+/// ```
+pub fn stop_words_only(query: &str) -> Option<Vec<String>> {
+    let mut words: Vec<String> = Vec::new();
+    for word in crate::tokens(query) {
+        let lower = word.to_lowercase().replace('\u{2019}', "'");
+        if !is_stop_word(&lower) {
+            return None;
+        }
+        if !words.contains(&lower) {
+            words.push(lower);
+        }
+    }
+    (!words.is_empty()).then_some(words)
+}
+
 /// Normalises words into index terms with a fresh [`Normalizer`].
 ///
 /// ```
@@ -123,6 +147,25 @@ pub fn normalize<'a>(words: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_words_only_names_the_words_of_an_all_stop_word_query() {
+        assert_eq!(stop_words_only("the"), Some(vec!["the".to_string()]));
+        assert_eq!(
+            stop_words_only("To be, OR not to be"),
+            Some(vec!["to".into(), "be".into(), "or".into(), "not".into()])
+        );
+        // One word that makes a term, no words at all, or a long word: not all stop words.
+        assert_eq!(stop_words_only("the crab"), None);
+        assert_eq!(stop_words_only(""), None);
+        assert_eq!(stop_words_only(" !? "), None);
+        assert_eq!(stop_words_only("thereafter"), None);
+        // Exactly the words the normaliser drops as stop words.
+        for q in ["the", "The AND", "crab", "it is"] {
+            let all_stop = Normalizer::new().normalize_all(crate::tokens(q)).is_empty();
+            assert_eq!(stop_words_only(q).is_some(), all_stop, "{q}");
+        }
+    }
 
     #[test]
     fn stop_words_are_sorted_and_dropped() {
