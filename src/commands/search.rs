@@ -85,8 +85,23 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Other(format!("{}: {e}", args.index.display())))?;
     let first = started.elapsed();
 
+    // Why nothing matched, when the reason is the query itself: every word is a stop word,
+    // dropped from queries as from documents (wasmlink_search::STOP_WORDS).
+    let why_none = || {
+        wasmlink_search::stop_words_only(&args.query).map(|words| {
+            format!(
+                "no results: every term of the query is a stop word ({})",
+                words.join(", ")
+            )
+        })
+    };
     if args.json {
         print(&out)?;
+        if out.trim().is_empty()
+            && let Some(why) = why_none()
+        {
+            diag(format_args!("{why}"));
+        }
     } else {
         let mut text = String::new();
         for line in out.lines() {
@@ -104,7 +119,8 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             ));
         }
         if text.is_empty() {
-            text.push_str("no results\n");
+            text.push_str(&why_none().unwrap_or_else(|| "no results".into()));
+            text.push('\n');
         }
         print(&text)?;
     }

@@ -446,3 +446,41 @@ fn missing_modules_and_corpus_are_clear_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_query_of_only_stop_words_says_why_it_has_no_results() {
+    let (_tmp, _corpus, index) = indexed("1", "64");
+    let modules = modules_dir();
+    let search = |query: &str, json: bool| {
+        let mut args = vec![
+            "search",
+            index.to_str().unwrap(),
+            query,
+            "--modules",
+            modules.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = wasmlink(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    assert_eq!(
+        search("the", false).0,
+        "no results: every term of the query is a stop word (the)\n"
+    );
+    assert_eq!(
+        search("The AND the", false).0,
+        "no results: every term of the query is a stop word (the, and)\n"
+    );
+    // A word that is not a stop word but matches nothing: the plain message.
+    assert_eq!(search("the zebra", false).0, "no results\n");
+    // --json keeps stdout JSON Lines (none) and says why on stderr.
+    let (out, err) = search("the", true);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("no results: every term of the query is a stop word (the)"),
+        "{err}"
+    );
+}
