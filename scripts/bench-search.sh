@@ -8,7 +8,7 @@
 #
 #   bash scripts/bench-search.sh [CORPUS]                    # default: the Rust book (fast)
 #   CORPUS="$(rustc --print sysroot)/share/doc/rust/html" bash scripts/bench-search.sh
-#   ROUNDS=3 REPEAT=20 bash scripts/bench-search.sh
+#   ROUNDS=3 REPEAT=20 KEEP=target/bench-search bash scripts/bench-search.sh
 #
 # Indexing runs ROUNDS times (default 3), the two engines in turn, and the table shows the
 # median time and the peak RSS of the median run. A query's latency is the median of REPEAT
@@ -46,8 +46,15 @@ CARGO_TARGET_DIR="$root/target/search-anchor" cargo build --quiet --release \
 wasmlink="$root/target/release/wasmlink"
 anchor="$root/target/search-anchor/release/search-anchor"
 
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+# KEEP=DIR keeps the rankings (w.ranking, t.ranking: query TAB rank TAB path), each query's
+# latency (*.ranking.ms), scores and misses in DIR; otherwise they go with a temporary directory.
+if [ -n "${KEEP:-}" ]; then
+  out="$KEEP"
+  mkdir -p "$out"
+else
+  out="$(mktemp -d)"
+  trap 'rm -rf "$out"' EXIT
+fi
 
 # Runs "$@" under /usr/bin/time; prints "seconds peak_rss_kib" and leaves stdout in $out/stdout.
 timed() {

@@ -22,7 +22,7 @@
 //! directory): only the queries with an expected page under P, with P stripped from the paths.
 //! A ranking file has one line per result: query TAB rank TAB path.
 //!
-//! Latency: each query is run once to warm up, then R times (default 20); its latency is the
+//! Latency (also written per query to RANKING.ms): each query is run once to warm up, then R times (default 20); its latency is the
 //! median of the R runs; p50 and p99 are taken over the queries' medians.
 
 use std::collections::HashMap;
@@ -299,6 +299,14 @@ fn finish(ranking_path: &str, rankings: &[(String, Vec<String>)], mut lat: Vec<f
         }
     }
     std::fs::write(ranking_path, out).map_err(|e| format!("{ranking_path}: {e}"))?;
+    // Each query's latency next to the ranking: RANKING.ms, query TAB milliseconds.
+    let per_query: String = rankings
+        .iter()
+        .zip(&lat)
+        .map(|((q, _), ms)| format!("{q}\t{ms:.4}\n"))
+        .collect();
+    let ms_path = format!("{ranking_path}.ms");
+    std::fs::write(&ms_path, per_query).map_err(|e| format!("{ms_path}: {e}"))?;
     lat.sort_by(f64::total_cmp);
     println!(
         "{}",
