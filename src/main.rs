@@ -103,6 +103,10 @@ const DEBUG_TOPICS: &[(&str, &str)] = &[
     ("bindings", "how each import of each module is bound"),
     ("symbols", "where each symbol lookup found its definition"),
     ("pipeline", "pipeline stages, workers and batches"),
+    (
+        "statistics",
+        "time spent in each phase of loading a linked process, and in its main",
+    ),
     ("all", "all of the above"),
     ("help", "print this list and exit"),
 ];

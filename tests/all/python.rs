@@ -370,3 +370,30 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `WASMLINK_DEBUG=statistics` splits start-up into the loader's phases and the main, on
+/// stderr, as glibc's `LD_DEBUG=statistics`; stdout stays the program's.
+#[test]
+fn debug_statistics_prints_each_load_phase_and_the_main() {
+    let home = home();
+    let out = wasmlink_in(
+        &["python", "--home", home.to_str().unwrap(), "-c", "print(7)"],
+        None,
+        &[("WASMLINK_DEBUG", "statistics")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "7\n");
+    let err = stderr(&out);
+    for phase in [
+        "load: ",
+        "find + read + parse",
+        "hash (code cache key)",
+        "compiled code",
+        "bind + instantiate",
+        "relocations",
+        "constructors",
+        "main (entry point",
+    ] {
+        assert!(err.contains(phase), "{phase} missing from:\n{err}");
+    }
+}

@@ -140,7 +140,22 @@ impl ModuleCache {
         bytes: &[u8],
         compile: impl FnOnce() -> Result<Module, E>,
     ) -> Result<Module, E> {
-        let key: [u8; 32] = Sha256::digest(bytes).into();
+        self.get_or_compile_keyed(engine, &content_key(bytes), compile)
+    }
+
+    /// As [`get_or_compile`](Self::get_or_compile), for bytes whose key the caller already has.
+    /// `key` must be [`content_key`] of the very bytes `compile` compiles (or a key the
+    /// caller's own cache of it returned): a wrong key runs the wrong code.
+    ///
+    /// # Errors
+    /// What `compile` returns; a failed compilation is not cached.
+    pub fn get_or_compile_keyed<E>(
+        &self,
+        engine: &Engine,
+        key: &[u8; 32],
+        compile: impl FnOnce() -> Result<Module, E>,
+    ) -> Result<Module, E> {
+        let key = *key;
         if let Some(m) = self.state().get(&key, engine) {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(m);
@@ -161,6 +176,11 @@ impl ModuleCache {
         self.state().insert(key, module.clone(), size);
         Ok(module)
     }
+}
+
+/// The key of a module's bytes in every code cache (in memory and on disk): their sha256.
+pub fn content_key(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 impl State {

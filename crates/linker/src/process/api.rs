@@ -90,7 +90,16 @@ impl Process {
             l.module.get_export("_start").is_some()
         };
         let cx = self.store.as_context_mut();
+        let started = std::time::Instant::now();
         let status = super::lifecycle::run_entry(cx, self.main);
+        if super::stats::enabled() {
+            // `exit()` ends the entry point with LinkError::Exit: the time is still the main's.
+            tracing::debug!(
+                target: super::stats::TARGET,
+                "main (entry point until it returns or exits): {}",
+                super::stats::ms(started.elapsed()).trim_start()
+            );
+        }
         let finish = super::lifecycle::run_atexit(self.store.as_context_mut(), None);
         let status = match status {
             // `exit()` flushed and ran its handlers before `proc_exit`.

@@ -347,6 +347,7 @@ impl ProcessBuilder {
     /// [`LinkError`] naming the library and symbol: a library not found (with what was
     /// searched), an unresolved data symbol, a type mismatch, a trap in a constructor.
     pub fn load(self, program: &Path) -> Result<Process, LinkError> {
+        let started = std::time::Instant::now();
         let engine = self.engine_for_load()?;
         let (timeout, fuel, memory_limit) = self.effective_limits();
         let mut wasi = self.wasi()?;
@@ -359,11 +360,20 @@ impl ProcessBuilder {
                 .map_err(|e| LinkError::runtime("wasmlink", "wasi setup", e))?;
         }
 
+        let setup = started.elapsed();
+        let read_started = std::time::Instant::now();
         let bytes: Arc<[u8]> = read(program)?.into();
         let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
             path: program.to_path_buf(),
             message: e.to_string(),
         })?;
+        let stats = super::stats::Stats {
+            setup,
+            read: read_started.elapsed(),
+            files: 1,
+            bytes: bytes.len() as u64,
+            ..Default::default()
+        };
         let host = Host {
             wasi: wasi.build_p1(),
             handles: Default::default(),
@@ -399,6 +409,7 @@ impl ProcessBuilder {
                 module_cache: self.module_cache.clone(),
                 instances: 0,
                 max_instances: self.max_instances,
+                stats: std::cell::Cell::new(stats),
             },
             atexit: Vec::new(),
             args: self.args.clone(),
@@ -448,6 +459,13 @@ impl ProcessBuilder {
         }
         let id = load_tree_from(process.store.as_context_mut(), main)?;
         debug_assert_eq!(id, main);
+        let stats = &process.store.data().dl.stats;
+        let mut s = stats.get();
+        s.total = started.elapsed();
+        stats.set(s);
+        if super::stats::enabled() {
+            s.report_load();
+        }
         Ok(process)
     }
 }

@@ -3,8 +3,7 @@
 
 use wasmlink_dylink::ImportClass;
 use wasmtime::{
-    AsContextMut, Extern, ExternType, Global, GlobalType, Mutability, StoreContextMut, Val,
-    ValType,
+    AsContextMut, Extern, ExternType, Global, GlobalType, Mutability, StoreContextMut, Val, ValType,
 };
 
 use super::bind::Binding;
@@ -200,8 +199,13 @@ pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Resul
     cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
     fill_slots(cx.as_context_mut(), id)?;
     if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
+        let t = std::time::Instant::now();
         f.call(cx.as_context_mut(), &[], &mut [])
             .map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
+        let stats = &cx.data().dl.stats;
+        let mut s = stats.get();
+        s.relocate += t.elapsed();
+        stats.set(s);
     }
     super::lifecycle::init_tls(cx, id)?;
     Ok(())

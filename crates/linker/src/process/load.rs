@@ -52,12 +52,15 @@ pub(super) fn setup_main(
     } else {
         (bytes, info)
     };
+    let mut stats = store.data().dl.stats.get();
     let module = compile(
         &store.data().dl.engine,
         store.data().dl.module_cache.as_ref(),
         path,
         &bytes,
+        &mut stats,
     )?;
+    store.data().dl.stats.set(stats);
     let info = Arc::new(info);
     if info.kind == ModuleKind::StaticProgram
         || (info.kind == ModuleKind::Plain && exports_memory(&info))
@@ -377,6 +380,7 @@ pub(crate) fn load_tree(
         }
         None => (None, Vec::new()),
     };
+    let read_started = std::time::Instant::now();
     let found = if is_path && name_str.contains('/') {
         let bytes = read(name)?;
         let info = ModuleInfo::parse(&bytes).map_err(|e| LinkError::BadModule {
@@ -394,6 +398,7 @@ pub(crate) fn load_tree(
             .search
             .find(&name_str, req_path.as_deref(), &runpath)?
     };
+    add_read(&cx, read_started, &found);
     let display = Path::new(&name_str)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -455,7 +460,15 @@ pub(super) fn add_library(
         None => read(&path)?.into(),
     };
     let dl = &cx.data().dl;
-    let module = compile(&dl.engine, dl.module_cache.as_ref(), &path, &bytes)?;
+    let mut stats = dl.stats.get();
+    let module = compile(
+        &dl.engine,
+        dl.module_cache.as_ref(),
+        &path,
+        &bytes,
+        &mut stats,
+    )?;
+    dl.stats.set(stats);
     drop(bytes);
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
     for (offset, len) in &info.data_segments {
@@ -522,7 +535,9 @@ pub(super) fn load_tree_from(
                     d
                 }
                 None => {
+                    let read_started = std::time::Instant::now();
                     let found = cx.data().dl.search.find(&n, Some(&path), &runpath)?;
+                    add_read(&cx, read_started, &found);
                     let d = add_library(cx.as_context_mut(), n.clone(), found)?;
                     if root_global {
                         cx.data_mut().dl.global_scope.push(d);
@@ -565,14 +580,42 @@ pub(super) fn load_tree_from(
         .filter(|&id| cx.data().dl.lib(id).instance.is_none())
         .collect();
     for &id in &new {
+        let before = cx.data().dl.stats.get();
+        let t = std::time::Instant::now();
         instantiate(cx.as_context_mut(), id)?;
+        let elapsed = t.elapsed();
+        let stats = &cx.data().dl.stats;
+        let mut s = stats.get();
+        // What instantiating compiled (thunks, WASI shims) and relocated is counted there.
+        let inner = (s.hash + s.code + s.relocate) - (before.hash + before.code + before.relocate);
+        s.instantiate += elapsed.saturating_sub(inner);
+        stats.set(s);
     }
     for &id in &new {
         if cx.data().dl.run_constructors {
+            let t = std::time::Instant::now();
             super::lifecycle::run_ctors(cx.as_context_mut(), id)?;
+            let stats = &cx.data().dl.stats;
+            let mut s = stats.get();
+            s.ctors += t.elapsed();
+            stats.set(s);
         }
     }
     Ok(root)
+}
+
+/// Counts a module found on disk in the statistics' read phase.
+fn add_read(
+    cx: &StoreContextMut<'_, Host>,
+    started: std::time::Instant,
+    found: &crate::resolve::Found,
+) {
+    let stats = &cx.data().dl.stats;
+    let mut s = stats.get();
+    s.read += started.elapsed();
+    s.files += 1;
+    s.bytes += found.bytes.as_ref().map_or(0, |b| b.len() as u64);
+    stats.set(s);
 }
 
 pub(super) fn check_duplicates(

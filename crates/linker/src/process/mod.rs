@@ -41,17 +41,18 @@ mod load;
 mod own_memory;
 mod resources;
 mod state;
+mod stats;
 pub mod thunk;
 mod wasi;
 
 pub use api::{LibraryInfo, Process};
 pub use builder::{DEFAULT_MAX_INSTANCES, DEFAULT_STACK_SIZE, ProcessBuilder, Sandbox};
 pub use error::LinkError;
-pub use limits::Limit;
 pub use libdl::{
     RTLD_DEFAULT, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NEXT, RTLD_NODELETE, RTLD_NOLOAD,
     RTLD_NOW,
 };
+pub use limits::Limit;
 pub use state::{Host, LibId, Symbol};
 /// The in-memory cache of compiled modules (in `wasmlink-engine`).
 pub use wasmlink_engine::cache;

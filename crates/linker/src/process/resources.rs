@@ -11,7 +11,9 @@ use wasmtime::{
 use super::error::LinkError;
 use super::layout::{PAGE, align_up};
 use super::state::Host;
+use super::stats::{Stats, timed};
 use wasmlink_engine::ModuleCache;
+use wasmlink_engine::cache::content_key;
 
 /// Grows the memory (or reuses a freed range) for a region of `size` bytes.
 pub(super) fn alloc_region(
@@ -84,6 +86,7 @@ pub(super) fn compile(
     cache: Option<&ModuleCache>,
     path: &Path,
     bytes: &[u8],
+    stats: &mut Stats,
 ) -> Result<Module, LinkError> {
     let compile = || {
         Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
@@ -92,8 +95,13 @@ pub(super) fn compile(
         })
     };
     match cache {
-        Some(c) => c.get_or_compile(engine, bytes, compile),
-        None => compile(),
+        Some(c) => {
+            let key = timed(&mut stats.hash, || content_key(bytes));
+            timed(&mut stats.code, || {
+                c.get_or_compile_keyed(engine, &key, compile)
+            })
+        }
+        None => timed(&mut stats.code, compile),
     }
 }
 
@@ -106,10 +114,18 @@ pub(super) fn compile_generated(
 ) -> Result<Module, LinkError> {
     let dl = &cx.data().dl;
     let compile = || Module::new(&dl.engine, bytes).map_err(|e| LinkError::runtime(who, what, e));
-    match &dl.module_cache {
-        Some(c) => c.get_or_compile(&dl.engine, bytes, compile),
-        None => compile(),
-    }
+    let mut stats = dl.stats.get();
+    let module = match &dl.module_cache {
+        Some(c) => {
+            let key = timed(&mut stats.hash, || content_key(bytes));
+            timed(&mut stats.code, || {
+                c.get_or_compile_keyed(&dl.engine, &key, compile)
+            })
+        }
+        None => timed(&mut stats.code, compile),
+    };
+    dl.stats.set(stats);
+    module
 }
 
 /// Instantiates `module` for `who`, within the process's instance bound.

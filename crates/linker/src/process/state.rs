@@ -198,6 +198,8 @@ pub(super) struct Linkage {
     pub(super) instances: usize,
     /// The bound on `instances`.
     pub(super) max_instances: usize,
+    /// Where the load's time went (`WASMLINK_DEBUG=statistics`).
+    pub(super) stats: std::cell::Cell<super::stats::Stats>,
 }
 
 impl Linkage {
