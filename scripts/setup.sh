@@ -30,3 +30,13 @@ if ! "$venv/bin/python" -c "import pyarrow, pyarrow.flight, sys; sys.exit(pyarro
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "pyarrow==$PYARROW_VERSION"
 fi
+
+# Pipeline stages as components (docs/pipeline.md, "Stages as components"): the wasm32-wasip2
+# Rust target, and componentize-py (tests/all/component_stage.rs builds the Python stage of
+# tests/fixtures/py/stage/ with it) in the same private venv. One wheel, ~40 MB.
+grep -qx wasm32-wasip2 <<<"$installed" || rustup target add wasm32-wasip2
+COMPONENTIZE_PY_VERSION=0.25.1
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null | awk '{print $2}')" != "$COMPONENTIZE_PY_VERSION" ]; then
+  echo "setup: installing componentize-py $COMPONENTIZE_PY_VERSION into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi

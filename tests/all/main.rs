@@ -12,6 +12,7 @@ mod component_api;
 mod component_cli;
 mod component_hostile;
 mod component_repo;
+mod component_stage;
 mod cli_hostile;
 mod corpus;
 mod exchange;

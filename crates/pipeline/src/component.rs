@@ -343,10 +343,26 @@ fn call_message(e: &ComponentError) -> String {
     }
 }
 
-/// The last non-empty line of `bytes` (lossy UTF-8), at most 1000 characters.
+/// The line of a guest's stderr that says why it failed, at most 1000 characters: a Python
+/// traceback's exception line (`ValueError: ...`, the first unindented line after the last
+/// `Traceback (most recent call last):`), else the last non-empty line that is not a Rust
+/// panic's `note: ...`.
 fn last_line(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
-    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let line = match text.rfind("Traceback (most recent call last):") {
+        Some(at) => text[at..]
+            .lines()
+            .skip(1)
+            .find(|l| !l.is_empty() && !l.starts_with(char::is_whitespace))
+            .map(str::trim),
+        None => None,
+    }
+    .or_else(|| {
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("note: "))
+    })?;
     Some(line.chars().take(1000).collect())
 }
 
@@ -719,6 +735,17 @@ mod tests {
             Val::List(vec![col("a", "int64", vec![]), col("a", "int64", vec![])]),
         )]);
         assert_eq!(val_to_batch(v).unwrap_err(), "column `a` appears twice");
+    }
+
+    #[test]
+    fn a_python_traceback_gives_its_exception_line() {
+        let err =
+            b"Traceback (most recent call last):\n  File \"/0/app.py\", line 41, in process\n\
+ValueError: asked to raise\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n\
+Python function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(last_line(err).unwrap(), "ValueError: asked to raise");
+        assert_eq!(last_line(b"boom\nnote: x\n").unwrap(), "boom");
+        assert_eq!(last_line(b"\n \n"), None);
     }
 
     #[test]
