@@ -64,7 +64,10 @@ pub(crate) fn load(engine: &Engine, key: &[u8; 32]) -> Option<Module> {
     // SAFETY: the file is one this cache wrote (see the module docs on trust): a serialized
     // module for this engine's compatibility hash, renamed into place whole and never
     // modified afterwards. wasmtime checks its header and the engine's settings again.
-    #[allow(unsafe_code, reason = "mapping a compiled artifact this cache wrote; see SAFETY")]
+    #[allow(
+        unsafe_code,
+        reason = "mapping a compiled artifact this cache wrote; see SAFETY"
+    )]
     let mapped = unsafe { Module::deserialize_file(engine, &path) };
     match mapped {
         Ok(m) => Some(m),
@@ -99,11 +102,51 @@ fn write(path: &Path, module: &Module) -> std::io::Result<()> {
     let bytes = module.serialize().map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
         std::process::id()
     ));
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// The key recorded for a file with `stamp`, if `engine` has an artifact directory holding one.
+pub(crate) fn stamped_key(engine: &Engine, stamp: &crate::cache::FileStamp) -> Option<[u8; 32]> {
+    let path = stamp_file(engine, stamp)?;
+    let bytes = std::fs::read(path).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Records `key` for a file with `stamp` (a failure only costs the next load a hash).
+pub(crate) fn store_stamped_key(engine: &Engine, stamp: &crate::cache::FileStamp, key: &[u8; 32]) {
+    let Some(path) = stamp_file(engine, stamp) else {
+        return;
+    };
+    let dir = path.parent().expect("stamp files are in a directory");
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    let tmp = dir.join(format!(".stamp.{}.tmp", std::process::id()));
+    let written = builder
+        .create(dir)
+        .and_then(|()| std::fs::write(&tmp, key))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("stamp {} not written: {e}", path.display());
+    }
+}
+
+fn stamp_file(engine: &Engine, s: &crate::cache::FileStamp) -> Option<PathBuf> {
+    Some(dir_of(engine)?.join("stamps").join(format!(
+        "{:x}-{:x}-{:x}-{}-{}",
+        s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns
+    )))
 }

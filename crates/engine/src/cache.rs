@@ -178,6 +178,90 @@ impl ModuleCache {
     }
 }
 
+/// What the kernel says of a file's content, taken (with `fstat`) before and after reading it
+/// on one descriptor: device, inode, size, modification and status-change times.
+///
+/// A [`ModuleCache`] with an on-disk directory remembers the key (sha256) of a file with a
+/// given stamp, as ccache's "direct mode" does, so a later load skips hashing. That is safe
+/// because any write to a file changes its status-change time (`ctime`), which no
+/// unprivileged call can set back: a file rewritten in place with the same size and its mtime
+/// set back still gets a new stamp, and is hashed again. Two guards close the races: the stamp
+/// must be the same before and after the read (no write during it), and a stamp is only made
+/// for a file whose mtime and ctime are more than [`STAMP_MIN_AGE`] old, so a write in the
+/// same clock tick as the stamp cannot go unseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Status-change time, ns since the epoch.
+    pub ctime_ns: i128,
+}
+
+/// How old a file's mtime and ctime must be for it to get a [`FileStamp`].
+pub const STAMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads `path` whole, with its [`FileStamp`] when it has a stable and old enough one
+/// (always `None` off Unix).
+///
+/// # Errors
+/// What opening or reading the file returns.
+pub fn read_stamped(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Option<FileStamp>)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let before = stamp_of(&file.metadata()?);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let after = stamp_of(&file.metadata()?);
+    let stamp = match (before, after) {
+        (Some(b), Some(a)) if a == b && a.size == bytes.len() as u64 => Some(a),
+        _ => None,
+    };
+    Ok((bytes, stamp))
+}
+
+#[cfg(unix)]
+fn stamp_of(m: &std::fs::Metadata) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let limit = (now.checked_sub(STAMP_MIN_AGE)?).as_nanos() as i128;
+    let s = FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+    };
+    (s.mtime_ns < limit && s.ctime_ns < limit).then_some(s)
+}
+
+#[cfg(not(unix))]
+fn stamp_of(_: &std::fs::Metadata) -> Option<FileStamp> {
+    None
+}
+
+/// The key of `bytes` read from a file with `stamp`: the one recorded for that stamp in
+/// `engine`'s artifact directory, else their sha256 (then recorded).
+pub fn file_key(engine: &Engine, stamp: Option<&FileStamp>, bytes: &[u8]) -> [u8; 32] {
+    let Some(stamp) = stamp else {
+        return content_key(bytes);
+    };
+    if let Some(key) = crate::artifacts::stamped_key(engine, stamp) {
+        return key;
+    }
+    let key = content_key(bytes);
+    crate::artifacts::store_stamped_key(engine, stamp, &key);
+    key
+}
+
 /// The key of a module's bytes in every code cache (in memory and on disk): their sha256.
 pub fn content_key(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -255,6 +339,46 @@ mod tests {
 
     fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, wasmtime::Error> {
         Module::new(engine, bytes)
+    }
+
+    /// A file rewritten in place with the same size and its mtime set back is hashed again,
+    /// never given the key recorded for its old content.
+    #[test]
+    fn a_file_rewritten_with_the_same_size_and_mtime_is_rehashed() {
+        let dir = std::env::temp_dir().join(format!("wasmlink-stamp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let engine = crate::shared_engine(Some(&dir.join("cache"))).unwrap();
+        let lib = dir.join("lib.wasm");
+        let (old, new) = (module_bytes(100), module_bytes(200));
+        assert_eq!(old.len(), new.len());
+        std::fs::write(&lib, &old).unwrap();
+        let mtime = std::fs::metadata(&lib).unwrap().modified().unwrap();
+        // Too new to be stamped: always hashed.
+        assert!(read_stamped(&lib).unwrap().1.is_none());
+        std::thread::sleep(STAMP_MIN_AGE + std::time::Duration::from_millis(200));
+        let (bytes, stamp) = read_stamped(&lib).unwrap();
+        let stamp = stamp.expect("an old, unchanged file is stamped");
+        assert_eq!(file_key(&engine, Some(&stamp), &bytes), content_key(&old));
+        // Recorded: the same stamp now answers without the bytes.
+        assert_eq!(
+            file_key(&engine, Some(&stamp), b"ignored"),
+            content_key(&old)
+        );
+        // Rewrite in place (same inode, same size), mtime set back.
+        let f = std::fs::OpenOptions::new().write(true).open(&lib).unwrap();
+        std::io::Write::write_all(&mut &f, &new).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        assert_eq!(std::fs::metadata(&lib).unwrap().modified().unwrap(), mtime);
+        let (bytes, stamp2) = read_stamped(&lib).unwrap();
+        assert_eq!(bytes, new);
+        assert_ne!(stamp2, Some(stamp), "the ctime changed");
+        assert_eq!(
+            file_key(&engine, stamp2.as_ref(), &bytes),
+            content_key(&new)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct Found {
     /// Its bytes, read once: the loader compiles these and never reads the file again.
     /// `None` only for the root entry of a [`DependencyTree`], which the caller read.
     pub bytes: Option<Arc<[u8]>>,
+    /// The file's stamp as it was read, if stable and old enough (see
+    /// [`FileStamp`](wasmlink_engine::cache::FileStamp)): lets the code cache skip hashing.
+    pub stamp: Option<wasmlink_engine::cache::FileStamp>,
 }
 
 impl SearchPath {
@@ -206,11 +209,12 @@ impl SearchPath {
                 continue;
             }
             match cache.load(path) {
-                Ok((info, bytes)) => {
+                Ok((info, bytes, stamp)) => {
                     return Ok(Found {
                         path: path.clone(),
                         info,
                         bytes: Some(bytes),
+                        stamp,
                     });
                 }
                 Err(why) => {
@@ -232,6 +236,7 @@ impl SearchPath {
                                     path,
                                     info: Arc::new(info),
                                     bytes: Some(loaded.bytes.into()),
+                                    stamp: None,
                                 });
                             }
                             Ok(_) => skipped.push((
@@ -263,23 +268,36 @@ pub struct LibraryCache {
 }
 
 /// A library's model and bytes, shared by every name that reaches it.
-type Library = (Arc<ModuleInfo>, Arc<[u8]>);
+type Library = (
+    Arc<ModuleInfo>,
+    Arc<[u8]>,
+    Option<wasmlink_engine::cache::FileStamp>,
+);
 
 impl LibraryCache {
     fn load(&mut self, path: &Path) -> Result<Library, String> {
         let Ok(key) = path.canonicalize() else {
-            return load_library(path).map(|(i, b)| (Arc::new(i), b.into()));
+            return load_library(path).map(|(i, b, s)| (Arc::new(i), b.into(), s));
         };
         self.loaded
             .entry(key)
-            .or_insert_with(|| load_library(path).map(|(i, b)| (Arc::new(i), b.into())))
+            .or_insert_with(|| load_library(path).map(|(i, b, s)| (Arc::new(i), b.into(), s)))
             .clone()
     }
 }
 
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
-fn load_library(path: &Path) -> Result<(ModuleInfo, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn load_library(
+    path: &Path,
+) -> Result<
+    (
+        ModuleInfo,
+        Vec<u8>,
+        Option<wasmlink_engine::cache::FileStamp>,
+    ),
+    String,
+> {
+    let (bytes, stamp) = wasmlink_engine::cache::read_stamped(path).map_err(|e| e.to_string())?;
     let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
     if !info.is_dynamic() {
         return Err("no dylink.0 section: not a shared library".to_string());
@@ -287,7 +305,7 @@ fn load_library(path: &Path) -> Result<(ModuleInfo, Vec<u8>), String> {
     if info.address_width != AddressWidth::Wasm32 {
         return Err("wasm64 library, wasmlink loads wasm32".to_string());
     }
-    Ok((info, bytes))
+    Ok((info, bytes, stamp))
 }
 
 /// One entry of a resolved dependency tree.
@@ -326,6 +344,7 @@ impl DependencyTree {
                 path: root.to_path_buf(),
                 info,
                 bytes: None,
+                stamp: None,
             }),
             duplicate_of: None,
         }];

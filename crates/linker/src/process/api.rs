@@ -206,6 +206,7 @@ impl Process {
                 path: path.to_path_buf(),
                 info,
                 bytes: Some(bytes.into()),
+                stamp: None,
             },
         )?;
         // The new build resolves its own imports against the process, but it is not in any

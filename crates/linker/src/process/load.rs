@@ -58,6 +58,7 @@ pub(super) fn setup_main(
         store.data().dl.module_cache.as_ref(),
         path,
         &bytes,
+        None,
         &mut stats,
     )?;
     store.data().dl.stats.set(stats);
@@ -391,6 +392,7 @@ pub(crate) fn load_tree(
             path: name.to_path_buf(),
             info: Arc::new(info),
             bytes: Some(bytes.into()),
+            stamp: None,
         }
     } else {
         cx.data()
@@ -432,7 +434,12 @@ pub(super) fn add_library(
     name: String,
     found: crate::resolve::Found,
 ) -> Result<LibId, LinkError> {
-    let crate::resolve::Found { path, info, bytes } = found;
+    let crate::resolve::Found {
+        path,
+        info,
+        bytes,
+        stamp,
+    } = found;
     if !info.is_dynamic() {
         return Err(LinkError::BadModule {
             path,
@@ -466,6 +473,7 @@ pub(super) fn add_library(
         dl.module_cache.as_ref(),
         &path,
         &bytes,
+        stamp.as_ref(),
         &mut stats,
     )?;
     dl.stats.set(stats);

@@ -86,6 +86,7 @@ pub(super) fn compile(
     cache: Option<&ModuleCache>,
     path: &Path,
     bytes: &[u8],
+    stamp: Option<&wasmlink_engine::cache::FileStamp>,
     stats: &mut Stats,
 ) -> Result<Module, LinkError> {
     let compile = || {
@@ -96,7 +97,9 @@ pub(super) fn compile(
     };
     match cache {
         Some(c) => {
-            let key = timed(&mut stats.hash, || content_key(bytes));
+            let key = timed(&mut stats.hash, || {
+                wasmlink_engine::cache::file_key(engine, stamp, bytes)
+            });
             timed(&mut stats.code, || {
                 c.get_or_compile_keyed(engine, &key, compile)
             })
