@@ -371,3 +371,68 @@ kind = "none"
     );
     assert!(!e.contains('\n'), "{e}");
 }
+
+/// The Rust stage component of guest/components/upper-stage (wit-bindgen, wasm32-wasip2), built
+/// here by cargo (quick when nothing changed).
+fn rust_stage() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let r = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(root().join("guest/components/upper-stage/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root().join("target/guest-components"))
+        .output()
+        .unwrap();
+    assert!(
+        r.status.success(),
+        "building guest/components/upper-stage failed (`rustup target add wasm32-wasip2`, see \
+         scripts/setup.sh): {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    root().join("target/guest-components/wasm32-wasip2/release/upper_stage.wasm")
+}
+
+#[test]
+fn a_rust_stage_component_runs_next_to_the_python_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = ComponentStage::load(&rust_stage(), Policy::default()).unwrap();
+    let python = ComponentStage::load(&python_stage(), Policy::default()).unwrap();
+    let no_text =
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![9])) as ArrayRef)])
+            .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let mut spec = PipelineSpec::new(
+        Source::Batches(vec![texts(&["The Quick auto", "Grüße an Jörg"]), no_text]),
+        Sink::JsonLines(out.clone()),
+    )
+    .stage("python", python, "stage#process", 1)
+    .stage("upper", upper, "wasmlink:pipeline/stage#process", 2);
+    spec.batch_rows = 1;
+    spec.dead_letter = Some(dead.clone());
+    let stats = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap();
+    let rows = read_jsonl(&out);
+    let got: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                text_of(r),
+                r["words"].as_i64().unwrap(),
+                r["chars"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("FAST CAR", 2, 8), ("GRÜSSE JÖRG", 2, 10)]);
+    // The batch without `text`: the Python stage refuses it first, with err(...).
+    assert_eq!(stats.failed_batches, 1);
+    let d = std::fs::read_to_string(&dead).unwrap();
+    assert!(
+        d.contains("the stage returned an error: no column `text`"),
+        "{d}"
+    );
+}
