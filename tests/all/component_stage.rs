@@ -52,6 +52,8 @@ pub(crate) fn python_stage() -> PathBuf {
     );
     let tmp = dir.join(format!("py-stage-{key}.wasm.tmp-{}", std::process::id()));
     let r = Command::new(&tool)
+        // No __pycache__ left in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-d")
         .arg(&wit)
         .args(["-w", "stage-component", "componentize", "-p"])
