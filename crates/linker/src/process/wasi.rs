@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{AsContextMut, Engine, Extern, ExternType, FuncType, Linker, Module, StoreContextMut};
+use wasmtime::{
+    AsContextMut, Engine, Extern, ExternType, FuncType, Linker, Module, StoreContextMut,
+};
 
 use super::bind::trap_func;
 use super::error::LinkError;
@@ -121,7 +123,9 @@ pub(super) fn wasi2_import(
             if have.to_string() == want.to_string() {
                 return Ok(Extern::Func(func));
             }
-            format!("WASI 0.2 function {f} is imported with type {want}, but its canonical ABI lowering is {have} ({library})")
+            format!(
+                "WASI 0.2 function {f} is imported with type {want}, but its canonical ABI lowering is {have} ({library})"
+            )
         }
         (Some(_), _) | (None, ExternType::Func(_)) => {
             format!("WASI 0.2 function {f} is not provided by this host ({library})")
