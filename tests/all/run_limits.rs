@@ -277,7 +277,7 @@ fn policy_net_rules_are_checked_and_named() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = crate::support::stdout(&out);
     assert!(
-        text.contains("network 127.0.0.1:8080, [::1]:*, localhost:*"),
+        text.contains("net 127.0.0.1:8080, [::1]:*, localhost:*"),
         "{text}"
     );
     // The old switch is still read.
