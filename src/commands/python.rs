@@ -344,11 +344,23 @@ fn warm_pycache(
 const EXIT_LIMIT: u8 = 137;
 
 /// Reports `e` on one line: [`EXIT_LIMIT`] if a limit stopped the interpreter, else `otherwise`.
+/// A limit names the flag that set it, wherever it struck (loading a library, a constructor,
+/// the interpreter): `python: stopped after the 2s time limit (--timeout)`.
 fn fail(e: LinkError, otherwise: u8) -> ExitCode {
-    diag(format_args!("wasmlink: {e}"));
-    match e {
-        LinkError::Limit { .. } => ExitCode::from(EXIT_LIMIT),
-        _ => ExitCode::from(otherwise),
+    match &e {
+        LinkError::Limit { limit, .. } => {
+            let flag = match limit {
+                wasmlink::process::Limit::Time(_) => " (--timeout)",
+                wasmlink::process::Limit::Fuel => " (--fuel)",
+                _ => "",
+            };
+            diag(format_args!("wasmlink: python: {limit}{flag}"));
+            ExitCode::from(EXIT_LIMIT)
+        }
+        _ => {
+            diag(format_args!("wasmlink: {e}"));
+            ExitCode::from(otherwise)
+        }
     }
 }
 

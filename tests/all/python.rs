@@ -271,8 +271,28 @@ except OSError as e:
 fn a_runaway_script_is_stopped_by_its_limits() {
     let out = python(&["--timeout", "1s", "-c", "while True: pass"]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-    assert!(stderr(&out).contains("time limit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("time limit (--timeout)"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    // A limit that strikes while the libraries load (a constructor, an instantiation) names
+    // the interpreter and the flag too, not the library alone.
+    for (flag, value, want) in [
+        (
+            "--timeout",
+            "1ms",
+            "python: stopped after the 1ms time limit (--timeout)",
+        ),
+        ("--fuel", "1000", "python: stopped: out of fuel (--fuel)"),
+    ] {
+        let out = python(&[flag, value, "-c", "pass"]);
+        assert_eq!(out.status.code(), Some(137), "{flag}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{flag}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{flag}: {}", stderr(&out));
+    }
 
     // Blocked in a host call (a long sleep): the same status.
     let started = std::time::Instant::now();
