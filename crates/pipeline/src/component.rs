@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt64Type};
+use arrow_array::types::{ArrowPrimitiveType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-    RecordBatchOptions, StringArray, UInt64Array,
+    ArrayRef, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, OffsetSizeTrait,
+    RecordBatch, RecordBatchOptions, StringArray, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use wasmlink_component::{
@@ -390,38 +390,10 @@ pub(crate) fn batch_to_val(batch: &RecordBatch) -> Result<Val, String> {
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
         let name = field.name();
         let (case, values): (&str, Vec<Val>) = match array.data_type() {
-            DataType::Int64 => (
-                "int64",
-                array
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .map(|v| opt(v.map(Val::S64)))
-                    .collect(),
-            ),
-            DataType::Int32 => (
-                "int32",
-                array
-                    .as_primitive::<Int32Type>()
-                    .iter()
-                    .map(|v| opt(v.map(Val::S32)))
-                    .collect(),
-            ),
-            DataType::UInt64 => (
-                "uint64",
-                array
-                    .as_primitive::<UInt64Type>()
-                    .iter()
-                    .map(|v| opt(v.map(Val::U64)))
-                    .collect(),
-            ),
-            DataType::Float64 => (
-                "float64",
-                array
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .map(|v| opt(v.map(Val::Float64)))
-                    .collect(),
-            ),
+            DataType::Int64 => ("int64", primitives::<Int64Type>(array, Val::S64)),
+            DataType::Int32 => ("int32", primitives::<Int32Type>(array, Val::S32)),
+            DataType::UInt64 => ("uint64", primitives::<UInt64Type>(array, Val::U64)),
+            DataType::Float64 => ("float64", primitives::<Float64Type>(array, Val::Float64)),
             DataType::Boolean => (
                 "boolean",
                 array
@@ -430,38 +402,10 @@ pub(crate) fn batch_to_val(batch: &RecordBatch) -> Result<Val, String> {
                     .map(|v| opt(v.map(Val::Bool)))
                     .collect(),
             ),
-            DataType::Utf8 => (
-                "utf8",
-                array
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| opt(v.map(|s| Val::String(s.to_string()))))
-                    .collect(),
-            ),
-            DataType::LargeUtf8 => (
-                "utf8",
-                array
-                    .as_string::<i64>()
-                    .iter()
-                    .map(|v| opt(v.map(|s| Val::String(s.to_string()))))
-                    .collect(),
-            ),
-            DataType::Binary => (
-                "binary",
-                array
-                    .as_binary::<i32>()
-                    .iter()
-                    .map(|v| opt(v.map(bytes_val)))
-                    .collect(),
-            ),
-            DataType::LargeBinary => (
-                "binary",
-                array
-                    .as_binary::<i64>()
-                    .iter()
-                    .map(|v| opt(v.map(bytes_val)))
-                    .collect(),
-            ),
+            DataType::Utf8 => ("utf8", strings::<i32>(array)),
+            DataType::LargeUtf8 => ("utf8", strings::<i64>(array)),
+            DataType::Binary => ("binary", binaries::<i32>(array)),
+            DataType::LargeBinary => ("binary", binaries::<i64>(array)),
             other => {
                 return Err(format!(
                     "column `{name}` has Arrow type {other}, which a component stage's batch \
@@ -478,6 +422,33 @@ pub(crate) fn batch_to_val(batch: &RecordBatch) -> Result<Val, String> {
         ]));
     }
     Ok(Val::Record(vec![("columns".into(), Val::List(columns))]))
+}
+
+/// A primitive column's values, each as `option<T>`.
+fn primitives<T: ArrowPrimitiveType>(array: &ArrayRef, val: fn(T::Native) -> Val) -> Vec<Val> {
+    array
+        .as_primitive::<T>()
+        .iter()
+        .map(|v| opt(v.map(val)))
+        .collect()
+}
+
+/// A (large) string column's values as `option<string>`.
+fn strings<O: OffsetSizeTrait>(array: &ArrayRef) -> Vec<Val> {
+    array
+        .as_string::<O>()
+        .iter()
+        .map(|v| opt(v.map(|s| Val::String(s.to_string()))))
+        .collect()
+}
+
+/// A (large) binary column's values as `option<list<u8>>`.
+fn binaries<O: OffsetSizeTrait>(array: &ArrayRef) -> Vec<Val> {
+    array
+        .as_binary::<O>()
+        .iter()
+        .map(|v| opt(v.map(bytes_val)))
+        .collect()
 }
 
 fn bytes_val(b: &[u8]) -> Val {
