@@ -137,12 +137,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         return data_call(&args, &plugin, kind);
     }
     // A string or bytes function given one word: that word is its input, as with --input.
-    if let Some(k) = kind.filter(|k| {
-        args.args.len() == 1
-            && matches!(k.input, Input::String | Input::Bytes)
-            && k.convention.as_str() == policy_convention(&plugin.policy())
-    }) {
-        let _ = k;
+    if args.args.len() == 1
+        && kind.is_some_and(|k| {
+            matches!(k.input, Input::String | Input::Bytes)
+                && k.convention.as_str() == policy_convention(&plugin.policy())
+        })
+    {
         return text_call(&args, &plugin);
     }
     let Some((_, ty)) = plugin

@@ -76,24 +76,20 @@ struct PluginFunction {
 
 /// The plugin side of a module, if it has one.
 pub fn plugin(bytes: &[u8], info: &ModuleInfo) -> Option<Plugin> {
-    let exports = |names: &[&str]| {
-        names.iter().all(|n| {
-            info.exports
-                .iter()
-                .any(|e| e.name == *n && e.class == ExportClass::Function)
-        })
-    };
+    let functions: std::collections::HashSet<&str> = info
+        .exports
+        .iter()
+        .filter(|e| e.class == ExportClass::Function)
+        .map(|e| e.name.as_str())
+        .collect();
+    let exports = |names: &[&str]| names.iter().all(|n| functions.contains(n));
     let abi_v1 = exports(&["wasmlink_abi_version", "wasmlink_alloc", "wasmlink_free"]);
     let allocate = exports(&["allocate", "deallocate"]);
     let manifest = wasmlink::plugin::manifest::Manifest::of_module(bytes);
     let functions: BTreeMap<String, PluginFunction> = manifest
         .exports
         .iter()
-        .filter(|(n, _)| {
-            info.exports
-                .iter()
-                .any(|e| e.name == **n && e.class == ExportClass::Function)
-        })
+        .filter(|(n, _)| functions.contains(n.as_str()))
         .map(|(n, k)| {
             (
                 n.clone(),
