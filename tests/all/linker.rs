@@ -328,7 +328,7 @@ fn compiled_code_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let cache_arg = cache.path().to_str().unwrap();
     let out = run(&["--cache-dir", cache_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let files: Vec<PathBuf> = walk(cache.path());
+    let files: Vec<PathBuf> = crate::support::walk_files(cache.path());
     assert!(!files.is_empty(), "compiled code was written to the cache");
     // Corrupt every entry: the next run must recompile, not crash or trust them.
     for f in &files {
@@ -341,18 +341,6 @@ fn compiled_code_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 #[test]
 fn libpython_and_its_five_libraries_load_link_and_answer() {

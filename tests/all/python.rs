@@ -363,7 +363,7 @@ fn startup_bytecode_is_cached_and_read_only_to_user_code() {
     let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
     assert_eq!(lines[0], "/.wasmlink-pycache");
     assert!(lines[1].starts_with("refused "), "{lines:?}");
-    let pycs: Vec<PathBuf> = walk(&cache.path().join("python"))
+    let pycs: Vec<PathBuf> = crate::support::walk_files(&cache.path().join("python"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
         .collect();
@@ -378,18 +378,6 @@ fn startup_bytecode_is_cached_and_read_only_to_user_code() {
     assert_eq!(stdout(&out).trim(), "None", "{}", stderr(&out));
 }
 
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 /// `WASMLINK_DEBUG=statistics` splits start-up into the loader's phases and the main, on
 /// stderr, as glibc's `LD_DEBUG=statistics`; stdout stays the program's.

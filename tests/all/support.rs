@@ -183,3 +183,17 @@ pub fn guest_modules() -> PathBuf {
     })
     .clone()
 }
+
+/// Every file under `dir`, recursively (none when `dir` does not exist).
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
