@@ -341,7 +341,6 @@ fn compiled_code_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-
 #[test]
 fn libpython_and_its_five_libraries_load_link_and_answer() {
     // The 9.4 MB wasi-sdk libpython3.14.so, its needed libraries found on the search path,
@@ -640,15 +639,27 @@ fn twenty_thousand_dlopen_dlclose_cycles() {
 #[test]
 fn running_out_of_instances_is_a_clear_link_error() {
     let app = app();
+    // Copies of libplugin.so under other names: a dlopen/dlclose cycle of one library reuses
+    // its parked instance, but each distinct library needs one of its own.
+    let copies = tempfile::tempdir().unwrap();
+    let plugin = std::fs::read(fixtures_out().join("libplugin.so")).unwrap();
+    for i in 0..16 {
+        std::fs::write(copies.path().join(format!("libplugin{i}.so")), &plugin).unwrap();
+    }
+    let mut path = search();
+    path.add_dir(copies.path());
     let mut p = ProcessBuilder::new()
-        .search_path(search())
+        .search_path(path)
         .max_instances(8)
         .load(&app)
         .unwrap();
-    // Each cycle leaves libplugin.so's instance in the store, so the bound is reached.
+    // Each distinct library leaves its instance in the store, so the bound is reached.
     let mut opened = 0;
     let err = loop {
-        match p.dlopen("libplugin.so", wasmlink::process::RTLD_NOW) {
+        match p.dlopen(
+            &format!("libplugin{opened}.so"),
+            wasmlink::process::RTLD_NOW,
+        ) {
             Ok(h) => {
                 opened += 1;
                 assert!(opened <= 8, "the bound of 8 instances was not enforced");
@@ -658,17 +669,18 @@ fn running_out_of_instances_is_a_clear_link_error() {
         }
     };
     assert!(opened >= 1, "the first dlopen fits: {err}");
+    let failed = format!("libplugin{opened}.so");
     assert!(
-        matches!(&err, LinkError::Exhausted { library, what: "instances", .. } if library == "libplugin.so"),
+        matches!(&err, LinkError::Exhausted { library, what: "instances", .. } if *library == failed),
         "{err:?}"
     );
     assert!(
-        err.to_string().starts_with(
-            "libplugin.so: out of instances: the process already holds 8 wasmtime instances, its limit"
-        ),
+        err.to_string().starts_with(&format!(
+            "{failed}: out of instances: the process already holds 8 wasmtime instances, its limit"
+        )),
         "{err}"
     );
     // The failed load left nothing behind, and the process still works.
-    assert!(p.libraries().iter().all(|l| l.name != "libplugin.so"));
+    assert!(p.libraries().iter().all(|l| l.name != failed));
     assert!(p.dlsym(0, "util_add").is_ok());
 }

@@ -6,6 +6,7 @@ mod architecture;
 mod artifacts;
 mod cli;
 mod cli_exit;
+mod dlclose_endurance;
 mod cli_json;
 mod cli_product;
 mod component_api;

@@ -60,6 +60,14 @@ impl Process {
             .expect("a loaded process has a table")
     }
 
+    /// The wasmtime instances the process's store holds (libraries, thunk modules, WASI shims),
+    /// bounded by [`ProcessBuilder::max_instances`](super::ProcessBuilder::max_instances). A
+    /// library dlopen'ed again after `dlclose` reuses its parked instance, so repeated cycles
+    /// do not raise it.
+    pub fn instance_count(&self) -> usize {
+        self.store.data().dl.instances
+    }
+
     /// Loaded libraries, main program first.
     pub fn libraries(&self) -> Vec<LibraryInfo> {
         self.store

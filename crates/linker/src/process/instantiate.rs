@@ -16,6 +16,83 @@ use super::wasi::{bind_wasi, wasi2_import};
 /// Binds every import of library `id`, instantiates it, fills the canonical slots of its
 /// functions and applies its data relocations.
 pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
+    let revived = cx.data().dl.lib(id).revive && revive(cx.as_context_mut(), id)?;
+    if !revived {
+        bind_and_instantiate(cx.as_context_mut(), id)?;
+    }
+    let (instance, name) = {
+        let l = cx.data().dl.lib(id);
+        (l.instance.expect("instantiated"), l.name.clone())
+    };
+    fill_slots(cx.as_context_mut(), id)?;
+    if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
+        let t = std::time::Instant::now();
+        f.call(cx.as_context_mut(), &[], &mut [])
+            .map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
+        let stats = &cx.data().dl.stats;
+        let mut s = stats.get();
+        s.relocate += t.elapsed();
+        stats.set(s);
+    }
+    super::lifecycle::init_tls(cx, id)?;
+    Ok(())
+}
+
+/// Reuses the parked instance of library `id` if every symbol import resolves as it did when
+/// the instance was made (same definitions, definers with the same instances): its data and
+/// table regions are put back as instantiation left them and the `GOT.mem` entries unloading
+/// zeroed are restored. Returns false (a new instance is needed) otherwise.
+fn revive(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<bool, LinkError> {
+    let same = {
+        let dl = &cx.data().dl;
+        let l = dl.lib(id);
+        l.reuse.bound.iter().all(|(sym, def, incarnation)| {
+            let now = dl.lookup(sym, Some(id));
+            now == *def
+                && now.is_none_or(|d| {
+                    let definer = dl.lib(d.lib());
+                    d.lib() == id || (!definer.revive && definer.incarnation == *incarnation)
+                })
+        })
+    };
+    let l = cx.data_mut().dl.libs[id].as_mut().unwrap();
+    l.revive = false;
+    if !same {
+        tracing::debug!(target: "wasmlink::libs", "{}: imports resolve differently now, a new instance", l.name);
+        return Ok(false);
+    }
+    let (base, len) = (l.memory_base as usize, l.memory_len as usize);
+    let data = std::mem::take(&mut l.reuse.data);
+    let elems = std::mem::take(&mut l.reuse.elems);
+    let got_mem = std::mem::take(&mut l.reuse.got_mem);
+    let table_base = l.table_base;
+    let memory = cx.data().dl.memory.expect("memory");
+    let region = &mut memory.data_mut(&mut cx)[base..base + len];
+    region[..data.len()].copy_from_slice(&data);
+    region[data.len()..].fill(0);
+    let table = cx.data().dl.table.expect("table");
+    for (i, f) in elems.iter().enumerate() {
+        table
+            .set(
+                cx.as_context_mut(),
+                u64::from(table_base) + i as u64,
+                wasmtime::Ref::Func(*f),
+            )
+            .map_err(|e| LinkError::runtime("table", "restore", e))?;
+    }
+    for ((sym, addr), g) in got_mem {
+        let _ = g.set(cx.as_context_mut(), Val::I32(addr as i32));
+        cx.data_mut().dl.got_mem.entry((sym, addr)).or_insert(g);
+    }
+    let l = cx.data_mut().dl.libs[id].as_mut().unwrap();
+    l.reuse.data = data;
+    l.reuse.elems = elems;
+    Ok(true)
+}
+
+/// Binds every import of library `id` and makes its instance; records what a reuse of the
+/// instance needs (see [`revive`]).
+fn bind_and_instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(), LinkError> {
     let (module, info, name, memory_base, table_base) = {
         let l = cx.data().dl.lib(id);
         (
@@ -33,9 +110,22 @@ pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Resul
         .imports()
         .map(|i| (i.module().to_string(), i.name().to_string(), i.ty()))
         .collect();
+    let mut bound: Vec<(String, Option<Def>, u64)> = Vec::new();
     for (idx, (imp, (m, field, ty))) in info.imports.iter().zip(imports).enumerate() {
         debug_assert_eq!((&imp.module, &imp.field), (&m, &field));
         let dl = &cx.data().dl;
+        if let ImportClass::GotMem(sym)
+        | ImportClass::GotFunc(sym)
+        | ImportClass::EnvGlobal(sym)
+        | ImportClass::Tag(sym)
+        | ImportClass::EnvFunction(sym) = &imp.class
+        {
+            let def = dl.lookup(sym, Some(id));
+            let incarnation = def
+                .filter(|d| d.lib() != id)
+                .map_or(0, |d| dl.lib(d.lib()).incarnation);
+            bound.push((sym.clone(), def, incarnation));
+        }
         let (memory, table, sp, bounds) = (dl.memory, dl.table, dl.stack_pointer, dl.bounds);
         let ext: Option<Extern> = match &imp.class {
             ImportClass::Memory => Some(Extern::Memory(memory.expect("memory"))),
@@ -196,17 +286,39 @@ pub(super) fn instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Resul
         .map(|e| e.expect("every import bound"))
         .collect();
     let instance = new_instance(cx.as_context_mut(), &name, "instantiate", &module, &externs)?;
-    cx.data_mut().dl.libs[id].as_mut().unwrap().instance = Some(instance);
-    fill_slots(cx.as_context_mut(), id)?;
-    if let Some(f) = instance.get_func(cx.as_context_mut(), "__wasm_apply_data_relocs") {
-        let t = std::time::Instant::now();
-        f.call(cx.as_context_mut(), &[], &mut [])
-            .map_err(|e| LinkError::runtime(&name, "__wasm_apply_data_relocs", e))?;
-        let stats = &cx.data().dl.stats;
-        let mut s = stats.get();
-        s.relocate += t.elapsed();
-        stats.set(s);
-    }
-    super::lifecycle::init_tls(cx, id)?;
+    // What instantiation put in the library's data and table regions, for a reuse.
+    let (data, elems) = {
+        let l = cx.data().dl.lib(id);
+        let (base, len) = (l.memory_base as usize, l.memory_len as usize);
+        let (tbase, tlen) = (u64::from(l.table_base), u64::from(l.table_len));
+        let owns = l.owns_regions;
+        let memory = cx.data().dl.memory.expect("memory");
+        let data = if owns {
+            let region = &memory.data(&cx)[base..base + len];
+            let used = region.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            region[..used].to_vec()
+        } else {
+            Vec::new()
+        };
+        let table = cx.data().dl.table.expect("table");
+        let elems: Vec<Option<wasmtime::Func>> = (tbase..tbase + if owns { tlen } else { 0 })
+            .map(|s| match table.get(cx.as_context_mut(), s) {
+                Some(wasmtime::Ref::Func(f)) => f,
+                _ => None,
+            })
+            .collect();
+        (data, elems)
+    };
+    let dl = &mut cx.data_mut().dl;
+    dl.incarnations += 1;
+    let incarnation = dl.incarnations;
+    let l = dl.libs[id].as_mut().unwrap();
+    l.instance = Some(instance);
+    l.incarnation = incarnation;
+    l.revive = false;
+    l.reuse.bound = bound;
+    l.reuse.data = data;
+    l.reuse.elems = elems;
+    l.reuse.got_mem.clear();
     Ok(())
 }

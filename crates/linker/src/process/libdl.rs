@@ -15,10 +15,10 @@ use super::error::LinkError;
 use super::lifecycle::DLERROR_BUF;
 use super::lifecycle::run_atexit;
 use super::load::{find_loaded, load_tree};
-use super::resources::alloc_region;
+use super::resources::{alloc_region, evict_parked, release_regions};
 use super::state::Symbol;
 use super::state::tracing_symbols;
-use super::state::{Def, Host, LibId, SlotKey};
+use super::state::{Def, Host, LibId, PARKED_BYTES, PARKED_MAX, SlotKey};
 
 /// Resolve functions when first called (accepted; binding is lazy by default).
 pub const RTLD_LAZY: i32 = 1;
@@ -233,16 +233,31 @@ pub(super) fn open(
         })?
     } else {
         let before = cx.data().dl.libs.len();
-        match load_tree(
+        // What this load registers is listed from `mark` on, for a rollback; a dlopen made by
+        // a constructor during the load adds to the same list.
+        let top = cx.data().dl.opening == 0;
+        if top {
+            cx.data_mut().dl.loading.clear();
+        }
+        let mark = cx.data().dl.loading.len();
+        cx.data_mut().dl.opening += 1;
+        let loaded = load_tree(
             cx.as_context_mut(),
             Path::new(name),
             caller,
             global,
             is_path,
-        ) {
-            Ok(id) => id,
+        );
+        cx.data_mut().dl.opening -= 1;
+        match loaded {
+            Ok(id) => {
+                if top {
+                    cx.data_mut().dl.loading.clear();
+                }
+                id
+            }
             Err(e) => {
-                rollback(cx.as_context_mut(), before);
+                rollback(cx.as_context_mut(), before, mark);
                 return Err(e);
             }
         }
@@ -280,11 +295,20 @@ pub(super) fn open(
     Ok(id as u32 + 1)
 }
 
-/// Removes libraries registered at or after `first` by a failed load.
-pub(super) fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId) {
+/// Removes the libraries a failed load registered or took back from the parked ones (those in
+/// `loading` from `mark` on), and the ids at or after `first`.
+pub(super) fn rollback(mut cx: StoreContextMut<'_, Host>, first: LibId, mark: usize) {
+    let ids: Vec<LibId> = {
+        let loading = &mut cx.data_mut().dl.loading;
+        let at = mark.min(loading.len());
+        loading.drain(at..).collect()
+    };
+    for id in ids.into_iter().rev() {
+        unload_one(cx.as_context_mut(), id, false);
+    }
     let n = cx.data().dl.libs.len();
     for id in (first..n).rev() {
-        unload_one(cx.as_context_mut(), id);
+        unload_one(cx.as_context_mut(), id, false);
     }
     cx.data_mut().dl.libs.truncate(first);
 }
@@ -432,7 +456,7 @@ pub(super) fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<()
         return Ok(());
     }
     run_atexit(cx.as_context_mut(), Some(id))?;
-    unload_one(cx.as_context_mut(), id);
+    unload_one(cx.as_context_mut(), id, true);
     for d in deps {
         if cx.data().dl.libs.get(d).is_some_and(Option::is_some) {
             release(cx.as_context_mut(), d)?;
@@ -441,17 +465,27 @@ pub(super) fn release(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<()
     Ok(())
 }
 
-/// Removes a library: its symbols leave every scope, its canonical slots trap again (or are
-/// recycled when nothing refers to them), its table and data regions go back to the allocators.
-/// Its compiled code and instance stay in the store until the process ends (wasmtime cannot
-/// free part of a store).
-pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
-    let Some(lib) = cx.data_mut().dl.libs.get_mut(id).and_then(Option::take) else {
+/// Removes a library: its symbols leave every scope, its canonical slots are re-pointed to
+/// another definition if one exists now, else to a trap, and its TLS block goes back to the
+/// region allocator.
+///
+/// With `park` (a `dlclose`), a library whose regions the linker owns is parked: its instance,
+/// data region, table region and canonical slots stay reserved for a `dlopen` of the same
+/// module, which reuses them (see `load::unpark`), so cycles of one library leave nothing
+/// behind. At most [`PARKED_MAX`] libraries and [`PARKED_BYTES`] bytes of data stay parked,
+/// and parked libraries are evicted, oldest first, when memory or the table cannot grow. An
+/// evicted (or rolled back) library gives its data region and the other slots of its table
+/// region back to the allocators; its canonical slots trap for good, so that a stale function
+/// pointer never reaches another function, and its instance stays in the store until the
+/// process ends (wasmtime cannot free part of a store), within `ProcessBuilder::max_instances`.
+pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId, park: bool) {
+    let Some(mut lib) = cx.data_mut().dl.libs.get_mut(id).and_then(Option::take) else {
         return;
     };
     let table = cx.data().dl.table.expect("table");
     {
         let dl = &mut cx.data_mut().dl;
+        dl.generation += 1;
         dl.global_scope.retain(|&g| g != id);
         for l in dl.libs.iter_mut().flatten() {
             l.local_scope.retain(|&g| g != id);
@@ -460,21 +494,21 @@ pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     }
     // Canonical slots of its functions: re-point to another definition if one exists now,
     // else to a trap, so stale function pointers fail cleanly instead of running freed code.
-    // These slots are never recycled: a stale pointer must not reach another function.
-    let mut kept = std::collections::HashSet::new();
-    let defs = lib.functions();
-    for (n, index) in defs {
+    // They are never given to another function (a reload of the same module gets them back).
+    let mut canonical = Vec::new();
+    for (n, index) in lib.functions() {
         let key = SlotKey::Def(id, index);
-        cx.data_mut().dl.got_func.remove(&key);
+        if let Some(g) = cx.data_mut().dl.got_func.remove(&key) {
+            lib.reuse.got_func.push((key.clone(), g));
+        }
         let Some(slot) = cx.data_mut().dl.slots.remove(&key) else {
             continue;
         };
-        kept.insert(slot);
+        canonical.push((index, slot));
         let cur = table.get(cx.as_context_mut(), u64::from(slot));
         let Some(Ref::Func(Some(f))) = cur else {
             continue;
         };
-        let fty = f.ty(cx.as_context_mut());
         let replacement = match cx.data().dl.lookup(&n, None) {
             Some(Def::Func { lib: other, .. }) => cx
                 .data()
@@ -484,16 +518,19 @@ pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
                 .and_then(|i| i.get_func(cx.as_context_mut(), &n)),
             _ => None,
         };
-        let f = match replacement {
+        let f = match replacement.or_else(|| lib.reuse.traps.get(&slot).copied()) {
             Some(f) => f,
             None => {
                 let msg = format!(
                     "symbol lookup error: undefined symbol: {n} ({} was unloaded)",
                     lib.name
                 );
-                Func::new(cx.as_context_mut(), fty, move |_, _, _| {
+                let fty = f.ty(cx.as_context_mut());
+                let trap = Func::new(cx.as_context_mut(), fty, move |_, _, _| {
                     Err(wasmtime::format_err!("{msg}"))
-                })
+                });
+                lib.reuse.traps.insert(slot, trap);
+                trap
             }
         };
         let _ = table.set(cx.as_context_mut(), u64::from(slot), Ref::Func(Some(f)));
@@ -511,23 +548,43 @@ pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId) {
     for k in stale {
         if let Some(g) = cx.data_mut().dl.got_mem.remove(&k) {
             let _ = g.set(cx.as_context_mut(), Val::I32(0));
+            lib.reuse.got_mem.push((k, g));
         }
     }
-    if lib.owns_regions {
-        for s in lib.table_base..lib.table_base + lib.table_len {
-            if !kept.contains(&s) && !cx.data().dl.slots.values().any(|&v| v == s) {
-                let _ = table.set(cx.as_context_mut(), u64::from(s), Ref::Func(None));
-                cx.data_mut().dl.free_slots.push(s);
-            }
-        }
-        if lib.memory_len > 0 {
-            cx.data_mut()
-                .dl
-                .regions
-                .put(u64::from(lib.memory_base), u64::from(lib.memory_len));
-        }
+    if let Some((at, size)) = lib.tls.take() {
+        cx.data_mut()
+            .dl
+            .regions
+            .put(u64::from(at), u64::from(size.max(1)));
     }
     tracing::debug!(target: "wasmlink::libs", "unloaded {}", lib.name);
+    if !(park && lib.owns_regions && lib.instance.is_some() && !lib.revive) {
+        release_regions(cx, &lib, &canonical);
+        return;
+    }
+    // Parked: the other slots of its table region hold nothing (a call through a stale
+    // pointer to a static function traps) until a reload puts its elements back.
+    let canon: std::collections::HashSet<u32> = canonical.iter().map(|c| c.1).collect();
+    for s in lib.table_base..lib.table_base + lib.table_len {
+        if !canon.contains(&s) {
+            let _ = table.set(cx.as_context_mut(), u64::from(s), Ref::Func(None));
+        }
+    }
+    lib.reuse.canonical = canonical;
+    lib.refcount = 0;
+    let dl = &mut cx.data_mut().dl;
+    dl.parked_bytes += u64::from(lib.memory_len);
+    dl.parked.insert(id, lib);
+    dl.parked_order.push_back(id);
+    loop {
+        let dl = &cx.data().dl;
+        if dl.parked.len() <= PARKED_MAX && dl.parked_bytes <= PARKED_BYTES {
+            break;
+        }
+        if !evict_parked(cx.as_context_mut()) {
+            break;
+        }
+    }
 }
 
 /// `dladdr(addr, info)`: which library contains a function slot or data address. The strings

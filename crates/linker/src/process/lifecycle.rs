@@ -62,6 +62,8 @@ pub(super) fn init_tls(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<(
         u64::from(size.max(1)),
         u64::from(align).next_power_of_two(),
     )?;
+    // The block goes back to the region allocator when the library is unloaded.
+    cx.data_mut().dl.libs[id].as_mut().expect("loaded").tls = Some((block, size.max(1)));
     init.call(cx.as_context_mut(), &[Val::I32(block as i32)], &mut [])
         .map_err(|e| LinkError::runtime(&name, "__wasm_init_tls", e))?;
     Ok(())

@@ -17,9 +17,12 @@ use super::instantiate::instantiate;
 use super::layout::{GLOBAL_BASE, PAGE, align_up};
 use super::lifecycle::init_dlerror_buf;
 use super::own_memory;
-use super::resources::{alloc_region, alloc_slots, compile, exhausted, new_instance};
+use super::resources::{
+    alloc_region, alloc_slots, compile, compile_keyed, exhausted, new_instance,
+};
 use super::state::read;
 use super::state::{Bounds, Def, Host, LibId, Library};
+use super::stats::timed;
 
 /// Sets up the memory, table and stack from the main program and registers it as library 0.
 pub(super) fn setup_main(
@@ -356,8 +359,17 @@ pub(super) fn register(
         nodelete: false,
         defs,
         owns_regions,
+        tls: None,
+        incarnation: 0,
+        revive: false,
+        reuse: super::state::Reuse::default(),
     };
-    cx.data_mut().dl.libs.push(Some(lib));
+    let dl = &mut cx.data_mut().dl;
+    dl.libs.push(Some(lib));
+    if dl.opening > 0 {
+        dl.loading.push(id);
+    }
+    dl.generation += 1;
     Ok(id)
 }
 
@@ -468,12 +480,22 @@ pub(super) fn add_library(
     };
     let dl = &cx.data().dl;
     let mut stats = dl.stats.get();
-    let module = compile(
+    let key = timed(&mut stats.hash, || {
+        wasmlink_engine::cache::file_key(&dl.engine, stamp.as_ref(), &bytes)
+    });
+    dl.stats.set(stats);
+    // The same module parked by an earlier dlclose: its instance, data region and slots again.
+    if let Some(id) = unpark(cx.as_context_mut(), &name, &path, &key) {
+        return Ok(id);
+    }
+    let dl = &cx.data().dl;
+    let mut stats = dl.stats.get();
+    let module = compile_keyed(
         &dl.engine,
         dl.module_cache.as_ref(),
         &path,
         &bytes,
-        stamp.as_ref(),
+        key,
         &mut stats,
     )?;
     dl.stats.set(stats);
@@ -507,7 +529,61 @@ pub(super) fn add_library(
         mi.memory_size,
         mi.table_size
     );
-    register(cx, name, path, info, module, memory_base, table_base, true)
+    let id = register(
+        cx.as_context_mut(),
+        name,
+        path,
+        info,
+        module,
+        memory_base,
+        table_base,
+        true,
+    )?;
+    cx.data_mut().dl.libs[id].as_mut().unwrap().reuse.key = Some(key);
+    Ok(id)
+}
+
+/// Takes library `name` at `path` with content `key` back from the parked libraries, if it is
+/// there: it gets its id, data region, table region and canonical slots back, and its instance
+/// is reused at instantiation if its imports still resolve the same.
+fn unpark(
+    mut cx: StoreContextMut<'_, Host>,
+    name: &str,
+    path: &Path,
+    key: &[u8; 32],
+) -> Option<LibId> {
+    let dl = &mut cx.data_mut().dl;
+    let id = *dl.parked_order.iter().find(|id| {
+        dl.parked
+            .get(id)
+            .is_some_and(|l| l.name == name && l.path == path && l.reuse.key.as_ref() == Some(key))
+    })?;
+    let mut lib = dl.parked.remove(&id)?;
+    dl.parked_order.retain(|&p| p != id);
+    dl.parked_bytes -= u64::from(lib.memory_len);
+    lib.refcount = 1;
+    lib.deps.clear();
+    lib.local_scope = vec![id];
+    lib.nodelete = false;
+    lib.revive = true;
+    for (index, slot) in std::mem::take(&mut lib.reuse.canonical) {
+        dl.slots.insert(super::state::SlotKey::Def(id, index), slot);
+    }
+    for (k, g) in std::mem::take(&mut lib.reuse.got_func) {
+        dl.got_func.entry(k).or_insert(g);
+    }
+    tracing::debug!(
+        target: "wasmlink::libs",
+        "loading {name} again from its parked copy: __memory_base={:#x}, __table_base={}",
+        lib.memory_base,
+        lib.table_base
+    );
+    dl.libs[id] = Some(lib);
+    if dl.opening > 0 {
+        dl.loading.push(id);
+    }
+    dl.generation += 1;
+    Some(id)
 }
 
 /// Loads (breadth first) everything `root` needs that is not loaded yet, then binds,
@@ -585,7 +661,10 @@ pub(super) fn load_tree_from(
         .iter()
         .rev()
         .copied()
-        .filter(|&id| cx.data().dl.lib(id).instance.is_none())
+        .filter(|&id| {
+            let l = cx.data().dl.lib(id);
+            l.instance.is_none() || l.revive
+        })
         .collect();
     for &id in &new {
         let before = cx.data().dl.stats.get();

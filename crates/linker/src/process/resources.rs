@@ -10,13 +10,71 @@ use wasmtime::{
 
 use super::error::LinkError;
 use super::layout::{PAGE, align_up};
-use super::state::Host;
+use super::state::{Host, Library};
 use super::stats::{Stats, timed};
 use wasmlink_engine::ModuleCache;
 use wasmlink_engine::cache::content_key;
 
-/// Grows the memory (or reuses a freed range) for a region of `size` bytes.
+/// Grows the memory (or reuses a freed range) for a region of `size` bytes; when the memory
+/// cannot grow, evicts parked libraries (oldest first) until it fits.
 pub(super) fn alloc_region(
+    mut cx: StoreContextMut<'_, Host>,
+    who: &str,
+    size: u64,
+    align: u64,
+) -> Result<u32, LinkError> {
+    loop {
+        match alloc_region_once(cx.as_context_mut(), who, size, align) {
+            Err(e) if evict_parked(cx.as_context_mut()) => drop(e),
+            r => return r,
+        }
+    }
+}
+
+/// Evicts the oldest parked library: its data region and the other slots of its table region
+/// go back to the allocators; its canonical slots keep trapping. False if none is parked.
+pub(super) fn evict_parked(mut cx: StoreContextMut<'_, Host>) -> bool {
+    let dl = &mut cx.data_mut().dl;
+    let Some(id) = dl.parked_order.pop_front() else {
+        return false;
+    };
+    let Some(lib) = dl.parked.remove(&id) else {
+        return true;
+    };
+    dl.parked_bytes -= u64::from(lib.memory_len);
+    tracing::debug!(target: "wasmlink::libs", "evicted the parked copy of {}", lib.name);
+    let canonical = lib.reuse.canonical.clone();
+    release_regions(cx, &lib, &canonical);
+    true
+}
+
+/// Gives an unloaded library's data region and the slots of its table region other than its
+/// `canonical` ones back to the allocators.
+pub(super) fn release_regions(
+    mut cx: StoreContextMut<'_, Host>,
+    lib: &Library,
+    canonical: &[(u32, u32)],
+) {
+    if !lib.owns_regions {
+        return;
+    }
+    let table = cx.data().dl.table.expect("table");
+    let kept: std::collections::HashSet<u32> = canonical.iter().map(|c| c.1).collect();
+    for s in lib.table_base..lib.table_base + lib.table_len {
+        if !kept.contains(&s) && !cx.data().dl.slots.values().any(|&v| v == s) {
+            let _ = table.set(cx.as_context_mut(), u64::from(s), Ref::Func(None));
+            cx.data_mut().dl.free_slots.push(s);
+        }
+    }
+    if lib.memory_len > 0 {
+        cx.data_mut()
+            .dl
+            .regions
+            .put(u64::from(lib.memory_base), u64::from(lib.memory_len));
+    }
+}
+
+fn alloc_region_once(
     mut cx: StoreContextMut<'_, Host>,
     who: &str,
     size: u64,
@@ -104,6 +162,29 @@ pub(super) fn compile(
                 c.get_or_compile_keyed(engine, &key, compile)
             })
         }
+        None => timed(&mut stats.code, compile),
+    }
+}
+
+/// [`compile`] when the content key of `bytes` is known already.
+pub(super) fn compile_keyed(
+    engine: &Engine,
+    cache: Option<&ModuleCache>,
+    path: &Path,
+    bytes: &[u8],
+    key: [u8; 32],
+    stats: &mut Stats,
+) -> Result<Module, LinkError> {
+    let compile = || {
+        Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })
+    };
+    match cache {
+        Some(c) => timed(&mut stats.code, || {
+            c.get_or_compile_keyed(engine, &key, compile)
+        }),
         None => timed(&mut stats.code, compile),
     }
 }

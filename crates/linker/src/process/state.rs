@@ -60,7 +60,7 @@ impl wasmlink_wasi::WasiHost for Host {
         // What `lookup` searches: the global scope (a dozen ids), with the count of loads.
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.dl.libs.len(), &self.dl.global_scope).hash(&mut h);
+        (self.dl.generation, &self.dl.global_scope).hash(&mut h);
         Some(h.finish())
     }
     fn realloc_instance(&self) -> Option<Instance> {
@@ -140,6 +140,39 @@ pub(super) struct Library {
     pub(super) defs: HashMap<String, Def>,
     /// Whether the library's data and table regions belong to the linker's allocators.
     pub(super) owns_regions: bool,
+    /// Its TLS block `(address, size)`, given back to the region allocator at `dlclose`.
+    pub(super) tls: Option<(u32, u32)>,
+    /// Which instantiation `instance` is (unique in the process): a library bound directly to
+    /// another's functions can reuse its instance only while that one's is the same.
+    pub(super) incarnation: u64,
+    /// Taken back from the parked libraries by `dlopen`: `instance` is the parked one, not yet
+    /// checked and re-initialised.
+    pub(super) revive: bool,
+    /// What a reload of the same module needs to reuse this instance.
+    pub(super) reuse: Reuse,
+}
+
+/// What a library keeps so that, once parked by `dlclose`, a `dlopen` of the same module (same
+/// path, same content) reuses its instance instead of making a new one in the store.
+#[derive(Default)]
+pub(super) struct Reuse {
+    /// The content key (sha256) of the module's bytes.
+    pub(super) key: Option<[u8; 32]>,
+    /// How each symbol import was resolved when the instance was made: the definition and the
+    /// definer's incarnation. The instance is reused only if every one resolves the same again.
+    pub(super) bound: Vec<(String, Option<Def>, u64)>,
+    /// Its data region right after instantiation (trailing zeros trimmed).
+    pub(super) data: Vec<u8>,
+    /// Its table region right after instantiation.
+    pub(super) elems: Vec<Option<Func>>,
+    /// The traps its canonical slots hold while it is unloaded, by slot (made once).
+    pub(super) traps: HashMap<u32, Func>,
+    /// While parked: its canonical slots `(function index, slot)`, kept for the reload.
+    pub(super) canonical: Vec<(u32, u32)>,
+    /// While parked: the `GOT.func` globals of its functions.
+    pub(super) got_func: Vec<(SlotKey, Global)>,
+    /// While parked: the `GOT.mem` globals that pointed into its data region (zeroed).
+    pub(super) got_mem: Vec<((String, u32), Global)>,
 }
 
 impl Library {
@@ -154,6 +187,11 @@ impl Library {
             .collect()
     }
 }
+
+/// At most this many libraries stay parked after `dlclose` (the oldest is evicted first).
+pub(super) const PARKED_MAX: usize = 32;
+/// At most this many bytes of data region stay reserved by parked libraries.
+pub(super) const PARKED_BYTES: u64 = 32 << 20;
 
 pub(super) struct Linkage {
     /// The functions the host supplies itself (libdl).
@@ -173,6 +211,22 @@ pub(super) struct Linkage {
     pub(super) bounds: Bounds,
     /// Loaded libraries; `None` after a full `dlclose`.
     pub(super) libs: Vec<Option<Library>>,
+    /// Libraries unloaded by `dlclose` whose instance, data region and canonical slots are
+    /// kept for a `dlopen` of the same module (see [`PARKED_MAX`]).
+    pub(super) parked: HashMap<LibId, Library>,
+    /// The parked libraries, oldest first (evicted first).
+    pub(super) parked_order: std::collections::VecDeque<LibId>,
+    /// Bytes of data region the parked libraries hold.
+    pub(super) parked_bytes: u64,
+    /// The last incarnation given to an instance.
+    pub(super) incarnations: u64,
+    /// Bumped by every load and unload (for `realloc_generation`).
+    pub(super) generation: u64,
+    /// Libraries registered or taken back from the parked ones by the current `dlopen` (what a
+    /// failed one rolls back).
+    pub(super) loading: Vec<LibId>,
+    /// How many `dlopen`s are running (a constructor may call `dlopen`).
+    pub(super) opening: u32,
     /// Libraries whose symbols every lookup sees, in load order.
     pub(super) global_scope: Vec<LibId>,
     /// Canonical table slot of each function definition (and of each undefined function name).
