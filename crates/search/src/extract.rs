@@ -42,6 +42,9 @@ pub struct Doc {
     /// URL=...">`, as mdBook and rustdoc write for moved pages): the target URL. Such pages
     /// are usually not worth indexing.
     pub redirect: Option<String>,
+    /// For HTML: the `lang` attribute of the `<html>` element, if any (see
+    /// [`skip_reason`](crate::skip_reason), which skips translations).
+    pub lang: Option<String>,
 }
 
 /// Extracts the title and text of a document.
@@ -74,6 +77,7 @@ pub fn extract(bytes: &[u8], kind: DocKind) -> Doc {
                 title,
                 text,
                 redirect: None,
+                lang: None,
             }
         }
     }
@@ -270,6 +274,7 @@ struct HtmlState {
     main_start: usize,
     main_ranges: Vec<(usize, usize)>,
     redirect: Option<String>,
+    lang: Option<String>,
 }
 
 impl HtmlState {
@@ -569,7 +574,9 @@ fn extract_html(bytes: &[u8]) -> Doc {
                         st.attr_name.extend_from_slice(name);
                     }
                     CallbackEvent::AttributeValue { value } => {
-                        if st.tag == b"meta" {
+                        if st.tag == b"html" && st.attr_name == b"lang" && st.lang.is_none() {
+                            st.lang = Some(String::from_utf8_lossy(value).into_owned());
+                        } else if st.tag == b"meta" {
                             if st.attr_name == b"http-equiv" {
                                 st.http_equiv_refresh = value.eq_ignore_ascii_case(b"refresh");
                             } else if st.attr_name == b"content" {
@@ -638,6 +645,7 @@ fn extract_html(bytes: &[u8]) -> Doc {
         title,
         text,
         redirect: state.redirect,
+        lang: state.lang,
     }
 }
 
@@ -699,6 +707,7 @@ fn extract_markdown(source: &str) -> Doc {
         title: title.map(|t| t.out).unwrap_or_default(),
         text: text.out,
         redirect: None,
+        lang: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! Building, writing and reading the inverted index.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
-//! An index is a directory with four files:
+//! An index is a directory with five files:
 //!
 //! | file | contents |
 //! | --- | --- |
@@ -10,6 +10,13 @@
 //! | `docs.bin` | magic `WLSIDOC1`, then postcard `Vec<DocInfo>` (index = [`DocId`]) |
 //! | `terms.bin` | magic `WLSITRM1`, then postcard `Vec<TermEntry>` sorted by term (bytewise) |
 //! | `postings.bin` | magic `WLSIPST1`, then one postcard `Vec<(u32, u32)>` per term at the entry's offset: (doc id delta, term frequency), the first delta from 0 |
+//! | `text.bin` | magic `WLSITXT1`, then each document's text, LZ4-compressed (a block with its length prepended, `lz4_flex`), in document order; [`DocInfo::text_bytes`] is each block's length (0: no text stored) |
+//!
+//! The dictionary holds two fields: the body's terms as they are, and the title's terms
+//! prefixed with `title:` (a term never contains `:`, which the tokenizer splits at). The
+//! stored text is what snippets show and what phrase queries are checked against.
+//! The manifest also records the corpus root (when the indexer was told it) and how many
+//! pages were skipped for each [`SkipReason`](crate::SkipReason).
 //!
 //! postcard writes integers as LEB128 varints and strings as length + UTF-8, so delta-coded
 //! postings take 2 to 3 bytes each. The CRC-32 (ISO-HDLC, as zlib) covers the whole file,
@@ -21,7 +28,7 @@
 //! manifest (and [`Index::open`] says so), and a data file from another write fails the
 //! manifest's length or CRC check. One writer per directory at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,15 +41,24 @@ pub type DocId = u32;
 /// The `format` field of every manifest.
 pub const FORMAT_NAME: &str = "wasmlink-search-index";
 /// The version of the on-disk format this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MANIFEST: &str = "manifest.json";
 const DOCS: &str = "docs.bin";
 const TERMS: &str = "terms.bin";
 const POSTINGS: &str = "postings.bin";
+const TEXT: &str = "text.bin";
 const DOCS_MAGIC: &[u8; 8] = b"WLSIDOC1";
 const TERMS_MAGIC: &[u8; 8] = b"WLSITRM1";
 const POSTINGS_MAGIC: &[u8; 8] = b"WLSIPST1";
+const TEXT_MAGIC: &[u8; 8] = b"WLSITXT1";
+/// The prefix of the title field's terms in the dictionary.
+pub(crate) const TITLE_PREFIX: &str = "title:";
+
+/// The dictionary key of `term` in the title field.
+pub(crate) fn title_key(term: &str) -> String {
+    format!("{TITLE_PREFIX}{term}")
+}
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// A hasher without a seed (rustc-hash's FxHash, several times faster than SipHash on short
@@ -60,6 +76,10 @@ pub struct DocInfo {
     pub path: String,
     /// The number of terms indexed for it (its length for BM25).
     pub len: u32,
+    /// The number of terms of its title (the title field's length for BM25).
+    pub title_len: u32,
+    /// The length of its compressed text in `text.bin` (0: no text stored).
+    pub text_bytes: u32,
 }
 
 /// One entry of a postings list.
@@ -95,6 +115,9 @@ pub enum IndexError {
     /// 2^32 - 1 terms).
     #[error("index too large: {0}")]
     TooLarge(String),
+    /// A query that cannot be read.
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> IndexError {
@@ -121,6 +144,11 @@ pub struct IndexBuilder {
     docs: Vec<DocInfo>,
     postings: HashMap<String, Vec<Posting>, FixedState>,
     total_terms: u64,
+    total_title_terms: u64,
+    /// The documents' compressed texts, one after the other.
+    text: Vec<u8>,
+    skipped: BTreeMap<String, u64>,
+    root: Option<String>,
 }
 
 impl IndexBuilder {
@@ -131,12 +159,26 @@ impl IndexBuilder {
 
     /// Adds a document with its terms (from [`normalize`](crate::normalize) or
     /// [`analyze`](crate::analyze)) and returns its id, which is the number of documents added
-    /// before it. The document's length is `terms.len()`.
+    /// before it. The document's length is `terms.len()`. The title's terms
+    /// ([`analyze`](crate::analyze)d here) go to the title field. No text is stored: use
+    /// [`add_with_text`](Self::add_with_text) for snippets and exact phrase matching.
     pub fn add<S: AsRef<str>>(
         &mut self,
         title: &str,
         path: &str,
         terms: &[S],
+    ) -> Result<DocId, IndexError> {
+        self.add_with_text(title, path, terms, "")
+    }
+
+    /// [`add`](Self::add), storing `text` (the text `terms` came from) for snippets and
+    /// phrase queries.
+    pub fn add_with_text<S: AsRef<str>>(
+        &mut self,
+        title: &str,
+        path: &str,
+        terms: &[S],
+        text: &str,
     ) -> Result<DocId, IndexError> {
         let doc = DocId::try_from(self.docs.len())
             .ok()
@@ -147,26 +189,67 @@ impl IndexBuilder {
         let len = u32::try_from(terms.len()).map_err(|_| {
             IndexError::TooLarge(format!("document {path} has {} terms", terms.len()))
         })?;
+        let title_terms = crate::analyze(title);
+        let title_len = u32::try_from(title_terms.len()).map_err(|_| {
+            IndexError::TooLarge(format!(
+                "document {path}: title has {} terms",
+                title_terms.len()
+            ))
+        })?;
+        let compressed = if text.is_empty() {
+            Vec::new()
+        } else {
+            lz4_flex::block::compress_prepend_size(text.as_bytes())
+        };
+        let text_bytes = u32::try_from(compressed.len()).map_err(|_| {
+            IndexError::TooLarge(format!("document {path}: text of {} bytes", text.len()))
+        })?;
         let mut counts: HashMap<&str, u32, FixedState> = HashMap::default();
         for term in terms {
             *counts.entry(term.as_ref()).or_insert(0) += 1;
         }
         for (term, tf) in counts {
-            let posting = Posting { doc, tf };
-            match self.postings.get_mut(term) {
-                Some(list) => list.push(posting),
-                None => {
-                    self.postings.insert(term.to_owned(), vec![posting]);
-                }
-            }
+            self.push_posting(term, Posting { doc, tf });
+        }
+        let mut title_counts: HashMap<&str, u32, FixedState> = HashMap::default();
+        for term in &title_terms {
+            *title_counts.entry(term.as_str()).or_insert(0) += 1;
+        }
+        for (term, tf) in title_counts {
+            self.push_posting(&title_key(term), Posting { doc, tf });
         }
         self.docs.push(DocInfo {
             title: title.to_owned(),
             path: path.to_owned(),
             len,
+            title_len,
+            text_bytes,
         });
+        self.text.extend_from_slice(&compressed);
         self.total_terms += u64::from(len);
+        self.total_title_terms += u64::from(title_len);
         Ok(doc)
+    }
+
+    fn push_posting(&mut self, term: &str, posting: Posting) {
+        match self.postings.get_mut(term) {
+            Some(list) => list.push(posting),
+            None => {
+                self.postings.insert(term.to_owned(), vec![posting]);
+            }
+        }
+    }
+
+    /// Counts a page that was not indexed, by reason (a [`SkipReason`](crate::SkipReason)'s
+    /// name); the counts go into the manifest.
+    pub fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Records the corpus root (an absolute path or URL that documents' paths are relative
+    /// to) in the manifest.
+    pub fn set_root(&mut self, root: Option<String>) {
+        self.root = root;
     }
 
     /// Appends the documents of `other` after this builder's; their ids are shifted by the
@@ -178,6 +261,11 @@ impl IndexBuilder {
         }
         self.docs.extend(other.docs);
         self.total_terms += other.total_terms;
+        self.total_title_terms += other.total_title_terms;
+        self.text.extend_from_slice(&other.text);
+        for (reason, n) in other.skipped {
+            *self.skipped.entry(reason).or_insert(0) += n;
+        }
         Ok(())
     }
 
@@ -197,6 +285,11 @@ impl IndexBuilder {
         }
         self.docs.extend_from_slice(&index.docs);
         self.total_terms += index.total_terms;
+        self.total_title_terms += index.total_title_terms;
+        self.text.extend_from_slice(&index.text[TEXT_MAGIC.len()..]);
+        for (reason, n) in &index.skipped {
+            *self.skipped.entry(reason.clone()).or_insert(0) += n;
+        }
         Ok(())
     }
 
@@ -275,12 +368,22 @@ pub struct Manifest {
     pub postings: u64,
     /// Sum of the documents' lengths.
     pub total_terms: u64,
+    /// Sum of the documents' title lengths.
+    pub title_terms: u64,
+    /// The directory (or URL) the documents' paths are relative to, if the indexer was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Pages not indexed, by reason ([`SkipReason::name`](crate::SkipReason::name)).
+    #[serde(default)]
+    pub skipped: BTreeMap<String, u64>,
     /// `docs.bin`.
     pub docs_file: FileInfo,
     /// `terms.bin`.
     pub terms_file: FileInfo,
     /// `postings.bin`.
     pub postings_file: FileInfo,
+    /// `text.bin`.
+    pub text_file: FileInfo,
 }
 
 /// Length and checksum of one data file, as recorded in the manifest.
@@ -321,6 +424,7 @@ pub struct IndexWriter {
     docs: Vec<u8>,
     terms: Vec<u8>,
     postings: Vec<u8>,
+    text: Vec<u8>,
 }
 
 fn postcard_encode<T: Serialize + ?Sized>(
@@ -367,6 +471,9 @@ impl IndexWriter {
             });
         }
         let terms = postcard_encode(TERMS_MAGIC, &entries, Vec::new())?;
+        let mut text = Vec::with_capacity(TEXT_MAGIC.len() + builder.text.len());
+        text.extend_from_slice(TEXT_MAGIC);
+        text.extend_from_slice(&builder.text);
         let manifest = Manifest {
             format: FORMAT_NAME.to_owned(),
             version: FORMAT_VERSION,
@@ -374,9 +481,13 @@ impl IndexWriter {
             terms: entries.len() as u64,
             postings: num_postings,
             total_terms: builder.total_terms,
+            title_terms: builder.total_title_terms,
+            root: builder.root.clone(),
+            skipped: builder.skipped.clone(),
             docs_file: FileInfo::of(&docs),
             terms_file: FileInfo::of(&terms),
             postings_file: FileInfo::of(&postings),
+            text_file: FileInfo::of(&text),
         };
         let mut manifest_json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| IndexError::TooLarge(format!("encoding the manifest: {e}")))?;
@@ -387,6 +498,7 @@ impl IndexWriter {
             docs,
             terms,
             postings,
+            text,
         })
     }
 
@@ -397,11 +509,12 @@ impl IndexWriter {
 
     /// The files of the index as (file name, contents), the manifest last. A guest that hands
     /// its output to the host as bytes instead of writing a directory can use these.
-    pub fn files(&self) -> [(&'static str, &[u8]); 4] {
+    pub fn files(&self) -> [(&'static str, &[u8]); 5] {
         [
             (DOCS, &self.docs),
             (TERMS, &self.terms),
             (POSTINGS, &self.postings),
+            (TEXT, &self.text),
             (MANIFEST, &self.manifest_json),
         ]
     }
@@ -443,6 +556,7 @@ impl IndexWriter {
             &self.docs,
             &self.terms,
             self.postings.clone(),
+            self.text.clone(),
         )
     }
 }
@@ -457,6 +571,12 @@ pub struct Index {
     terms: Vec<TermEntry>,
     postings: Vec<u8>,
     pub(crate) total_terms: u64,
+    pub(crate) total_title_terms: u64,
+    /// `text.bin`, magic included, and where each document's block starts in it.
+    text: Vec<u8>,
+    text_starts: Vec<usize>,
+    root: Option<String>,
+    skipped: BTreeMap<String, u64>,
     dir: PathBuf,
 }
 
@@ -542,10 +662,11 @@ impl Index {
         let docs = read(DOCS)?;
         let terms = read(TERMS)?;
         let postings = read(POSTINGS)?;
-        Index::from_files(dir, &manifest, &docs, &terms, postings)
+        let text = read(TEXT)?;
+        Index::from_files(dir, &manifest, &docs, &terms, postings, text)
     }
 
-    /// Decodes an index from the contents of its four files; `dir` is only used to name files
+    /// Decodes an index from the contents of its five files; `dir` is only used to name files
     /// in errors.
     pub fn from_files(
         dir: &Path,
@@ -553,8 +674,23 @@ impl Index {
         docs: &[u8],
         terms: &[u8],
         postings: Vec<u8>,
+        text: Vec<u8>,
     ) -> Result<Index, IndexError> {
         let manifest_path = dir.join(MANIFEST);
+        // An index of another version is named before its fields are checked: its manifest
+        // may not parse as this version's.
+        let version = serde_json::from_slice::<serde_json::Value>(manifest)
+            .ok()
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+        if let Some(v) = version.filter(|&v| v != u64::from(FORMAT_VERSION)) {
+            return Err(file_error(
+                &manifest_path,
+                format!(
+                    "format version {v} is not supported (this build reads {FORMAT_VERSION}): \
+                     index the corpus again with `wasmlink index`"
+                ),
+            ));
+        }
         let m: Manifest = serde_json::from_slice(manifest)
             .map_err(|e| file_error(&manifest_path, format!("invalid: {e}")))?;
         if m.format != FORMAT_NAME {
@@ -567,7 +703,8 @@ impl Index {
             return Err(file_error(
                 &manifest_path,
                 format!(
-                    "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    "format version {} is not supported (this build reads {FORMAT_VERSION}): \
+                     index the corpus again with `wasmlink index`",
                     m.version
                 ),
             ));
@@ -578,6 +715,8 @@ impl Index {
         check_file(&docs_path, docs, &m.docs_file, DOCS_MAGIC)?;
         check_file(&terms_path, terms, &m.terms_file, TERMS_MAGIC)?;
         check_file(&postings_path, &postings, &m.postings_file, POSTINGS_MAGIC)?;
+        let text_path = dir.join(TEXT);
+        check_file(&text_path, &text, &m.text_file, TEXT_MAGIC)?;
 
         let docs: Vec<DocInfo> = postcard_decode(&docs_path, &docs[DOCS_MAGIC.len()..])?;
         if docs.len() as u64 != m.docs {
@@ -593,6 +732,32 @@ impl Index {
                 format!(
                     "document lengths add up to {total}, the manifest says {}",
                     m.total_terms
+                ),
+            ));
+        }
+        let title_total: u64 = docs.iter().map(|d| u64::from(d.title_len)).sum();
+        if title_total != m.title_terms {
+            return Err(file_error(
+                &docs_path,
+                format!(
+                    "title lengths add up to {title_total}, the manifest says {}",
+                    m.title_terms
+                ),
+            ));
+        }
+        let mut text_starts = Vec::with_capacity(docs.len());
+        let mut at = TEXT_MAGIC.len();
+        for d in &docs {
+            text_starts.push(at);
+            at += d.text_bytes as usize;
+        }
+        if at != text.len() {
+            return Err(file_error(
+                &text_path,
+                format!(
+                    "{} bytes of text, the documents say {}",
+                    text.len() - TEXT_MAGIC.len(),
+                    at - TEXT_MAGIC.len()
                 ),
             ));
         }
@@ -634,8 +799,57 @@ impl Index {
             terms,
             postings,
             total_terms: m.total_terms,
+            total_title_terms: m.title_terms,
+            text,
+            text_starts,
+            root: m.root,
+            skipped: m.skipped,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// The corpus root recorded by the indexer, if any: documents' paths are relative to it.
+    pub fn root(&self) -> Option<&str> {
+        self.root.as_deref()
+    }
+
+    /// Pages not indexed, by reason.
+    pub fn skipped(&self) -> &BTreeMap<String, u64> {
+        &self.skipped
+    }
+
+    /// The stored text of `doc`: `None` if none was stored (or `doc` is out of range).
+    pub fn doc_text(&self, doc: DocId) -> Result<Option<String>, IndexError> {
+        let Some(info) = self.docs.get(doc as usize) else {
+            return Ok(None);
+        };
+        if info.text_bytes == 0 {
+            return Ok(None);
+        }
+        let start = self.text_starts[doc as usize];
+        let block = &self.text[start..start + info.text_bytes as usize];
+        let bad = |what: String| {
+            file_error(
+                &self.dir.join(TEXT),
+                format!("text of {}: {what}", info.path),
+            )
+        };
+        // The size prefix is bounded by what LZ4 can expand the block to (at most 255 bytes
+        // per input byte), so a crafted file cannot make it allocate without limit.
+        let (size, body) = match block.split_first_chunk::<4>() {
+            Some((size, body)) => (u32::from_le_bytes(*size) as usize, body),
+            None => return Err(bad("block shorter than its size prefix".into())),
+        };
+        if size > body.len().saturating_mul(255) + 16 {
+            return Err(bad(format!(
+                "size {size} is more than the block can expand to"
+            )));
+        }
+        let bytes = lz4_flex::block::decompress(body, size)
+            .map_err(|e| bad(format!("cannot decompress: {e}")))?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| bad(format!("not UTF-8: {e}")))
     }
 
     /// The number of documents.
@@ -773,7 +987,9 @@ mod tests {
             DocInfo {
                 title: "Ownership".into(),
                 path: "ch04.html".into(),
-                len: 9
+                len: 9,
+                title_len: 1,
+                text_bytes: 0,
             }
         );
         assert_eq!(b.docs()[3].len, 0);
@@ -804,7 +1020,13 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["docs.bin", "manifest.json", "postings.bin", "terms.bin"]
+            [
+                "docs.bin",
+                "manifest.json",
+                "postings.bin",
+                "terms.bin",
+                "text.bin"
+            ]
         );
 
         let index = Index::open(&idx_dir).unwrap();
@@ -821,7 +1043,7 @@ mod tests {
         let m: Manifest =
             serde_json::from_slice(&fs::read(idx_dir.join(MANIFEST)).unwrap()).unwrap();
         assert_eq!(&m, writer.manifest());
-        assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 1, 5));
+        assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 2, 5));
         assert_eq!(
             m.postings,
             b.postings.values().map(|l| l.len() as u64).sum::<u64>()
@@ -831,7 +1053,7 @@ mod tests {
         let b2 = build(0..2);
         IndexWriter::new(&b2).unwrap().write_dir(&idx_dir).unwrap();
         assert_eq!(Index::open(&idx_dir).unwrap().docs(), b2.docs());
-        assert_eq!(fs::read_dir(&idx_dir).unwrap().count(), 4);
+        assert_eq!(fs::read_dir(&idx_dir).unwrap().count(), 5);
     }
 
     #[test]
@@ -932,12 +1154,13 @@ mod tests {
         let manifest = path.join(MANIFEST);
         let text = fs::read_to_string(&manifest)
             .unwrap()
-            .replace("\"version\": 1", "\"version\": 7");
+            .replace("\"version\": 2", "\"version\": 7");
         fs::write(&manifest, text).unwrap();
         assert_eq!(
             open_err(&path),
             format!(
-                "index file {}: format version 7 is not supported (this build reads 1)",
+                "index file {}: format version 7 is not supported (this build reads 2): index \
+                 the corpus again with `wasmlink index`",
                 manifest.display()
             )
         );
@@ -978,10 +1201,17 @@ mod tests {
         let mut m = writer.manifest().clone();
         m.docs_file = FileInfo::of(&docs);
         let json = serde_json::to_vec(&m).unwrap();
-        let [_, (_, terms), (_, postings), _] = writer.files();
-        let err = Index::from_files(Path::new("seg"), &json, &docs, terms, postings.to_vec())
-            .unwrap_err()
-            .to_string();
+        let [_, (_, terms), (_, postings), (_, text), _] = writer.files();
+        let err = Index::from_files(
+            Path::new("seg"),
+            &json,
+            &docs,
+            terms,
+            postings.to_vec(),
+            text.to_vec(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("index file seg/docs.bin: cannot decode: "),
             "{err}"

@@ -14,7 +14,10 @@
 //! 4. [`IndexBuilder`]: terms of each document to postings; builders of several batches or
 //!    workers are combined with [`IndexBuilder::merge`]. [`IndexWriter`] writes the index into
 //!    a directory atomically; [`Index::open`] reads it back.
-//! 5. [`Index::search`]: BM25 top-k (see [`Bm25`]).
+//! 5. [`Index::search`]: BM25 top-k over the body and title fields (see [`Bm25`],
+//!    [`Query::parse`] for phrases, `-word` and `title:word`), [`Index::snippet`].
+//!
+//! [`skip_reason`] says which pages are not indexed (redirects, old editions, `print.html`, ...).
 //!
 //! ```
 //! use wasmlink_search::{DocKind, IndexBuilder, IndexWriter, analyze, extract};
@@ -49,6 +52,7 @@ mod index;
 pub mod native;
 mod normalize;
 mod query;
+mod skip;
 mod tokenize;
 
 pub use extract::{Doc, DocKind, extract};
@@ -57,7 +61,8 @@ pub use index::{
     IndexWriter, Manifest, Posting,
 };
 pub use normalize::{MAX_TERM_BYTES, Normalizer, STOP_WORDS, normalize, stop_words_only};
-pub use query::{Bm25, Hit};
+pub use query::{Bm25, Hit, Query, QueryError, SNIPPET_WORDS, Snippet, TITLE_WEIGHT};
+pub use skip::{SkipReason, skip_reason, skip_reason_for_path};
 pub use tokenize::{tokenize, tokens};
 
 /// Tokenizes and normalises `text` in one call: `normalize(tokenize(text))`.

@@ -1,6 +1,6 @@
-//! BM25 ranking.
+//! Reading queries, BM25 ranking over the body and title fields, phrases and snippets.
 
-use crate::index::{DocId, Index, IndexError};
+use crate::index::{DocId, Index, IndexError, title_key};
 use crate::normalize::Normalizer;
 use crate::tokenize::tokens;
 
@@ -44,76 +44,303 @@ pub struct Hit {
     pub title: String,
     /// Its path or URL.
     pub path: String,
-    /// Its BM25 score (greater is better).
+    /// Its score (greater is better): BM25 of the body plus [`TITLE_WEIGHT`] times BM25 of
+    /// the title.
     pub score: f64,
+}
+
+/// How much a query term's BM25 score in the title field counts, against 1 for the body.
+///
+/// A page whose title holds the query's words is usually the page about them; the body's
+/// score alone ranks a page that uses the words often above it. The title field has its own
+/// document frequencies and mean length, as Tantivy's and Lucene's per-field BM25 do.
+pub const TITLE_WEIGHT: f64 = 2.0;
+
+/// The words a snippet shows at most.
+pub const SNIPPET_WORDS: usize = 24;
+
+/// A query, parsed: see [`Query::parse`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Terms that score (in the body or the title); a document matches if it has any of them.
+    pub terms: Vec<String>,
+    /// Phrases (each of two or more terms) a document must contain, in order and adjacent
+    /// (stop words between them are not counted, as they are not indexed).
+    pub phrases: Vec<Vec<String>>,
+    /// Terms a document must not contain (in the body or the title).
+    pub excluded: Vec<String>,
+    /// Terms the title must contain.
+    pub title: Vec<String>,
+    /// Parts of the query that gave no term (words that are all stop words), as written.
+    pub dropped: Vec<String>,
+}
+
+/// A query that cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A `"` without its closing `"`.
+    #[error("unterminated quote in the query: {0} (close the phrase with `\"`)")]
+    UnterminatedQuote(String),
+    /// `title:` with nothing after it.
+    #[error("`title:` needs a word after it (title:WORD or title:\"some words\")")]
+    EmptyField,
+}
+
+impl Query {
+    /// Reads a query. Words (separated by whitespace) are tokenized and normalised like
+    /// documents ([`analyze`](crate::analyze)) and OR-ed: a document matching any of them is
+    /// a result, ranked by score. Besides plain words:
+    ///
+    /// - `"lifetime elision"`: a phrase; results must contain its terms in that order and
+    ///   adjacent. A quoted single word is a required word.
+    /// - `-word` or `-"some words"`: results must not contain these terms.
+    /// - `title:word` or `title:"some words"`: results' titles must contain these terms.
+    ///
+    /// A `-` alone is ignored. Parts that are only stop words are dropped and listed in
+    /// [`Query::dropped`].
+    ///
+    /// # Errors
+    ///
+    /// An unterminated quote, and `title:` with nothing after it.
+    pub fn parse(query: &str) -> Result<Query, QueryError> {
+        let mut q = Query::default();
+        let mut normalizer = Normalizer::new();
+        let mut analyze = |s: &str| normalizer.normalize_all(tokens(s));
+        let mut rest = query;
+        loop {
+            rest = rest.trim_start();
+            if rest.is_empty() {
+                break;
+            }
+            let (exclude, field) = if let Some(r) = rest.strip_prefix('-') {
+                rest = r;
+                (true, false)
+            } else if rest.len() >= 6 && rest[..6].eq_ignore_ascii_case("title:") {
+                rest = &rest[6..];
+                if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                    return Err(QueryError::EmptyField);
+                }
+                (false, true)
+            } else {
+                (false, false)
+            };
+            let quoted;
+            let part = if let Some(r) = rest.strip_prefix('"') {
+                let Some(close) = r.find('"') else {
+                    return Err(QueryError::UnterminatedQuote(rest.trim_end().to_owned()));
+                };
+                rest = &r[close + 1..];
+                quoted = true;
+                &r[..close]
+            } else {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let part = &rest[..end];
+                rest = &rest[end..];
+                quoted = false;
+                part
+            };
+            if exclude && part.is_empty() && !quoted {
+                continue; // a `-` alone
+            }
+            let terms = analyze(part);
+            if terms.is_empty() {
+                if !part.trim().is_empty() {
+                    q.dropped.push(part.to_owned());
+                }
+                continue;
+            }
+            if exclude {
+                q.excluded.extend(terms);
+            } else if field {
+                q.title.extend(terms.iter().cloned());
+                q.terms.extend(terms);
+            } else {
+                if quoted {
+                    q.phrases.push(terms.clone());
+                }
+                q.terms.extend(terms);
+            }
+        }
+        Ok(q)
+    }
+
+    /// Whether nothing in the query can match: no term that scores.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
+/// A window of a document's text around the query's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snippet {
+    /// The text, on one line; `…` where it was cut.
+    pub text: String,
+    /// Byte ranges of `text` that are matched terms.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+/// Pushes `gap` with each run of whitespace (newlines included) as one space.
+fn push_collapsed(out: &mut String, gap: &str) {
+    let mut space = false;
+    for c in gap.chars() {
+        if c.is_whitespace() {
+            space = true;
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(c);
+        }
+    }
+    if space {
+        out.push(' ');
+    }
+}
+
+/// BM25 of one term in one field.
+struct FieldStats {
+    avgdl: f64,
+    n_docs: f64,
+}
+
+impl FieldStats {
+    fn idf(&self, df: usize) -> f64 {
+        let n = df as f64;
+        (1.0 + (self.n_docs - n + 0.5) / (n + 0.5)).ln()
+    }
+
+    fn score(&self, params: Bm25, idf: f64, tf: u32, dl: u32) -> f64 {
+        let tf = f64::from(tf);
+        // avgdl > 0 here: the document has this term, so some length is positive.
+        let norm = params.k1 * (1.0 - params.b + params.b * f64::from(dl) / self.avgdl);
+        idf * tf * (params.k1 + 1.0) / (tf + norm)
+    }
 }
 
 impl Index {
     /// The `k` best documents for `query` under [`Bm25::default`], best first; equal scores
-    /// by increasing document id. The query is tokenized and normalised exactly like
-    /// documents ([`analyze`](crate::analyze)); documents matching none of its terms are not
-    /// returned.
+    /// by increasing document id. The query is read by [`Query::parse`] (phrases, `-word`,
+    /// `title:word`); documents matching none of its terms are not returned.
+    ///
+    /// # Errors
+    ///
+    /// A query that cannot be read ([`IndexError::Query`]), or a corrupt postings list.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, IndexError> {
-        let terms = Normalizer::new().normalize_all(tokens(query));
-        self.search_terms(&terms, k, Bm25::default())
+        let query = Query::parse(query)?;
+        self.search_query(&query, k, Bm25::default())
     }
 
     /// Like [`search`](Self::search), for terms that are already normalised and with explicit
-    /// parameters.
+    /// parameters: the terms are OR-ed, nothing is required or excluded.
     pub fn search_terms<S: AsRef<str>>(
         &self,
         terms: &[S],
         k: usize,
         params: Bm25,
     ) -> Result<Vec<Hit>, IndexError> {
-        let mut distinct: Vec<&str> = terms.iter().map(AsRef::as_ref).collect();
+        let query = Query {
+            terms: terms.iter().map(|t| t.as_ref().to_owned()).collect(),
+            ..Query::default()
+        };
+        self.search_query(&query, k, params)
+    }
+
+    /// The `k` best documents for a parsed query.
+    pub fn search_query(
+        &self,
+        query: &Query,
+        k: usize,
+        params: Bm25,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let mut distinct: Vec<&str> = query.terms.iter().map(String::as_str).collect();
         distinct.sort_unstable();
         distinct.dedup();
-
-        let n_docs = self.docs.len() as f64;
-        let avgdl = if self.docs.is_empty() {
-            0.0
-        } else {
-            self.total_terms as f64 / n_docs
-        };
-        let mut scores: Vec<f64> = Vec::new();
-        let mut touched: Vec<DocId> = Vec::new();
-        for term in distinct {
-            let postings = self.postings(term)?;
-            if postings.is_empty() {
-                continue;
-            }
-            if scores.is_empty() {
-                scores = vec![0.0; self.docs.len()];
-            }
-            let n = postings.len() as f64;
-            let idf = (1.0 + (n_docs - n + 0.5) / (n + 0.5)).ln();
-            for p in postings {
-                let dl = f64::from(self.docs[p.doc as usize].len);
-                let tf = f64::from(p.tf);
-                // avgdl > 0 here: the document has this term, so some length is positive.
-                let norm = params.k1 * (1.0 - params.b + params.b * dl / avgdl);
-                let slot = &mut scores[p.doc as usize];
-                if *slot == 0.0 {
-                    touched.push(p.doc);
-                }
-                *slot += idf * tf * (params.k1 + 1.0) / (tf + norm);
-            }
+        if k == 0 || distinct.is_empty() {
+            return Ok(Vec::new());
         }
 
+        let n_docs = self.docs.len() as f64;
+        let body = FieldStats {
+            avgdl: self.total_terms as f64 / n_docs,
+            n_docs,
+        };
+        let title = FieldStats {
+            avgdl: self.total_title_terms as f64 / n_docs,
+            n_docs,
+        };
+        let mut scores: Vec<f64> = vec![0.0; self.docs.len()];
+        let mut touched: Vec<DocId> = Vec::new();
+        for term in distinct {
+            for (key, stats, weight) in [
+                (term.to_owned(), &body, 1.0),
+                (title_key(term), &title, TITLE_WEIGHT),
+            ] {
+                let postings = self.postings(&key)?;
+                if postings.is_empty() {
+                    continue;
+                }
+                let idf = stats.idf(postings.len());
+                for p in postings {
+                    let info = &self.docs[p.doc as usize];
+                    let dl = if weight == 1.0 {
+                        info.len
+                    } else {
+                        info.title_len
+                    };
+                    let slot = &mut scores[p.doc as usize];
+                    if *slot == 0.0 {
+                        touched.push(p.doc);
+                    }
+                    *slot += weight * stats.score(params, idf, p.tf, dl);
+                }
+            }
+        }
+        // Filters: documents that fail one get no score.
+        for term in &query.excluded {
+            for key in [term.clone(), title_key(term)] {
+                for p in self.postings(&key)? {
+                    scores[p.doc as usize] = f64::NAN;
+                }
+            }
+        }
+        for term in &query.title {
+            let mut keep = vec![false; self.docs.len()];
+            for p in self.postings(&title_key(term))? {
+                keep[p.doc as usize] = true;
+            }
+            for (d, s) in scores.iter_mut().enumerate() {
+                if !keep[d] {
+                    *s = f64::NAN;
+                }
+            }
+        }
         let mut ranked: Vec<(DocId, f64)> = touched
             .into_iter()
             .map(|d| (d, scores[d as usize]))
+            .filter(|(_, s)| !s.is_nan())
             .collect();
         let order = |a: &(DocId, f64), b: &(DocId, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if k == 0 {
-            return Ok(Vec::new());
+        if query.phrases.is_empty() {
+            if ranked.len() > k {
+                ranked.select_nth_unstable_by(k - 1, order);
+                ranked.truncate(k);
+            }
+            ranked.sort_unstable_by(order);
+        } else {
+            // Phrases are checked against the stored text, best first, until k pass.
+            ranked.sort_unstable_by(order);
+            let mut kept = Vec::with_capacity(k);
+            for (doc, score) in ranked {
+                if self.has_phrases(doc, &query.phrases)? {
+                    kept.push((doc, score));
+                    if kept.len() == k {
+                        break;
+                    }
+                }
+            }
+            ranked = kept;
         }
-        if ranked.len() > k {
-            ranked.select_nth_unstable_by(k - 1, order);
-            ranked.truncate(k);
-        }
-        ranked.sort_unstable_by(order);
         Ok(ranked
             .into_iter()
             .map(|(doc, score)| {
@@ -126,6 +353,118 @@ impl Index {
                 }
             })
             .collect())
+    }
+
+    /// Whether `doc` has every phrase in its title or its stored text. A document indexed
+    /// without text has each phrase if it has all of its terms.
+    fn has_phrases(&self, doc: DocId, phrases: &[Vec<String>]) -> Result<bool, IndexError> {
+        let info = &self.docs[doc as usize];
+        let mut normalizer = Normalizer::new();
+        let title = normalizer.normalize_all(tokens(&info.title));
+        let text = self.doc_text(doc)?;
+        let body = match &text {
+            Some(t) => normalizer.normalize_all(tokens(t)),
+            None => {
+                for phrase in phrases {
+                    for term in phrase {
+                        if self
+                            .postings(term)?
+                            .binary_search_by_key(&doc, |p| p.doc)
+                            .is_err()
+                        {
+                            return Ok(false);
+                        }
+                    }
+                }
+                return Ok(true);
+            }
+        };
+        let contains =
+            |terms: &[String], phrase: &[String]| terms.windows(phrase.len()).any(|w| w == phrase);
+        Ok(phrases
+            .iter()
+            .all(|p| contains(&title, p) || contains(&body, p)))
+    }
+
+    /// A window of [`SNIPPET_WORDS`] words of `doc`'s stored text that holds as many of the
+    /// query's distinct terms as any, with the words that match highlighted; `None` if the
+    /// document has no stored text. Without a match, the start of the text.
+    pub fn snippet(&self, doc: DocId, query: &Query) -> Result<Option<Snippet>, IndexError> {
+        let Some(text) = self.doc_text(doc)? else {
+            return Ok(None);
+        };
+        let mut wanted: Vec<&str> = query.terms.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut normalizer = Normalizer::new();
+        // (byte range, which wanted term or none) of each word.
+        let mut words: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        let base = text.as_ptr() as usize;
+        for w in tokens(&text) {
+            let start = w.as_ptr() as usize - base;
+            let lower = w.to_lowercase();
+            // Stems keep their word's first letters: try to stem only words that could match.
+            let maybe = wanted
+                .iter()
+                .any(|t| lower.starts_with(&t[..t.len().min(2)]));
+            let which = if maybe {
+                normalizer
+                    .term_ref(w)
+                    .and_then(|t| wanted.binary_search(&t).ok())
+            } else {
+                None
+            };
+            words.push((start, start + w.len(), which));
+        }
+        // The window with the most distinct terms (then the most matches), earliest first.
+        let mut best = (0usize, 0usize, 0usize);
+        let mut seen = vec![0u32; wanted.len()];
+        for (i, w) in words.iter().enumerate() {
+            if w.2.is_none() {
+                continue;
+            }
+            let from = i.saturating_sub(4);
+            let to = (from + SNIPPET_WORDS).min(words.len());
+            seen.iter_mut().for_each(|s| *s = 0);
+            let mut hits = 0;
+            for x in &words[from..to] {
+                if let Some(t) = x.2 {
+                    seen[t] += 1;
+                    hits += 1;
+                }
+            }
+            let distinct = seen.iter().filter(|&&s| s > 0).count();
+            if (distinct, hits) > (best.1, best.2) {
+                best = (from, distinct, hits);
+                if distinct == wanted.len() {
+                    break;
+                }
+            }
+        }
+        let from = best.0;
+        let to = (from + SNIPPET_WORDS).min(words.len());
+        let mut out = Snippet::default();
+        if from > 0 {
+            out.text.push_str("… ");
+        }
+        let mut prev_end: Option<usize> = None;
+        for &(a, b, which) in &words[from..to] {
+            if let Some(p) = prev_end {
+                push_collapsed(&mut out.text, &text[p..a]);
+            }
+            let start = out.text.len();
+            out.text.push_str(&text[a..b]);
+            if which.is_some() {
+                out.highlights.push((start, out.text.len()));
+            }
+            prev_end = Some(b);
+        }
+        if to < words.len() {
+            out.text.push_str(" …");
+        } else if let Some(p) = prev_end {
+            push_collapsed(&mut out.text, text[p..].trim_end());
+        }
+        Ok(Some(out))
     }
 }
 
@@ -145,8 +484,9 @@ mod tests {
     fn index() -> Index {
         let mut b = IndexBuilder::new();
         for (i, (title, text)) in DOCS.iter().enumerate() {
-            b.add(title, &format!("doc{i}.txt"), &analyze(text))
-                .unwrap();
+            // No titles: these tests check the body's BM25 alone.
+            let _ = title;
+            b.add("", &format!("doc{i}.txt"), &analyze(text)).unwrap();
         }
         IndexWriter::new(&b).unwrap().to_index().unwrap()
     }
@@ -205,7 +545,7 @@ mod tests {
                 h.score
             );
             assert_eq!(h.path, format!("doc{doc}.txt"));
-            assert_eq!(h.title, DOCS[*doc as usize].0);
+            assert_eq!(h.title, "");
         }
     }
 
@@ -277,5 +617,141 @@ mod tests {
             .to_index()
             .unwrap();
         assert_eq!(empty.search("x", 5).unwrap(), []);
+    }
+
+    /// Three pages: the chapter about lifetime elision, one that mentions the words often,
+    /// and one about something else.
+    fn fields_index() -> Index {
+        let mut b = IndexBuilder::new();
+        for (title, path, text) in [
+            (
+                "Lifetime Elision",
+                "ch10-03.html",
+                "Lifetime elision rules let you leave out lifetimes.",
+            ),
+            (
+                "Generic Types",
+                "ch10-01.html",
+                "Generic lifetime parameters: a lifetime here, a lifetime below; the \
+                 elision of a lifetime in functions, elision again, lifetime lifetime.",
+            ),
+            (
+                "Closures",
+                "ch13-01.html",
+                "Closures capture their environment.",
+            ),
+        ] {
+            b.add_with_text(title, path, &analyze(text), text).unwrap();
+        }
+        IndexWriter::new(&b).unwrap().to_index().unwrap()
+    }
+
+    fn paths(idx: &Index, q: &str) -> Vec<String> {
+        idx.search(q, 10)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.path)
+            .collect()
+    }
+
+    #[test]
+    fn the_page_titled_like_the_query_ranks_first() {
+        let idx = fields_index();
+        assert_eq!(
+            paths(&idx, "lifetime elision"),
+            ["ch10-03.html", "ch10-01.html"]
+        );
+        // The body alone ranks the page that repeats the words first.
+        let body_only = {
+            let mut b = IndexBuilder::new();
+            for (i, d) in idx.docs().iter().enumerate() {
+                let text = idx.doc_text(i as DocId).unwrap().unwrap();
+                b.add("", &d.path, &analyze(&text)).unwrap();
+            }
+            IndexWriter::new(&b).unwrap().to_index().unwrap()
+        };
+        assert_eq!(paths(&body_only, "lifetime elision")[0], "ch10-01.html");
+    }
+
+    #[test]
+    fn phrases_exclusion_and_title_filter() {
+        let idx = fields_index();
+        // Only ch10-03 has "lifetime" right before "elision".
+        assert_eq!(paths(&idx, "\"lifetime elision\""), ["ch10-03.html"]);
+        assert_eq!(paths(&idx, "\"rules lifetime\""), Vec::<String>::new());
+        // Stop words inside a phrase are not counted: "elision of a lifetime" holds.
+        assert_eq!(paths(&idx, "\"elision of a lifetime\""), ["ch10-01.html"]);
+        assert_eq!(paths(&idx, "lifetime -rules"), ["ch10-01.html"]);
+        assert_eq!(paths(&idx, "lifetime -\"leave out\""), ["ch10-01.html"]);
+        assert_eq!(paths(&idx, "lifetime title:generic"), ["ch10-01.html"]);
+        assert_eq!(paths(&idx, "TITLE:closures"), ["ch13-01.html"]);
+        assert_eq!(paths(&idx, "title:\"generic types\""), ["ch10-01.html"]);
+        // A `-` alone is ignored; a phrase of stop words is dropped and said so.
+        assert_eq!(paths(&idx, "closures -"), ["ch13-01.html"]);
+        let q = Query::parse("\"the of\" closures").unwrap();
+        assert_eq!(
+            (q.terms.clone(), q.dropped.clone()),
+            (vec!["closur".to_owned()], vec!["the of".to_owned()])
+        );
+        assert!(Query::parse("\"the of\"").unwrap().is_empty());
+        assert_eq!(paths(&idx, "-closures"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn malformed_queries_are_one_line_errors() {
+        let idx = fields_index();
+        for (q, want) in [
+            (
+                "\"lifetime elision",
+                "unterminated quote in the query: \"lifetime elision (close the phrase with `\"`)",
+            ),
+            (
+                "title:",
+                "`title:` needs a word after it (title:WORD or title:\"some words\")",
+            ),
+            (
+                "a title: b",
+                "`title:` needs a word after it (title:WORD or title:\"some words\")",
+            ),
+        ] {
+            let err = idx.search(q, 10).unwrap_err().to_string();
+            assert_eq!(err, want, "{q}");
+        }
+    }
+
+    #[test]
+    fn snippets_show_the_matched_terms() {
+        let idx = fields_index();
+        let q = Query::parse("elision rules").unwrap();
+        let s = idx.snippet(0, &q).unwrap().unwrap();
+        assert_eq!(
+            s.text,
+            "Lifetime elision rules let you leave out lifetimes."
+        );
+        let marked: Vec<&str> = s.highlights.iter().map(|&(a, b)| &s.text[a..b]).collect();
+        assert_eq!(marked, ["elision", "rules"]);
+        // A long text is cut around the match.
+        let mut b = IndexBuilder::new();
+        let text = format!("{} needle here {}", "word ".repeat(50), "tail\n".repeat(50));
+        b.add_with_text("t", "p", &analyze(&text), &text).unwrap();
+        let idx = IndexWriter::new(&b).unwrap().to_index().unwrap();
+        let s = idx
+            .snippet(0, &Query::parse("needles").unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(
+            s.text
+                .starts_with("… word word word word needle here tail tail"),
+            "{}",
+            s.text
+        );
+        assert!(
+            s.text.ends_with(" …") && !s.text.contains('\n'),
+            "{}",
+            s.text
+        );
+        assert_eq!(&s.text[s.highlights[0].0..s.highlights[0].1], "needle");
+        // No stored text: no snippet.
+        assert_eq!(index().snippet(0, &q).unwrap(), None);
     }
 }
