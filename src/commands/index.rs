@@ -318,7 +318,10 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let streamed = started.elapsed();
     let merge_started = Instant::now();
     let summary = index
-        .call_str("merge", "")
+        .call_str(
+            "merge",
+            &serde_json::json!({ "root": std::path::absolute(&corpus).ok() }).to_string(),
+        )
         .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
     let merge_time = merge_started.elapsed();
     let total = started.elapsed().as_secs_f64();
@@ -341,6 +344,16 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         summary["segments"],
         out.display()
     ));
+    let skipped: Vec<String> = wasmlink_search::SkipReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = summary["skipped"][r.name()].as_u64().filter(|&n| n > 0)?;
+            Some(r.describe(n))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        report.push_str(&format!("skipped (not indexed): {}\n", skipped.join(", ")));
+    }
     report.push_str("stage       workers  batches  rows in  rows out  busy (s)\n");
     for s in &stats.stages {
         report.push_str(&format!(

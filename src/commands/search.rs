@@ -21,8 +21,17 @@ index directory read-only at /index, nothing else. Modules are looked up in --mo
 then $WASMLINK_MODULES, then target/guest-modules/ of the build tree this wasmlink binary is
 in; build them with `bash scripts/build-guests.sh`.
 
+Query syntax: words are OR-ed and ranked (BM25 over the page's body and its title, the title
+weighted 2x); \"lifetime elision\" is a phrase results must contain; -word (or -\"some words\")
+excludes; title:word (or title:\"some words\") requires the words in the title. Each result
+prints its title, its file (absolute: the corpus root recorded by `wasmlink index` joined with
+the page's path; --relative prints the path under the root) and a snippet of its text with the
+matched words in bold on a terminal (plain otherwise; --json gives the snippet's highlighted
+byte ranges).
+
 Examples:
   wasmlink search target/demo/book-index \"ownership borrowing\"
+  wasmlink search target/demo/book-index '\"lifetime elision\" -nomicon'
   wasmlink search -k 3 --json target/demo/book-index \"trait objects dyn\"
 
 Exit status: 0 results printed (possibly none); 2 bad usage, no index, a module error, or
@@ -35,9 +44,12 @@ pub struct Args {
     /// How many results (1 to 100000).
     #[arg(short, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_K))]
     k: u64,
-    /// Print the results as JSON Lines: rank, score, title, path.
+    /// Print the results as JSON Lines: rank, score, title, path, file, snippet, highlights.
     #[arg(long)]
     json: bool,
+    /// Print each result's path relative to the corpus root instead of the whole path.
+    #[arg(long)]
+    relative: bool,
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
@@ -59,6 +71,12 @@ struct Hit {
     score: f64,
     title: String,
     path: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    snippet: Option<String>,
+    #[serde(default)]
+    highlights: Option<Vec<(usize, usize)>>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -103,6 +121,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             diag(format_args!("{why}"));
         }
     } else {
+        let bold = std::io::IsTerminal::is_terminal(&std::io::stdout());
         let mut text = String::new();
         for line in out.lines() {
             let hit: Hit = serde_json::from_str(line).map_err(|e| {
@@ -113,10 +132,23 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             } else {
                 &hit.title
             };
+            let shown = match (&hit.file, args.relative) {
+                (Some(file), false) => file,
+                _ => &hit.path,
+            };
             text.push_str(&format!(
-                "{:>3}. {:>8.4}  {title}\n              {}\n",
-                hit.rank, hit.score, hit.path
+                "{:>3}. {:>8.4}  {title}\n              {shown}\n",
+                hit.rank, hit.score
             ));
+            if let Some(snippet) = &hit.snippet {
+                text.push_str("              ");
+                text.push_str(&marked(
+                    snippet,
+                    hit.highlights.as_deref().unwrap_or(&[]),
+                    bold,
+                ));
+                text.push('\n');
+            }
         }
         if text.is_empty() {
             text.push_str(&why_none().unwrap_or_else(|| "no results".into()));
@@ -151,4 +183,24 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `snippet` with its highlighted byte ranges in bold (ANSI) when `bold`, else as is. Ranges
+/// that are not on character boundaries (a bad module) are left unmarked.
+fn marked(snippet: &str, highlights: &[(usize, usize)], bold: bool) -> String {
+    let mut out = String::with_capacity(snippet.len() + 8 * highlights.len());
+    let mut at = 0;
+    for &(a, b) in highlights {
+        if !bold || a < at || b < a || !snippet.is_char_boundary(a) || !snippet.is_char_boundary(b)
+        {
+            continue;
+        }
+        out.push_str(&snippet[at..a]);
+        out.push_str("\x1b[1m");
+        out.push_str(&snippet[a..b]);
+        out.push_str("\x1b[0m");
+        at = b;
+    }
+    out.push_str(snippet.get(at..).unwrap_or(""));
+    out
 }

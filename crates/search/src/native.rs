@@ -9,13 +9,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{DocKind, IndexBuilder, IndexError, IndexWriter, Normalizer, extract, tokens};
+use crate::{
+    DocKind, IndexBuilder, IndexError, IndexWriter, Normalizer, extract, skip_reason,
+    skip_reason_for_path, tokens,
+};
 
 /// What a native run did and how long it took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeRun {
-    /// Documents indexed (redirect pages are skipped, as the extract module skips them).
+    /// Documents indexed (pages of [`skip_reason`] are skipped, as the extract module skips
+    /// them).
     pub docs: u64,
+    /// Pages skipped.
+    pub skipped: u64,
     /// Bytes of input read.
     pub bytes: u64,
     /// Wall-clock seconds, reading included.
@@ -89,16 +95,23 @@ pub fn index_files(
                             }
                         };
                         bytes += content.len() as u64;
+                        if let Some(reason) = skip_reason_for_path(rel) {
+                            builder.skip(reason.name());
+                            continue;
+                        }
                         let t0 = Instant::now();
                         let doc =
                             extract(&content, DocKind::from_path(rel).unwrap_or(DocKind::Text));
                         let t1 = Instant::now();
                         extract_t += t1 - t0;
-                        if doc.redirect.is_some() {
+                        if let Some(reason) = skip_reason(rel, &doc) {
+                            builder.skip(reason.name());
                             continue;
                         }
                         let terms = normalizer.normalize_all(tokens(&doc.text));
-                        if let Err(source) = builder.add(&doc.title, rel, &terms) {
+                        if let Err(source) =
+                            builder.add_with_text(&doc.title, rel, &terms, &doc.text)
+                        {
                             *error.lock().unwrap_or_else(|p| p.into_inner()) =
                                 Some(NativeError::Index {
                                     what: rel.clone(),
@@ -139,6 +152,7 @@ pub fn index_files(
     std::hint::black_box(writer.files());
     Ok(NativeRun {
         docs: all.num_docs() as u64,
+        skipped: writer.manifest().skipped.values().sum(),
         bytes,
         secs: started.elapsed().as_secs_f64(),
         extract_secs: extract_ns.load(Ordering::Relaxed) as f64 / 1e9,

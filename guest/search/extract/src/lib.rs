@@ -16,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use wasmlink_guest::export;
-use wasmlink_search::{DocKind, extract as extract_doc};
+use wasmlink_search::{DocKind, extract as extract_doc, skip_reason, skip_reason_for_path};
 
 /// The bytes of row `row` of a content column, whatever its (supported) type.
 fn content_bytes(column: &dyn Array, row: usize) -> &[u8] {
@@ -53,6 +53,7 @@ pub fn extract(batch: RecordBatch) -> Result<RecordBatch, String> {
     let mut paths = Vec::with_capacity(batch.num_rows());
     let mut titles = Vec::with_capacity(batch.num_rows());
     let mut texts = Vec::with_capacity(batch.num_rows());
+    let mut skips = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         if path.is_null(row) {
             return Err(format!("row {row}: `path` is null"));
@@ -64,19 +65,32 @@ pub fn extract(batch: RecordBatch) -> Result<RecordBatch, String> {
             ));
         }
         let p = path.value(row);
-        let kind = DocKind::from_path(p).unwrap_or(DocKind::Text);
-        let doc = extract_doc(content_bytes(content.as_ref(), row), kind);
-        if doc.redirect.is_some() {
-            continue;
-        }
         paths.push(p);
-        titles.push(doc.title);
-        texts.push(doc.text);
+        // Path rules first: such a page is not even parsed.
+        let reason = skip_reason_for_path(p).or_else(|| {
+            let kind = DocKind::from_path(p).unwrap_or(DocKind::Text);
+            let doc = extract_doc(content_bytes(content.as_ref(), row), kind);
+            let reason = skip_reason(p, &doc);
+            if reason.is_none() {
+                titles.push(doc.title);
+                texts.push(doc.text);
+            }
+            reason
+        });
+        match reason {
+            Some(r) => {
+                titles.push(String::new());
+                texts.push(String::new());
+                skips.push(r.name());
+            }
+            None => skips.push(""),
+        }
     }
     let schema = Schema::new(vec![
         Field::new("path", DataType::Utf8, false),
         Field::new("title", DataType::Utf8, false),
         Field::new("text", DataType::Utf8, false),
+        Field::new("skip", DataType::Utf8, false),
     ]);
     RecordBatch::try_new(
         Arc::new(schema),
@@ -84,6 +98,7 @@ pub fn extract(batch: RecordBatch) -> Result<RecordBatch, String> {
             Arc::new(StringArray::from(paths)),
             Arc::new(StringArray::from(titles)),
             Arc::new(StringArray::from(texts)),
+            Arc::new(StringArray::from(skips)),
         ],
     )
     .map_err(|e| format!("cannot build the output batch: {e}"))

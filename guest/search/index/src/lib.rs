@@ -5,18 +5,21 @@
 //!
 //! - `index(batch) -> batch`, an ABI v1 Arrow function (docs/abi.md), usable as a pipeline
 //!   stage with any number of workers. Input columns: `path` (Utf8), `title` (Utf8) and `terms`
-//!   (List<Utf8>, from the normalize stage); others are ignored. It indexes the batch's
+//!   (List<Utf8>, from the normalize stage); optional `text` (Utf8: stored for snippets and
+//!   phrases) and `skip` (Utf8: a non-empty reason means the row is counted as skipped, not
+//!   indexed); others are ignored. It indexes the batch's
 //!   documents, in order, into a **segment** (a complete index of its own, see
 //!   [`wasmlink_search::IndexWriter`]) written atomically to `/index/segments/<name>/`, where
 //!   the name is a CRC-64 of the batch's paths and its row count. So a batch is one segment
 //!   whichever worker (instance) handles it, and handling it again (a retried or resumed
 //!   batch) rewrites the same segment. Output: one row `segment` (Utf8), `docs` (UInt64),
 //!   `terms` (UInt64); no row for an empty batch (which writes nothing).
-//! - `merge(_: &str) -> String`, called once after the last batch: merges every segment, in
+//! - `merge(arg: &str) -> String`, called once after the last batch: merges every segment, in
 //!   the order of its first document's path, compared component by component (the corpus
 //!   order of a directory source, which is sorted by path), into the index at `/index` (written atomically: `manifest.json` last),
-//!   then removes `/index/segments`. Returns JSON `{"segments", "docs", "terms", "postings",
-//!   "total_terms"}`. Fails, changing nothing, if there are no segments or if two segments'
+//!   then removes `/index/segments`. `arg` is empty or JSON `{"root": "..."}`: the corpus root
+//!   to record in the manifest. Returns JSON `{"segments", "docs", "terms", "postings",
+//!   "total_terms", "skipped": {reason: count}}`. Fails, changing nothing, if there are no segments or if two segments'
 //!   path ranges overlap (segments left over from an earlier run with other batches).
 //!
 //! Document ids in the final index are corpus order, so the index is byte for byte the same
@@ -60,6 +63,14 @@ pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
         other => return Err(format!("column `terms` is {other}, expected List<Utf8>")),
     };
     let words = terms.values().as_string::<i32>();
+    let text = match batch.column_by_name("text") {
+        Some(_) => Some(utf8_column(&batch, "text")?),
+        None => None,
+    };
+    let skip = match batch.column_by_name("skip") {
+        Some(_) => Some(utf8_column(&batch, "skip")?),
+        None => None,
+    };
     let offsets = terms.value_offsets();
 
     let mut builder = IndexBuilder::new();
@@ -74,11 +85,16 @@ pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
             doc_terms.push(words.value(i));
         }
         let p = path.value(row);
-        builder
-            .add(title.value(row), p, &doc_terms)
-            .map_err(|e| format!("row {row} ({p:?}): {e}"))?;
         digest.update(p.as_bytes());
         digest.update(&[0]);
+        if let Some(reason) = skip.map(|s| s.value(row)).filter(|r| !r.is_empty()) {
+            builder.skip(reason);
+            continue;
+        }
+        let text = text.map_or("", |t| t.value(row));
+        builder
+            .add_with_text(title.value(row), p, &doc_terms, text)
+            .map_err(|e| format!("row {row} ({p:?}): {e}"))?;
     }
 
     let schema = Arc::new(Schema::new(vec![
@@ -117,7 +133,19 @@ fn path_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Merges the segments into the index (see the crate documentation).
 #[export]
-pub fn merge(_arg: &str) -> Result<String, String> {
+pub fn merge(arg: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MergeArgs {
+        root: Option<String>,
+    }
+    let root = if arg.trim().is_empty() {
+        None
+    } else {
+        serde_json::from_str::<MergeArgs>(arg)
+            .map_err(|e| format!("merge argument: {e}"))?
+            .root
+    };
     let entries = match fs::read_dir(SEGMENTS_DIR) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -128,6 +156,8 @@ pub fn merge(_arg: &str) -> Result<String, String> {
         Err(e) => return Err(format!("{SEGMENTS_DIR}: {e}")),
     };
     let mut segments: Vec<(String, String, String, Index)> = Vec::new();
+    // Segments of batches whose pages were all skipped: only their skip counts matter.
+    let mut empty: Vec<Index> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("{SEGMENTS_DIR}: {e}"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -136,12 +166,13 @@ pub fn merge(_arg: &str) -> Result<String, String> {
         }
         let index = Index::open(entry.path()).map_err(|e| e.to_string())?;
         let (Some(first), Some(last)) = (index.docs().first(), index.docs().last()) else {
+            empty.push(index);
             continue;
         };
         let (first, last) = (first.path.clone(), last.path.clone());
         segments.push((first, last, name, index));
     }
-    if segments.is_empty() {
+    if segments.is_empty() && empty.is_empty() {
         return Err(format!(
             "{SEGMENTS_DIR}: no segments to merge (run the `index` stage first)"
         ));
@@ -156,9 +187,10 @@ pub fn merge(_arg: &str) -> Result<String, String> {
             ));
         }
     }
-    let count = segments.len();
+    let count = segments.len() + empty.len();
     let mut all = IndexBuilder::new();
-    for (_, _, _, index) in segments {
+    all.set_root(root);
+    for index in segments.into_iter().map(|s| s.3).chain(empty) {
         all.merge_index(&index).map_err(|e| e.to_string())?;
     }
     let writer = IndexWriter::new(&all).map_err(|e| e.to_string())?;
@@ -172,6 +204,7 @@ pub fn merge(_arg: &str) -> Result<String, String> {
         "terms": m.terms,
         "postings": m.postings,
         "total_terms": m.total_terms,
+        "skipped": m.skipped,
     })
     .to_string())
 }

@@ -3,9 +3,14 @@
 //!
 //! - `search(input: &str) -> String`: `input` is either the query text (10 results) or JSON
 //!   `{"query": "...", "k": N}`. The result is JSON Lines, best first, one
-//!   `{"rank": 1, "score": 7.25, "title": "...", "path": "..."}` per hit (scores are
-//!   [`wasmlink_search::Bm25`] with the default parameters, printed so that they read back as
-//!   the same `f64`). No hits: an empty string. The index is opened on the first call and kept
+//!   `{"rank": 1, "score": 7.25, "title": "...", "path": "...", "file": "...", "snippet":
+//!   "...", "highlights": [[start, end], ...]}` per hit (scores are [`wasmlink_search::Bm25`]
+//!   over body and title with the default parameters, printed so that they read back as the
+//!   same `f64`; `path` as indexed, `file` the corpus root recorded in the index joined with it,
+//!   or `path` again if the index has no root; `snippet` a window of the page's text, with the
+//!   byte ranges of the matched words in `highlights`, or `null` for a page without stored
+//!   text). The query syntax is [`wasmlink_search::Query::parse`]'s; a query that cannot be
+//!   read is an error. No hits: an empty string. The index is opened on the first call and kept
 //!   for the instance's lifetime.
 //! - `try_write(path: &str) -> String`: tries to create `path` and write to it, and returns
 //!   `ok` or the error (`kind`, `os error N`). It exists so that tests can show what the policy
@@ -17,7 +22,7 @@ use std::rc::Rc;
 
 use serde::Deserialize;
 use wasmlink_guest::export;
-use wasmlink_search::Index;
+use wasmlink_search::{Bm25, Index, Query};
 
 /// Where the policy grants the index directory (read-only).
 pub const INDEX_DIR: &str = "/index";
@@ -63,16 +68,25 @@ pub fn search(input: &str) -> Result<String, String> {
         }
     };
     let index = open()?;
+    let query = Query::parse(&request.query).map_err(|e| e.to_string())?;
     let hits = index
-        .search(&request.query, request.k)
+        .search_query(&query, request.k, Bm25::default())
         .map_err(|e| e.to_string())?;
     let mut out = String::new();
     for (i, hit) in hits.iter().enumerate() {
+        let file = match index.root() {
+            Some(root) => format!("{}/{}", root.trim_end_matches('/'), hit.path),
+            None => hit.path.clone(),
+        };
+        let snippet = index.snippet(hit.doc, &query).map_err(|e| e.to_string())?;
         let line = serde_json::json!({
             "rank": i + 1,
             "score": hit.score,
             "title": hit.title,
             "path": hit.path,
+            "file": file,
+            "snippet": snippet.as_ref().map(|s| &s.text),
+            "highlights": snippet.as_ref().map(|s| &s.highlights),
         });
         out.push_str(&line.to_string());
         out.push('\n');

@@ -1,10 +1,9 @@
 //! The search engine's second stage: text to words.
 //!
 //! `tokenize(batch) -> batch`, an ABI v1 Arrow function (docs/abi.md). Input: any columns plus
-//! `text` (Utf8, non-null). Output: the same columns, except that `text` is replaced by
-//! `tokens` (List<Utf8>, the words of [`wasmlink_search::tokenize`] in order). The text is not
-//! carried over: no later stage needs it, and every column crosses the host boundary again at
-//! each stage.
+//! `text` (Utf8, non-null). Output: the same columns plus `tokens` (List<Utf8>, the words of
+//! [`wasmlink_search::tokenize`] in order). The text is carried over: the index stores it for
+//! snippets and phrase queries.
 //!
 //! Needs no capabilities at all: its policy grants nothing (examples/search/tokenize.toml).
 
@@ -47,9 +46,6 @@ pub fn tokenize(batch: RecordBatch) -> Result<RecordBatch, String> {
     let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
-        if i == index {
-            continue;
-        }
         fields.push(field.as_ref().clone());
         columns.push(batch.column(i).clone());
     }
