@@ -53,11 +53,32 @@ fn write_corpus(dir: &Path) {
     .unwrap();
 }
 
+/// The terms of each title of [`DOCS`] (stemmed by hand).
+const TITLE_TERMS: [&str; 6] = ["crab", "heap", "trait", "borrow", "box", "key"];
+
 /// BM25 (k1 1.2, b 0.75, Lucene's idf, (k1 + 1) in the numerator) of every document matching
-/// `query`, best first, ties by corpus order: (path, score).
+/// `query`, best first, ties by corpus order: (path, score). The score is the body's BM25 plus
+/// twice the title's (the title a field of its own, with its own idf and mean length).
 fn bm25(query: &[&str]) -> Vec<(String, f64)> {
+    let body: Vec<Vec<&str>> = DOCS.iter().map(|d| d.2.split(' ').collect()).collect();
+    let titles: Vec<Vec<&str>> = TITLE_TERMS.iter().map(|t| vec![*t]).collect();
+    let mut scores: BTreeMap<usize, f64> = BTreeMap::new();
+    for (docs, weight) in [(&body, 1.0), (&titles, 2.0)] {
+        for (i, s) in bm25_field(docs, query) {
+            *scores.entry(i).or_default() += weight * s;
+        }
+    }
+    let mut ranked: Vec<(usize, f64)> = scores.into_iter().collect();
+    ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    ranked
+        .into_iter()
+        .map(|(i, s)| (DOCS[i].0.to_string(), s))
+        .collect()
+}
+
+/// BM25 of one field: (document, score) of the documents with a query term.
+fn bm25_field(docs: &[Vec<&str>], query: &[&str]) -> BTreeMap<usize, f64> {
     let (k1, b) = (1.2f64, 0.75f64);
-    let docs: Vec<Vec<&str>> = DOCS.iter().map(|d| d.2.split(' ').collect()).collect();
     let n = docs.len() as f64;
     let avgdl = docs.iter().map(|d| d.len()).sum::<usize>() as f64 / n;
     let mut distinct: Vec<&str> = query.to_vec();
@@ -79,12 +100,7 @@ fn bm25(query: &[&str]) -> Vec<(String, f64)> {
             }
         }
     }
-    let mut ranked: Vec<(usize, f64)> = scores.into_iter().collect();
-    ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-    ranked
-        .into_iter()
-        .map(|(i, s)| (DOCS[i].0.to_string(), s))
-        .collect()
+    scores
 }
 
 /// Parses the query module's JSON Lines: (rank, score, title, path).
@@ -168,7 +184,13 @@ fn cli_ranks_by_bm25() {
     let modules = modules_dir();
     // Segments are merged and removed; the index files are in place.
     assert!(!index.join("segments").exists());
-    for f in ["manifest.json", "docs.bin", "terms.bin", "postings.bin"] {
+    for f in [
+        "manifest.json",
+        "docs.bin",
+        "terms.bin",
+        "postings.bin",
+        "text.bin",
+    ] {
         assert!(index.join(f).is_file(), "{f}");
     }
     for query in [
@@ -198,21 +220,40 @@ fn cli_ranks_by_bm25() {
         modules.to_str().unwrap(),
         "-k",
         "2",
+        "--relative",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
     assert!(
         lines[0].starts_with("  1. ") && lines[0].ends_with("  Borrow"),
         "{text}"
     );
     assert_eq!(lines[1].trim(), "d.md");
+    // The snippet: the page's text, matched words plain (stdout is not a terminal).
+    assert_eq!(lines[2].trim(), "Borrow borrow borrow crab stack");
     assert!(
-        lines[2].starts_with("  2. ") && lines[2].ends_with("  Crabs"),
+        lines[3].starts_with("  2. ") && lines[3].ends_with("  Crabs"),
         "{text}"
     );
-    assert_eq!(lines[3].trim(), "a.html");
+    assert_eq!(lines[4].trim(), "a.html");
+    assert_eq!(lines[5].trim(), "rust crab crab borrow");
+    // Without --relative: the whole path, under the corpus root the index recorded.
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        "heap",
+        "--modules",
+        modules.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    let corpus = std::path::absolute(_corpus.as_path()).unwrap();
+    assert_eq!(
+        text.lines().nth(1).map(str::trim),
+        Some(corpus.join("b.md").to_str().unwrap()),
+        "{text}"
+    );
     // No match.
     let out = wasmlink(&[
         "search",
@@ -229,7 +270,15 @@ fn cli_ranks_by_bm25() {
 fn index_is_the_same_for_any_workers_and_batches() {
     let (_t1, _c1, one) = indexed("1", "3");
     let (_t2, _c2, two) = indexed("2", "1");
-    for f in ["manifest.json", "docs.bin", "terms.bin", "postings.bin"] {
+    // The manifests differ only in the corpus root each recorded.
+    let manifest = |dir: &Path| {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        m.as_object_mut().unwrap().remove("root").unwrap();
+        m
+    };
+    assert_eq!(manifest(&one), manifest(&two));
+    for f in ["docs.bin", "terms.bin", "postings.bin", "text.bin"] {
         assert_eq!(
             std::fs::read(one.join(f)).unwrap(),
             std::fs::read(two.join(f)).unwrap(),
@@ -307,8 +356,9 @@ fn tokenizer_needs_no_capabilities() {
         .iter()
         .map(|f| f.name().as_str())
         .collect();
-    assert_eq!(names, ["path", "tokens"]);
-    let tokens = out.column(1).as_list::<i32>();
+    // The text is kept: the index stores it for snippets and phrases.
+    assert_eq!(names, ["path", "text", "tokens"]);
+    let tokens = out.column(2).as_list::<i32>();
     let row = |i: usize| -> Vec<String> {
         let v = tokens.value(i);
         v.as_string::<i32>()
@@ -482,5 +532,124 @@ fn a_query_of_only_stop_words_says_why_it_has_no_results() {
     assert!(
         err.contains("no results: every term of the query is a stop word (the)"),
         "{err}"
+    );
+}
+
+/// Indexes tests/fixtures/search-rank (two chapters, and copies of them that must not be
+/// indexed: print.html, toc.html, an old edition, a translation, a source listing, a
+/// redirect); returns (tempdir, index, wasmlink index's stderr).
+fn ranked_fixture() -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/search-rank");
+    let out = wasmlink(&[
+        "index",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        index.to_str().unwrap(),
+        "--modules",
+        modules_dir().to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "index failed: {}", stderr(&out));
+    (tmp, index, stderr(&out))
+}
+
+/// Runs `wasmlink search --json --relative` and returns the hits' paths, or the error.
+fn search_paths(index: &Path, query: &str) -> Result<Vec<String>, String> {
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        query,
+        "--json",
+        "--modules",
+        modules_dir().to_str().unwrap(),
+    ]);
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    Ok(parse_hits(&stdout(&out)).into_iter().map(|h| h.3).collect())
+}
+
+#[test]
+fn the_chapter_titled_like_the_query_ranks_first_and_copies_are_skipped() {
+    let (_tmp, index, report) = ranked_fixture();
+    assert!(
+        report.contains("indexed 2 documents (8 files read"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "skipped (not indexed): 1 redirect page, 1 old-edition copy, 1 print.html (whole \
+             book), 1 toc.html, 1 translated page, 1 source listing\n"
+        ),
+        "{report}"
+    );
+    // The smart-pointers page says "box" and "heap" more often; the chapter's title has them.
+    assert_eq!(
+        search_paths(&index, "box heap").unwrap(),
+        ["book/ch15-01-box.html", "book/ch15-00-smart-pointers.html"]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(index.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["skipped"]["print"], 1, "{manifest}");
+    assert_eq!(manifest["version"], 2);
+}
+
+#[test]
+fn phrases_exclusion_title_filter_and_malformed_queries() {
+    let (_tmp, index, _) = ranked_fixture();
+    let q = |s: &str| search_paths(&index, s);
+    assert_eq!(
+        q("\"smart pointer\"").unwrap(),
+        ["book/ch15-00-smart-pointers.html"]
+    );
+    assert_eq!(q("box -rc").unwrap(), ["book/ch15-01-box.html"]);
+    assert_eq!(
+        q("heap title:smart").unwrap(),
+        ["book/ch15-00-smart-pointers.html"]
+    );
+    assert_eq!(q("box -").unwrap().len(), 2);
+    let err = q("\"box heap").unwrap_err();
+    assert!(
+        err.contains("unterminated quote in the query: \"box heap (close the phrase with `\"`)")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let err = q("box title:").unwrap_err();
+    assert!(err.contains("`title:` needs a word after it"), "{err}");
+    // A phrase of stop words: no results, and why.
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        "\"the of\"",
+        "--modules",
+        modules_dir().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("no results: every term of the query is a stop word"));
+    // JSON: the snippet and its highlights.
+    let out = wasmlink(&[
+        "search",
+        index.to_str().unwrap(),
+        "overhead",
+        "--json",
+        "--modules",
+        modules_dir().to_str().unwrap(),
+    ]);
+    let hit: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    let snippet = hit["snippet"].as_str().unwrap();
+    let (a, b) = (
+        hit["highlights"][0][0].as_u64().unwrap() as usize,
+        hit["highlights"][0][1].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&snippet[a..b], "overhead", "{hit}");
+    assert!(
+        hit["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("search-rank/book/ch15-01-box.html")
     );
 }
