@@ -59,6 +59,9 @@ pub const TITLE_WEIGHT: f64 = 2.0;
 /// The words a snippet shows at most.
 pub const SNIPPET_WORDS: usize = 24;
 
+/// The words of a page a snippet looks at most (the first ones).
+const SNIPPET_SCAN_WORDS: usize = 20_000;
+
 /// A query, parsed: see [`Query::parse`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
@@ -387,7 +390,8 @@ impl Index {
     }
 
     /// A window of [`SNIPPET_WORDS`] words of `doc`'s stored text that holds as many of the
-    /// query's distinct terms as any, with the words that match highlighted; `None` if the
+    /// query's distinct terms as any window up to where all of them have occurred (or the
+    /// first 20,000 words), with the words that match highlighted; `None` if the
     /// document has no stored text. Without a match, the start of the text.
     pub fn snippet(&self, doc: DocId, query: &Query) -> Result<Option<Snippet>, IndexError> {
         let Some(text) = self.doc_text(doc)? else {
@@ -400,13 +404,21 @@ impl Index {
         // (byte range, which wanted term or none) of each word.
         let mut words: Vec<(usize, usize, Option<usize>)> = Vec::new();
         let base = text.as_ptr() as usize;
+        // Stop reading a window's width after every term has been seen (or after
+        // SNIPPET_SCAN_WORDS words): long pages cost little when their terms come early.
+        let mut found = vec![false; wanted.len()];
+        let mut missing = wanted.len();
+        let mut stop_at = SNIPPET_SCAN_WORDS;
         for w in tokens(&text) {
+            if words.len() >= stop_at {
+                break;
+            }
             let start = w.as_ptr() as usize - base;
-            let lower = w.to_lowercase();
-            // Stems keep their word's first letters: try to stem only words that could match.
-            let maybe = wanted
-                .iter()
-                .any(|t| lower.starts_with(&t[..t.len().min(2)]));
+            // Stems keep their word's first letters: stem only words that could match.
+            let maybe = wanted.iter().any(|t| {
+                let n = t.len().min(2);
+                w.len() >= n && w.as_bytes()[..n].eq_ignore_ascii_case(&t.as_bytes()[..n])
+            }) || !w.is_ascii();
             let which = if maybe {
                 normalizer
                     .term_ref(w)
@@ -414,6 +426,15 @@ impl Index {
             } else {
                 None
             };
+            if let Some(t) = which
+                && !found[t]
+            {
+                found[t] = true;
+                missing -= 1;
+                if missing == 0 {
+                    stop_at = stop_at.min(words.len() + SNIPPET_WORDS);
+                }
+            }
             words.push((start, start + w.len(), which));
         }
         // The window with the most distinct terms (then the most matches), earliest first.
