@@ -36,8 +36,9 @@ use support::Fixtures;
 
 /// Calls per iteration of a `calls/*` benchmark (the loop runs inside wasm).
 const CALLS: i32 = 100_000;
-/// dlopen/dlclose cycles run in one process before a fresh one is loaded (untimed): a closed
-/// library's instance stays in the wasmtime store, so a process cannot cycle forever.
+/// dlopen/dlclose cycles run in one process before a fresh one is loaded (untimed). A reload
+/// reuses the closed library's parked instance, so one process could cycle forever; a fresh
+/// one now and then keeps this figure comparable with earlier runs.
 const CYCLES_PER_PROCESS: u64 = 250;
 /// Rounds of the interleaved call measurement (each round runs every call loop once).
 const INTERLEAVED_ROUNDS: usize = 300;
@@ -402,23 +403,48 @@ fn dlopen_bench(
     g.finish();
 }
 
-/// What repeated dlopen/dlclose does to one process (not a criterion benchmark): the time of
-/// the first and last cycles, and the table, memory and library list before and after.
+/// Resident set size of this process, from /proc/self/status (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What repeated dlopen/dlsym/call/dlclose does to one process (not a criterion benchmark): the
+/// mean of the first and last 1,000 cycles, and the table, memory, store instances and RSS
+/// before and after.
 fn dlopen_growth(fx: &Fixtures, cached: &Caching, cycles: usize) -> String {
-    // One process for the whole run: no per-process bound on cycles below 1,000,000 instances.
+    // One process for the whole run: a reloaded library reuses its parked instance.
     let mut p = load_main(fx, cached);
     let table = p.table();
     let memory = p.memory();
+    // One cycle first, so that "before" holds the library's parked copy as "after" does.
+    let h = p.dlopen("libsmall.so", RTLD_NOW).unwrap();
+    p.dlclose(h).unwrap();
     let t0 = table.size(p.store_mut());
     let m0 = memory.data_size(p.store_mut());
-    let l0 = p.libraries().len();
+    let i0 = p.instance_count();
+    let r0 = rss_kib();
     let mut times = Vec::with_capacity(cycles);
     let mut failure = String::new();
+    let mut out = [Val::I32(0)];
     for i in 0..cycles {
         let start = Instant::now();
         match p.dlopen("libsmall.so", RTLD_NOW) {
             Ok(h) => {
-                black_box(p.dlsym(h, "small_fn").unwrap());
+                let Symbol::Function(slot) = p.dlsym(h, "small_fn").unwrap() else {
+                    panic!("small_fn is a function");
+                };
+                let Some(Ref::Func(Some(f))) = table.get(p.store_mut(), u64::from(slot)) else {
+                    panic!("slot {slot} holds no function");
+                };
+                f.call(p.store_mut(), &[Val::I32(1)], &mut out).unwrap();
+                assert_eq!(out[0].unwrap_i32(), 3 + 1000 + 1, "cycle {i}: small_fn(1)");
                 p.dlclose(h).unwrap();
             }
             Err(e) => {
@@ -429,7 +455,7 @@ fn dlopen_growth(fx: &Fixtures, cached: &Caching, cycles: usize) -> String {
         times.push(start.elapsed());
     }
     let done = times.len();
-    let window = (done / 10).max(1).min(done.max(1));
+    let window = 1_000.min(done.max(1));
     let mean = |d: &[Duration]| {
         if d.is_empty() {
             Duration::ZERO
@@ -438,14 +464,15 @@ fn dlopen_growth(fx: &Fixtures, cached: &Caching, cycles: usize) -> String {
         }
     };
     format!(
-        "{done} of {cycles} dlopen/dlsym/dlclose cycles in one process (memory cache): \
+        "{done} of {cycles} dlopen/dlsym/call/dlclose cycles in one process (memory cache): \
          first {window} {:?}/cycle, last {window} {:?}/cycle; table {t0} -> {} slots; \
-         memory {m0} -> {} bytes; libraries {l0} -> {}{failure}",
+         memory {m0} -> {} bytes; store instances {i0} -> {}; RSS {r0} -> {} KiB{failure}",
         mean(&times[..window.min(done)]),
         mean(&times[done.saturating_sub(window)..]),
         table.size(p.store_mut()),
         memory.data_size(p.store_mut()),
-        p.libraries().len(),
+        p.instance_count(),
+        rss_kib(),
     )
 }
 
@@ -816,6 +843,16 @@ fn main() {
     let mem = Caching::new(None, Some(ModuleCache::new(1 << 30)));
     let mut single = SingleShots::new();
 
+    // Only the repeated-dlopen check (`WASMLINK_BENCH_GROWTH_ONLY=1 cargo bench --bench linker`).
+    if bench_mode && std::env::var_os("WASMLINK_BENCH_GROWTH_ONLY").is_some_and(|v| v != "0") {
+        let cycles = std::env::var("WASMLINK_BENCH_GROWTH_CYCLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        println!("{}", dlopen_growth(&fx, &mem, cycles));
+        println!("load average: {load_before} at start, {} at end", loadavg());
+        return;
+    }
     let mut c = Criterion::default()
         .output_directory(&out_dir)
         .sample_size(20)
@@ -835,7 +872,7 @@ fn main() {
         let cycles = std::env::var("WASMLINK_BENCH_GROWTH_CYCLES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000);
+            .unwrap_or(100_000);
         if cycles > 0 {
             println!("\n{}", dlopen_growth(&fx, &mem, cycles));
         }

@@ -144,3 +144,53 @@ fn dlclose_stale_pointer_traps_then_reaches_the_same_function_of_the_reloaded_co
         Err(LinkError::BadHandle(_))
     ));
 }
+
+#[test]
+fn dlclose_then_a_changed_file_at_the_same_path_is_loaded_afresh() {
+    app();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libswapped.so");
+    std::fs::write(
+        &lib,
+        std::fs::read(fixtures_out().join("libplugin.so")).unwrap(),
+    )
+    .unwrap();
+    let mut s = SearchPath::new();
+    s.add_dir(fixtures_out());
+    s.add_dir(dir.path());
+    let mut p = ProcessBuilder::new()
+        .search_path(s)
+        .cache_dir(None)
+        .load(&app())
+        .unwrap();
+    let h = p.dlopen("libswapped.so", RTLD_NOW).unwrap();
+    let Symbol::Function(run) = p.dlsym(h, "plugin_run").unwrap() else {
+        panic!("plugin_run is a function");
+    };
+    assert_eq!(call_slot(&mut p, run, 3), Ok(6 + 1000));
+    p.dlclose(h).unwrap();
+    let instances = p.instance_count();
+    // Other bytes under the same name: the parked copy is not the module on disk any more.
+    std::fs::write(
+        &lib,
+        std::fs::read(fixtures_out().join("libutil.so")).unwrap(),
+    )
+    .unwrap();
+    let h = p.dlopen("libswapped.so", RTLD_NOW).unwrap();
+    assert!(
+        p.instance_count() > instances,
+        "a new instance for the new bytes"
+    );
+    assert!(matches!(
+        p.dlsym(h, "plugin_run"),
+        Err(LinkError::NoSuchSymbol { .. })
+    ));
+    assert!(matches!(p.dlsym(h, "util_add"), Ok(Symbol::Function(_))));
+    // The old copy's function pointer still traps; it never reaches the new library.
+    assert!(
+        call_slot(&mut p, run, 3)
+            .unwrap_err()
+            .contains("was unloaded")
+    );
+    p.dlclose(h).unwrap();
+}
