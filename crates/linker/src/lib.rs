@@ -6,6 +6,12 @@
 //! constructors and the program, and serves `dlopen`/`dlsym`/`dlclose` from inside wasm and
 //! from Rust.
 //!
+//! `dlclose` parks a library: a later `dlopen` of the same module (same path and content) gets
+//! back its instance, data region and canonical table slots, so dlopen/dlclose cycles leave the
+//! table, memory and store flat. A function pointer to an unloaded library traps ("... was
+//! unloaded") and, after a reload, reaches the same function of the new copy; a canonical slot
+//! is never given to another function. At most 32 libraries (32 MiB of data) stay parked.
+//!
 //! - [`resolve`]: finding needed libraries on a search path, as ld.so does (`-L`,
 //!   `WASMLINK_LIBRARY_PATH`, RUNPATH with `$ORIGIN`, default directories, repositories).
 //! - [`process`]: a linked process: builder, loading (the floor that both the process API and
