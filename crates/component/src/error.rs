@@ -47,6 +47,41 @@ pub enum ComponentError {
         function: String,
         reason: String,
     },
+    /// A component providing one of the imports (composition at run time) failed in the call:
+    /// `message` names it; `limit` if a limit of its own policy stopped it. It is poisoned, and
+    /// so is the caller.
+    #[error("{function}: {message}")]
+    Dependency {
+        function: String,
+        message: String,
+        limit: bool,
+    },
+    /// An import that is neither WASI 0.2 nor exported by a component given to satisfy it.
+    #[error("{path}: import {import} is provided by no component (--with DEP.wasm) and is not WASI 0.2", path = path.display())]
+    Unsatisfied { path: PathBuf, import: String },
+    /// A component exports an interface the other imports, with other types.
+    #[error("{path}: import {interface} does not match the export of {dependency}: {message}", path = path.display(), dependency = dependency.display())]
+    TypeMismatch {
+        path: PathBuf,
+        interface: String,
+        dependency: PathBuf,
+        message: String,
+    },
+    /// An import takes or returns a resource, which cannot cross between two stores.
+    #[error("{path}: import {interface}: {item} passes a resource, which cannot cross between components in separate stores; join them with `wasmlink compose`", path = path.display())]
+    ResourceCrossing {
+        path: PathBuf,
+        interface: String,
+        item: String,
+    },
+    /// `wasmlink compose`: no export of the dependencies matched an import of the main
+    /// component.
+    #[error("{path}: none of its imports is exported by {dependencies}", path = path.display())]
+    NothingPlugged { path: PathBuf, dependencies: String },
+    /// `wasmlink compose`: wac-graph could not build or encode the composition.
+    #[error("{path}: cannot compose: {message}", path = path.display())]
+    Compose { path: PathBuf, message: String },
+    /// The component exited through `wasi:cli/exit` with this status.
     /// The component exited through `wasi:cli/exit` with this status.
     #[error("exit {0}")]
     Exit(i32),

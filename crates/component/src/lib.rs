@@ -10,15 +10,22 @@
 //! - [`ComponentPre`]: a compiled component with resolved imports, instantiated many times;
 //!   [`ComponentPool`]: warm instances of one, a poisoned one replaced on return.
 //!
+//! - [`link`]: composition at run time, a component's imports satisfied by other components'
+//!   exports, each in its own store under its own policy ([`Provider`]); [`compose`]: the same
+//!   written to one composed component with wac-graph (`wasmlink compose`).
+//!
 //! It never depends on the linker, the host or the pipeline; they depend on it.
 
+pub mod compose;
 pub mod describe;
 mod error;
+pub mod link;
 mod pool;
 mod process;
 
 pub use describe::ComponentSummary;
 pub use error::ComponentError;
+pub use link::Provider;
 pub use pool::{ComponentPool, Pooled};
 pub use process::{ComponentLimits, ComponentPre, ComponentProcess};
 /// A component value, as [`ComponentProcess::call_vals`] takes and returns them.

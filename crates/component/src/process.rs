@@ -163,6 +163,25 @@ impl ComponentPre {
         bytes: &[u8],
         limits: ComponentLimits,
     ) -> Result<Self, ComponentError> {
+        Self::with_providers(engine, path, bytes, limits, &[])
+    }
+
+    /// As [`ComponentPre::new`], with the imports that `providers` export satisfied by them
+    /// (composition at run time, [`crate::link`]): each provider keeps its own store, WASI
+    /// context and limits; a call crossing to one copies its arguments and results.
+    ///
+    /// # Errors
+    /// As [`ComponentPre::new`]; [`ComponentError::Unsatisfied`] for an import that is neither
+    /// WASI 0.2 nor exported by a provider, [`ComponentError::TypeMismatch`] when a provider's
+    /// export does not have the imported type, [`ComponentError::ResourceCrossing`] when an
+    /// import takes or returns a resource.
+    pub fn with_providers(
+        engine: &Engine,
+        path: &Path,
+        bytes: &[u8],
+        limits: ComponentLimits,
+        providers: &[crate::Provider],
+    ) -> Result<Self, ComponentError> {
         let link = |e: &dyn std::fmt::Display| ComponentError::Link {
             path: path.to_path_buf(),
             message: one_line(&e.to_string()),
@@ -181,6 +200,7 @@ impl ComponentPre {
         })?;
         let mut linker: Linker<Ctx> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link(&format!("{e:#}")))?;
+        crate::link::define_imports(engine, &mut linker, path, &component, providers)?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| link(&format!("{e:#}")))?;
@@ -219,6 +239,14 @@ impl ComponentPre {
     /// The component's file (or the name it was given), as errors name it.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn component(&self) -> &Component {
+        &self.component
     }
 
     /// Instantiates the component in a new store whose WASI 0.2 context `wasi` builds.
@@ -337,6 +365,11 @@ impl ComponentProcess {
     /// The exported functions, as callers name them, with their WIT parameters.
     pub fn functions(&self) -> impl Iterator<Item = (&str, &[(String, String)])> {
         self.pre.functions()
+    }
+
+    /// The compiled component this is an instance of.
+    pub fn pre(&self) -> &Arc<ComponentPre> {
+        &self.pre
     }
 
     /// Whether a failed call poisoned this instance (no further call runs on it).
@@ -564,6 +597,13 @@ impl ComponentProcess {
         }
         let limits = &self.pre.limits;
         let function = format!("{}: {function}", self.pre.path.display());
+        if let Some(dep) = crate::link::dependency_failure(&e) {
+            return ComponentError::Dependency {
+                function,
+                message: dep.to_string(),
+                limit: matches!(dep, ComponentError::Limit { .. }),
+            };
+        }
         let limit = if e.downcast_ref::<TimeUp>().is_some()
             || matches!(
                 e.downcast_ref::<wasmtime::Trap>(),
