@@ -82,7 +82,6 @@ pub enum ComponentError {
     #[error("{path}: cannot compose: {message}", path = path.display())]
     Compose { path: PathBuf, message: String },
     /// The component exited through `wasi:cli/exit` with this status.
-    /// The component exited through `wasi:cli/exit` with this status.
     #[error("exit {0}")]
     Exit(i32),
 }
