@@ -38,6 +38,7 @@ Examples:
   wasmlink index --out idx              index the Rust book with the search engine's modules
   wasmlink search idx 'trait objects'   ranked, titled results (BM25)
   wasmlink serve a.toml                 serve pipelines over Arrow Flight (DoExchange)
+  wasmlink sql --table t=x.parquet 'SELECT ...'   SQL with plugins as functions (feature sql)
   wasmlink completions bash > ~/.local/share/bash-completion/completions/wasmlink
   wasmlink man -o ~/.local/share/man/man1   one manual page per subcommand
 
@@ -89,6 +90,8 @@ enum Command {
     Search(commands::search::Args),
     #[cfg(feature = "flight")]
     Serve(commands::serve::Args),
+    #[cfg(feature = "sql")]
+    Sql(commands::sql::Args),
     Stub(commands::stub::Args),
     Completions(commands::completions::Args),
     Man(commands::man::Args),
@@ -202,6 +205,8 @@ fn main() -> ExitCode {
         Command::Search(a) => commands::search::run(a),
         #[cfg(feature = "flight")]
         Command::Serve(a) => commands::serve::run(a),
+        #[cfg(feature = "sql")]
+        Command::Sql(a) => commands::sql::run(a),
         Command::Stub(a) => commands::stub::run(a),
         Command::Completions(a) => commands::completions::run(a),
         Command::Man(a) => commands::man::run(a),

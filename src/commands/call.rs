@@ -368,7 +368,7 @@ fn read_arrow_input(path: &std::path::Path, limit: u64) -> Result<Vec<RecordBatc
 /// renamed into place, so a failed run leaves no partial file; it is created with the umask's
 /// permissions. A symlink is followed (the link stays a link); a target that is not a regular
 /// file (a device, a FIFO, a socket, a directory) is refused, never replaced.
-fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
         return output::print_bytes(bytes);

@@ -16,4 +16,6 @@ pub mod run;
 pub mod search;
 #[cfg(feature = "flight")]
 pub mod serve;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod stub;

@@ -37,5 +37,7 @@ mod robustness;
 mod run_limits;
 mod search;
 mod serve;
+#[cfg(feature = "sql")]
+mod sql;
 mod stub;
 mod wasi02;
