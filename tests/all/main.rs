@@ -14,6 +14,7 @@ mod component_cli;
 mod component_hostile;
 mod component_repo;
 mod component_stage;
+mod component_swap;
 mod cli_hostile;
 mod corpus;
 mod exchange;

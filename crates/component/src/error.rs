@@ -47,6 +47,15 @@ pub enum ComponentError {
         function: String,
         reason: String,
     },
+    /// A hot swap refused: the new component does not export the same functions with the same
+    /// types as the one it would replace.
+    #[error("{path}: cannot replace {old}: function {function}: {message}", path = path.display(), old = old.display())]
+    Incompatible {
+        path: PathBuf,
+        old: PathBuf,
+        function: String,
+        message: String,
+    },
     /// A component providing one of the imports (composition at run time) failed in the call:
     /// `message` names it; `limit` if a limit of its own policy stopped it. It is poisoned, and
     /// so is the caller.

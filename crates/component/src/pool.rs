@@ -2,9 +2,14 @@
 //! instances of one [`ComponentPre`] are created up front, a caller checks one out, calls it
 //! and gives it back by dropping the guard. A poisoned instance (a trap, a limit, an exit) is
 //! never handed out again: it is replaced by a fresh one on return.
+//!
+//! [`ComponentPool::swap`] replaces the component behind the pool (hot swap), as
+//! `Plugin::swap` does for core plugins: the new one must export the same functions with the
+//! same types, and is instantiated once before it goes in. Calls in flight finish on the old
+//! component; its instances are dropped as they come back (drained), never handed out again.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -16,7 +21,8 @@ type WasiFactory = Box<dyn Fn() -> WasiCtxBuilder + Send + Sync>;
 
 /// `size` warm instances of one component. See the module docs.
 pub struct ComponentPool {
-    pre: Arc<ComponentPre>,
+    /// The current component: instances of an earlier one are not handed out again.
+    pre: RwLock<Arc<ComponentPre>>,
     wasi: WasiFactory,
     idle: Mutex<Vec<ComponentProcess>>,
     size: usize,
@@ -37,7 +43,7 @@ impl ComponentPool {
             .map(|_| pre.instantiate(wasi()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            pre,
+            pre: RwLock::new(pre),
             wasi,
             idle: Mutex::new(idle),
             size,
@@ -49,10 +55,16 @@ impl ComponentPool {
     /// # Errors
     /// An instantiation error when a new instance is needed.
     pub fn checkout(&self) -> Result<Pooled<'_>, ComponentError> {
-        let warm = self.lock().pop();
+        let current = self.current();
+        let warm = {
+            let mut idle = self.lock();
+            // Instances of a component swapped out since they went idle are dropped here.
+            idle.retain(|p| p.is_instance_of(&current));
+            idle.pop()
+        };
         let process = match warm {
             Some(p) => p,
-            None => self.pre.instantiate((self.wasi)())?,
+            None => current.instantiate((self.wasi)())?,
         };
         Ok(Pooled {
             pool: self,
@@ -65,17 +77,52 @@ impl ComponentPool {
         self.lock().len()
     }
 
+    /// The component the pool hands out instances of now.
+    pub fn current(&self) -> Arc<ComponentPre> {
+        match self.pre.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Replaces the component behind the pool (hot swap). `next` must export the same
+    /// functions with the same types ([`ComponentPre::check_compatible`]) and is instantiated
+    /// once before it goes in; on error the old component keeps serving. Calls in flight finish
+    /// on the old component; checkouts that start afterwards get the new one, and the old
+    /// instances are dropped as they come back.
+    ///
+    /// # Errors
+    /// [`ComponentError::Incompatible`] naming the first differing function, or the new
+    /// component's instantiation error.
+    pub fn swap(&self, next: Arc<ComponentPre>) -> Result<(), ComponentError> {
+        self.current().check_compatible(&next)?;
+        let warm = next.instantiate((self.wasi)())?;
+        match self.pre.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        let mut idle = self.lock();
+        idle.clear();
+        idle.push(warm);
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ComponentProcess>> {
         // A panic elsewhere while holding the lock leaves a valid Vec.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn give_back(&self, process: ComponentProcess) {
+        let current = self.current();
+        if !process.is_instance_of(&current) {
+            // Swapped out while it was checked out: drained.
+            return;
+        }
         let process = if process.is_poisoned() {
             drop(process);
             // If a fresh instance cannot be made now, the pool shrinks; `checkout` makes one
             // on demand (and reports the error there).
-            match self.pre.instantiate((self.wasi)()) {
+            match current.instantiate((self.wasi)()) {
                 Ok(p) => p,
                 Err(_) => return,
             }

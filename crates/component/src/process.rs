@@ -130,6 +130,9 @@ pub struct ComponentPre {
     pre: InstancePre<Ctx>,
     /// Exported functions (`greet`, `ns:pkg/iface@1.0.0#func`) and their WIT parameters.
     functions: Vec<(String, Params)>,
+    /// Each exported function's type with named types spelled out (`func(a: r{x: u32}) ->
+    /// string`), in the order of `functions`: what [`ComponentPre::check_compatible`] compares.
+    shapes: Vec<String>,
     limits: ComponentLimits,
     /// Keeps the epoch ticker running (it stops when this is dropped).
     _ticker: Option<mpsc::Sender<()>>,
@@ -191,9 +194,10 @@ impl ComponentPre {
                 message: format!("{}: not a WebAssembly component", path.display()),
             });
         }
-        let functions = exported_functions(bytes).map_err(|message| ComponentError::Invalid {
-            message: format!("{}: {message}", path.display()),
-        })?;
+        let (functions, shapes) =
+            exported_functions(bytes).map_err(|message| ComponentError::Invalid {
+                message: format!("{}: {message}", path.display()),
+            })?;
         let component = Component::new(engine, bytes).map_err(|e| ComponentError::Compile {
             path: path.to_path_buf(),
             message: format!("{e:#}"),
@@ -217,6 +221,7 @@ impl ComponentPre {
             component,
             pre,
             functions,
+            shapes,
             limits,
             _ticker: ticker,
         })
@@ -247,6 +252,51 @@ impl ComponentPre {
 
     pub(crate) fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Whether `next` can replace this component under its callers (a hot swap,
+    /// [`crate::ComponentPool::swap`]): it exports the same functions with the same types
+    /// (named types compared by their structure, not only their names).
+    ///
+    /// # Errors
+    /// [`ComponentError::Incompatible`] naming the first function that is missing, changed or
+    /// new in `next`.
+    pub fn check_compatible(&self, next: &ComponentPre) -> Result<(), ComponentError> {
+        let incompatible = |function: &str, message: String| ComponentError::Incompatible {
+            path: next.path.clone(),
+            old: self.path.clone(),
+            function: function.to_string(),
+            message,
+        };
+        let shape_of = |pre: &ComponentPre, name: &str| {
+            pre.functions
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| pre.shapes[i].clone())
+        };
+        for ((name, _), old) in self.functions.iter().zip(&self.shapes) {
+            match shape_of(next, name) {
+                None => return Err(incompatible(name, "not exported".into())),
+                Some(new) if new != *old => {
+                    return Err(incompatible(
+                        name,
+                        format!("its type changed from `{old}` to `{new}`"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((name, _)) = next
+            .functions
+            .iter()
+            .find(|(n, _)| shape_of(self, n).is_none())
+        {
+            return Err(incompatible(
+                name,
+                "exported only by the new component".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Instantiates the component in a new store whose WASI 0.2 context `wasi` builds.
@@ -375,6 +425,12 @@ impl ComponentProcess {
     /// Whether a failed call poisoned this instance (no further call runs on it).
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
+    }
+
+    /// Whether this is an instance of `pre` (and not of another component, say one swapped
+    /// out of a pool).
+    pub fn is_instance_of(&self, pre: &Arc<ComponentPre>) -> bool {
+        Arc::ptr_eq(&self.pre, pre)
     }
 
     /// Arms the per-call limits: fuel refilled, the timeout's clock started.
@@ -660,8 +716,8 @@ fn matches_short(full: &str, name: &str) -> bool {
 }
 
 /// The functions a component exports, decoded from its own type information, with their WIT
-/// parameters.
-fn exported_functions(bytes: &[u8]) -> Result<Vec<(String, Params)>, String> {
+/// parameters; and each one's type with named types spelled out ([`shape`]).
+fn exported_functions(bytes: &[u8]) -> Result<(Vec<(String, Params)>, Vec<String>), String> {
     let (resolve, world) =
         match wit_parser::decoding::decode(bytes).map_err(|e| one_line(&e.to_string()))? {
             DecodedWasm::Component(r, w) => (r, w),
@@ -673,20 +729,92 @@ fn exported_functions(bytes: &[u8]) -> Result<Vec<(String, Params)>, String> {
             .map(|p| (p.name.clone(), type_name(&resolve, &p.ty)))
             .collect()
     };
+    let func_shape = |f: &wit_parser::Function| -> String {
+        let ps: Vec<String> = f
+            .params
+            .iter()
+            .map(|p| format!("{}: {}", p.name, shape(&resolve, &p.ty)))
+            .collect();
+        let result = f
+            .result
+            .as_ref()
+            .map(|t| format!(" -> {}", shape(&resolve, t)))
+            .unwrap_or_default();
+        format!("func({}){result}", ps.join(", "))
+    };
     let mut out = Vec::new();
+    let mut shapes = Vec::new();
     for (key, item) in &resolve.worlds[world].exports {
         let name = resolve.name_world_key(key);
         match item {
-            WorldItem::Function(f) => out.push((name, params(f))),
+            WorldItem::Function(f) => {
+                out.push((name, params(f)));
+                shapes.push(func_shape(f));
+            }
             WorldItem::Interface { id, .. } => {
                 for f in resolve.interfaces[*id].functions.values() {
                     out.push((format!("{name}#{}", f.name), params(f)));
+                    shapes.push(func_shape(f));
                 }
             }
             WorldItem::Type { .. } => {}
         }
     }
-    Ok(out)
+    Ok((out, shapes))
+}
+
+/// A type as WIT with every named record, variant, enum and flags spelled out
+/// (`point{x: u32, y: u32}`), so two components' types compare by structure.
+fn shape(resolve: &wit_parser::Resolve, ty: &wit_parser::Type) -> String {
+    use wit_parser::{Handle, Type, TypeDefKind};
+    let Type::Id(id) = ty else {
+        return type_name(resolve, ty);
+    };
+    let t = &resolve.types[*id];
+    let n = |t: &Type| shape(resolve, t);
+    let opt = |t: &Option<Type>| t.as_ref().map_or("_".to_string(), n);
+    let name = t.name.clone().unwrap_or_default();
+    match &t.kind {
+        TypeDefKind::Record(r) => {
+            let f: Vec<String> = r
+                .fields
+                .iter()
+                .map(|f| format!("{}: {}", f.name, n(&f.ty)))
+                .collect();
+            format!("{name}{{{}}}", f.join(", "))
+        }
+        TypeDefKind::Variant(v) => {
+            let c: Vec<String> = v
+                .cases
+                .iter()
+                .map(|c| format!("{}({})", c.name, opt(&c.ty)))
+                .collect();
+            format!("{name}<{}>", c.join(", "))
+        }
+        TypeDefKind::Enum(e) => {
+            let c: Vec<&str> = e.cases.iter().map(|c| c.name.as_str()).collect();
+            format!("{name}<{}>", c.join(", "))
+        }
+        TypeDefKind::Flags(f) => {
+            let c: Vec<&str> = f.flags.iter().map(|c| c.name.as_str()).collect();
+            format!("{name}[{}]", c.join(", "))
+        }
+        TypeDefKind::List(t) => format!("list<{}>", n(t)),
+        TypeDefKind::FixedLengthList(t, len) => format!("list<{}, {len}>", n(t)),
+        TypeDefKind::Map(k, v) => format!("map<{}, {}>", n(k), n(v)),
+        TypeDefKind::Option(t) => format!("option<{}>", n(t)),
+        TypeDefKind::Result(r) => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
+        TypeDefKind::Tuple(t) => {
+            format!(
+                "tuple<{}>",
+                t.types.iter().map(n).collect::<Vec<_>>().join(", ")
+            )
+        }
+        TypeDefKind::Handle(Handle::Borrow(r)) => format!("borrow<{}>", n(&Type::Id(*r))),
+        TypeDefKind::Handle(Handle::Own(r)) => n(&Type::Id(*r)),
+        TypeDefKind::Type(inner) => n(inner),
+        _ => type_name(resolve, ty),
+    }
 }
 
 fn one_line(s: &str) -> String {
