@@ -149,7 +149,11 @@ impl QueryResult {
 
     /// The column names.
     pub fn columns(&self) -> Vec<String> {
-        self.schema.fields().iter().map(|f| f.name().clone()).collect()
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 
     /// The rows as workspace (arrow 60) batches.
@@ -298,8 +302,8 @@ impl SqlSession {
                 // Read with the host's checked reader (a crafted file is an error, not a
                 // crash), then moved across the bridge.
                 let bytes = std::fs::read(path).map_err(|e| err(io_message(&e)))?;
-                let batches = wasmlink_host::exchange::read_ipc(&bytes)
-                    .map_err(|e| err(e.to_string()))?;
+                let batches =
+                    wasmlink_host::exchange::read_ipc(&bytes).map_err(|e| err(e.to_string()))?;
                 let batches = batches
                     .iter()
                     .map(bridge::to_df)
@@ -309,9 +313,7 @@ impl SqlSession {
                 };
                 let table = MemTable::try_new(first.schema(), vec![batches])
                     .map_err(|e| err(one_line(&e)))?;
-                self.ctx
-                    .register_table(name, Arc::new(table))
-                    .map(|_| ())
+                self.ctx.register_table(name, Arc::new(table)).map(|_| ())
             }
         };
         result.map_err(|e| err(one_line(&e)))
@@ -432,7 +434,14 @@ impl TableFunctionImpl for SearchFunction {
                 )));
             }
         };
-        let hits = self.index.search(&index, &query, k).map_err(|e| {
+        // On a thread of its own: the index's implementation may drive a runtime of its own
+        // (the plugin host's WASI does), which cannot start inside DataFusion's.
+        let hits = std::thread::scope(|s| {
+            s.spawn(|| self.index.search(&index, &query, k))
+                .join()
+                .unwrap_or_else(|_| Err("the search panicked".into()))
+        })
+        .map_err(|e| {
             datafusion::common::DataFusionError::Execution(format!("search(`{index}`): {e}"))
         })?;
         let schema = Arc::new(Schema::new(vec![
