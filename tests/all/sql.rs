@@ -197,6 +197,7 @@ fn hostile_tables_and_names_are_one_line_errors() {
     let t = tables();
     let d = t.path();
     std::fs::write(d.join("junk.parquet"), b"PAR1 not really parquet").unwrap();
+    std::fs::write(d.join("x.toml"), "a = 1\n").unwrap();
     std::fs::write(d.join("junk.arrow"), [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).unwrap();
     for (spec, want) in [
         ("t=/dev/zero", "not a regular file"),
