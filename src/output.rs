@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::io::{IsTerminal, Write};
 
-use crate::input::CliError;
+use crate::input::{CliError, io_message};
 
 /// Whether `c` is shown escaped: C0 and C1 control characters, DEL, and the Unicode
 /// bidirectional and invisible formatting characters that can make text display as something
@@ -173,5 +173,86 @@ mod tests {
             "x\\nerror: everything ok\\r\\x1b]0;pwned\\x07\\0\\x7f\\u{9b}\\u{202e}"
         );
         assert_eq!(escape_lines("a\nb\x1b[2J\n"), "a\nb\\x1b[2J\n");
+    }
+}
+
+/// Writes `bytes` to `path` (`-` or none: stdout). A file is written beside its target and
+/// renamed into place, so a failed run leaves no partial file; it is created with the umask's
+/// permissions. A symlink is followed (the link stays a link); a target that is not a regular
+/// file (a device, a FIFO, a socket, a directory) is refused, never replaced.
+pub fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
+        return output::print_bytes(bytes);
+    };
+    let err = |m: String| CliError::Other(format!("{}: {m}", p.display()));
+    let target = match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.to_path_buf(),
+        Err(e) => return Err(err(io_message(&e))),
+        Ok(meta) => {
+            let target = if meta.file_type().is_symlink() {
+                std::fs::canonicalize(p).map_err(|e| {
+                    err(format!(
+                        "a symlink to a missing or unreachable file ({})",
+                        io_message(&e)
+                    ))
+                })?
+            } else {
+                p.to_path_buf()
+            };
+            let meta = std::fs::metadata(&target).map_err(|e| err(io_message(&e)))?;
+            if !meta.is_file() {
+                return Err(err(format!(
+                    "{}, not a regular file: --output writes only regular files (`-` for stdout)",
+                    file_kind(&meta)
+                )));
+            }
+            target
+        }
+    };
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".wasmlink-output-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Created with mode 0666: open(2) applies the umask, as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| err(io_message(&e)))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| err(io_message(&e)))?;
+    tmp.persist(&target)
+        .map_err(|e| err(io_message(&e.error)))?;
+    Ok(())
+}
+
+/// What a file is, for an error message.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
     }
 }

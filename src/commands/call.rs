@@ -9,7 +9,7 @@ use wasmlink::plugin::manifest::{ExportKind, Input};
 use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
-use crate::flags::{CacheFlags, PolicyFlags};
+use crate::flags::{CacheFlags, PolicyFlags, WithFlags};
 use crate::input::{CliError, io_message};
 use crate::output::{self, print};
 
@@ -25,6 +25,7 @@ Examples:
   wasmlink call --policy plugin.toml plugin.wasm run
   wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
   wasmlink call tokenizer@^1 count 3           a module from the repository (wasmlink repo)
+  wasmlink call --with text.wasm app.wasm shout '"hi"'   a component's imports from another's
 
 --input/--arrow data larger than the module's memory limit (limits.memory) is refused before it
 is read whole; module files are read up to 256 MiB. --output writes a new regular file with the
@@ -72,6 +73,8 @@ pub struct Args {
     #[command(flatten)]
     policy: PolicyFlags,
     #[command(flatten)]
+    with: WithFlags,
+    #[command(flatten)]
     cache: CacheFlags,
 }
 
@@ -84,8 +87,10 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 args.module.display()
             )));
         }
-        return crate::components::call(&args.module, &args.function, &args.args, &policy);
+        let with = args.with.parse();
+        return crate::components::call(&args.module, &args.function, &args.args, &policy, &with);
     }
+    args.with.refuse_for_core(&args.module)?;
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
         cache_dir: args.cache.dir(),
@@ -364,86 +369,6 @@ fn read_arrow_input(path: &std::path::Path, limit: u64) -> Result<Vec<RecordBatc
     ipc(&read_input(path, limit)?)
 }
 
-/// Writes `bytes` to `path` (`-` or none: stdout). A file is written beside its target and
-/// renamed into place, so a failed run leaves no partial file; it is created with the umask's
-/// permissions. A symlink is followed (the link stays a link); a target that is not a regular
-/// file (a device, a FIFO, a socket, a directory) is refused, never replaced.
-pub(crate) fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
-    let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
-        return output::print_bytes(bytes);
-    };
-    let err = |m: String| CliError::Other(format!("{}: {m}", p.display()));
-    let target = match std::fs::symlink_metadata(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.to_path_buf(),
-        Err(e) => return Err(err(io_message(&e))),
-        Ok(meta) => {
-            let target = if meta.file_type().is_symlink() {
-                std::fs::canonicalize(p).map_err(|e| {
-                    err(format!(
-                        "a symlink to a missing or unreachable file ({})",
-                        io_message(&e)
-                    ))
-                })?
-            } else {
-                p.to_path_buf()
-            };
-            let meta = std::fs::metadata(&target).map_err(|e| err(io_message(&e)))?;
-            if !meta.is_file() {
-                return Err(err(format!(
-                    "{}, not a regular file: --output writes only regular files (`-` for stdout)",
-                    file_kind(&meta)
-                )));
-            }
-            target
-        }
-    };
-    let dir = target
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".wasmlink-output-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Created with mode 0666: open(2) applies the umask, as for any new file.
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| err(io_message(&e)))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| err(io_message(&e)))?;
-    tmp.persist(&target)
-        .map_err(|e| err(io_message(&e.error)))?;
-    Ok(())
-}
-
-/// What a file is, for an error message.
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        let t = meta.file_type();
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    if meta.is_dir() {
-        "a directory"
-    } else {
-        "a special file"
-    }
-}
 
 /// The manifest's name of the convention a policy's `abi` selects.
 fn policy_convention(policy: &wasmlink::policy::Policy) -> &'static str {
@@ -473,7 +398,7 @@ fn text_call(args: &Args, plugin: &wasmlink::plugin::Plugin) -> Result<ExitCode,
             {
                 out.push(b'\n');
             }
-            write_output(args.output.as_deref(), &out)?;
+            output::write_output(args.output.as_deref(), &out)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(fail(&e)),
@@ -545,7 +470,7 @@ fn data_call(
     output::guest_stderr(&inst.take_stderr());
     match result {
         Ok(out) => {
-            write_output(args.output.as_deref(), &out)?;
+            output::write_output(args.output.as_deref(), &out)?;
             Ok(ExitCode::SUCCESS)
         }
         // The guest could not read bytes as Arrow (docs/abi.md: its decoding errors name

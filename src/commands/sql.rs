@@ -226,6 +226,6 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let bytes = result
         .encode(format)
         .map_err(|e| CliError::Other(e.to_string()))?;
-    crate::commands::call::write_output(args.output.as_deref(), &bytes)?;
+    crate::output::write_output(args.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
 }
