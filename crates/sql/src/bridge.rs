@@ -11,7 +11,9 @@ use datafusion::arrow as arrow59;
 use crate::SqlError;
 
 /// A workspace batch (arrow 60) as a DataFusion batch (arrow 59).
-pub fn to_df(batch: &arrow_array::RecordBatch) -> Result<arrow59::record_batch::RecordBatch, SqlError> {
+pub fn to_df(
+    batch: &arrow_array::RecordBatch,
+) -> Result<arrow59::record_batch::RecordBatch, SqlError> {
     let mut bytes = Vec::new();
     {
         let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, batch.schema_ref())
@@ -28,7 +30,9 @@ pub fn to_df(batch: &arrow_array::RecordBatch) -> Result<arrow59::record_batch::
 }
 
 /// A DataFusion batch (arrow 59) as a workspace batch (arrow 60).
-pub fn from_df(batch: &arrow59::record_batch::RecordBatch) -> Result<arrow_array::RecordBatch, SqlError> {
+pub fn from_df(
+    batch: &arrow59::record_batch::RecordBatch,
+) -> Result<arrow_array::RecordBatch, SqlError> {
     let mut bytes = Vec::new();
     {
         let mut w = arrow59::ipc::writer::StreamWriter::try_new(&mut bytes, batch.schema_ref())

@@ -137,7 +137,12 @@ impl WasmUdf {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().to_string()))
             .collect();
-        if let Some(f) = self.fields.lock().map_err(|_| self.err("poisoned"))?.get(&key) {
+        if let Some(f) = self
+            .fields
+            .lock()
+            .map_err(|_| self.err("poisoned"))?
+            .get(&key)
+        {
             return Ok(f.clone());
         }
         let (field, _) = self.call(&RecordBatch::new_empty(schema))?;
