@@ -3,11 +3,14 @@
 //! modules: its directories, environment, stdio, randomness, network rules and limits become
 //! the component's WASI 0.2 context and store limits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmlink::component::{ComponentError, ComponentLimits, ComponentProcess, ComponentSummary};
+use wasmlink::component::{
+    ComponentError, ComponentLimits, ComponentPre, ComponentProcess, ComponentSummary, Provider,
+};
 use wasmlink::engine::{Metering, shared_engine_with};
 use wasmlink::policy::{CapturePipe, OutputMode, Policy};
 
@@ -119,6 +122,94 @@ pub enum Mode {
     Run,
 }
 
+/// A component given with `--with DEP.wasm[:POLICY.toml]` to satisfy the main component's
+/// imports (composition at run time), under its own policy (deny-all without one).
+#[derive(Debug, Clone)]
+pub struct With {
+    pub path: PathBuf,
+    pub policy: Option<PathBuf>,
+}
+
+impl With {
+    /// `DEP.wasm` or `DEP.wasm:POLICY.toml` (the policy named by a last `:` part ending in
+    /// `.toml`, so a path with a colon in it still works without one).
+    pub fn parse(spec: &str) -> Self {
+        match spec.rsplit_once(':') {
+            Some((dep, policy)) if policy.ends_with(".toml") && !dep.is_empty() => Self {
+                path: PathBuf::from(dep),
+                policy: Some(PathBuf::from(policy)),
+            },
+            _ => Self {
+                path: PathBuf::from(spec),
+                policy: None,
+            },
+        }
+    }
+}
+
+/// A dependency's limits: those its policy sets, else the main component's.
+fn dependency_limits(main: &ComponentLimits, policy: &Policy) -> ComponentLimits {
+    let l = &policy.limits;
+    ComponentLimits {
+        memory: l.memory.map(|b| b.0 as usize).or(main.memory),
+        table_elements: l.table_elements.map(|n| n as usize).or(main.table_elements),
+        instances: l.instances.map(|n| n as usize).or(main.instances),
+        fuel: l.fuel.or(main.fuel),
+        timeout: match l.timeout {
+            Some(t) if t.is_none() => None,
+            Some(t) => Some(t.0),
+            None => main.timeout,
+        },
+        output: None,
+    }
+}
+
+/// Reads each `--with` component and its policy, and instantiates it as a provider in its own
+/// store (on `engine`, the main component's, so the main's timeout can interrupt it).
+fn providers(
+    engine: &wasmtime::Engine,
+    deps: &[(With, Policy, Vec<u8>)],
+    main: &ComponentLimits,
+) -> Result<Vec<Provider>, ComponentError> {
+    let mut out = Vec::with_capacity(deps.len());
+    for (dep, policy, bytes) in deps {
+        let what = dep.path.display().to_string();
+        policy
+            .check_sha256(&what, bytes)
+            .map_err(|e| ComponentError::Denied {
+                message: e.to_string(),
+            })?;
+        let mut wasi = policy
+            .wasi_builder(&what, None, None)
+            .map_err(|e| ComponentError::Link {
+                path: dep.path.clone(),
+                message: e.to_string(),
+            })?;
+        if policy.args.is_empty() {
+            wasi.args(&[what]);
+        }
+        let limits = dependency_limits(main, policy);
+        let pre = ComponentPre::new(engine, &dep.path, bytes, limits)?;
+        out.push(Provider::new(Arc::new(pre).instantiate(wasi)?));
+    }
+    Ok(out)
+}
+
+/// Reads the `--with` components and their policies (a bad policy file is a usage error).
+fn read_deps(with: &[With]) -> Result<Vec<(With, Policy, Vec<u8>)>, ComponentError> {
+    with.iter()
+        .map(|w| {
+            let policy = match &w.policy {
+                Some(f) => Policy::from_file(f).map_err(|e| ComponentError::Invalid {
+                    message: format!("--with {}: {e}", w.path.display()),
+                })?,
+                None => Policy::default(),
+            };
+            Ok((w.clone(), policy, read(&w.path)?))
+        })
+        .collect()
+}
+
 fn load(
     path: &Path,
     bytes: &[u8],
@@ -126,7 +217,9 @@ fn load(
     argv: &[String],
     mode: &Mode,
     pipes: (Option<&CapturePipe>, Option<&CapturePipe>),
+    with: &[With],
 ) -> Result<ComponentProcess, ComponentError> {
+    let deps = read_deps(with)?;
     let what = path.display().to_string();
     policy
         .check_sha256(&what, bytes)
@@ -164,16 +257,25 @@ fn load(
             output: None,
         },
     };
+    let dep_limits: Vec<ComponentLimits> = deps
+        .iter()
+        .map(|(_, p, _)| dependency_limits(&limits, p))
+        .collect();
     let metering = Metering {
-        fuel: limits.fuel.is_some(),
-        epoch: limits.timeout.is_some(),
+        fuel: limits.fuel.is_some() || dep_limits.iter().any(|l| l.fuel.is_some()),
+        epoch: limits.timeout.is_some() || dep_limits.iter().any(|l| l.timeout.is_some()),
     };
     let engine = shared_engine_with(wasmlink::process::default_cache_dir().as_deref(), metering)
         .map_err(|e| ComponentError::Link {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    ComponentProcess::from_bytes(&engine, path, bytes, wasi, limits)
+    if deps.is_empty() {
+        return ComponentProcess::from_bytes(&engine, path, bytes, wasi, limits);
+    }
+    let providers = providers(&engine, &deps, &limits)?;
+    let pre = ComponentPre::with_providers(&engine, path, bytes, limits, &providers)?;
+    Arc::new(pre).instantiate(wasi)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ComponentError> {
@@ -194,6 +296,7 @@ pub fn call_ref(
     args: &[String],
     policy: &Policy,
     data_flags: bool,
+    with: &[With],
 ) -> Result<Option<ExitCode>, CliError> {
     let Ok(listed) = repo.resolve(reference) else {
         return Ok(None);
@@ -218,7 +321,7 @@ pub fn call_ref(
         .collect();
     let loaded = wasmlink::repo::Trust::load(&keys).and_then(|trust| repo.load(reference, &trust));
     match loaded {
-        Ok(l) => call_bytes(label, &l.bytes, function, args, policy).map(Some),
+        Ok(l) => call_bytes(label, &l.bytes, function, args, policy, with).map(Some),
         Err(e) => {
             output::error(format_args!("{reference}: {e} (integrity)"));
             Ok(Some(ExitCode::from(1)))
@@ -233,9 +336,10 @@ pub fn call(
     function: &str,
     args: &[String],
     policy: &Policy,
+    with: &[With],
 ) -> Result<ExitCode, CliError> {
     match read(path) {
-        Ok(bytes) => call_bytes(path, &bytes, function, args, policy),
+        Ok(bytes) => call_bytes(path, &bytes, function, args, policy, with),
         Err(e) => Ok(fail(path, &e)),
     }
 }
@@ -246,6 +350,7 @@ fn call_bytes(
     function: &str,
     args: &[String],
     policy: &Policy,
+    with: &[With],
 ) -> Result<ExitCode, CliError> {
     let cap = policy.effective_limits().output as usize;
     let stdout = (policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
@@ -258,6 +363,7 @@ fn call_bytes(
         &argv,
         &Mode::Call,
         (stdout.as_ref(), stderr.as_ref()),
+        with,
     ) {
         Ok(p) => p,
         Err(e) => return Ok(fail(path, &e)),
@@ -281,9 +387,14 @@ fn call_bytes(
 
 /// `wasmlink run COMPONENT`: runs a `wasi:cli/command` component.
 /// Exit: its status; 127 it cannot be loaded or is not a command; 134 a trap; 137 a limit.
-pub fn run(path: &Path, argv: &[String], policy: &Policy) -> Result<ExitCode, CliError> {
-    let loaded =
-        read(path).and_then(|bytes| load(path, &bytes, policy, argv, &Mode::Run, (None, None)));
+pub fn run(
+    path: &Path,
+    argv: &[String],
+    policy: &Policy,
+    with: &[With],
+) -> Result<ExitCode, CliError> {
+    let loaded = read(path)
+        .and_then(|bytes| load(path, &bytes, policy, argv, &Mode::Run, (None, None), with));
     let mut process = match loaded {
         Ok(p) => p,
         Err(e) => {
@@ -297,7 +408,9 @@ pub fn run(path: &Path, argv: &[String], policy: &Policy) -> Result<ExitCode, Cl
             output::error(format_args!("{}: {e}", path.display()));
             Ok(ExitCode::from(127))
         }
-        Err(e @ ComponentError::Limit { .. }) => {
+        Err(
+            e @ (ComponentError::Limit { .. } | ComponentError::Dependency { limit: true, .. }),
+        ) => {
             output::error(e);
             Ok(ExitCode::from(137))
         }
@@ -322,7 +435,10 @@ fn fail(path: &Path, e: &ComponentError) -> ExitCode {
         | ComponentError::Compile { .. }
         | ComponentError::NoSuchFunction { .. }
         | ComponentError::Arity { .. }
-        | ComponentError::Argument { .. } => ExitCode::from(2),
+        | ComponentError::Argument { .. }
+        | ComponentError::Unsatisfied { .. }
+        | ComponentError::TypeMismatch { .. }
+        | ComponentError::ResourceCrossing { .. } => ExitCode::from(2),
         _ => ExitCode::from(1),
     }
 }

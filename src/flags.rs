@@ -254,3 +254,34 @@ impl CacheFlags {
         }
     }
 }
+
+/// `--with` of `call` and `run` for components: composition at run time.
+#[derive(clap::Args, Debug, Default)]
+pub struct WithFlags {
+    /// Satisfy the component's imports with the exports of the component DEP (repeatable),
+    /// run in its own store under its own policy POLICY.toml (default: deny all) and, where
+    /// that policy sets none, the main component's limits. Components only.
+    #[arg(long = "with", value_name = "DEP.wasm[:POLICY.toml]")]
+    pub with: Vec<String>,
+}
+
+impl WithFlags {
+    /// The `--with` components, in the order given (the first exporting an import wins).
+    pub fn parse(&self) -> Vec<crate::components::With> {
+        self.with
+            .iter()
+            .map(|s| crate::components::With::parse(s))
+            .collect()
+    }
+
+    /// Refuses `--with` for a core module: it is for components.
+    pub fn refuse_for_core(&self, module: &Path) -> Result<(), CliError> {
+        match self.with.first() {
+            Some(_) => Err(CliError::Other(format!(
+                "{}: --with is for components; this is a core module (use --module or -L)",
+                module.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+}

@@ -31,6 +31,7 @@ Examples:
   wasmlink run -L lib main.wasm -- x    load, link and run a program
   wasmlink python -c 'print(6*7)'      CPython 3.14 under the linker (needs the xtask corpus)
   wasmlink call plugin.wasm add 2 3     call an export in a sandbox (deny by default)
+  wasmlink compose -o app.wasm main.wasm text.wasm   plug a component's imports with another's
   wasmlink policy check plugin.toml     validate a capability policy
   wasmlink repo add m.wasm --name m --version 1.0.0   store a module in the repository
   wasmlink repo resolve m@^1            the checked object of the highest matching version
@@ -82,6 +83,7 @@ enum Command {
     Run(commands::run::Args),
     Python(commands::python::Args),
     Call(commands::call::Args),
+    Compose(commands::compose::Args),
     Policy(commands::policy::Args),
     Repo(commands::repo::Args),
     Keygen(commands::keygen::Args),
@@ -197,6 +199,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Python(a) => commands::python::run(a),
         Command::Call(a) => commands::call::run(a),
+        Command::Compose(a) => commands::compose::run(a),
         Command::Policy(a) => commands::policy::run(a),
         Command::Repo(a) => commands::repo::run(a),
         Command::Keygen(a) => commands::keygen::run(a),

@@ -183,7 +183,7 @@ mod tests {
 pub fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
-        return output::print_bytes(bytes);
+        return print_bytes(bytes);
     };
     let err = |m: String| CliError::Other(format!("{}: {m}", p.display()));
     let target = match std::fs::symlink_metadata(p) {

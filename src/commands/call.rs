@@ -25,7 +25,7 @@ Examples:
   wasmlink call --policy plugin.toml plugin.wasm run
   wasmlink call --timeout 100ms --max-memory 16MiB untrusted.wasm work 7
   wasmlink call tokenizer@^1 count 3           a module from the repository (wasmlink repo)
-  wasmlink call --with text.wasm app.wasm shout '"hi"'   a component's imports from another's
+  wasmlink call --with text.wasm app.wasm shout '\"hi\"'   a component's imports from another's
 
 --input/--arrow data larger than the module's memory limit (limits.memory) is refused before it
 is read whole; module files are read up to 256 MiB. --output writes a new regular file with the
@@ -90,7 +90,6 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let with = args.with.parse();
         return crate::components::call(&args.module, &args.function, &args.args, &policy, &with);
     }
-    args.with.refuse_for_core(&args.module)?;
     let host = PluginHost::new(HostConfig {
         pool_slots: 0,
         cache_dir: args.cache.dir(),
@@ -99,6 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     .map_err(|e| CliError::Other(e.to_string()))?;
     let loaded = if args.module.exists() || args.module.extension().is_some_and(|e| e == "wasm") {
         // Read here rather than by `load_file`, to bound the size (`/dev/zero` is an error).
+        args.with.refuse_for_core(&args.module)?;
         match crate::input::read_bounded(&args.module) {
             Ok(bytes) => {
                 let name = args.module.file_stem().map_or_else(
@@ -128,9 +128,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             &args.args,
             &policy,
             data_flags,
+            &args.with.parse(),
         )? {
             return Ok(code);
         }
+        args.with.refuse_for_core(&args.module)?;
         host.load_ref(&repo, &reference, policy)
     };
     let plugin = match loaded {

@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod completions;
+pub mod compose;
 pub mod index;
 pub mod inspect;
 pub mod keygen;

@@ -105,6 +105,8 @@ pub struct Args {
     /// Call this export instead of the entry point; ARGS are its integer arguments.
     #[arg(long, value_name = "FUNCTION")]
     invoke: Option<String>,
+    #[command(flatten)]
+    with: crate::flags::WithFlags,
     /// Arguments for the program.
     #[arg(last = true)]
     args: Vec<String>,
@@ -125,6 +127,7 @@ fn run_program(args: Args) -> Result<ExitCode, CliError> {
     if crate::components::is_component(&args.program) {
         return run_component(&args);
     }
+    args.with.refuse_for_core(&args.program)?;
     let mut search = SearchPath::from_env();
     for d in &args.lib_dirs {
         search.add_dir(d);
@@ -490,7 +493,7 @@ fn run_component(args: &Args) -> Result<ExitCode, CliError> {
     apply_net_and_limits(&mut policy, args, &origin)?;
     let mut argv = vec![args.program.display().to_string()];
     argv.extend(args.args.iter().cloned());
-    crate::components::run(&args.program, &argv, &policy)
+    crate::components::run(&args.program, &argv, &policy, &args.with.parse())
 }
 
 /// `--allow-net`, `--timeout`, `--fuel` and `--max-memory` on top of the policy (a flag

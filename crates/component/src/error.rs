@@ -66,8 +66,13 @@ pub enum ComponentError {
         limit: bool,
     },
     /// An import that is neither WASI 0.2 nor exported by a component given to satisfy it.
-    #[error("{path}: import {import} is provided by no component (--with DEP.wasm) and is not WASI 0.2", path = path.display())]
-    Unsatisfied { path: PathBuf, import: String },
+    /// `given` lists the components given to satisfy imports (`none`, or their files).
+    #[error("{path}: import {import} is not WASI 0.2 and no component given exports it (--with: {given})", path = path.display())]
+    Unsatisfied {
+        path: PathBuf,
+        import: String,
+        given: String,
+    },
     /// A component exports an interface the other imports, with other types.
     #[error("{path}: import {interface} does not match the export of {dependency}: {message}", path = path.display(), dependency = dependency.display())]
     TypeMismatch {

@@ -22,7 +22,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Linker, Type};
 
 use crate::error::ComponentError;
-use crate::process::ComponentProcess;
+use crate::process::{ComponentProcess, Ctx};
 
 /// A component instance whose exported interfaces satisfy another component's imports
 /// ([`crate::ComponentPre::with_providers`]); it runs in its own store, under its own policy.
@@ -94,9 +94,9 @@ impl Provider {
 /// # Errors
 /// [`ComponentError::TypeMismatch`], [`ComponentError::ResourceCrossing`],
 /// [`ComponentError::Unsatisfied`] for an import that is neither WASI 0.2 nor provided.
-pub(crate) fn define_imports<T: 'static>(
+pub(crate) fn define_imports(
     engine: &wasmtime::Engine,
-    linker: &mut Linker<T>,
+    linker: &mut Linker<Ctx>,
     path: &Path,
     component: &wasmtime::component::Component,
     providers: &[Provider],
@@ -112,9 +112,18 @@ pub(crate) fn define_imports<T: 'static>(
             .find_map(|p| p.interface(import).map(|f| (p, f)));
         let Some((provider, exported)) = provider else {
             if !import.starts_with("wasi:") {
+                let given: Vec<String> = providers
+                    .iter()
+                    .map(|p| p.path.display().to_string())
+                    .collect();
                 return Err(ComponentError::Unsatisfied {
                     path: path.to_path_buf(),
                     import: import.to_string(),
+                    given: if given.is_empty() {
+                        "none".into()
+                    } else {
+                        given.join(", ")
+                    },
                 });
             }
             continue;
@@ -163,18 +172,24 @@ pub(crate) fn define_imports<T: 'static>(
                 });
             }
             let target = Arc::clone(&provider.process);
-            let full = format!("{import}#{fname}");
+            // The provider's function is found once, here, not by name on every call.
+            let (full, func) = target
+                .lock()
+                .map_err(|_| link(format!("{import}#{fname}: the providing component panicked")))?
+                .lookup(&format!("{import}#{fname}"))
+                .map_err(|e| link(format!("{}: {e}", provider.path.display())))?;
             instance
-                .func_new(fname, move |_store, _ty, args, results| {
+                .func_new(fname, move |store, _ty, args, results| {
+                    // The caller's deadline goes with the call: a provider that loops is
+                    // stopped by the main component's --timeout too.
+                    let deadline = store.data().deadline();
                     let mut dep = target.lock().map_err(|_| {
                         DependencyFailed(ComponentError::Invalid {
                             message: format!("{full}: the providing component panicked"),
                         })
                     })?;
-                    let out = dep.call_vals(&full, args).map_err(DependencyFailed)?;
-                    for (slot, v) in results.iter_mut().zip(out) {
-                        *slot = v;
-                    }
+                    dep.call_forwarded(&full, func, args, results, deadline)
+                        .map_err(DependencyFailed)?;
                     Ok(())
                 })
                 .map_err(|e| link(format!("{import}#{fname}: {e:#}")))?;

@@ -46,10 +46,11 @@ pub struct ComponentLimits {
 #[error("{0}")]
 struct LimitExceeded(String);
 
-/// The wall-clock limit of one call ran out.
+/// The wall-clock limit of one call ran out: its own (`false`), or that of the component
+/// whose call was forwarded to this one (`true`, composition at run time).
 #[derive(Debug, thiserror::Error)]
 #[error("time limit")]
-struct TimeUp;
+struct TimeUp(bool);
 
 struct Limiter {
     memory: Option<usize>,
@@ -101,12 +102,21 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-struct Ctx {
+pub(crate) struct Ctx {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    /// When the current call started, while one runs under a timeout.
-    started: Option<Instant>,
+    /// When the current call must stop, while one runs under a timeout (its own, or the
+    /// calling component's for a forwarded call), and whether it is the caller's.
+    deadline: Option<(Instant, bool)>,
+}
+
+impl Ctx {
+    /// The deadline of the call running in this store, if it has one: a call forwarded to a
+    /// providing component must end by then too ([`crate::link`]).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.map(|(d, _)| d)
+    }
 }
 
 impl WasiView for Ctx {
@@ -319,21 +329,24 @@ impl ComponentPre {
                     table_elements: limits.table_elements,
                     instances: limits.instances.unwrap_or(10_000),
                 },
-                started: None,
+                deadline: None,
             },
         );
         store.limiter(|c| &mut c.limiter);
-        if let Some(limit) = limits.timeout {
-            store.epoch_deadline_callback(move |ctx| match ctx.data().started {
-                Some(start) if start.elapsed() >= limit => Err(TimeUp.into()),
-                _ => Ok(UpdateDeadline::Continue(1)),
-            });
-        }
+        // Installed whatever the limits: an engine shared with a component that has a timeout
+        // interrupts this one too, and a call forwarded from such a component carries its
+        // deadline ([`crate::link`]).
+        store.epoch_deadline_callback(move |ctx| match ctx.data().deadline {
+            Some((d, outer)) if Instant::now() >= d => Err(TimeUp(outer).into()),
+            _ => Ok(UpdateDeadline::Continue(1)),
+        });
+        let unlimited_fuel = limits.fuel.is_none() && store.get_fuel().is_ok();
         let mut process = ComponentProcess {
             pre: Arc::clone(self),
             store,
             instance: None,
             poisoned: None,
+            unlimited_fuel,
         };
         process.arm().map_err(|message| ComponentError::Link {
             path: self.path.clone(),
@@ -379,6 +392,9 @@ pub struct ComponentProcess {
     instance: Option<Instance>,
     /// The function whose failure poisoned the instance, and why.
     poisoned: Option<(String, String)>,
+    /// The engine counts fuel but this component has no fuel limit (it shares the engine of a
+    /// component that has one, [`crate::link`]): each call gets all the fuel there is.
+    unlimited_fuel: bool,
 }
 
 impl ComponentProcess {
@@ -435,21 +451,35 @@ impl ComponentProcess {
 
     /// Arms the per-call limits: fuel refilled, the timeout's clock started.
     fn arm(&mut self) -> Result<(), String> {
+        self.arm_by(None)
+    }
+
+    /// As [`Self::arm`]; `outer` is the deadline of the calling component for a forwarded
+    /// call (composition at run time), kept if it comes first.
+    fn arm_by(&mut self, outer: Option<Instant>) -> Result<(), String> {
         if let Some(fuel) = self.pre.limits.fuel {
             self.store
                 .set_fuel(fuel)
                 .map_err(|e| format!("--fuel needs an engine that counts fuel: {e}"))?;
+        } else if self.unlimited_fuel {
+            self.store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
         }
-        if self.pre.limits.timeout.is_some() {
-            self.store.data_mut().started = Some(Instant::now());
-            self.store.set_epoch_deadline(1);
-        }
+        let own = self.pre.limits.timeout.map(|t| Instant::now() + t);
+        let deadline = match (own, outer) {
+            (Some(o), Some(c)) if c < o => Some((c, true)),
+            (Some(o), _) => Some((o, false)),
+            (None, Some(c)) => Some((c, true)),
+            (None, None) => None,
+        };
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
         Ok(())
     }
 
     fn disarm(&mut self) {
-        self.store.data_mut().started = None;
+        self.store.data_mut().deadline = None;
     }
+
 
     fn check_poisoned(&self) -> Result<(), ComponentError> {
         match &self.poisoned {
@@ -512,7 +542,19 @@ impl ComponentProcess {
         args: &[Val],
         results: &mut [Val],
     ) -> Result<(), ComponentError> {
-        self.arm().map_err(|message| ComponentError::Limit {
+        self.enter_by(full, func, args, results, None)
+    }
+
+    /// As [`Self::enter`], ending by `outer` at the latest (the calling component's deadline).
+    fn enter_by(
+        &mut self,
+        full: &str,
+        func: Func,
+        args: &[Val],
+        results: &mut [Val],
+        outer: Option<Instant>,
+    ) -> Result<(), ComponentError> {
+        self.arm_by(outer).map_err(|message| ComponentError::Limit {
             function: format!("{}: {full}", self.pre.path.display()),
             message,
         })?;
@@ -615,6 +657,27 @@ impl ComponentProcess {
         Ok(results)
     }
 
+    /// An exported function looked up once (composition at run time: a provider's function,
+    /// found when the main component is linked), with its full name.
+    pub(crate) fn lookup(&mut self, name: &str) -> Result<(String, Func), ComponentError> {
+        self.find(name)
+    }
+
+    /// Calls a function [`Self::lookup`] found, ending by `outer` at the latest: a call
+    /// forwarded from another component, under this component's limits and its caller's
+    /// deadline.
+    pub(crate) fn call_forwarded(
+        &mut self,
+        full: &str,
+        func: Func,
+        args: &[Val],
+        results: &mut [Val],
+        outer: Option<Instant>,
+    ) -> Result<(), ComponentError> {
+        self.check_poisoned()?;
+        self.enter_by(full, func, args, results, outer)
+    }
+
     /// Runs a `wasi:cli/command` component (`wasi:cli/run#run`): exit status 0 for `ok`, 1 for
     /// `err`, or the status given to `wasi:cli/exit`.
     ///
@@ -660,7 +723,9 @@ impl ComponentProcess {
                 limit: matches!(dep, ComponentError::Limit { .. }),
             };
         }
-        let limit = if e.downcast_ref::<TimeUp>().is_some()
+        let limit = if let Some(TimeUp(true)) = e.downcast_ref::<TimeUp>() {
+            Some("stopped by the time limit of the component that called it (--timeout)".into())
+        } else if e.downcast_ref::<TimeUp>().is_some()
             || matches!(
                 e.downcast_ref::<wasmtime::Trap>(),
                 Some(wasmtime::Trap::Interrupt)
