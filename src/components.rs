@@ -179,12 +179,13 @@ fn providers(
             .map_err(|e| ComponentError::Denied {
                 message: e.to_string(),
             })?;
-        let mut wasi = policy
-            .wasi_builder(&what, None, None)
-            .map_err(|e| ComponentError::Link {
-                path: dep.path.clone(),
-                message: e.to_string(),
-            })?;
+        let mut wasi =
+            policy
+                .wasi_builder(&what, None, None)
+                .map_err(|e| ComponentError::Link {
+                    path: dep.path.clone(),
+                    message: e.to_string(),
+                })?;
         if policy.args.is_empty() {
             wasi.args(&[what]);
         }

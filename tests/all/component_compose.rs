@@ -43,7 +43,10 @@ fn one_line(err: &str) {
 #[test]
 fn with_satisfies_an_import_and_the_composed_file_gives_the_same_answers() {
     let d = setup(&["main", "text"]);
-    let inputs = [("\"hi\"", "\"HI\""), ("\"Hello, w\u{f6}rld 42\"", "\"HELLO, W\u{f6}RLD 42\"")];
+    let inputs = [
+        ("\"hi\"", "\"HI\""),
+        ("\"Hello, w\u{f6}rld 42\"", "\"HELLO, W\u{f6}RLD 42\""),
+    ];
     for (arg, want) in inputs {
         let (code, out, err) = w(
             d.path(),
@@ -81,7 +84,14 @@ fn with_satisfies_an_import_and_the_composed_file_gives_the_same_answers() {
 
     let (code, out, err) = w(
         d.path(),
-        &["compose", "--json", "-o", "app2.wasm", "main.wasm", "text.wasm"],
+        &[
+            "compose",
+            "--json",
+            "-o",
+            "app2.wasm",
+            "main.wasm",
+            "text.wasm",
+        ],
     );
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -96,7 +106,14 @@ fn a_trapping_dependency_is_one_line_naming_it_and_its_function() {
     let d = setup(&["main", "trap"]);
     let (code, out, err) = w(
         d.path(),
-        &["call", "--with", "trap.wasm", "main.wasm", "shout", "\"hi\""],
+        &[
+            "call",
+            "--with",
+            "trap.wasm",
+            "main.wasm",
+            "shout",
+            "\"hi\"",
+        ],
     );
     assert_eq!(code, Some(1), "as for a guest trap: {err}");
     assert_eq!(out, "");
@@ -116,7 +133,14 @@ fn a_looping_dependency_is_stopped_by_the_main_components_timeout() {
     let (code, _, err) = w(
         d.path(),
         &[
-            "call", "--timeout", "300ms", "--with", "loop.wasm", "main.wasm", "shout", "\"hi\"",
+            "call",
+            "--timeout",
+            "300ms",
+            "--with",
+            "loop.wasm",
+            "main.wasm",
+            "shout",
+            "\"hi\"",
         ],
     );
     assert_eq!(code, Some(1), "{err}");
@@ -126,7 +150,11 @@ fn a_looping_dependency_is_stopped_by_the_main_components_timeout() {
         "{err}"
     );
     assert!(err.contains("time limit"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 
     // Its own policy says no time limit at all: the main component's deadline still stops it.
     std::fs::write(d.path().join("free.toml"), "[limits]\ntimeout = \"none\"\n").unwrap();
@@ -152,10 +180,18 @@ fn a_looping_dependency_is_stopped_by_the_main_components_timeout() {
         ),
         "{err}"
     );
-    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 
     // A shorter limit of its own stops it first, and is named as its own.
-    std::fs::write(d.path().join("short.toml"), "[limits]\ntimeout = \"100ms\"\n").unwrap();
+    std::fs::write(
+        d.path().join("short.toml"),
+        "[limits]\ntimeout = \"100ms\"\n",
+    )
+    .unwrap();
     let (code, _, err) = w(
         d.path(),
         &[
@@ -179,7 +215,14 @@ fn a_dependency_of_the_wrong_type_is_refused_naming_the_interface() {
     let d = setup(&["main", "wrong"]);
     let (code, out, err) = w(
         d.path(),
-        &["call", "--with", "wrong.wasm", "main.wasm", "shout", "\"hi\""],
+        &[
+            "call",
+            "--with",
+            "wrong.wasm",
+            "main.wasm",
+            "shout",
+            "\"hi\"",
+        ],
     );
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(out, "");
@@ -221,7 +264,14 @@ fn an_unsatisfied_import_is_named_with_the_components_given() {
     );
     let (code, _, err) = w(
         d.path(),
-        &["call", "--with", "dirs_dep.wasm", "main.wasm", "shout", "\"hi\""],
+        &[
+            "call",
+            "--with",
+            "dirs_dep.wasm",
+            "main.wasm",
+            "shout",
+            "\"hi\"",
+        ],
     );
     assert_eq!(code, Some(2), "{err}");
     one_line(&err);
@@ -293,13 +343,22 @@ fn compose_refuses_a_core_module_naming_the_file() {
         assert!(!d.path().join("app.wasm").exists());
     }
     // A missing input is bad input too; an unwritable output is exit 1.
-    let (code, _, err) = w(d.path(), &["compose", "-o", "app.wasm", "main.wasm", "nope.wasm"]);
+    let (code, _, err) = w(
+        d.path(),
+        &["compose", "-o", "app.wasm", "main.wasm", "nope.wasm"],
+    );
     assert_eq!(code, Some(2), "{err}");
     one_line(&err);
     assert!(err.starts_with("wasmlink: nope.wasm: "), "{err}");
     let (code, _, err) = w(
         d.path(),
-        &["compose", "-o", "no/such/dir/app.wasm", "main.wasm", "text.wasm"],
+        &[
+            "compose",
+            "-o",
+            "no/such/dir/app.wasm",
+            "main.wasm",
+            "text.wasm",
+        ],
     );
     assert_eq!(code, Some(1), "{err}");
     one_line(&err);
@@ -311,4 +370,82 @@ fn compose_refuses_a_core_module_naming_the_file() {
     assert_eq!(code, Some(2), "{err}");
     one_line(&err);
     assert!(err.contains("--with is for components"), "{err}");
+}
+
+#[test]
+fn run_with_a_dependency_uses_the_exit_statuses_of_run() {
+    let d = setup(&["command", "text", "trap", "loop"]);
+    let (code, _, err) = w(d.path(), &["run", "--with", "text.wasm", "command.wasm"]);
+    assert_eq!(code, Some(0), "{err}");
+    // A trap in the dependency: 134, as for a trap in the program.
+    let (code, _, err) = w(d.path(), &["run", "--with", "trap.wasm", "command.wasm"]);
+    assert_eq!(code, Some(134), "{err}");
+    one_line(&err);
+    assert!(
+        err.starts_with(
+            "wasmlink: command.wasm: wasi:cli/run@0.2.0#run: trap.wasm: wasmlink:demo/text#upper: "
+        ),
+        "{err}"
+    );
+    // A limit: 137, the main component's --timeout and --fuel both reaching the dependency.
+    for (flag, value, says) in [
+        ("--timeout", "300ms", "time limit"),
+        (
+            "--fuel",
+            "100000",
+            "stopped after 100000 units of fuel (--fuel)",
+        ),
+    ] {
+        let (code, _, err) = w(
+            d.path(),
+            &["run", flag, value, "--with", "loop.wasm", "command.wasm"],
+        );
+        assert_eq!(code, Some(137), "{flag}: {err}");
+        one_line(&err);
+        assert!(
+            err.contains("loop.wasm: wasmlink:demo/text#upper: stopped"),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    // Unsatisfied: cannot be linked, 127 as ld.so.
+    let (code, _, err) = w(d.path(), &["run", "command.wasm"]);
+    assert_eq!(code, Some(127), "{err}");
+    one_line(&err);
+    assert!(
+        err.contains("import wasmlink:demo/text is not WASI 0.2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_resource_does_not_cross_between_stores_but_compose_joins_them() {
+    let d = setup(&["res_main", "res_dep"]);
+    let (code, _, err) = w(
+        d.path(),
+        &["call", "--with", "res_dep.wasm", "res_main.wasm", "one"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    one_line(&err);
+    assert!(
+        err.starts_with(
+            "wasmlink: res_main.wasm: import wasmlink:demo/res: resource handle cannot cross between components in separate stores"
+        ),
+        "{err}"
+    );
+    let (code, out, err) = w(
+        d.path(),
+        &[
+            "compose",
+            "-o",
+            "joined.wasm",
+            "res_main.wasm",
+            "res_dep.wasm",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "wasmlink:demo/res <- res_dep.wasm\n");
+    let (code, out, err) = w(d.path(), &["call", "joined.wasm", "one"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "1\n");
 }

@@ -82,7 +82,7 @@ pub enum ComponentError {
         message: String,
     },
     /// An import takes or returns a resource, which cannot cross between two stores.
-    #[error("{path}: import {interface}: {item} passes a resource, which cannot cross between components in separate stores; join them with `wasmlink compose`", path = path.display())]
+    #[error("{path}: import {interface}: {item} cannot cross between components in separate stores (a resource is a handle into one store's table); join them with `wasmlink compose`", path = path.display())]
     ResourceCrossing {
         path: PathBuf,
         interface: String,

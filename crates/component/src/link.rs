@@ -151,7 +151,7 @@ pub(crate) fn define_imports(
                 return Err(ComponentError::ResourceCrossing {
                     path: path.to_path_buf(),
                     interface: import.to_string(),
-                    item: format!("function {fname}"),
+                    item: format!("function {fname} passes a resource, which"),
                 });
             }
             let Some((_, have)) = exported.iter().find(|(n, _)| n == fname) else {
@@ -175,7 +175,11 @@ pub(crate) fn define_imports(
             // The provider's function is found once, here, not by name on every call.
             let (full, func) = target
                 .lock()
-                .map_err(|_| link(format!("{import}#{fname}: the providing component panicked")))?
+                .map_err(|_| {
+                    link(format!(
+                        "{import}#{fname}: the providing component panicked"
+                    ))
+                })?
                 .lookup(&format!("{import}#{fname}"))
                 .map_err(|e| link(format!("{}: {e}", provider.path.display())))?;
             instance

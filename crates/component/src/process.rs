@@ -554,10 +554,11 @@ impl ComponentProcess {
         results: &mut [Val],
         outer: Option<Instant>,
     ) -> Result<(), ComponentError> {
-        self.arm_by(outer).map_err(|message| ComponentError::Limit {
-            function: format!("{}: {full}", self.pre.path.display()),
-            message,
-        })?;
+        self.arm_by(outer)
+            .map_err(|message| ComponentError::Limit {
+                function: format!("{}: {full}", self.pre.path.display()),
+                message,
+            })?;
         let r = func.call(&mut self.store, args, results);
         self.disarm();
         r.map_err(|e| {
@@ -729,7 +730,8 @@ impl ComponentProcess {
             || matches!(
                 e.downcast_ref::<wasmtime::Trap>(),
                 Some(wasmtime::Trap::Interrupt)
-            ) {
+            )
+        {
             Some(format!(
                 "stopped after the {:?} time limit (--timeout)",
                 limits.timeout.unwrap_or_default()
