@@ -50,6 +50,9 @@ pub struct Args {
     /// Print each result's path relative to the corpus root instead of the whole path.
     #[arg(long)]
     relative: bool,
+    /// Print no snippets (the pages' stored text is not read: faster).
+    #[arg(long)]
+    no_snippets: bool,
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
@@ -93,7 +96,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     let plugin = load_module(&host, &args.modules, "query", Some(&args.index))?;
-    let request = serde_json::json!({ "query": args.query, "k": args.k }).to_string();
+    let request =
+        serde_json::json!({ "query": args.query, "k": args.k, "snippets": !args.no_snippets })
+            .to_string();
     let mut instance = plugin
         .instance()
         .map_err(|e| CliError::Other(e.to_string()))?;

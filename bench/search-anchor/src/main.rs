@@ -1,14 +1,18 @@
 //! The search bench's anchor and scorer (scripts/bench-search.sh, issue 17).
 //!
 //! ```text
-//! search-anchor index CORPUS OUT [--threads N] [--memory-mb M]
+//! search-anchor index CORPUS OUT [--threads N] [--memory-mb M] [--store-body]
 //!     Tantivy: index the corpus's html/htm/md/markdown/txt files (the selection of
 //!     `wasmlink index`; redirect pages skipped, as its extract module skips them), title and
 //!     text extracted by wasmlink-search's `extract` (the very code wasmlink's extract module
 //!     runs), fields title + body with the en_stem tokenizer, BM25. N feeding threads (read and
-//!     extract) and N indexing threads. Prints one JSON object.
-//! search-anchor query OUT QUERIES RANKING [--prefix P] [--repeat R]
+//!     extract) and N indexing threads. Prints one JSON object. With --store-body the body
+//!     is stored too (as wasmlink stores each page's text), which snippets need.
+//! search-anchor query OUT QUERIES RANKING [--prefix P] [--repeat R] [--snippets]
 //!     Tantivy: answer the judged queries (top 10), write the ranking file, print latency.
+//!     With --snippets (an index built with --store-body) each of the 10 hits also gets a
+//!     snippet of its body (`SnippetGenerator`, 150 characters, the default), as
+//!     `wasmlink search` prints; the latency includes them.
 //! search-anchor wasmlink-query WASMLINK INDEX QUERIES RANKING [--prefix P] [--repeat R]
 //!     The same through `WASMLINK search INDEX QUERY -k 10 --json --repeat R` (the sandboxed
 //!     query module), one process per query.
@@ -37,6 +41,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
+use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
 use wasmlink_search::{DocKind, extract};
@@ -152,7 +157,7 @@ fn corpus_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-fn schema() -> (Schema, Field, Field, Field) {
+fn schema(store_body: bool) -> (Schema, Field, Field, Field) {
     let mut sb = Schema::builder();
     let text = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
@@ -160,13 +165,17 @@ fn schema() -> (Schema, Field, Field, Field) {
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let title = sb.add_text_field("title", text.clone() | STORED);
-    let body = sb.add_text_field("body", text);
+    let body = if store_body {
+        sb.add_text_field("body", text | STORED)
+    } else {
+        sb.add_text_field("body", text)
+    };
     let path = sb.add_text_field("path", STRING | STORED);
     (sb.build(), title, body, path)
 }
 
 fn cmd_index(args: &[String]) -> Result<()> {
-    let a = Args::parse(args, &[], 2)?;
+    let a = Args::parse(args, &["store-body"], 2)?;
     let threads = a.num("threads", 2)?.max(1);
     let memory_mb = a.num("memory-mb", 100)?;
     let (corpus, out) = (
@@ -179,7 +188,7 @@ fn cmd_index(args: &[String]) -> Result<()> {
         std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let (schema, title, body, path) = schema();
+    let (schema, title, body, path) = schema(a.options.contains_key("store-body"));
     let index =
         Index::create_in_dir(&out, schema).map_err(|e| format!("{}: {e}", out.display()))?;
     let writer: IndexWriter = index
@@ -320,7 +329,8 @@ fn finish(ranking_path: &str, rankings: &[(String, Vec<String>)], mut lat: Vec<f
 }
 
 fn cmd_query(args: &[String]) -> Result<()> {
-    let a = Args::parse(args, &[], 3)?;
+    let a = Args::parse(args, &["snippets"], 3)?;
+    let snippets = a.options.contains_key("snippets");
     let repeat = a.num("repeat", 20)?.max(1);
     let queries = load_queries(&a.positional[1], &a.prefix())?;
     let index = Index::open_in_dir(&a.positional[0]).map_err(|e| e.to_string())?;
@@ -328,6 +338,12 @@ fn cmd_query(args: &[String]) -> Result<()> {
     let title = schema.get_field("title").map_err(|e| e.to_string())?;
     let body = schema.get_field("body").map_err(|e| e.to_string())?;
     let path = schema.get_field("path").map_err(|e| e.to_string())?;
+    if snippets && !schema.get_field_entry(body).is_stored() {
+        return Err(format!(
+            "{}: --snippets needs the body stored (index with --store-body)",
+            a.positional[0]
+        ));
+    }
     let reader = index.reader().map_err(|e| e.to_string())?;
     let searcher = reader.searcher();
     let mut analyzer = index
@@ -360,10 +376,21 @@ fn cmd_query(args: &[String]) -> Result<()> {
             let top = searcher
                 .search(&query, &collector)
                 .map_err(|e| e.to_string())?;
+            let generator = if snippets {
+                Some(
+                    SnippetGenerator::create(&searcher, &*query, body)
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            };
             let mut paths = Vec::with_capacity(top.len());
             for (_score, address) in top {
                 let d: TantivyDocument = searcher.doc(address).map_err(|e| e.to_string())?;
                 let p = d.get_first(path).and_then(|v| v.as_str()).unwrap_or("");
+                if let Some(g) = &generator {
+                    std::hint::black_box(g.snippet_from_doc(&d).to_html());
+                }
                 paths.push(p.to_string());
             }
             Ok(paths)

@@ -2,7 +2,8 @@
 //! grants read-only (examples/search/query.toml).
 //!
 //! - `search(input: &str) -> String`: `input` is either the query text (10 results) or JSON
-//!   `{"query": "...", "k": N}`. The result is JSON Lines, best first, one
+//!   `{"query": "...", "k": N, "snippets": false}` (`k` and `snippets` optional; without
+//!   snippets each hit's `snippet` and `highlights` are `null` and its text is not read). The result is JSON Lines, best first, one
 //!   `{"rank": 1, "score": 7.25, "title": "...", "path": "...", "file": "...", "snippet":
 //!   "...", "highlights": [[start, end], ...]}` per hit (scores are [`wasmlink_search::Bm25`]
 //!   over body and title with the default parameters, printed so that they read back as the
@@ -39,6 +40,12 @@ struct Request {
     query: String,
     #[serde(default = "default_k")]
     k: usize,
+    #[serde(default = "default_snippets")]
+    snippets: bool,
+}
+
+fn default_snippets() -> bool {
+    true
 }
 
 fn default_k() -> usize {
@@ -65,6 +72,7 @@ pub fn search(input: &str) -> Result<String, String> {
         Request {
             query: input.to_string(),
             k: DEFAULT_K,
+            snippets: true,
         }
     };
     let index = open()?;
@@ -78,7 +86,11 @@ pub fn search(input: &str) -> Result<String, String> {
             Some(root) => format!("{}/{}", root.trim_end_matches('/'), hit.path),
             None => hit.path.clone(),
         };
-        let snippet = index.snippet(hit.doc, &query).map_err(|e| e.to_string())?;
+        let snippet = if request.snippets {
+            index.snippet_of(hit, &query).map_err(|e| e.to_string())?
+        } else {
+            None
+        };
         let line = serde_json::json!({
             "rank": i + 1,
             "score": hit.score,
