@@ -6,7 +6,9 @@
 //!   wasmtime-wasi's WASI 0.2 (the `WasiCtx` comes from the caller, so the host's policy
 //!   decides what it may touch); typed calls whose arguments and results are WAVE text
 //!   (`"text"`, `42`, `[1, 2]`, `{words: 3}`, `some(1)`, `ok(3)`), checked against the
-//!   function's WIT types; `wasi:cli/command` runs. A failed call poisons the instance.
+//!   function's WIT types; [`TypedCall`], the fast path for Rust hosts (wasmtime's
+//!   `TypedFunc` under the same limits); `wasi:cli/command` runs. A failed call poisons the
+//!   instance.
 //! - [`ComponentPre`]: a compiled component with resolved imports, instantiated many times;
 //!   [`ComponentPool`]: warm instances of one, a poisoned one replaced on return.
 //!
@@ -27,7 +29,7 @@ pub use describe::ComponentSummary;
 pub use error::ComponentError;
 pub use link::Provider;
 pub use pool::{ComponentPool, Pooled};
-pub use process::{ComponentLimits, ComponentPre, ComponentProcess};
+pub use process::{ComponentLimits, ComponentPre, ComponentProcess, TypedCall};
 /// A component value, as [`ComponentProcess::call_vals`] takes and returns them.
 pub use wasmtime::component::Val;
 

@@ -17,6 +17,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wit_parser::WorldItem;
 use wit_parser::decoding::DecodedWasm;
 
+mod typed;
+pub use typed::TypedCall;
+
 use crate::describe::type_name;
 use crate::error::ComponentError;
 
