@@ -190,7 +190,8 @@ fn providers(
             wasi.args(&[what]);
         }
         let limits = dependency_limits(main, policy);
-        let pre = ComponentPre::new(engine, &dep.path, bytes, limits)?;
+        let pre = ComponentPre::new(engine, &dep.path, bytes, limits)?
+            .with_http(http_access(policy, &dep.path)?);
         out.push(Provider::new(Arc::new(pre).instantiate(wasi)?));
     }
     Ok(out)
@@ -271,12 +272,33 @@ fn load(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    let http = http_access(policy, path)?;
     if deps.is_empty() {
-        return ComponentProcess::from_bytes(&engine, path, bytes, wasi, limits);
+        let pre = ComponentPre::new(&engine, path, bytes, limits)?.with_http(http);
+        return Arc::new(pre).instantiate(wasi);
     }
     let providers = providers(&engine, &deps, &limits)?;
-    let pre = ComponentPre::with_providers(&engine, path, bytes, limits, &providers)?;
+    let pre =
+        ComponentPre::with_providers(&engine, path, bytes, limits, &providers)?.with_http(http);
     Arc::new(pre).instantiate(wasi)
+}
+
+/// The outgoing HTTP the policy grants the component at `path` (`capabilities.http`): a request
+/// goes out only to a host and port a rule grants.
+fn http_access(
+    policy: &Policy,
+    path: &Path,
+) -> Result<wasmlink::component::HttpAccess, ComponentError> {
+    let allow = policy
+        .http_allow(&path.display().to_string())
+        .map_err(|e| ComponentError::Denied {
+            message: e.to_string(),
+        })?;
+    Ok(if allow.is_empty() {
+        wasmlink::component::HttpAccess::deny()
+    } else {
+        wasmlink::component::HttpAccess::allow_if(move |host, port| allow.allows(host, port))
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ComponentError> {

@@ -38,6 +38,11 @@ pub struct PolicyFlags {
     /// `*`; HOST an IP address, `[IPv6]`, `localhost` or a host name). Default: no network.
     #[arg(long = "allow-net", value_name = "HOST:PORT")]
     pub allow_net: Vec<String>,
+    /// Let a component send HTTP requests (wasi:http) to HOST (ports 80 and 443), HOST:PORT or
+    /// HOST:* (repeatable; matched against the request's authority). Default: none, and a
+    /// request gets the wasi:http error HTTP-request-denied.
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    pub allow_http: Vec<String>,
     /// Randomness: deny, deterministic or secure.
     #[arg(long, value_name = "MODE", value_parser = ["deny", "deterministic", "secure"])]
     pub random: Option<String>,
@@ -118,6 +123,11 @@ impl PolicyFlags {
                 .map_err(|e| CliError::Other(format!("--allow-net: {e}")))?;
         }
         p.capabilities.net.extend(self.allow_net.iter().cloned());
+        for rule in &self.allow_http {
+            wasmlink::policy::HttpRule::parse(rule)
+                .map_err(|e| CliError::Other(format!("--allow-http: {e}")))?;
+        }
+        p.capabilities.http.extend(self.allow_http.iter().cloned());
         if let Some(r) = &self.random {
             p.capabilities.random = match r.as_str() {
                 "deny" => RandomMode::Deny,

@@ -156,6 +156,9 @@ fn summary(o: &mut String, p: &Policy) {
             p.capabilities.net.join(", ")
         }
     );
+    if !p.capabilities.http.is_empty() {
+        let _ = writeln!(o, "  http     {}", p.capabilities.http.join(", "));
+    }
     if !p.capabilities.host_functions.is_empty() {
         let _ = writeln!(o, "  imports  {}", p.capabilities.host_functions.join(", "));
     }

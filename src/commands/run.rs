@@ -76,6 +76,10 @@ pub struct Args {
     /// `*`; HOST an IP address, `[IPv6]`, `localhost` or a host name). Default: no network.
     #[arg(long = "allow-net", value_name = "HOST:PORT")]
     allow_net: Vec<String>,
+    /// Let a component send HTTP requests (wasi:http) to HOST (ports 80 and 443), HOST:PORT or
+    /// HOST:* (repeatable). Default: none (the request fails with HTTP-request-denied).
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    allow_http: Vec<String>,
     /// Stop the program after DURATION of wall-clock time (e.g. 500ms, 2s), loading included.
     #[arg(long, value_name = "DURATION", value_parser = crate::flags::parse_duration)]
     timeout: Option<HumanDuration>,
@@ -128,6 +132,12 @@ fn run_program(args: Args) -> Result<ExitCode, CliError> {
         return run_component(&args);
     }
     args.with.refuse_for_core(&args.program)?;
+    if !args.allow_http.is_empty() {
+        return Err(CliError::Other(format!(
+            "{}: --allow-http is for components (wasi:http); this is a core module",
+            args.program.display()
+        )));
+    }
     let mut search = SearchPath::from_env();
     for d in &args.lib_dirs {
         search.add_dir(d);
@@ -507,6 +517,14 @@ fn apply_net_and_limits(policy: &mut Policy, args: &Args, origin: &str) -> Resul
         .capabilities
         .net
         .extend(args.allow_net.iter().cloned());
+    for rule in &args.allow_http {
+        wasmlink::policy::HttpRule::parse(rule)
+            .map_err(|e| CliError::Other(format!("--allow-http: {e}")))?;
+    }
+    policy
+        .capabilities
+        .http
+        .extend(args.allow_http.iter().cloned());
     if args.timeout.is_some() {
         policy.limits.timeout = args.timeout;
     }

@@ -11,6 +11,7 @@ mod cli_json;
 mod cli_product;
 mod component_api;
 mod component_cli;
+mod component_http;
 mod component_compose;
 mod component_hostile;
 mod component_repo;

@@ -16,17 +16,23 @@
 //!   exports, each in its own store under its own policy ([`Provider`]); [`compose`]: the same
 //!   written to one composed component with wac-graph (`wasmlink compose`).
 //!
+//! - [`http`]: outgoing `wasi:http` (wasmtime-wasi-http) for components importing it, each
+//!   request checked against the caller's allow-list ([`HttpAccess`]; deny by default, a denied
+//!   request is the guest-visible error `HTTP-request-denied`).
+//!
 //! It never depends on the linker, the host or the pipeline; they depend on it.
 
 pub mod compose;
 pub mod describe;
 mod error;
+pub mod http;
 pub mod link;
 mod pool;
 mod process;
 
 pub use describe::ComponentSummary;
 pub use error::ComponentError;
+pub use http::HttpAccess;
 pub use link::Provider;
 pub use pool::{ComponentPool, Pooled};
 pub use process::{ComponentLimits, ComponentPre, ComponentProcess, TypedCall};

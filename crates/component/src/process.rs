@@ -112,6 +112,21 @@ pub(crate) struct Ctx {
     /// When the current call must stop, while one runs under a timeout (its own, or the
     /// calling component's for a forwarded call), and whether it is the caller's.
     deadline: Option<(Instant, bool)>,
+    /// wasi:http, for components that import it ([`crate::http`]).
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: crate::http::Hooks,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Ctx {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        // A request sent now must end by the running call's deadline.
+        self.http_hooks.deadline = self.deadline.map(|(d, _)| d);
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl Ctx {
@@ -147,6 +162,8 @@ pub struct ComponentPre {
     /// string`), in the order of `functions`: what [`ComponentPre::check_compatible`] compares.
     shapes: Vec<String>,
     limits: ComponentLimits,
+    /// The outgoing HTTP requests its instances may send (deny by default).
+    http: crate::http::HttpAccess,
     /// Keeps the epoch ticker running (it stops when this is dropped).
     _ticker: Option<mpsc::Sender<()>>,
 }
@@ -217,6 +234,10 @@ impl ComponentPre {
         })?;
         let mut linker: Linker<Ctx> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link(&format!("{e:#}")))?;
+        if crate::http::imports_http(engine, &component) {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+                .map_err(|e| link(&format!("{e:#}")))?;
+        }
         crate::link::define_imports(engine, &mut linker, path, &component, providers)?;
         let pre = linker
             .instantiate_pre(&component)
@@ -236,8 +257,18 @@ impl ComponentPre {
             functions,
             shapes,
             limits,
+            http: crate::http::HttpAccess::default(),
             _ticker: ticker,
         })
+    }
+
+    /// Lets its instances send the outgoing HTTP requests `access` allows
+    /// (`wasi:http/outgoing-handler`); without this, every request is denied with the
+    /// `wasi:http` error `HTTP-request-denied`. Set before instantiating.
+    #[must_use]
+    pub fn with_http(mut self, access: crate::http::HttpAccess) -> Self {
+        self.http = access;
+        self
     }
 
     /// The exported functions, as callers name them, with their WIT parameters.
@@ -333,6 +364,11 @@ impl ComponentPre {
                     instances: limits.instances.unwrap_or(10_000),
                 },
                 deadline: None,
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                http_hooks: crate::http::Hooks::new(
+                    self.http.clone(),
+                    self.path.display().to_string().into(),
+                ),
             },
         );
         store.limiter(|c| &mut c.limiter);

@@ -383,6 +383,15 @@ impl PluginHost {
                 ),
             });
         }
+        if !policy.capabilities.http.is_empty() {
+            return Err(PluginError::Denied {
+                plugin: name.to_string(),
+                capability: "capabilities.http".into(),
+                message: "the policy grants outgoing HTTP, but this is a core module and only \
+                          components import wasi:http; remove capabilities.http"
+                    .into(),
+            });
+        }
         let funcs = self.inner.funcs.read().map_err(|_| poisoned())?;
         for import in module.imports() {
             let (m, n) = (import.module(), import.name());

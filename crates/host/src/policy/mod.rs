@@ -31,6 +31,7 @@
 //! clocks = true
 //! random = "secure"      # deny | deterministic | secure
 //! net = ["127.0.0.1:8080", "localhost:*"]   # HOST:PORT, PORT a number or *
+//! http = ["api.example.com", "127.0.0.1:8080"]   # components' outgoing wasi:http
 //!
 //! [limits]
 //! memory = "64 MiB"
@@ -51,9 +52,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod http;
 pub mod net;
 mod units;
 
+pub use http::{HttpAllow, HttpPort, HttpRule};
 pub use net::{NetAllow, NetHost, NetRule, NetRuleError};
 pub use units::{ByteSize, HumanDuration, ValueError};
 
@@ -283,6 +286,14 @@ pub struct Capabilities {
     /// `net`); `false` is the default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network: bool,
+    /// Outgoing HTTP for components importing `wasi:http/outgoing-handler`: the hosts their
+    /// requests may go to, as `HOST` (ports 80 and 443), `HOST:PORT` or `HOST:*`, matched
+    /// against the request's authority (e.g. `["api.example.com", "127.0.0.1:8080"]`).
+    /// Empty (the default): every request is denied, and the guest sees the `wasi:http` error
+    /// `HTTP-request-denied`. Independent of `net`, which governs `wasi:sockets`. Core modules
+    /// have no `wasi:http`: granting it to one is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
     /// Host functions the module may import, as `module.name` (e.g. `env.log`) or `module.*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_functions: Vec<String>,
@@ -530,6 +541,11 @@ impl Policy {
                 return err("capabilities.net", e.to_string());
             }
         }
+        for rule in &self.capabilities.http {
+            if let Err(e) = HttpRule::parse(rule) {
+                return err("capabilities.http", e.to_string());
+            }
+        }
         for f in &self.capabilities.host_functions {
             if !f.contains('.') {
                 return err(
@@ -596,6 +612,19 @@ impl Policy {
             .collect::<Result<Vec<_>, _>>()
             .map_err(field)?;
         NetAllow::resolve(&rules).map_err(field)
+    }
+
+    /// The hosts components may send HTTP requests to (`capabilities.http`). `what` names the
+    /// module.
+    ///
+    /// # Errors
+    /// [`PolicyError::Field`] (`capabilities.http`) for a rule that does not parse.
+    pub fn http_allow(&self, what: &str) -> Result<HttpAllow, PolicyError> {
+        HttpAllow::parse(&self.capabilities.http).map_err(|e| PolicyError::Field {
+            origin: what.to_string(),
+            field: "capabilities.http".to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Whether the policy lets a module import host function `module.name`.
