@@ -111,7 +111,15 @@ pub(crate) fn define_imports(
             .iter()
             .find_map(|p| p.interface(import).map(|f| (p, f)));
         let Some((provider, exported)) = provider else {
-            if !import.starts_with("wasi:") {
+            // An interface of types only (`wasmlink:pipeline/types`, which every stage
+            // component imports for `batch`) has nothing to supply.
+            let types_only = match &item.ty {
+                ComponentItem::ComponentInstance(i) => i
+                    .exports(engine)
+                    .all(|(_, e)| matches!(e.ty, ComponentItem::Type(_))),
+                _ => false,
+            };
+            if !import.starts_with("wasi:") && !types_only {
                 let given: Vec<String> = providers
                     .iter()
                     .map(|p| p.path.display().to_string())
