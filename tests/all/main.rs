@@ -16,6 +16,7 @@ mod component_compose;
 mod component_hostile;
 mod component_repo;
 mod component_stage;
+mod component_stage_repo;
 mod component_swap;
 mod cli_hostile;
 mod corpus;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float64Type, Int32Type, Int64Type, UInt64Type};
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, OffsetSizeTrait,
-    RecordBatch, RecordBatchOptions, StringArray, UInt64Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array,
+    OffsetSizeTrait, RecordBatch, RecordBatchOptions, StringArray, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use wasmlink_component::{
@@ -71,6 +71,8 @@ pub struct ComponentStage {
     schema: Mutex<Option<SchemaRef>>,
     /// Instances for one-off calls ([`ComponentStage::call_arrow`]), made on first use.
     pool: OnceLock<Result<ComponentPool, ComponentStageError>>,
+    /// [`ComponentStage::lists_as_text`].
+    lists_as_text: bool,
 }
 
 impl std::fmt::Debug for ComponentStage {
@@ -90,6 +92,33 @@ impl ComponentStage {
     /// # Errors
     /// [`ComponentStageError::Load`], one line naming the file.
     pub fn new(path: &Path, bytes: &[u8], policy: Policy) -> Result<Self, ComponentStageError> {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Self::build(path, name, bytes, policy)
+    }
+
+    /// Compiles the component `bytes` that did not come from a file of their own (a repository
+    /// entry): `label` (`name@version`) names it in messages and is its name. Otherwise as
+    /// [`ComponentStage::new`].
+    ///
+    /// # Errors
+    /// [`ComponentStageError::Load`], one line naming `label`.
+    pub fn from_bytes(
+        label: &str,
+        bytes: &[u8],
+        policy: Policy,
+    ) -> Result<Self, ComponentStageError> {
+        Self::build(Path::new(label), label.to_string(), bytes, policy)
+    }
+
+    fn build(
+        path: &Path,
+        name: String,
+        bytes: &[u8],
+        policy: Policy,
+    ) -> Result<Self, ComponentStageError> {
         let what = path.display().to_string();
         let load = |m: String| ComponentStageError::Load(m);
         policy
@@ -115,10 +144,6 @@ impl ComponentStage {
         .map_err(|e| load(format!("{what}: {e}")))?;
         let pre =
             ComponentPre::new(&engine, path, bytes, limits).map_err(|e| load(e.to_string()))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| what.clone());
         Ok(ComponentStage {
             name,
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
@@ -126,6 +151,7 @@ impl ComponentStage {
             pre: Arc::new(pre),
             schema: Mutex::new(None),
             pool: OnceLock::new(),
+            lists_as_text: false,
         })
     }
 
@@ -142,6 +168,17 @@ impl ComponentStage {
             ))
         })?;
         Self::new(path, &bytes, policy)
+    }
+
+    /// Lets the stage see `List<Utf8>` columns, which the WIT `batch` has no case for (the
+    /// search pipeline's `tokens` and `terms`): each goes in as a `utf8` column of the same
+    /// name, a row's items joined by single spaces (a null list stays null), and a `utf8`
+    /// column of that name in the returned batch comes back as `List<Utf8>`, split on
+    /// whitespace. For items without whitespace (words, terms), as `wasmlink index --stage`
+    /// uses it.
+    pub fn lists_as_text(mut self) -> Self {
+        self.lists_as_text = true;
+        self
     }
 
     /// The component's name (its file name without the extension).
@@ -292,6 +329,14 @@ fn call(
     function: &str,
     batch: &RecordBatch,
 ) -> Result<RecordBatch, ComponentStageError> {
+    let joined;
+    let (batch, lists) = if stage.lists_as_text {
+        let (b, names) = join_lists(batch).map_err(ComponentStageError::Input)?;
+        joined = b;
+        (&joined, names)
+    } else {
+        (batch, Vec::new())
+    };
     let input = batch_to_val(batch).map_err(ComponentStageError::Input)?;
     let before = stderr.map_or(0, CapturePipe::len);
     let results = process
@@ -315,7 +360,10 @@ fn call(
             )));
         }
     };
-    let out = val_to_batch(out).map_err(ComponentStageError::Output)?;
+    let mut out = val_to_batch(out).map_err(ComponentStageError::Output)?;
+    if !lists.is_empty() {
+        out = split_lists(&out, &lists).map_err(ComponentStageError::Output)?;
+    }
     let mut first = stage.schema.lock().unwrap_or_else(PoisonError::into_inner);
     match &*first {
         None => *first = Some(out.schema()),
@@ -377,6 +425,96 @@ fn columns_line(schema: &Schema) -> String {
         .map(|f| format!("{}: {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `batch` with each `List<Utf8>` column as a `utf8` column of space-joined items
+/// ([`ComponentStage::lists_as_text`]); the names of the columns so joined.
+fn join_lists(batch: &RecordBatch) -> Result<(RecordBatch, Vec<String>), String> {
+    let schema = batch.schema();
+    let mut names = Vec::new();
+    let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::List(item) if *item.data_type() == DataType::Utf8 => {
+                let list = array.as_list::<i32>();
+                let words = list.values().as_string::<i32>();
+                let offsets = list.value_offsets();
+                let mut joined: Vec<Option<String>> = Vec::with_capacity(list.len());
+                for row in 0..list.len() {
+                    if list.is_null(row) {
+                        joined.push(None);
+                        continue;
+                    }
+                    let mut line = String::new();
+                    for i in offsets[row] as usize..offsets[row + 1] as usize {
+                        if words.is_null(i) {
+                            return Err(format!(
+                                "column `{}`: row {row} has a null item",
+                                field.name()
+                            ));
+                        }
+                        if !line.is_empty() {
+                            line.push(' ');
+                        }
+                        line.push_str(words.value(i));
+                    }
+                    joined.push(Some(line));
+                }
+                names.push(field.name().clone());
+                fields.push(Field::new(field.name(), DataType::Utf8, true));
+                columns.push(Arc::new(StringArray::from(joined)));
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(Arc::clone(array));
+            }
+        }
+    }
+    let out = RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((out, names))
+}
+
+/// `batch` with each `utf8` column named in `lists` split on whitespace into `List<Utf8>`.
+fn split_lists(batch: &RecordBatch, lists: &[String]) -> Result<RecordBatch, String> {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        if lists.contains(field.name()) && *field.data_type() == DataType::Utf8 {
+            let text = array.as_string::<i32>();
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for v in text.iter() {
+                match v {
+                    None => out.append(false),
+                    Some(line) => {
+                        for word in line.split_whitespace() {
+                            out.values().append_value(word);
+                        }
+                        out.append(true);
+                    }
+                }
+            }
+            let list: ArrayRef = Arc::new(out.finish());
+            fields.push(Field::new(field.name(), list.data_type().clone(), true));
+            columns.push(list);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(array));
+        }
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn opt(v: Option<Val>) -> Val {
@@ -717,6 +855,33 @@ Python function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1`
         assert_eq!(last_line(err).unwrap(), "ValueError: asked to raise");
         assert_eq!(last_line(b"boom\nnote: x\n").unwrap(), "boom");
         assert_eq!(last_line(b"\n \n"), None);
+    }
+
+    #[test]
+    fn string_lists_go_as_text_and_come_back_as_lists() {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        let mut b = ListBuilder::new(StringBuilder::new());
+        b.values().append_value("rust");
+        b.values().append_value("wasm");
+        b.append(true);
+        b.append(true);
+        b.append(false);
+        let terms: ArrayRef = Arc::new(b.finish());
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("terms", terms.clone()),
+        ])
+        .unwrap();
+        let (joined, names) = join_lists(&batch).unwrap();
+        assert_eq!(names, ["terms"]);
+        let text = joined.column(1).as_string::<i32>();
+        assert_eq!(
+            text.iter().collect::<Vec<_>>(),
+            [Some("rust wasm"), Some(""), None]
+        );
+        let back = split_lists(&joined, &names).unwrap();
+        assert_eq!(back.column(0), batch.column(0));
+        assert_eq!(back.column(1).as_ref(), terms.as_ref());
     }
 
     #[test]

@@ -481,6 +481,23 @@ pub(crate) fn from_toml(
                 let repo = repository
                     .as_ref()
                     .ok_or_else(|| serr(st.module.span(), "module", "no repository".into()))?;
+                if references_component(repo, r) {
+                    // A stage component stored in the repository: its bytes are loaded only
+                    // once their sha256 (and, with the policy's trusted keys, signature) hold,
+                    // exactly as for a core module.
+                    let component = load_component_ref(repo, r, policy)
+                        .map_err(|e| serr(st.module.span(), "module", e))?;
+                    component
+                        .check_function(st.function.get_ref())
+                        .map_err(|e| serr(st.function.span(), "function", e.to_string()))?;
+                    stages.push(Stage {
+                        name,
+                        plugin: StageModule::Component(std::sync::Arc::new(component)),
+                        function: st.function.get_ref().clone(),
+                        workers,
+                    });
+                    continue;
+                }
                 host.load_ref(repo, r, policy)
             }
         }
@@ -513,6 +530,56 @@ fn is_reference(module: &str) -> bool {
         && !module.ends_with(".wasm")
         && !module.ends_with(".wat")
         && wasmlink_repo::ModuleRef::parse(module).is_ok()
+}
+
+/// Whether the repository entry `reference` resolves to, going by its object's first bytes,
+/// is a component. Only picks the loader: the bytes loaded are checked in full either way, and
+/// a reference that does not resolve goes to the core loader, which reports why.
+fn references_component(repo: &wasmlink_repo::Repository, reference: &str) -> bool {
+    use std::io::Read;
+    let Ok(listed) = repo.resolve(reference) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::symlink_metadata(&listed.path) else {
+        return false;
+    };
+    let mut head = [0u8; 8];
+    meta.is_file()
+        && std::fs::File::open(&listed.path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && wasmlink_component::is_component(&head)
+}
+
+/// Loads the component stage `reference` from `repo`: hash and, with the policy's trusted keys
+/// (relative to its directory), signature checked as `PluginHost::load_ref` checks a core
+/// module's. Errors are one line naming the reference and the policy field.
+fn load_component_ref(
+    repo: &wasmlink_repo::Repository,
+    reference: &str,
+    policy: Policy,
+) -> Result<super::ComponentStage, String> {
+    let keys: Vec<PathBuf> = policy
+        .integrity
+        .trusted_keys
+        .iter()
+        .map(|k| match &policy.base_dir {
+            Some(base) if k.is_relative() => base.join(k),
+            _ => k.clone(),
+        })
+        .collect();
+    let integrity = |m: String| format!("component `{reference}`: {m} (integrity)");
+    let trust = wasmlink_repo::Trust::load(&keys).map_err(|e| integrity(e.to_string()))?;
+    let loaded = repo
+        .load(reference, &trust)
+        .map_err(|e| integrity(e.to_string()))?;
+    if !wasmlink_component::is_component(&loaded.bytes) {
+        return Err(format!(
+            "component `{reference}`: the object is no longer a component"
+        ));
+    }
+    let label = format!("{}@{}", loaded.module.name, loaded.module.version);
+    super::ComponentStage::from_bytes(&label, &loaded.bytes, policy).map_err(|e| e.to_string())
 }
 
 /// Whether the regular file at `path` starts like a component (the caller checked that it is
