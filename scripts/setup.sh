@@ -40,3 +40,22 @@ if [ "$("$venv/bin/componentize-py" --version 2>/dev/null | awk '{print $2}')" !
   echo "setup: installing componentize-py $COMPONENTIZE_PY_VERSION into $venv" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
+
+# JavaScript stage components (tests/all/index_stage.rs builds tests/fixtures/js/stopwords/ with
+# it): componentize-js from npm into target/js. Needs Node (>= 18; checked on 20). ~17 s once,
+# 156 packages, 386 MB in target/js. `jco componentize` is not used: jco 1.35.0 cannot read the
+# WIT directory (docs/components.md, "JavaScript").
+COMPONENTIZE_JS_VERSION=0.23.0
+js=target/js
+if [ "$(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version" 2>/dev/null)" != "$COMPONENTIZE_JS_VERSION" ]; then
+  if ! command -v npm >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing nodejs and npm" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "setup: installing componentize-js $COMPONENTIZE_JS_VERSION into $js" >&2
+  mkdir -p "$js"
+  npm install --prefix "$js" --no-audit --no-fund --silent "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION"
+fi

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use indicatif::HumanBytes;
-use wasmlink::pipeline::{Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source};
+use wasmlink::pipeline::{
+    Outcome, Pipeline, PipelineSpec, Progress, RunOptions, Sink, Source, StageModule,
+};
 use wasmlink::plugin::{HostConfig, PluginHost};
 
 use crate::flags::{CacheFlags, ModulesFlag, parse_duration};
@@ -92,6 +94,13 @@ pub struct Args {
     /// dead-letter file.
     #[arg(long, value_name = "DURATION|none", value_parser = parse_duration)]
     timeout: Option<wasmlink::policy::HumanDuration>,
+    /// A stage of your own between normalize and index: a stage component
+    /// (wit/pipeline/stage.wit; FUNCTION defaults to wasmlink:pipeline/stage#process) or a core
+    /// module with an ABI v1 Arrow function (FUNCTION defaults to `process`). Its output must
+    /// keep normalize's columns and their types (`terms` a List<Utf8>; a component sees it as
+    /// a utf8 string of space-separated terms and returns it so). It runs with no capabilities.
+    #[arg(long, value_name = "FILE.wasm[:FUNCTION]")]
+    stage: Option<String>,
     /// Where the search engine's modules are.
     #[command(flatten)]
     modules: ModulesFlag,
@@ -246,6 +255,15 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let tokenize = load("tokenize", None)?;
     let normalize = load("normalize", None)?;
     let index = load("index", Some(out))?;
+    let user_stage = match &args.stage {
+        Some(spec) => Some(load_user_stage(
+            &host,
+            spec,
+            args.timeout,
+            [&extract, &tokenize, &normalize],
+        )?),
+        None => None,
+    };
 
     let source = Source::Dir {
         path: corpus.clone(),
@@ -257,8 +275,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut spec = PipelineSpec::new(source.clone(), Sink::None)
         .stage("extract", extract, "extract", args.workers)
         .stage("tokenize", tokenize, "tokenize", args.workers)
-        .stage("normalize", normalize, "normalize", args.workers)
-        .stage("index", index.clone(), "index", args.workers);
+        .stage("normalize", normalize, "normalize", args.workers);
+    if let Some(user) = user_stage {
+        spec = spec.stage(&user.name, user.module, &user.function, args.workers);
+    }
+    spec = spec.stage("index", index.clone(), "index", args.workers);
     spec.batch_rows = args.batch_rows;
     spec.dead_letter = Some(out.join("dead-letter.jsonl"));
     if args.schedule == ScheduleArg::Chain {
@@ -483,4 +504,157 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--stage FILE[:FUNCTION]`, loaded and checked.
+struct UserStage {
+    name: String,
+    module: StageModule,
+    function: String,
+}
+
+/// Splits `FILE.wasm[:FUNCTION]`: a spec that names an existing file is all file (a path may
+/// hold `:`); otherwise the function follows the first `.wasm:` or `.wat:`.
+fn split_stage_spec(spec: &str) -> (PathBuf, Option<String>) {
+    if Path::new(spec).is_file() {
+        return (PathBuf::from(spec), None);
+    }
+    for ext in [".wasm:", ".wat:"] {
+        if let Some(at) = spec.find(ext) {
+            let cut = at + ext.len() - 1;
+            return (
+                PathBuf::from(&spec[..cut]),
+                Some(spec[cut + 1..].to_string()).filter(|f| !f.is_empty()),
+            );
+        }
+    }
+    (PathBuf::from(spec), None)
+}
+
+/// Loads `--stage` (no capabilities, the --timeout if given) and checks it on a probe document
+/// taken through extract, tokenize and normalize: its output must keep every column of
+/// normalize's with the same type. Errors are one line starting with `--stage FILE:`.
+fn load_user_stage(
+    host: &PluginHost,
+    spec: &str,
+    timeout: Option<wasmlink::policy::HumanDuration>,
+    [extract, tokenize, normalize]: [&wasmlink::plugin::Plugin; 3],
+) -> Result<UserStage, CliError> {
+    use wasmlink::pipeline::ComponentStage;
+    let (path, function) = split_stage_spec(spec);
+    let fail = |message: String| CliError::Input {
+        path: path.clone(),
+        message: format!("--stage: {message}"),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| fail(crate::input::io_message(&e)))?;
+    let mut policy = wasmlink::policy::Policy::default();
+    if timeout.is_some() {
+        policy.limits.timeout = timeout;
+    }
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "stage".into(), |s| s.to_string_lossy().into_owned());
+    let name = if ["extract", "tokenize", "normalize", "index", "merge"].contains(&stem.as_str()) {
+        format!("user-{stem}")
+    } else {
+        stem
+    };
+    let (module, function): (StageModule, String) = if wasmlink::component::is_component(&bytes) {
+        let function = function.unwrap_or_else(|| wasmlink::pipeline::STAGE_FUNCTION.to_string());
+        let stage = ComponentStage::new(&path, &bytes, policy)
+            .map_err(|e| fail(e.to_string()))?
+            .lists_as_text();
+        stage
+            .check_function(&function)
+            .map_err(|e| fail(e.to_string()))?;
+        (StageModule::Component(Arc::new(stage)), function)
+    } else {
+        let function = function.unwrap_or_else(|| "process".to_string());
+        let plugin = host
+            .load(&name, &bytes, policy)
+            .map_err(|e| fail(e.to_string()))?;
+        (StageModule::Core(plugin), function)
+    };
+
+    // The probe: one small Markdown document, as the directory source reads it.
+    let text = "# Probe\n\nA probe document that wasmlink index runs through the stages.\n";
+    let probe = arrow_array::RecordBatch::try_from_iter([
+        (
+            "path",
+            Arc::new(arrow_array::StringArray::from(vec!["probe.md"])) as arrow_array::ArrayRef,
+        ),
+        (
+            "content",
+            Arc::new(arrow_array::BinaryArray::from(vec![text.as_bytes()])) as _,
+        ),
+        (
+            "size",
+            Arc::new(arrow_array::UInt64Array::from(vec![text.len() as u64])) as _,
+        ),
+    ])
+    .map_err(|e| CliError::Other(format!("the probe batch: {e}")))?;
+    let mut expected = probe;
+    for (module, f) in [
+        (extract, "extract"),
+        (tokenize, "tokenize"),
+        (normalize, "normalize"),
+    ] {
+        expected = module
+            .call_arrow(f, &expected)
+            .map_err(|e| CliError::Other(format!("{f} failed on the probe document: {e}")))?;
+    }
+    let got = match &module {
+        StageModule::Component(c) => c.call_arrow(&function, &expected).map_err(|e| {
+            fail(format!(
+                "failed on a probe batch of normalize's output: {e}"
+            ))
+        })?,
+        StageModule::Core(p) => p.call_arrow(&function, &expected).map_err(|e| {
+            fail(format!(
+                "failed on a probe batch of normalize's output: {e}"
+            ))
+        })?,
+    };
+    check_stage_schema(&expected, &got).map_err(fail)?;
+    Ok(UserStage {
+        name,
+        module,
+        function,
+    })
+}
+
+/// Every column of normalize's output (`want`) must be in the stage's (`got`), same type.
+fn check_stage_schema(
+    want: &arrow_array::RecordBatch,
+    got: &arrow_array::RecordBatch,
+) -> Result<(), String> {
+    let (want, got) = (want.schema(), got.schema());
+    let columns = || {
+        want.fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for field in want.fields() {
+        match got.field_with_name(field.name()) {
+            Err(_) => {
+                return Err(format!(
+                    "its output has no column `{}` (the index stage reads normalize's columns: {})",
+                    field.name(),
+                    columns()
+                ));
+            }
+            Ok(f) if f.data_type() != field.data_type() => {
+                return Err(format!(
+                    "column `{}` of its output is {}, expected {} as normalize gives it",
+                    field.name(),
+                    f.data_type(),
+                    field.data_type()
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }

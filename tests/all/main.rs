@@ -24,6 +24,7 @@ mod exchange;
 mod exchange_hostile;
 mod flat_env;
 mod guest_abi;
+mod index_stage;
 mod hostile;
 mod linker;
 mod linker_cases;
