@@ -41,7 +41,9 @@ JSON number, or a string for a NaN or infinite float and for reference types.
 
 Exit status: 0 success; 1 the module was refused or the call failed (trap, limit, denial);
 2 bad usage or input (a missing, unreadable or invalid module, a bad policy or --env, wrong
-arguments, an unwritable --output or stdout). A closed stdout pipe is not an error.")]
+arguments, an unwritable --output or stdout; a component import that is not WASI 0.2 and that
+no --with component exports, or exports with another type). A closed stdout pipe is not an
+error. A trap or limit in a --with component is exit 1, naming its file and function.")]
 pub struct Args {
     /// The module file, or a repository reference NAME[@VERSION-REQUIREMENT].
     module: PathBuf,
