@@ -202,8 +202,9 @@ fn read_deps(with: &[With]) -> Result<Vec<(With, Policy, Vec<u8>)>, ComponentErr
     with.iter()
         .map(|w| {
             let policy = match &w.policy {
-                Some(f) => Policy::from_file(f).map_err(|e| ComponentError::Invalid {
-                    message: format!("--with {}: {e}", w.path.display()),
+                Some(f) => Policy::from_file(f).map_err(|e| ComponentError::Io {
+                    path: w.path.clone(),
+                    message: format!("its policy (--with): {e}"),
                 })?,
                 None => Policy::default(),
             };

@@ -449,3 +449,28 @@ fn a_resource_does_not_cross_between_stores_but_compose_joins_them() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "1\n");
 }
+
+#[test]
+fn a_bad_dependency_policy_is_one_line_naming_the_dependency_and_the_field() {
+    let d = setup(&["main", "text"]);
+    std::fs::write(d.path().join("bad.toml"), "bogus = 1\n").unwrap();
+    let (code, _, err) = w(
+        d.path(),
+        &[
+            "call",
+            "--with",
+            "text.wasm:bad.toml",
+            "main.wasm",
+            "shout",
+            "\"hi\"",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    one_line(&err);
+    assert!(
+        err.starts_with(
+            "wasmlink: text.wasm: its policy (--with): bad.toml:1:1: unknown field `bogus`"
+        ),
+        "{err}"
+    );
+}
