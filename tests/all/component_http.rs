@@ -282,3 +282,50 @@ fn bad_rules_are_one_line_naming_the_field() {
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("capabilities.http"), "{err}");
 }
+
+#[test]
+fn a_granted_server_that_never_answers_cannot_outlive_the_timeout() {
+    // Accepts connections and never answers (wasmtime-wasi-http would wait 600 s for the first
+    // byte; a guest blocked on a host future is not interrupted by the epoch).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let guest = http_get();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("p.toml"), "[stdio]\nstdout = \"capture\"\n").unwrap();
+    let grant = format!("127.0.0.1:{port}");
+    let env = format!("URL=http://{grant}/slow");
+    let g = guest.to_str().unwrap();
+    let start = std::time::Instant::now();
+    let (code, out, err) = w(
+        d.path(),
+        &[
+            "call",
+            "--policy",
+            "p.toml",
+            "--timeout",
+            "1s",
+            "--allow-http",
+            &grant,
+            "--env",
+            &env,
+            g,
+            "wasi:cli/run#run",
+        ],
+    );
+    let took = start.elapsed();
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert_ne!(code, Some(0), "{out}{err}");
+    // The request's timeouts were cut to the second the call had: the guest either saw the
+    // wasi:http timeout error, or resumed past its deadline and was stopped by the limit.
+    assert!(
+        (out.starts_with("error: ") && out.contains("Timeout"))
+            || err.contains("stopped after the 1s time limit (--timeout)"),
+        "{out}{err}"
+    );
+}
