@@ -474,3 +474,44 @@ fn a_bad_dependency_policy_is_one_line_naming_the_dependency_and_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn compose_lists_the_imports_left_over_and_the_file_runs_under_one_policy() {
+    let d = setup(&["main", "dirs_main", "dirs_dep"]);
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    let (code, out, err) = w(
+        d.path(),
+        &[
+            "compose",
+            "-o",
+            "joined.wasm",
+            "dirs_main.wasm",
+            "dirs_dep.wasm",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "wasmlink:demo/dirs <- dirs_dep.wasm\n");
+    assert_eq!(
+        err,
+        "left: wasi:filesystem/types@0.2.0\nleft: wasi:filesystem/preopens@0.2.0\n"
+    );
+    // One store, one policy: the directory given to the composed file reaches the part that
+    // was the dependency (with --with it would not: its own policy decides).
+    let (code, out, err) = w(
+        d.path(),
+        &["call", "--dir-ro", "data::/data", "joined.wasm", "count"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "1\n");
+    // Nothing to plug: exit 2 naming both files.
+    let (code, _, err) = w(
+        d.path(),
+        &["compose", "-o", "x.wasm", "main.wasm", "dirs_dep.wasm"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        "wasmlink: main.wasm: none of its imports is exported by dirs_dep.wasm\n"
+    );
+    assert!(!d.path().join("x.wasm").exists());
+}
