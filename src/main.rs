@@ -109,6 +109,10 @@ const DEBUG_TOPICS: &[(&str, &str)] = &[
     ("symbols", "where each symbol lookup found its definition"),
     ("pipeline", "pipeline stages, workers and batches"),
     (
+        "http",
+        "components' outgoing wasi:http requests: each one sent, each one the policy denied",
+    ),
+    (
         "statistics",
         "time spent in each phase of loading a linked process, and in its main",
     ),

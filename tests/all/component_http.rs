@@ -88,10 +88,10 @@ fn http_get() -> PathBuf {
     root().join("target/guest-components/wasm32-wasip2/release/http-get.wasm")
 }
 
-/// `wasmlink ARGS` in `dir` with the tracing of `WASMLINK_DEBUG=all` on: (exit code, stdout,
+/// `wasmlink ARGS` in `dir` with the tracing of `WASMLINK_DEBUG=http` on: (exit code, stdout,
 /// stderr).
 fn w(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = support::wasmlink_in(args, Some(dir), &[("WASMLINK_DEBUG", "all")]);
+    let o = support::wasmlink_in(args, Some(dir), &[("WASMLINK_DEBUG", "http")]);
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(!err.contains("panicked"), "{err}");
     (o.status.code(), out, err)
