@@ -110,3 +110,37 @@ fn not_a_component_is_refused() {
     assert!(e.to_string().ends_with("core.wasm: not a WebAssembly component"), "{e}");
     assert!(ComponentSummary::parse(b"\0asm\x0d\0\x01\0garbage").is_err());
 }
+
+#[test]
+fn typed_calls_check_the_signature_once_and_obey_the_limits() {
+    let (_d, path, _) = demo();
+    let mut p = load(
+        &path,
+        ComponentLimits {
+            timeout: Some(Duration::from_millis(200)),
+            ..Default::default()
+        },
+    );
+    {
+        let mut greet = p.typed::<(&str,), (String,)>("greet").unwrap();
+        assert_eq!(greet.name(), "greet");
+        assert_eq!(greet.call(("World",)).unwrap().0, "Hello, World");
+        assert_eq!(greet.call(("wasm",)).unwrap().0, "Hello, wasm");
+    }
+    {
+        let mut add = p.typed::<(u32, u32), (u32,)>("math#add").unwrap();
+        assert_eq!(add.call((40, 2)).unwrap(), (42,));
+    }
+    // A Rust signature that is not the WIT one is refused when the handle is made.
+    let e = p.typed::<(u32,), (u32,)>("greet").err().unwrap();
+    let m = e.to_string();
+    assert!(m.starts_with("greet: argument (all): expected (name: string):"), "{m}");
+    assert!(!m.contains('\n'), "{m}");
+    let e = p.typed::<(), ()>("nope").err().unwrap();
+    assert!(matches!(e, ComponentError::NoSuchFunction { .. }), "{e}");
+    // The timeout stops a typed call, and the instance is poisoned afterwards.
+    let e = p.typed::<(), ()>("spin").unwrap().call(()).unwrap_err();
+    assert!(e.to_string().contains("spin: stopped after the 200ms time limit"), "{e}");
+    let e = p.typed::<(&str,), (String,)>("greet").unwrap().call(("x",)).unwrap_err();
+    assert!(matches!(e, ComponentError::Poisoned { .. }), "{e}");
+}
