@@ -31,8 +31,11 @@ pub struct Provider {
     path: PathBuf,
     process: Arc<Mutex<ComponentProcess>>,
     /// Exported interfaces (`wasmlink:demo/text`) and their functions' types.
-    interfaces: Arc<Vec<(String, Vec<(String, ComponentFunc)>)>>,
+    interfaces: Arc<Vec<Interface>>,
 }
+
+/// An exported interface's name and its functions' names and types.
+type Interface = (String, Vec<(String, ComponentFunc)>);
 
 /// A provider's failure, carried through the main component's stack as a trap.
 #[derive(Debug, thiserror::Error)]
