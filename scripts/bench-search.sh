@@ -14,7 +14,10 @@
 # median time and the peak RSS of the median run. A query's latency is the median of REPEAT
 # runs (default 20) after one warm-up; p50/p99 are over the queries (wasmlink: the sandboxed
 # query module, timed inside `wasmlink search --repeat`, no process start-up; Tantivy: in
-# process, the top 10 with their stored paths).
+# process, the top 10 with their stored paths). Latency is measured like for like twice:
+# without snippets (`wasmlink search --no-snippets`; Tantivy as before) and with a snippet for
+# each of the 10 hits (wasmlink's default; Tantivy's SnippetGenerator over the stored body, in
+# an index built once more with the body stored, whose time and size are printed too).
 # When CORPUS is a directory under the docs' html root (e.g. .../html/book), only the judged
 # queries with an expected page under it count, their paths taken relative to CORPUS.
 # Needs the release binary (built here; the search modules are embedded in it) and builds the
@@ -89,11 +92,18 @@ read -r w_secs w_rss w_docs w_bytes < <(median_run "$out/w.runs")
 read -r t_secs t_rss t_docs t_bytes < <(median_run "$out/t.runs")
 w_size="$(du -sb "$out/w-index" | cut -f1)"
 t_size="$(du -sb "$out/t-index" | cut -f1)"
+# Tantivy once more with the body stored, for its snippets (not in the medians above).
+read -r tb_secs tb_rss < <(timed "$anchor" index "$corpus" "$out/t-index-body" --threads 2 --store-body)
+tb_size="$(du -sb "$out/t-index-body" | cut -f1)"
 
 "$anchor" wasmlink-query "$wasmlink" "$out/w-index" "$queries" "$out/w.ranking" \
   --prefix "$prefix" --repeat "$repeat" >"$out/w.lat"
 "$anchor" query "$out/t-index" "$queries" "$out/t.ranking" \
   --prefix "$prefix" --repeat "$repeat" >"$out/t.lat"
+"$anchor" wasmlink-query "$wasmlink" "$out/w-index" "$queries" "$out/w-nosnip.ranking" \
+  --prefix "$prefix" --repeat "$repeat" --no-snippets >"$out/w-nosnip.lat"
+"$anchor" query "$out/t-index-body" "$queries" "$out/t-snip.ranking" \
+  --prefix "$prefix" --repeat "$repeat" --snippets >"$out/t-snip.lat"
 "$anchor" score "$queries" "$out/w.ranking" --prefix "$prefix" --misses >"$out/w.score" 2>"$out/w.misses"
 "$anchor" score "$queries" "$out/t.ranking" --prefix "$prefix" --misses >"$out/t.score" 2>"$out/t.misses"
 
@@ -114,8 +124,13 @@ row "docs/s" "$(per "$w_docs" "$w_secs")" "$(per "$t_docs" "$t_secs")" "%12.0f"
 row "MB/s" "$(per "$w_bytes" "$w_secs" 1e6)" "$(per "$t_bytes" "$t_secs" 1e6)" "%12.1f"
 row "index size (MB)" "$(per "$w_size" 1e6)" "$(per "$t_size" 1e6)" "%12.1f"
 row "peak RSS (MiB)" "$(per "$w_rss" 1024)" "$(per "$t_rss" 1024)" "%12.1f"
-row "query p50 (ms)" "$(json p50_ms <"$out/w.lat")" "$(json p50_ms <"$out/t.lat")" "%12.3f"
-row "query p99 (ms)" "$(json p99_ms <"$out/w.lat")" "$(json p99_ms <"$out/t.lat")" "%12.3f"
+row "index+body (s)" "$w_secs" "$tb_secs" "%12.3f"
+row "size+body (MB)" "$(per "$w_size" 1e6)" "$(per "$tb_size" 1e6)" "%12.1f"
+row "RSS+body (MiB)" "$(per "$w_rss" 1024)" "$(per "$tb_rss" 1024)" "%12.1f"
+row "q p50 no snip" "$(json p50_ms <"$out/w-nosnip.lat")" "$(json p50_ms <"$out/t.lat")" "%12.3f"
+row "q p99 no snip" "$(json p99_ms <"$out/w-nosnip.lat")" "$(json p99_ms <"$out/t.lat")" "%12.3f"
+row "q p50 snippets" "$(json p50_ms <"$out/w.lat")" "$(json p50_ms <"$out/t-snip.lat")" "%12.3f"
+row "q p99 snippets" "$(json p99_ms <"$out/w.lat")" "$(json p99_ms <"$out/t-snip.lat")" "%12.3f"
 row "MRR@10" "$(json mrr10 <"$out/w.score")" "$(json mrr10 <"$out/t.score")" "%12.3f"
 row "recall@3" "$(json recall3 <"$out/w.score")" "$(json recall3 <"$out/t.score")" "%12.3f"
 row "nDCG@10" "$(json ndcg10 <"$out/w.score")" "$(json ndcg10 <"$out/t.score")" "%12.3f"

@@ -13,9 +13,9 @@
 //!     With --snippets (an index built with --store-body) each of the 10 hits also gets a
 //!     snippet of its body (`SnippetGenerator`, 150 characters, the default), as
 //!     `wasmlink search` prints; the latency includes them.
-//! search-anchor wasmlink-query WASMLINK INDEX QUERIES RANKING [--prefix P] [--repeat R]
+//! search-anchor wasmlink-query WASMLINK INDEX QUERIES RANKING [--prefix P] [--repeat R] [--no-snippets]
 //!     The same through `WASMLINK search INDEX QUERY -k 10 --json --repeat R` (the sandboxed
-//!     query module), one process per query.
+//!     query module), one process per query; --no-snippets passes `--no-snippets` on.
 //! search-anchor score QUERIES RANKING [--prefix P] [--misses]
 //!     MRR@10, recall@3 and nDCG@10 of a ranking file; with --misses, every query whose first
 //!     expected page is not in the top 3, with what ranks above it.
@@ -410,9 +410,14 @@ fn cmd_query(args: &[String]) -> Result<()> {
 }
 
 fn cmd_wasmlink_query(args: &[String]) -> Result<()> {
-    let a = Args::parse(args, &[], 4)?;
+    let a = Args::parse(args, &["no-snippets"], 4)?;
     let repeat = a.num("repeat", 20)?.max(1);
     let (bin, index) = (&a.positional[0], &a.positional[1]);
+    let no_snippets: &[&str] = if a.options.contains_key("no-snippets") {
+        &["--no-snippets"]
+    } else {
+        &[]
+    };
     let queries = load_queries(&a.positional[2], &a.prefix())?;
     let mut rankings = Vec::new();
     let mut latencies = Vec::new();
@@ -422,6 +427,7 @@ fn cmd_wasmlink_query(args: &[String]) -> Result<()> {
             .arg(K.to_string())
             .args(["--json", "--repeat"])
             .arg(repeat.to_string())
+            .args(no_snippets)
             .output()
             .map_err(|e| format!("{bin}: {e}"))?;
         let stderr = String::from_utf8_lossy(&out.stderr);

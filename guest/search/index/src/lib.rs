@@ -106,8 +106,9 @@ pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
     if batch.num_rows() > 0 {
         let name = format!("{:016x}-{}", digest.finalize(), batch.num_rows());
         let writer = IndexWriter::new(&builder).map_err(|e| e.to_string())?;
+        // A scratch segment (merged into the synced index at the end): no fsync.
         writer
-            .write_dir(format!("{SEGMENTS_DIR}/{name}"))
+            .write_dir_unsynced(format!("{SEGMENTS_DIR}/{name}"))
             .map_err(|e| e.to_string())?;
         out.0.push(name);
         out.1.push(builder.num_docs() as u64);
