@@ -10,7 +10,7 @@ use wasmlink::plugin::{HostConfig, PluginError, PluginHost};
 use wasmtime::{Val, ValType};
 
 use crate::flags::{CacheFlags, PolicyFlags, WithFlags};
-use crate::input::{CliError, io_message};
+use crate::input::CliError;
 use crate::output::{self, print};
 
 /// Call an exported function of a module in a sandbox, under a policy (deny by default).

@@ -8,7 +8,8 @@
 //! on a broken instance.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Func, Instance, InstancePre, Linker, ResourceTable, Val};
@@ -25,6 +26,28 @@ use crate::error::ComponentError;
 
 /// How often the epoch advances while a component with a timeout is loaded.
 const TICK: Duration = Duration::from_millis(10);
+
+/// The time as the epoch tickers last saw it, in milliseconds since [`CLOCK_ORIGIN`]: arming a
+/// call's deadline reads this instead of the system clock (a clock read, ~50 ns here, was most
+/// of what a typed call added to a raw wasmtime call: benches/component.rs). A deadline is this plus the timeout plus one tick, so a call is
+/// never stopped before its time while the tickers keep up; stops are checked every tick anyway.
+static COARSE_MS: AtomicU64 = AtomicU64::new(0);
+static CLOCK_ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+fn clock_origin() -> Instant {
+    *CLOCK_ORIGIN.get_or_init(Instant::now)
+}
+
+/// Advances the coarse clock to now (by the tickers).
+fn tick_coarse_clock() {
+    let ms = u64::try_from(clock_origin().elapsed().as_millis()).unwrap_or(u64::MAX);
+    COARSE_MS.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// The coarse clock: at most a tick behind while a ticker runs.
+fn coarse_now() -> Instant {
+    clock_origin() + Duration::from_millis(COARSE_MS.load(Ordering::Relaxed))
+}
 
 /// Limits of one component instance. Fuel and the timeout need an engine that meters them
 /// (`wasmlink_engine::shared_engine_with` with fuel or epoch metering).
@@ -413,10 +436,12 @@ impl ComponentPre {
 fn start_ticker(engine: &Engine) -> std::io::Result<mpsc::Sender<()>> {
     let (tx, rx) = mpsc::channel::<()>();
     let engine = engine.clone();
+    tick_coarse_clock();
     std::thread::Builder::new()
         .name("wasmlink-component-epoch".into())
         .spawn(move || {
             while rx.recv_timeout(TICK) == Err(mpsc::RecvTimeoutError::Timeout) {
+                tick_coarse_clock();
                 engine.increment_epoch();
             }
         })?;
@@ -503,7 +528,9 @@ impl ComponentProcess {
         } else if self.unlimited_fuel {
             self.store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
         }
-        let own = self.pre.limits.timeout.map(|t| Instant::now() + t);
+        // Every component with a timeout has a ticker running (ComponentPre::new), which
+        // keeps the coarse clock within a tick of the time.
+        let own = self.pre.limits.timeout.map(|t| coarse_now() + t + TICK);
         let deadline = match (own, outer) {
             (Some(o), Some(c)) if c < o => Some((c, true)),
             (Some(o), _) => Some((o, false)),
@@ -518,7 +545,6 @@ impl ComponentProcess {
     fn disarm(&mut self) {
         self.store.data_mut().deadline = None;
     }
-
 
     fn check_poisoned(&self) -> Result<(), ComponentError> {
         match &self.poisoned {
