@@ -303,6 +303,8 @@ fn build_fixtures(dir: &Path) {
         .unwrap()
         .replace("STATUS", "0");
     wat(&command, Some(&text), "cmd.wasm");
+    wat(&src.join("compose/main.wat"), None, "compose_main.wasm");
+    wat(&src.join("compose/text.wat"), None, "compose_text.wasm");
     for (name, out) in [
         ("fe_module1", "module1.wasm"),
         ("fe_module2", "module2.wasm"),
