@@ -173,6 +173,16 @@ fn summary(o: &mut String, p: &Policy) {
         l.instances,
         l.table_elements
     );
+    let _ = writeln!(
+        o,
+        "  isolation {}",
+        match l.isolation {
+            wasmlink::policy::Isolation::Warm =>
+                "\"warm\" (calls reuse a pooled instance; state kept)",
+            wasmlink::policy::Isolation::Fresh =>
+                "\"fresh\" (a new instance per call; no state kept)",
+        }
+    );
     if p.abi != Default::default() {
         let _ = writeln!(o, "  abi      {}", toml_value(&p.abi));
     }

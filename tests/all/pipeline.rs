@@ -581,7 +581,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
             stage(
                 "name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\n[stage.policy]\nlimits = { memroy = \"1MiB\" }\n",
             ),
-            "p.toml:9:12: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`",
+            "p.toml:9:12: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`, `isolation`",
         ),
     ];
     let mut failures = Vec::new();

@@ -123,7 +123,7 @@ fn bad_policies_are_one_line_errors() {
         (
             "[limits]\nmemroy = 1\n",
             format!(
-                "wasmlink: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`"
+                "wasmlink: {fs}:2:1: unknown field `memroy`, expected one of `memory`, `table-elements`, `instances`, `stack`, `fuel`, `timeout`, `output`, `isolation`"
             ),
         ),
         (

@@ -9,7 +9,10 @@
 //! A [`Plugin`] is one module plus its policy. Each of its instances lives in a Store of its
 //! own. Calls check an instance out of the plugin's pool (creating one from an `InstancePre`
 //! when the pool is empty), run, and give it back, unless the call failed in any way, in which
-//! case the instance is dropped and the next call gets a fresh one. [`Plugin::instance`] hands
+//! case the instance is dropped and the next call gets a fresh one. Under
+//! `limits.isolation = "fresh"` nothing is given back: every call (every lease) gets a new
+//! instance from the module's copy-on-write image, so no state survives between calls.
+//! [`Plugin::instance`] hands
 //! out an [`Instance`] lease for a run of calls on one thread (one instance per thread), and
 //! [`Plugin::swap`] replaces the module while calls are in flight: they finish on the old one.
 //!
@@ -191,6 +194,9 @@ impl PluginHost {
                 .max_tables_per_module(4);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
+        // Memories start as a copy-on-write mapping of the module's data image, and a freed
+        // pool slot is reset to it: what makes `limits.isolation = "fresh"` a few microseconds.
+        config.memory_init_cow(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Load {
             plugin: "(host)".into(),
             message: format!("cannot create an engine: {e}"),

@@ -13,7 +13,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 pub mod exchange;
 
 use super::error::{AbiViolation, OutputTooLarge, PluginError, one_line};
-use crate::policy::{ByteSize, CapturePipe, EffectiveLimits, OutputMode, Policy};
+use crate::policy::{ByteSize, CapturePipe, EffectiveLimits, Isolation, OutputMode, Policy};
 
 /// The deepest `limits.stack` whose calls run on the caller's own thread. A deeper one runs
 /// each call on a helper thread with a stack that holds it: the caller's thread (2 MiB for a
@@ -196,7 +196,11 @@ pub struct Instance {
 
 impl Instance {
     pub(super) fn checkout(plugin: Arc<PluginInner>) -> Result<Instance, PluginError> {
-        let pooled = plugin.pool.lock().ok().and_then(|mut p| p.pop());
+        // `isolation = "fresh"`: never reuse; the pool stays empty (see Drop).
+        let pooled = match plugin.limits.isolation {
+            Isolation::Warm => plugin.pool.lock().ok().and_then(|mut p| p.pop()),
+            Isolation::Fresh => None,
+        };
         let ready = match pooled {
             Some(r) => r,
             None => create(&plugin)?,
@@ -417,7 +421,9 @@ impl Drop for Instance {
         let Some(ready) = self.ready.take() else {
             return;
         };
-        if self.failed {
+        if self.failed || self.plugin.limits.isolation == Isolation::Fresh {
+            // Dropping the store gives the pool slot back; its memory is reset to the
+            // module's copy-on-write image before the slot is used again.
             return;
         }
         // An instance whose captured output is half full is replaced rather than reused.
