@@ -1,0 +1,279 @@
+//! Unit tests of building, writing and reading the index.
+
+use super::*;
+use crate::analyze;
+
+const CORPUS: [(&str, &str, &str); 5] = [
+    (
+        "Ownership",
+        "ch04.html",
+        "Ownership rules: each value has an owner. Owners drop values.",
+    ),
+    (
+        "Borrowing",
+        "ch04-02.html",
+        "References borrow a value without taking ownership.",
+    ),
+    (
+        "Traits",
+        "ch10-02.html",
+        "Traits define shared behaviour; a value's type implements traits.",
+    ),
+    ("Empty", "empty.html", ""),
+    (
+        "Closures",
+        "ch13-01.html",
+        "Closures capture values from their environment by borrowing.",
+    ),
+];
+
+fn build(range: std::ops::Range<usize>) -> IndexBuilder {
+    let mut b = IndexBuilder::new();
+    for &(title, path, text) in &CORPUS[range] {
+        b.add(title, path, &analyze(text)).unwrap();
+    }
+    b
+}
+
+#[test]
+fn builder_counts_terms_and_lengths() {
+    let b = build(0..5);
+    assert_eq!(b.num_docs(), 5);
+    assert_eq!(
+        b.docs()[0],
+        DocInfo {
+            title: "Ownership".into(),
+            path: "ch04.html".into(),
+            len: 9,
+            title_len: 1,
+            text_bytes: 0,
+        }
+    );
+    assert_eq!(b.docs()[3].len, 0);
+    assert_eq!(
+        b.postings("valu"),
+        [
+            Posting { doc: 0, tf: 2 },
+            Posting { doc: 1, tf: 1 },
+            Posting { doc: 2, tf: 1 },
+            Posting { doc: 4, tf: 1 }
+        ]
+    );
+    assert_eq!(b.postings("owner"), [Posting { doc: 0, tf: 2 }]);
+    assert_eq!(b.postings("missing"), []);
+}
+
+#[test]
+fn round_trip_through_a_directory() {
+    let b = build(0..5);
+    let dir = tempfile::tempdir().unwrap();
+    let idx_dir = dir.path().join("nested/index");
+    let writer = IndexWriter::new(&b).unwrap();
+    writer.write_dir(&idx_dir).unwrap();
+    let mut names: Vec<String> = fs::read_dir(&idx_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "docs.bin",
+            "manifest.json",
+            "postings.bin",
+            "terms.bin",
+            "text.bin"
+        ]
+    );
+
+    let index = Index::open(&idx_dir).unwrap();
+    assert_eq!(index.docs(), b.docs());
+    assert_eq!(index.num_terms(), b.num_terms());
+    assert_eq!(index.total_terms(), 9 + 6 + 8 + 6);
+    for term in b.postings.keys() {
+        assert_eq!(index.postings(term).unwrap(), b.postings(term), "{term}");
+        assert_eq!(index.doc_freq(term) as usize, b.postings(term).len());
+    }
+    assert_eq!(index.postings("missing").unwrap(), []);
+    assert_eq!(IndexBuilder::from_index(&index).unwrap(), b);
+
+    let m: Manifest = serde_json::from_slice(&fs::read(idx_dir.join(MANIFEST)).unwrap()).unwrap();
+    assert_eq!(&m, writer.manifest());
+    assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 2, 5));
+    assert_eq!(
+        m.postings,
+        b.postings.values().map(|l| l.len() as u64).sum::<u64>()
+    );
+
+    // Writing again over it replaces it and leaves no temporary files.
+    let b2 = build(0..2);
+    IndexWriter::new(&b2).unwrap().write_dir(&idx_dir).unwrap();
+    assert_eq!(Index::open(&idx_dir).unwrap().docs(), b2.docs());
+    assert_eq!(fs::read_dir(&idx_dir).unwrap().count(), 5);
+}
+
+#[test]
+fn merge_equals_one_builder() {
+    let whole = build(0..5);
+    for split in 0..=5 {
+        let mut merged = build(0..split);
+        merged.merge(build(split..5)).unwrap();
+        assert_eq!(merged, whole, "split at {split}");
+        let a = IndexWriter::new(&merged).unwrap();
+        let b = IndexWriter::new(&whole).unwrap();
+        assert_eq!(a.files(), b.files(), "split at {split}");
+    }
+    // Three segments, merged from disk; the middle one written as the index stage writes
+    // its scratch segments (no fsync), which must read back the same.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, r) in [0..1, 1..4, 4..5].into_iter().enumerate() {
+        let writer = IndexWriter::new(&build(r)).unwrap();
+        let seg = dir.path().join(format!("seg{i}"));
+        if i == 1 {
+            writer.write_dir_unsynced(&seg).unwrap();
+        } else {
+            writer.write_dir(&seg).unwrap();
+        }
+    }
+    let mut merged = IndexBuilder::new();
+    let mut merged_in_place = IndexBuilder::new();
+    for i in 0..3 {
+        let seg = Index::open(dir.path().join(format!("seg{i}"))).unwrap();
+        merged
+            .merge(IndexBuilder::from_index(&seg).unwrap())
+            .unwrap();
+        merged_in_place.merge_index(&seg).unwrap();
+    }
+    assert_eq!(merged, whole);
+    assert_eq!(merged_in_place, whole);
+}
+
+fn written() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    IndexWriter::new(&build(0..5))
+        .unwrap()
+        .write_dir(&path)
+        .unwrap();
+    (dir, path)
+}
+
+fn open_err(path: &Path) -> String {
+    Index::open(path).unwrap_err().to_string()
+}
+
+#[test]
+fn truncated_file_is_named() {
+    let (_tmp, path) = written();
+    let postings = path.join(POSTINGS);
+    let bytes = fs::read(&postings).unwrap();
+    fs::write(&postings, &bytes[..bytes.len() - 3]).unwrap();
+    assert_eq!(
+        open_err(&path),
+        format!(
+            "index file {}: truncated: {} bytes, the manifest says {}",
+            postings.display(),
+            bytes.len() - 3,
+            bytes.len()
+        )
+    );
+}
+
+#[test]
+fn corrupt_missing_and_foreign_files_are_named() {
+    let (_tmp, path) = written();
+    let docs = path.join(DOCS);
+    let mut bytes = fs::read(&docs).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    fs::write(&docs, &bytes).unwrap();
+    let err = open_err(&path);
+    assert!(
+        err.starts_with(&format!("index file {}: corrupt: CRC-32 ", docs.display())),
+        "{err}"
+    );
+
+    let (_tmp, path) = written();
+    fs::remove_file(path.join(TERMS)).unwrap();
+    assert_eq!(
+        open_err(&path),
+        format!("index file {}: missing", path.join(TERMS).display())
+    );
+
+    let (_tmp, path) = written();
+    fs::remove_file(path.join(MANIFEST)).unwrap();
+    assert_eq!(
+        open_err(&path),
+        format!(
+            "index file {}: missing: not an index directory, or its write did not finish",
+            path.join(MANIFEST).display()
+        )
+    );
+
+    let (_tmp, path) = written();
+    let manifest = path.join(MANIFEST);
+    let text = fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("\"version\": 2", "\"version\": 7");
+    fs::write(&manifest, text).unwrap();
+    assert_eq!(
+        open_err(&path),
+        format!(
+            "index file {}: format version 7 is not supported (this build reads 2): index \
+             the corpus again with `wasmlink index`",
+            manifest.display()
+        )
+    );
+
+    fs::write(&manifest, b"{\"format\": \"x\"").unwrap();
+    assert!(
+        open_err(&path).starts_with(&format!("index file {}: invalid: ", manifest.display())),
+        "{}",
+        open_err(&path)
+    );
+
+    // A data file from another write of the same size still fails the checksum; one of
+    // another size fails the length check.
+    let (_tmp, path) = written();
+    let (_tmp2, other) = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("idx");
+        IndexWriter::new(&build(0..2))
+            .unwrap()
+            .write_dir(&p)
+            .unwrap();
+        (dir, p)
+    };
+    fs::copy(other.join(DOCS), path.join(DOCS)).unwrap();
+    let err = open_err(&path);
+    assert!(
+        err.contains("not from the same write") || err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn from_files_rejects_bad_postcard_with_a_valid_checksum() {
+    // A hand-made docs.bin whose checksum matches but whose payload is garbage.
+    let writer = IndexWriter::new(&build(0..2)).unwrap();
+    let mut docs = DOCS_MAGIC.to_vec();
+    docs.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    let mut m = writer.manifest().clone();
+    m.docs_file = FileInfo::of(&docs);
+    let json = serde_json::to_vec(&m).unwrap();
+    let [_, (_, terms), (_, postings), (_, text), _] = writer.files();
+    let err = Index::from_files(
+        Path::new("seg"),
+        &json,
+        &docs,
+        terms,
+        postings.to_vec(),
+        text.to_vec(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("index file seg/docs.bin: cannot decode: "),
+        "{err}"
+    );
+}
