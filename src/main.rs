@@ -94,6 +94,13 @@ enum Command {
     Serve(commands::serve::Args),
     #[cfg(feature = "sql")]
     Sql(commands::sql::Args),
+    /// A build without the `sql` feature: says how to get it.
+    #[cfg(not(feature = "sql"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Sql {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
     Stub(commands::stub::Args),
     Completions(commands::completions::Args),
     Man(commands::man::Args),
@@ -214,6 +221,12 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a),
         #[cfg(feature = "sql")]
         Command::Sql(a) => commands::sql::run(a),
+        #[cfg(not(feature = "sql"))]
+        Command::Sql { .. } => Err(input::CliError::Other(
+            "sql: this wasmlink was built without the `sql` feature (Apache DataFusion); \
+             build it with `cargo install --path . --features sql` or `cargo build --release --features sql`"
+                .into(),
+        )),
         Command::Stub(a) => commands::stub::run(a),
         Command::Completions(a) => commands::completions::run(a),
         Command::Man(a) => commands::man::run(a),

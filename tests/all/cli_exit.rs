@@ -246,3 +246,19 @@ fn readme_arrow_and_parquet_inputs_are_made_by_the_example_pipelines() {
         assert!(std::fs::metadata(t.path().join(&out)).unwrap().len() > 0);
     }
 }
+
+/// Without the `sql` feature, `wasmlink sql` says how to get it instead of "unrecognized
+/// subcommand".
+#[cfg(not(feature = "sql"))]
+#[test]
+fn sql_without_the_feature_says_how_to_build_it() {
+    let out = wasmlink(&["sql", "--table", "t=x.parquet", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("wasmlink: sql: this wasmlink was built without the `sql` feature")
+            && err.contains("--features sql"),
+        "{err}"
+    );
+}
