@@ -181,7 +181,6 @@ mod tests {
 /// permissions. A symlink is followed (the link stays a link); a target that is not a regular
 /// file (a device, a FIFO, a socket, a directory) is refused, never replaced.
 pub fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
     let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
         return print_bytes(bytes);
     };
@@ -210,24 +209,30 @@ pub fn write_output(path: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), 
             target
         }
     };
+    replace_file(&target, ".wasmlink-output-", bytes).map_err(err)
+}
+
+/// Writes `bytes` to a temporary file beside `target` (named `PREFIX...`, created with the
+/// umask's permissions), syncs it and renames it onto `target`, so a failed write leaves no
+/// partial file. The error is the I/O message, for the caller to prefix with the path.
+pub fn replace_file(target: &std::path::Path, prefix: &str, bytes: &[u8]) -> Result<(), String> {
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".wasmlink-output-");
+    builder.prefix(prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // Created with mode 0666: open(2) applies the umask, as for any new file.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| err(io_message(&e)))?;
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| io_message(&e))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| err(io_message(&e)))?;
-    tmp.persist(&target)
-        .map_err(|e| err(io_message(&e.error)))?;
+        .map_err(|e| io_message(&e))?;
+    tmp.persist(target).map_err(|e| io_message(&e.error))?;
     Ok(())
 }
 

@@ -86,7 +86,6 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
 /// write leaves no partial file. A target that is not a regular file, or that is the input
 /// library itself (the stub would replace the real library), is refused.
 fn write_stub(input: &Path, out: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
     let err = |m: String| CliError::Other(format!("{}: {m}", out.display()));
     let target = match std::fs::metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.to_path_buf(),
@@ -107,23 +106,5 @@ fn write_stub(input: &Path, out: &Path, bytes: &[u8]) -> Result<(), CliError> {
             target
         }
     };
-    let dir = target
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".wasmlink-stub-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Created with mode 0666: open(2) applies the umask, as for any new file.
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| err(io_message(&e)))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| err(io_message(&e)))?;
-    tmp.persist(&target)
-        .map_err(|e| err(io_message(&e.error)))?;
-    Ok(())
+    crate::output::replace_file(&target, ".wasmlink-stub-", bytes).map_err(err)
 }
