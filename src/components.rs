@@ -334,15 +334,7 @@ pub fn call_ref(
             "{reference}: --input, --arrow and --json are for core modules; a component's arguments and results are WAVE values"
         )));
     }
-    let keys: Vec<std::path::PathBuf> = policy
-        .integrity
-        .trusted_keys
-        .iter()
-        .map(|k| match &policy.base_dir {
-            Some(base) if k.is_relative() => base.join(k),
-            _ => k.clone(),
-        })
-        .collect();
+    let keys = policy.trusted_key_paths();
     let loaded = wasmlink::repo::Trust::load(&keys).and_then(|trust| repo.load(reference, &trust));
     match loaded {
         Ok(l) => call_bytes(label, &l.bytes, function, args, policy, with).map(Some),

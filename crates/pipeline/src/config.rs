@@ -559,15 +559,7 @@ fn load_component_ref(
     reference: &str,
     policy: Policy,
 ) -> Result<super::ComponentStage, String> {
-    let keys: Vec<PathBuf> = policy
-        .integrity
-        .trusted_keys
-        .iter()
-        .map(|k| match &policy.base_dir {
-            Some(base) if k.is_relative() => base.join(k),
-            _ => k.clone(),
-        })
-        .collect();
+    let keys = policy.trusted_key_paths();
     let integrity = |m: String| format!("component `{reference}`: {m} (integrity)");
     let trust = wasmlink_repo::Trust::load(&keys).map_err(|e| integrity(e.to_string()))?;
     let loaded = repo

@@ -228,15 +228,7 @@ impl PluginHost {
         reference: &str,
         policy: Policy,
     ) -> Result<Plugin, PluginError> {
-        let keys: Vec<std::path::PathBuf> = policy
-            .integrity
-            .trusted_keys
-            .iter()
-            .map(|k| match &policy.base_dir {
-                Some(base) if k.is_relative() => base.join(k),
-                _ => k.clone(),
-            })
-            .collect();
+        let keys = policy.trusted_key_paths();
         let integrity = |message: String| PluginError::Denied {
             plugin: reference.to_string(),
             capability: "integrity".into(),

@@ -450,6 +450,19 @@ impl Policy {
         Ok(policy)
     }
 
+    /// The public keys of `integrity.trusted-keys`, a relative path taken from the policy
+    /// file's directory (as every path in a policy file is).
+    pub fn trusted_key_paths(&self) -> Vec<PathBuf> {
+        self.integrity
+            .trusted_keys
+            .iter()
+            .map(|k| match &self.base_dir {
+                Some(base) if k.is_relative() => base.join(k),
+                _ => k.clone(),
+            })
+            .collect()
+    }
+
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| {
