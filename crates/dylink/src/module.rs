@@ -362,6 +362,122 @@ impl ModuleInfo {
         b.finish(bytes.len())
     }
 
+    /// [`ModuleInfo::parse`] from a reader, without reading the code section: its bodies are
+    /// skipped by the section's size (a seek), the only part of a module this model does not
+    /// need. The same model and the same errors as [`ModuleInfo::parse`] for everything outside
+    /// the function bodies (whose validity is the compiler's business); a loader whose compiled
+    /// code is cached reads a tenth of a library such as `libpython3.14.so` this way.
+    ///
+    /// Memory stays linear in the bytes actually present: a section size read from the module
+    /// is never used to allocate, only to ask the reader for at most that many bytes.
+    ///
+    /// # Errors
+    /// As [`ModuleInfo::parse`]; an I/O error of the reader is a [`ParseError`] naming the
+    /// section being read and its offset.
+    pub fn parse_reader<R: std::io::Read + std::io::Seek>(
+        mut reader: R,
+    ) -> Result<ModuleInfo, ParseError> {
+        use std::io::{Read, SeekFrom};
+        let io = |section: &str, offset: u64, e: std::io::Error| {
+            ParseError::new(section, offset as usize, format!("read error: {e}"))
+        };
+        let start = reader
+            .stream_position()
+            .map_err(|e| io("module header", 0, e))?;
+        let end = reader
+            .seek(SeekFrom::End(0))
+            .map_err(|e| io("module header", 0, e))?;
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| io("module header", 0, e))?;
+        let size = end.saturating_sub(start);
+        let mut head = [0u8; 4];
+        let got = (&mut reader)
+            .take(4)
+            .read(&mut head)
+            .map_err(|e| io("module header", 0, e))?;
+        if got == 0 {
+            return Err(ParseError::new(
+                "",
+                0,
+                "empty file, not a WebAssembly module",
+            ));
+        }
+        if got < 4 || &head != b"\0asm" {
+            return Err(ParseError::new(
+                "",
+                0,
+                "not a WebAssembly module (bad magic number)",
+            ));
+        }
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| io("module header", 0, e))?;
+        let mut parser = Parser::new(0);
+        let mut b = Builder::default();
+        let mut section = "module header";
+        // `buf` holds the module's bytes from offset `base` (relative to `start`) on.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut base: u64 = 0;
+        let mut eof = false;
+        loop {
+            let (payload, consumed) = match parser.parse(&buf, eof) {
+                Ok(wasmparser::Chunk::NeedMoreData(hint)) => {
+                    // Ask for what the parser says it needs (at least 64 KiB), but the buffer
+                    // only grows by what the reader really has.
+                    let want = hint.max(64 * 1024);
+                    let at = base + buf.len() as u64;
+                    let n = (&mut reader)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| io(section, at, e))?;
+                    if n == 0 {
+                        eof = true;
+                    }
+                    continue;
+                }
+                Ok(wasmparser::Chunk::Parsed { consumed, payload }) => (payload, consumed),
+                Err(e) => return Err(ParseError::from_wasmparser(section, e)),
+            };
+            let skip = match &payload {
+                Payload::CodeSectionStart { range, .. } => {
+                    Some(range.end as u64 - (base + consumed as u64))
+                }
+                _ => None,
+            };
+            let done = matches!(payload, Payload::End(_));
+            section = b.payload(payload)?;
+            buf.drain(..consumed);
+            base += consumed as u64;
+            if let Some(skip) = skip {
+                parser.skip_section();
+                if (buf.len() as u64) >= skip {
+                    buf.drain(..skip as usize);
+                } else {
+                    let rest = skip - buf.len() as u64;
+                    buf.clear();
+                    let at = start + base + skip;
+                    if at > end {
+                        return Err(ParseError::new(
+                            "code section",
+                            (base + skip) as usize,
+                            "unexpected end-of-file",
+                        ));
+                    }
+                    let _ = rest;
+                    reader
+                        .seek(SeekFrom::Start(at))
+                        .map_err(|e| io(section, base, e))?;
+                }
+                base += skip;
+            }
+            if done {
+                break;
+            }
+        }
+        b.finish(size as usize)
+    }
+
     /// Whether the module carries a `dylink.0` or `dylink` section.
     pub fn is_dynamic(&self) -> bool {
         self.dylink.is_some()
@@ -930,6 +1046,65 @@ mod tests {
         let no_code = &good[..boundaries[3]];
         let e = ModuleInfo::parse(no_code).unwrap_err();
         assert!(e.message.contains("code section is absent"), "{e}");
+    }
+
+    #[test]
+    fn parse_reader_skips_the_code_and_agrees_with_parse() {
+        let good = wat::parse_str(
+            r#"(module
+              (@dylink.0 (mem-info (memory 16 4) (table 2 0)) (needed "libc.so")
+                (export-info "f" 0x100) (import-info "env" "weak_f" 0x1))
+              (import "env" "memory" (memory 1))
+              (import "env" "__indirect_function_table" (table 2 funcref))
+              (import "env" "__memory_base" (global i32))
+              (import "env" "weak_f" (func $w (param i32) (result i32)))
+              (global $g (mut i32) (i32.const 7))
+              (elem (i32.const 0) $f $h)
+              (func $f (export "f") (param i32) (result i32)
+                (call $w (i32.add (local.get 0) (i32.const 1))))
+              (func $h (export "h") (result i64) (i64.const 5))
+              (start $s)
+              (func $s)
+              (data (i32.const 16) "hello")
+              (data (i32.const 32) "world")
+              (@custom "name" "\00\06\05hello"))"#,
+        )
+        .unwrap();
+        let whole = ModuleInfo::parse(&good).unwrap();
+        assert!(!whole.exports.is_empty() && whole.dylink.is_some());
+        assert_eq!(
+            ModuleInfo::parse_reader(std::io::Cursor::new(&good)).unwrap(),
+            whole
+        );
+        // Every truncation: both fail (naming an offset), or both give the same model.
+        for cut in 0..good.len() {
+            let a = ModuleInfo::parse(&good[..cut]);
+            let b = ModuleInfo::parse_reader(std::io::Cursor::new(&good[..cut]));
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "cut at {cut}"),
+                (Err(_), Err(e)) => assert!(cut < 8 || e.to_string().contains("offset"), "{e}"),
+                (a, b) => panic!("cut at {cut}: parse {a:?}, parse_reader {b:?}"),
+            }
+        }
+        // The code section is not read: a reader whose code bytes are garbage (same sizes)
+        // gives the same model.
+        let mut code = None;
+        for p in Parser::new(0).parse_all(&good) {
+            if let Payload::CodeSectionStart { range, .. } = p.unwrap() {
+                code = Some(range);
+            }
+        }
+        let code = code.unwrap();
+        let mut scrambled = good.clone();
+        // Past the count and the first body's size: the body bytes.
+        for byte in &mut scrambled[code.start + 2..code.end] {
+            *byte = 0xff;
+        }
+        assert_eq!(
+            ModuleInfo::parse_reader(std::io::Cursor::new(&scrambled)).unwrap(),
+            whole
+        );
+        assert!(ModuleInfo::parse(&scrambled).is_err());
     }
 
     #[test]
