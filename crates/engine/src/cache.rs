@@ -225,6 +225,19 @@ pub fn read_stamped(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Option<
     Ok((bytes, stamp))
 }
 
+/// The stamp of an open file as it is now (see [`FileStamp`]): `None` when the file is too
+/// young or the platform has none. A caller that reads only part of a file (the linker skips
+/// code sections) takes it before and after, as [`read_stamped`] does around its read.
+pub fn stamp_file(file: &std::fs::File) -> std::io::Result<Option<FileStamp>> {
+    Ok(stamp_of(&file.metadata()?))
+}
+
+/// The key recorded for a file with `stamp` in `engine`'s artifact directory, if any: what
+/// [`file_key`] answers without the bytes.
+pub fn recorded_key(engine: &Engine, stamp: &FileStamp) -> Option<[u8; 32]> {
+    crate::artifacts::stamped_key(engine, stamp)
+}
+
 #[cfg(unix)]
 fn stamp_of(m: &std::fs::Metadata) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;

@@ -87,8 +87,11 @@ pub struct Found {
     pub path: PathBuf,
     /// Its model, parsed once.
     pub info: Arc<ModuleInfo>,
-    /// Its bytes, read once: the loader compiles these and never reads the file again.
-    /// `None` only for the root entry of a [`DependencyTree`], which the caller read.
+    /// Its bytes, when they were read: the loader compiles these and never reads the file
+    /// again. `None` for the root entry of a [`DependencyTree`] (which the caller read) and
+    /// for a stamped file, whose model was parsed without its code section: the loader reads
+    /// such a file only if its compiled code is not cached, and then checks that it still has
+    /// [`Found::stamp`].
     pub bytes: Option<Arc<[u8]>>,
     /// The file's stamp as it was read, if stable and old enough (see
     /// [`FileStamp`](wasmlink_engine::cache::FileStamp)): lets the code cache skip hashing.
@@ -213,7 +216,7 @@ impl SearchPath {
                     return Ok(Found {
                         path: path.clone(),
                         info,
-                        bytes: Some(bytes),
+                        bytes,
                         stamp,
                     });
                 }
@@ -267,45 +270,64 @@ pub struct LibraryCache {
     loaded: HashMap<PathBuf, Result<Library, String>>,
 }
 
-/// A library's model and bytes, shared by every name that reaches it.
+/// A library's model and bytes (when read: see [`Found::bytes`]), shared by every name that
+/// reaches it.
 type Library = (
     Arc<ModuleInfo>,
-    Arc<[u8]>,
+    Option<Arc<[u8]>>,
     Option<wasmlink_engine::cache::FileStamp>,
 );
 
 impl LibraryCache {
     fn load(&mut self, path: &Path) -> Result<Library, String> {
         let Ok(key) = path.canonicalize() else {
-            return load_library(path).map(|(i, b, s)| (Arc::new(i), b.into(), s));
+            return load_library(path);
         };
         self.loaded
             .entry(key)
-            .or_insert_with(|| load_library(path).map(|(i, b, s)| (Arc::new(i), b.into(), s)))
+            .or_insert_with(|| load_library(path))
             .clone()
     }
 }
 
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
-fn load_library(
-    path: &Path,
-) -> Result<
-    (
-        ModuleInfo,
-        Vec<u8>,
-        Option<wasmlink_engine::cache::FileStamp>,
-    ),
-    String,
-> {
-    let (bytes, stamp) = wasmlink_engine::cache::read_stamped(path).map_err(|e| e.to_string())?;
-    let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
+///
+/// A file old enough to have a stamp (see [`FileStamp`](wasmlink_engine::cache::FileStamp))
+/// is parsed without its code section ([`ModuleInfo::parse_reader`]), and its bytes are left
+/// unread: with its compiled code cached, the loader never needs them (most of
+/// `libpython3.14.so` is code). The stamp is taken before and after the parse, and the loader
+/// that reads the bytes later checks the file still has it. A younger file is read whole.
+fn load_library(path: &Path) -> Result<Library, String> {
+    let (info, bytes, stamp) = match read_model(path).map_err(|e| e.to_string())? {
+        Some((info, stamp)) => (info, None, Some(stamp)),
+        None => {
+            let (bytes, stamp) =
+                wasmlink_engine::cache::read_stamped(path).map_err(|e| e.to_string())?;
+            let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
+            (info, Some(Arc::<[u8]>::from(bytes)), stamp)
+        }
+    };
     if !info.is_dynamic() {
         return Err("no dylink.0 section: not a shared library".to_string());
     }
     if info.address_width != AddressWidth::Wasm32 {
         return Err("wasm64 library, wasmlink loads wasm32".to_string());
     }
-    Ok((info, bytes, stamp))
+    Ok((Arc::new(info), bytes, stamp))
+}
+
+/// The model of a stamped file, parsed without its code section, if the file has a stamp and
+/// keeps it during the parse; `None` to read it whole instead.
+fn read_model(
+    path: &Path,
+) -> Result<Option<(ModuleInfo, wasmlink_engine::cache::FileStamp)>, Box<dyn std::error::Error>> {
+    let file = std::fs::File::open(path)?;
+    let Some(before) = wasmlink_engine::cache::stamp_file(&file)? else {
+        return Ok(None);
+    };
+    let info = ModuleInfo::parse_reader(&file)?;
+    let after = wasmlink_engine::cache::stamp_file(&file)?;
+    Ok((after == Some(before)).then_some((info, before)))
 }
 
 /// One entry of a resolved dependency tree.

@@ -474,15 +474,26 @@ pub(super) fn add_library(
             ),
         });
     }
-    let bytes = match bytes {
-        Some(b) => b,
-        None => read(&path)?.into(),
+    // A stamped library found by the search was parsed without its code, its bytes unread:
+    // with the key recorded for its stamp they are read only if its compiled code is not cached.
+    let recorded = match (&bytes, &stamp) {
+        (None, Some(s)) => wasmlink_engine::cache::recorded_key(&cx.data().dl.engine, s),
+        _ => None,
+    };
+    let mut bytes = match (bytes, recorded) {
+        (Some(b), _) => Some(b),
+        (None, Some(_)) => None,
+        (None, None) => Some(read_as_stamped(&path, stamp.as_ref())?),
     };
     let dl = &cx.data().dl;
     let mut stats = dl.stats.get();
-    let key = timed(&mut stats.hash, || {
-        wasmlink_engine::cache::file_key(&dl.engine, stamp.as_ref(), &bytes)
-    });
+    let key = match (recorded, &bytes) {
+        (Some(key), _) => key,
+        (None, Some(b)) => timed(&mut stats.hash, || {
+            wasmlink_engine::cache::file_key(&dl.engine, stamp.as_ref(), b)
+        }),
+        (None, None) => unreachable!("bytes are read when no key is recorded"),
+    };
     dl.stats.set(stats);
     // The same module parked by an earlier dlclose: its instance, data region and slots again.
     if let Some(id) = unpark(cx.as_context_mut(), &name, &path, &key) {
@@ -494,7 +505,14 @@ pub(super) fn add_library(
         &dl.engine,
         dl.module_cache.as_ref(),
         &path,
-        &bytes,
+        &mut || match &bytes {
+            Some(b) => Ok(b.clone()),
+            None => {
+                let b = read_as_stamped(&path, stamp.as_ref())?;
+                bytes = Some(b.clone());
+                Ok(b)
+            }
+        },
         key,
         &mut stats,
     )?;
@@ -691,6 +709,28 @@ pub(super) fn load_tree_from(
     Ok(root)
 }
 
+/// Reads a library's bytes after its model was parsed: the file must still have the stamp it
+/// had then (a file rewritten since would not match the model), else one line says so.
+fn read_as_stamped(
+    path: &Path,
+    stamp: Option<&wasmlink_engine::cache::FileStamp>,
+) -> Result<Arc<[u8]>, LinkError> {
+    let Some(stamp) = stamp else {
+        return Ok(read(path)?.into());
+    };
+    let (bytes, now) = wasmlink_engine::cache::read_stamped(path).map_err(|e| LinkError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string().to_lowercase(),
+    })?;
+    if now.as_ref() != Some(stamp) {
+        return Err(LinkError::Io {
+            path: path.to_path_buf(),
+            message: "the file changed while it was being loaded; load it again".to_string(),
+        });
+    }
+    Ok(bytes.into())
+}
+
 /// Counts a module found on disk in the statistics' read phase.
 fn add_read(
     cx: &StoreContextMut<'_, Host>,
@@ -701,7 +741,10 @@ fn add_read(
     let mut s = stats.get();
     s.read += started.elapsed();
     s.files += 1;
-    s.bytes += found.bytes.as_ref().map_or(0, |b| b.len() as u64);
+    s.bytes += found
+        .bytes
+        .as_ref()
+        .map_or_else(|| found.stamp.map_or(0, |st| st.size), |b| b.len() as u64);
     stats.set(s);
 }
 

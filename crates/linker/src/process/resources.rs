@@ -166,17 +166,19 @@ pub(super) fn compile(
     }
 }
 
-/// [`compile`] when the content key of `bytes` is known already.
+/// [`compile`] when the content key of the bytes is known already; `bytes` is asked only if
+/// the module is not cached (in memory or on disk).
 pub(super) fn compile_keyed(
     engine: &Engine,
     cache: Option<&ModuleCache>,
     path: &Path,
-    bytes: &[u8],
+    bytes: &mut dyn FnMut() -> Result<std::sync::Arc<[u8]>, LinkError>,
     key: [u8; 32],
     stats: &mut Stats,
 ) -> Result<Module, LinkError> {
     let compile = || {
-        Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
+        let bytes = bytes()?;
+        Module::new(engine, &bytes).map_err(|e| LinkError::BadModule {
             path: path.to_path_buf(),
             message: format!("{e:#}"),
         })
