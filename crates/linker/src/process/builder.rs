@@ -398,6 +398,7 @@ impl ProcessBuilder {
                 parked_order: std::collections::VecDeque::new(),
                 parked_bytes: 0,
                 incarnations: 0,
+                starting: true,
                 generation: 0,
                 loading: Vec::new(),
                 opening: 0,
@@ -466,6 +467,7 @@ impl ProcessBuilder {
         }
         let id = load_tree_from(process.store.as_context_mut(), main)?;
         debug_assert_eq!(id, main);
+        process.store.data_mut().dl.starting = false;
         let stats = &process.store.data().dl.stats;
         let mut s = stats.get();
         s.total = started.elapsed();

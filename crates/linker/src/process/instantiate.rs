@@ -291,7 +291,7 @@ fn bind_and_instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<
         let l = cx.data().dl.lib(id);
         let (base, len) = (l.memory_base as usize, l.memory_len as usize);
         let (tbase, tlen) = (u64::from(l.table_base), u64::from(l.table_len));
-        let owns = l.owns_regions;
+        let owns = l.owns_regions && !cx.data().dl.starting;
         let memory = cx.data().dl.memory.expect("memory");
         let data = if owns {
             let region = &memory.data(&cx)[base..base + len];
@@ -310,6 +310,7 @@ fn bind_and_instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<
         (data, elems)
     };
     let dl = &mut cx.data_mut().dl;
+    let starting = dl.starting;
     dl.incarnations += 1;
     let incarnation = dl.incarnations;
     let l = dl.libs[id].as_mut().unwrap();
@@ -319,6 +320,7 @@ fn bind_and_instantiate(mut cx: StoreContextMut<'_, Host>, id: LibId) -> Result<
     l.reuse.bound = bound;
     l.reuse.data = data;
     l.reuse.elems = elems;
+    l.reuse.snapshot = l.owns_regions && !starting;
     l.reuse.got_mem.clear();
     Ok(())
 }

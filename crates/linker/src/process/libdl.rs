@@ -558,7 +558,7 @@ pub(super) fn unload_one(mut cx: StoreContextMut<'_, Host>, id: LibId, park: boo
             .put(u64::from(at), u64::from(size.max(1)));
     }
     tracing::debug!(target: "wasmlink::libs", "unloaded {}", lib.name);
-    if !(park && lib.owns_regions && lib.instance.is_some() && !lib.revive) {
+    if !(park && lib.owns_regions && lib.reuse.snapshot && lib.instance.is_some() && !lib.revive) {
         release_regions(cx, &lib, &canonical);
         return;
     }

@@ -165,6 +165,11 @@ pub(super) struct Reuse {
     pub(super) data: Vec<u8>,
     /// Its table region right after instantiation.
     pub(super) elems: Vec<Option<Func>>,
+    /// Whether `data` and `elems` were taken: only for a library loaded after the process
+    /// started (a `dlopen`), the only kind a `dlclose` is meant to unload. A library loaded at
+    /// start-up is not parked if a program closes it anyway (it is unloaded outright), so its
+    /// start-up does not copy its data region (3 MB for `libpython3.14.so`).
+    pub(super) snapshot: bool,
     /// The traps its canonical slots hold while it is unloaded, by slot (made once).
     pub(super) traps: HashMap<u32, Func>,
     /// While parked: its canonical slots `(function index, slot)`, kept for the reload.
@@ -220,6 +225,9 @@ pub(super) struct Linkage {
     pub(super) parked_bytes: u64,
     /// The last incarnation given to an instance.
     pub(super) incarnations: u64,
+    /// While `ProcessBuilder::load` loads the main program and what it needs: instances made
+    /// then keep no snapshot for a reuse (see `Reuse::snapshot`).
+    pub(super) starting: bool,
     /// Bumped by every load and unload (for `realloc_generation`).
     pub(super) generation: u64,
     /// Libraries registered or taken back from the parked ones by the current `dlopen` (what a
