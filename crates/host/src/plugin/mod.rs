@@ -321,6 +321,14 @@ impl PluginHost {
                 exports.insert(export.name().to_string(), ty);
             }
         }
+        let uses_wasi = module
+            .imports()
+            .any(|i| i.module() == "wasi_snapshot_preview1" || i.module() == "wasi_unstable");
+        if !uses_wasi {
+            // Its stores get no WASI context; the policy's grants are still checked once here
+            // (a missing directory is an error whether or not the module could use it).
+            policy.wasi_builder(&format!("plugin `{name}`"), None, None)?;
+        }
         let tick = self.inner.config.tick.as_nanos().max(1);
         let ticks = key.epoch.then(|| {
             u64::try_from(limits.timeout.as_nanos().div_ceil(tick))
@@ -337,6 +345,9 @@ impl PluginHost {
             engine,
             pre,
             exports,
+            initialize: module.get_export_index("_initialize"),
+            memory_export: module.get_export_index("memory"),
+            uses_wasi,
             pool: Mutex::new(Vec::new()),
             idle: self.inner.config.idle_per_plugin,
             keepalive: self.inner.clone(),
@@ -355,7 +366,7 @@ impl PluginHost {
             plugin: name.to_string(),
             message: one_line(&e),
         };
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut PluginState| &mut s.wasi)
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, PluginState::wasi_mut)
             .map_err(load_err)?;
         policy.deny_ambient(&mut linker).map_err(load_err)?;
         let uses_wasi = module

@@ -63,6 +63,12 @@ pub(super) struct PluginInner {
     pub(super) engine: Engine,
     pub(super) pre: wasmtime::InstancePre<PluginState>,
     pub(super) exports: HashMap<String, FuncType>,
+    /// The module's `_initialize` and `memory` exports, found once (a lookup by index, not by
+    /// name, for each new instance).
+    pub(super) initialize: Option<wasmtime::ModuleExport>,
+    pub(super) memory_export: Option<wasmtime::ModuleExport>,
+    /// Whether the module imports WASI preview 1 (otherwise its stores get no WASI context).
+    pub(super) uses_wasi: bool,
     /// Idle instances, reused by the next checkout.
     pub(super) pool: Mutex<Vec<Ready>>,
     /// How many idle instances the pool keeps.
@@ -138,7 +144,9 @@ impl ResourceLimiter for Limiter {
 /// The data of a plugin instance's Store: its WASI context (as the policy grants), its limiter,
 /// and its captured output.
 pub struct PluginState {
-    pub(super) wasi: WasiP1Ctx,
+    /// `None` for a module that imports no WASI function (nothing can reach it; building one
+    /// is most of what a fresh instance costs).
+    pub(super) wasi: Option<WasiP1Ctx>,
     limiter: Limiter,
     stdout: Option<CapturePipe>,
     stderr: Option<CapturePipe>,
@@ -313,6 +321,9 @@ impl Instance {
                 actual: func_type_string(&ty),
             })?;
         Ok(TypedCall {
+            ticks: self.plugin.ticks,
+            fuel: self.plugin.limits.fuel,
+            stack: self.plugin.limits.stack,
             instance: self,
             func: typed,
             name: function.to_string(),
@@ -445,21 +456,40 @@ impl Drop for Instance {
 pub struct TypedCall<'a, P, R> {
     instance: &'a mut Instance,
     func: wasmtime::TypedFunc<P, R>,
+    /// The function's name, for errors only (never cloned on the way of a call that succeeds).
     name: String,
+    /// The per-call limits, copied here so a call reads them without going through the plugin.
+    ticks: Option<u64>,
+    fuel: Option<u64>,
+    stack: u64,
 }
 
 impl<P: WasmParams + Send, R: WasmResults + Send> TypedCall<'_, P, R> {
-    /// Calls it.
+    /// Calls it: re-arms the timeout (one relaxed load of the engine's epoch and a store: the
+    /// deadline is `ticks` beyond now, computed once at load) and the fuel, resets the
+    /// limiter's record, and catches host-function panics. Nothing is allocated or cloned.
+    #[inline]
     pub fn call(&mut self, args: P) -> Result<R, PluginError> {
-        self.instance.arm();
-        let func = &self.func;
         let Some(r) = self.instance.ready.as_mut() else {
             return Err(unreachable_err(&self.instance.plugin.name));
         };
-        let outcome = enter(self.instance.plugin.limits.stack, || {
-            func.call(&mut r.store, args)
-        });
-        self.instance.finish(&self.name, outcome)
+        if let Some(ticks) = self.ticks {
+            r.store.set_epoch_deadline(ticks);
+        }
+        if let Some(f) = self.fuel {
+            let _ = r.store.set_fuel(f);
+        }
+        r.store.data_mut().limiter.hit = None;
+        let func = &self.func;
+        let outcome = if self.stack <= INLINE_STACK {
+            catch_unwind(AssertUnwindSafe(|| func.call(&mut r.store, args)))
+        } else {
+            enter(self.stack, || func.call(&mut r.store, args))
+        };
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            failed => self.instance.finish(&self.name, failed),
+        }
     }
 }
 
@@ -489,14 +519,19 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
     let cap = limits.output.min(usize::MAX as u64) as usize;
     let stdout = (plugin.policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let stderr = (plugin.policy.stdio.stderr == OutputMode::Capture).then(|| CapturePipe::new(cap));
-    let wasi = plugin
-        .policy
-        .wasi_builder(
-            &format!("plugin `{}`", plugin.name),
-            stdout.as_ref(),
-            stderr.as_ref(),
-        )?
-        .build_p1();
+    let wasi = match plugin.uses_wasi {
+        true => Some(
+            plugin
+                .policy
+                .wasi_builder(
+                    &format!("plugin `{}`", plugin.name),
+                    stdout.as_ref(),
+                    stderr.as_ref(),
+                )?
+                .build_p1(),
+        ),
+        false => None,
+    };
     let state = PluginState {
         wasi,
         limiter: Limiter {
@@ -536,7 +571,12 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
         }
     };
     // A reactor's constructors run once, before the first call.
-    if let Some(init) = instance.get_func(&mut store, "_initialize") {
+    let init = plugin
+        .initialize
+        .as_ref()
+        .and_then(|e| instance.get_module_export(&mut store, e))
+        .and_then(wasmtime::Extern::into_func);
+    if let Some(init) = init {
         if let Some(ticks) = plugin.ticks {
             store.set_epoch_deadline(ticks);
         }
@@ -556,7 +596,11 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
             }
         }
     }
-    let memory = instance.get_memory(&mut store, "memory");
+    let memory = plugin
+        .memory_export
+        .as_ref()
+        .and_then(|e| instance.get_module_export(&mut store, e))
+        .and_then(wasmtime::Extern::into_memory);
     Ok(Ready {
         store,
         instance,
@@ -736,5 +780,18 @@ impl std::fmt::Debug for Instance {
             .field("plugin", &self.plugin.name)
             .field("poisoned", &self.failed)
             .finish_non_exhaustive()
+    }
+}
+
+impl PluginState {
+    /// The WASI context, for the WASI functions of the linker. Only a module that imports WASI
+    /// can call them, and its stores always have one; should that ever not hold, the call gets
+    /// the context of the deny-everything default policy, never more.
+    pub(super) fn wasi_mut(&mut self) -> &mut WasiP1Ctx {
+        self.wasi.get_or_insert_with(|| {
+            let b = Policy::default().wasi_builder("plugin", None, None);
+            b.unwrap_or_else(|_| wasmtime_wasi::WasiCtxBuilder::new())
+                .build_p1()
+        })
     }
 }
