@@ -244,6 +244,49 @@ fn instance_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
     g.bench_function("fresh_checkout_greeter", |b| {
         b.iter(|| drop(black_box(greet_cold.instance().expect("checkout"))))
     });
+
+    // Per-call isolation (`limits.isolation = "fresh"`): a call on a new instance each time,
+    // the instance dropped after it (its pool slot reset to the copy-on-write image), against
+    // the same steps on raw wasmtime: new Store, InstancePre::instantiate, typed lookup, call.
+    g.bench_function("raw_fresh_call_add", |b| {
+        b.iter(|| {
+            let mut store = Store::new(raw, ());
+            store.set_epoch_deadline(FAR);
+            let i = add_pre.instantiate(&mut store).expect("instantiate");
+            let f = i
+                .get_typed_func::<(i32, i32), i32>(&mut store, "add")
+                .expect("add");
+            f.call(&mut store, black_box((2, 3))).expect("call")
+        })
+    });
+    let fresh_policy =
+        Policy::from_toml("[limits]\nisolation = \"fresh\"\n", "bench").expect("policy");
+    let add_fresh = host
+        .load("add_fresh", ADD_WAT.as_bytes(), fresh_policy)
+        .expect("load add (fresh)");
+    assert_eq!(
+        add_fresh.idle_instances(),
+        0,
+        "fresh isolation pooled an instance"
+    );
+    g.bench_function("fresh_per_call", |b| {
+        b.iter(|| {
+            let mut inst = add_fresh.instance().expect("instance");
+            inst.typed::<(i32, i32), i32>("add")
+                .expect("typed")
+                .call(black_box((2, 3)))
+                .expect("call")
+        })
+    });
+    g.bench_function("warm_per_call", |b| {
+        b.iter(|| {
+            let mut inst = add.instance().expect("instance");
+            inst.typed::<(i32, i32), i32>("add")
+                .expect("typed")
+                .call(black_box((2, 3)))
+                .expect("call")
+        })
+    });
     g.finish();
 }
 
@@ -275,10 +318,10 @@ fn call_bench(c: &mut Criterion, raw: &Engine, raw_no_epoch: &Engine) {
                     r.expect("no panic").expect("call")
                 })
             });
-            // The steps `TypedCall::call` takes today (plugin/instance.rs), emulated on the raw
-            // store: the deadline from a u128 division (`ticks_for`), a clone of the function's
-            // name (for `finish`), catch_unwind. The difference to `_armed` is what the name
-            // clone and the division cost.
+            // The steps `TypedCall::call` took before issue 18 (plugin/instance.rs), emulated on
+            // the raw store: the deadline from a u128 division (`ticks_for`), a clone of the
+            // function's name (for `finish`), catch_unwind. The difference to `_armed` is what
+            // the name clone and the division cost (both gone from `TypedCall::call` now).
             let name = String::from("add");
             let timeout = Duration::from_secs(30);
             let tick = Duration::from_millis(1);
@@ -392,6 +435,16 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
         })
     });
 
+    // Two memcpys of the same bytes: the least a call that copies in and copies out can do.
+    let mut dst2 = vec![0u8; BIG];
+    g.bench_function("memcpy_x2", |b| {
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&src));
+            dst2.copy_from_slice(black_box(&dst));
+            black_box(&dst2);
+        })
+    });
+
     let batch = big_batch();
     let host = PluginHost::new(HostConfig::default()).expect("host");
     let policy = Policy::from_toml(BIG_POLICY, "bench policy").expect("policy");
@@ -403,6 +456,22 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
         b.iter(|| {
             inst.call_arrow("echo_arrow", black_box(&batch))
                 .expect("echo_arrow")
+        })
+    });
+    // A function that returns a new batch (new arrays, so an output stream): copy in, the
+    // guest's encoding of the output stream, copy out.
+    let copied = inst
+        .call_arrow("echo_copy_arrow", &batch)
+        .expect("echo_copy_arrow");
+    assert_eq!(copied, batch, "echo_copy_arrow changed the batch");
+    assert!(
+        !Arc::ptr_eq(copied.column(0), batch.column(0)),
+        "echo_copy_arrow was passed through in place"
+    );
+    g.bench_function("echo_copy_arrow", |b| {
+        b.iter(|| {
+            inst.call_arrow("echo_copy_arrow", black_box(&batch))
+                .expect("echo_copy_arrow")
         })
     });
     assert_eq!(inst.call_bytes("echo", &src).expect("echo"), src);
@@ -438,7 +507,9 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
     copy_in(&mut rw);
     // Guest side: the input is in guest memory; the guest decodes it (zero-copy) and writes
     // the output stream (one copy, in wasm); the host frees the output.
-    let echo_arrow = rw.func("echo_arrow");
+    // `echo_copy_arrow` (a new batch), since `echo_arrow` is now answered in place (status 2)
+    // and would leave nothing to copy out.
+    let echo_arrow = rw.func("echo_copy_arrow");
     let out_of = |rw: &mut RawWasi| {
         let rec = echo_arrow
             .call(&mut rw.store, (in_ptr as i32, ipc_len as i32))
@@ -617,6 +688,12 @@ fn summary(dir: &Path, since: SystemTime) -> String {
         ],
     );
     table(
+        "A call per instance (isolation = \"fresh\") vs raw instantiate + lookup + call",
+        "instance",
+        "raw_fresh_call_add",
+        &["raw_fresh_call_add", "fresh_per_call", "warm_per_call"],
+    );
+    table(
         "Scalar call add(i32, i32) -> i32",
         "call",
         "raw_typed_epoch",
@@ -650,6 +727,8 @@ fn summary(dir: &Path, since: SystemTime) -> String {
     let memcpy = m("exchange16", "memcpy");
     for id in [
         "memcpy",
+        "memcpy_x2",
+        "echo_copy_arrow",
         "echo_arrow",
         "echo_bytes",
         "echo_bytes_with",
@@ -668,6 +747,15 @@ fn summary(dir: &Path, since: SystemTime) -> String {
             )),
             None => out.push_str(&format!("| {id} | (not run) | - | - |\n")),
         }
+    }
+    if let (Some(two), Some(copy)) = (
+        m("exchange16", "memcpy_x2"),
+        m("exchange16", "echo_copy_arrow"),
+    ) {
+        out.push_str(&format!(
+            "\necho_copy_arrow (copy in, copy out) at {:.2}x the speed of two memcpys (goal >= 0.9x)\n",
+            two / copy
+        ));
     }
     out
 }

@@ -59,6 +59,19 @@ pub fn echo_arrow(batch: RecordBatch) -> RecordBatch {
     batch
 }
 
+/// Each input batch as a new batch: every column a new array (the input's buffers, not the
+/// input's `Arc`s), so the SDK encodes an output stream and the host copies it out (the
+/// "copy in, copy out" case of BENCHMARKS.md; `echo_arrow` is the in-place pass-through).
+#[export]
+pub fn echo_copy_arrow(batch: RecordBatch) -> Result<RecordBatch, String> {
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| arrow_array::make_array(c.to_data()))
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| e.to_string())
+}
+
 /// The ten-line guest of docs/abi.md: doubles the Int64 column `x`.
 #[export]
 pub fn double(batch: RecordBatch) -> Result<RecordBatch, String> {
