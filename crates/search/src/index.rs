@@ -984,5 +984,8 @@ fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+mod merge;
+pub use merge::{Segment, merge_segments};
+
 #[cfg(test)]
 mod tests;

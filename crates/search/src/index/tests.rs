@@ -277,3 +277,128 @@ fn from_files_rejects_bad_postcard_with_a_valid_checksum() {
         "{err}"
     );
 }
+
+/// A corpus of `n` documents whose words repeat across documents (and so across segments).
+fn generated(range: std::ops::Range<usize>) -> IndexBuilder {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+    ];
+    let mut b = IndexBuilder::new();
+    for d in range {
+        let text: Vec<&str> = (0..(d % 7) * 3)
+            .map(|i| words[(d * 5 + i * i) % words.len()])
+            .collect();
+        let text = text.join(" ");
+        let title = format!("Page {} {}", d, words[d % words.len()]);
+        b.add_with_text(&title, &format!("p{d:03}.html"), &analyze(&text), &text)
+            .unwrap();
+        if d % 4 == 0 {
+            b.skip("redirect");
+        }
+    }
+    b
+}
+
+#[test]
+fn streaming_merge_writes_the_same_bytes_as_the_builder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cuts = [0, 1, 9, 10, 23, 40, 41, 60];
+    let mut whole = generated(0..60);
+    whole.skip("print-page");
+    whole.set_root(Some("/corpus".into()));
+    let mut segments = Vec::new();
+    for (i, w) in cuts.windows(2).enumerate() {
+        // Directories and segment files, as both can be merged.
+        let seg = dir.path().join(format!("seg{i}"));
+        let writer = IndexWriter::new(&generated(w[0]..w[1])).unwrap();
+        if i % 2 == 0 {
+            writer.write_segment_file(&seg).unwrap();
+        } else {
+            writer.write_dir_unsynced(&seg).unwrap();
+        }
+        segments.push(Segment::open(&seg).unwrap());
+    }
+    // A segment whose pages were all skipped: only its count matters.
+    let mut empty = IndexBuilder::new();
+    empty.skip("print-page");
+    let seg = dir.path().join("empty");
+    IndexWriter::new(&empty).unwrap().write_dir(&seg).unwrap();
+    segments.push(Segment::open(&seg).unwrap());
+
+    let out = dir.path().join("out");
+    let manifest = merge_segments(&segments, Some("/corpus".into()), &out, true).unwrap();
+    let expected = IndexWriter::new(&whole).unwrap();
+    assert_eq!(&manifest, expected.manifest());
+    for (name, bytes) in expected.files() {
+        assert_eq!(fs::read(out.join(name)).unwrap(), bytes, "{name}");
+    }
+    let index = Index::open(&out).unwrap();
+    assert_eq!(index.postings("alpha").unwrap(), whole.postings("alpha"));
+    assert!(index.doc_text(59).unwrap().is_some_and(|t| t.contains(' ')));
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        5,
+        "no temporary files left"
+    );
+}
+
+#[test]
+fn streaming_merge_names_a_broken_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("seg");
+    IndexWriter::new(&generated(0..10))
+        .unwrap()
+        .write_dir_unsynced(&seg)
+        .unwrap();
+    let segments = vec![Segment::open(&seg).unwrap()];
+    fs::write(seg.join("text.bin"), b"WLSITXT1").unwrap();
+    let err = merge_segments(&segments, None, dir.path().join("out"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("text.bin") && err.contains("truncated"),
+        "{err}"
+    );
+    fs::remove_file(seg.join("postings.bin")).unwrap();
+    let err = Segment::open(&seg).unwrap_err().to_string();
+    assert!(
+        err.contains("postings.bin") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broken_segment_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join("a.seg");
+    IndexWriter::new(&generated(0..10))
+        .unwrap()
+        .write_segment_file(&seg)
+        .unwrap();
+    let bytes = fs::read(&seg).unwrap();
+    assert!(Segment::open(&seg).is_ok());
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    fs::write(&seg, &bytes[..bytes.len() - 1]).unwrap();
+    let err = Segment::open(&seg).unwrap_err().to_string();
+    assert!(err.contains("a.seg") && err.contains("truncated"), "{err}");
+    let mut flipped = bytes.clone();
+    let at = flipped.len() - 3;
+    flipped[at] ^= 1;
+    fs::write(&seg, &flipped).unwrap();
+    let segments = vec![Segment::open(&seg).unwrap()];
+    let err = merge_segments(&segments, None, dir.path().join("out"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a.seg") && err.contains("corrupt"), "{err}");
+    fs::write(
+        &seg,
+        b"not a segment at all, but long enough for a header......",
+    )
+    .unwrap();
+    let err = Segment::open(&seg).unwrap_err().to_string();
+    assert!(err.contains("bad magic"), "{err}");
+}

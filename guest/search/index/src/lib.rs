@@ -9,12 +9,14 @@
 //!   phrases) and `skip` (Utf8: a non-empty reason means the row is counted as skipped, not
 //!   indexed); others are ignored. It indexes the batch's
 //!   documents, in order, into a **segment** (a complete index of its own, see
-//!   [`wasmlink_search::IndexWriter`]) written atomically to `/index/segments/<name>/`, where
+//!   [`wasmlink_search::IndexWriter`]) written atomically (no fsync: it is scratch) as one file `/index/segments/<name>.seg`
+//!   ([`IndexWriter::write_segment_file`](wasmlink_search::IndexWriter::write_segment_file)), where
 //!   the name is a CRC-64 of the batch's paths and its row count. So a batch is one segment
 //!   whichever worker (instance) handles it, and handling it again (a retried or resumed
 //!   batch) rewrites the same segment. Output: one row `segment` (Utf8), `docs` (UInt64),
 //!   `terms` (UInt64); no row for an empty batch (which writes nothing).
-//! - `merge(arg: &str) -> String`, called once after the last batch: merges every segment, in
+//! - `merge(arg: &str) -> String`, called once after the last batch: merges every segment (a streaming
+//!   k-way merge, [`wasmlink_search::merge_segments`]: one segment's text in memory at a time), in
 //!   the order of its first document's path, compared component by component (the corpus
 //!   order of a directory source, which is sorted by path), into the index at `/index` (written atomically: `manifest.json` last),
 //!   then removes `/index/segments`. `arg` is empty or JSON `{"root": "..."}`: the corpus root
@@ -32,7 +34,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use wasmlink_guest::export;
-use wasmlink_search::{Index, IndexBuilder, IndexWriter};
+use wasmlink_search::{IndexBuilder, IndexWriter, Segment, merge_segments};
 
 /// Where the policy grants the index directory.
 pub const INDEX_DIR: &str = "/index";
@@ -106,9 +108,10 @@ pub fn index(batch: RecordBatch) -> Result<RecordBatch, String> {
     if batch.num_rows() > 0 {
         let name = format!("{:016x}-{}", digest.finalize(), batch.num_rows());
         let writer = IndexWriter::new(&builder).map_err(|e| e.to_string())?;
-        // A scratch segment (merged into the synced index at the end): no fsync.
+        // A scratch segment (merged into the synced index at the end): one file, no fsync.
+        fs::create_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: {e}"))?;
         writer
-            .write_dir_unsynced(format!("{SEGMENTS_DIR}/{name}"))
+            .write_segment_file(format!("{SEGMENTS_DIR}/{name}.seg"))
             .map_err(|e| e.to_string())?;
         out.0.push(name);
         out.1.push(builder.num_docs() as u64);
@@ -156,16 +159,16 @@ pub fn merge(arg: &str) -> Result<String, String> {
         }
         Err(e) => return Err(format!("{SEGMENTS_DIR}: {e}")),
     };
-    let mut segments: Vec<(String, String, String, Index)> = Vec::new();
+    let mut segments: Vec<(String, String, String, Segment)> = Vec::new();
     // Segments of batches whose pages were all skipped: only their skip counts matter.
-    let mut empty: Vec<Index> = Vec::new();
+    let mut empty: Vec<Segment> = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("{SEGMENTS_DIR}: {e}"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
-        let index = Index::open(entry.path()).map_err(|e| e.to_string())?;
+        let index = Segment::open(entry.path()).map_err(|e| e.to_string())?;
         let (Some(first), Some(last)) = (index.docs().first(), index.docs().last()) else {
             empty.push(index);
             continue;
@@ -189,16 +192,13 @@ pub fn merge(arg: &str) -> Result<String, String> {
         }
     }
     let count = segments.len() + empty.len();
-    let mut all = IndexBuilder::new();
-    all.set_root(root);
-    for index in segments.into_iter().map(|s| s.3).chain(empty) {
-        all.merge_index(&index).map_err(|e| e.to_string())?;
-    }
-    let writer = IndexWriter::new(&all).map_err(|e| e.to_string())?;
-    drop(all);
-    writer.write_dir(INDEX_DIR).map_err(|e| e.to_string())?;
+    // A streaming k-way merge: the segments' dictionaries and postings stay encoded, their
+    // texts are copied one at a time (loading every segment into one builder took the
+    // process's peak memory).
+    let ordered: Vec<Segment> = segments.into_iter().map(|s| s.3).chain(empty).collect();
+    let m = merge_segments(&ordered, root, INDEX_DIR, true).map_err(|e| e.to_string())?;
+    drop(ordered);
     fs::remove_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: cannot remove: {e}"))?;
-    let m = writer.manifest();
     Ok(serde_json::json!({
         "segments": count,
         "docs": m.docs,
