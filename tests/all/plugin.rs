@@ -213,3 +213,70 @@ fn an_unknown_isolation_is_refused_at_its_line() {
         "p.toml:2:13: unknown variant `per-call`, expected `warm` or `fresh`"
     );
 }
+
+/// `work(n)` loops n times; `spin` never returns.
+const WORK_WAT: &str = r#"(module
+  (func (export "work") (param $n i32) (result i32) (local $i i32)
+    (block (loop
+      (br_if 1 (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br 0)))
+    (local.get $i))
+  (func (export "spin") (loop (br 0))))"#;
+
+#[test]
+fn a_held_typed_handle_rearms_the_timeout_and_refuels_every_call() {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    // Timeout: 300 ms of short calls on one handle, under a 100 ms per-call limit. Every call
+    // must get its own deadline (armed once, the calls after 100 ms would be interrupted).
+    let policy = Policy::from_toml("[limits]\ntimeout = \"100ms\"\n", "t.toml").expect("policy");
+    let plugin = host
+        .load("work", WORK_WAT.as_bytes(), policy)
+        .expect("load");
+    let mut inst = plugin.instance().expect("instance");
+    {
+        let mut work = inst.typed::<i32, i32>("work").expect("typed work");
+        let start = std::time::Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            assert_eq!(
+                work.call(100)
+                    .expect("a short call within its own deadline"),
+                100
+            );
+            calls += 1;
+        }
+        assert!(calls > 10, "{calls}");
+    }
+    let e = inst
+        .typed::<(), ()>("spin")
+        .expect("typed spin")
+        .call(())
+        .unwrap_err();
+    assert!(
+        matches!(e, wasmlink::plugin::PluginError::Timeout { .. }),
+        "{e}"
+    );
+    assert!(inst.is_poisoned());
+    drop(inst);
+
+    // Fuel: 50 calls of ~10,000 loop iterations each fit a 100,000-unit budget only if every
+    // call starts with the full budget; one call of 1,000,000 iterations does not.
+    let policy = Policy::from_toml("[limits]\nfuel = 100_000\n", "f.toml").expect("policy");
+    let plugin = host
+        .load("work", WORK_WAT.as_bytes(), policy)
+        .expect("load");
+    let mut inst = plugin.instance().expect("instance");
+    let mut work = inst.typed::<i32, i32>("work").expect("typed work");
+    for _ in 0..50 {
+        assert_eq!(
+            work.call(10_000).expect("a call within its own fuel"),
+            10_000
+        );
+    }
+    let e = work.call(1_000_000).unwrap_err();
+    assert!(
+        matches!(e, wasmlink::plugin::PluginError::OutOfFuel { .. }),
+        "{e}"
+    );
+}
