@@ -250,12 +250,14 @@ impl Instance {
     }
 
     fn func(&mut self, function: &str) -> Result<Func, PluginError> {
-        let name = self.plugin.name.clone();
-        let r = self.ready();
+        // The plugin's name is cloned only for the error.
+        let Some(r) = self.ready.as_mut() else {
+            return Err(unreachable_err(&self.plugin.name));
+        };
         r.instance
             .get_func(&mut r.store, function)
             .ok_or_else(|| PluginError::NoSuchFunction {
-                plugin: name,
+                plugin: self.plugin.name.clone(),
                 function: function.to_string(),
                 available: {
                     let mut v: Vec<String> = self.plugin.exports.keys().cloned().collect();
@@ -309,16 +311,16 @@ impl Instance {
         function: &str,
     ) -> Result<TypedCall<'_, P, R>, PluginError> {
         let func = self.func(function)?;
-        let name = self.plugin.name.clone();
-        let store = &mut self.ready().store;
-        let ty = func.ty(&*store);
+        let Some(r) = self.ready.as_ref() else {
+            return Err(unreachable_err(&self.plugin.name));
+        };
         let typed = func
-            .typed::<P, R>(&*store)
+            .typed::<P, R>(&r.store)
             .map_err(|_| PluginError::Signature {
-                plugin: name,
+                plugin: self.plugin.name.clone(),
                 function: function.to_string(),
                 expected: std::any::type_name::<(P, R)>().to_string(),
-                actual: func_type_string(&ty),
+                actual: func_type_string(&func.ty(&r.store)),
             })?;
         Ok(TypedCall {
             ticks: self.plugin.ticks,
