@@ -423,14 +423,23 @@ impl ModuleInfo {
         loop {
             let (payload, consumed) = match parser.parse(&buf, eof) {
                 Ok(wasmparser::Chunk::NeedMoreData(hint)) => {
-                    // Ask for what the parser says it needs (at least 64 KiB), but the buffer
-                    // only grows by what the reader really has.
-                    let want = hint.max(64 * 1024);
+                    // Read what the parser says it needs, in pieces of 64 KiB to 1 MiB: the
+                    // buffer only grows by what the reader really has, whatever the hint.
+                    let want = hint.clamp(64 * 1024, 1024 * 1024) as usize;
                     let at = base + buf.len() as u64;
-                    let n = (&mut reader)
-                        .take(want)
-                        .read_to_end(&mut buf)
-                        .map_err(|e| io(section, at, e))?;
+                    let old = buf.len();
+                    buf.resize(old + want, 0);
+                    let n = loop {
+                        match reader.read(&mut buf[old..]) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            r => break r,
+                        }
+                    };
+                    let n = n.map_err(|e| {
+                        buf.truncate(old);
+                        io(section, at, e)
+                    })?;
+                    buf.truncate(old + n);
                     if n == 0 {
                         eof = true;
                     }
