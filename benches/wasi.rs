@@ -17,8 +17,9 @@
 //! - `glue`: a plain wasmtime `Store` whose data implements `WasiView` + `WasiHost`, a core
 //!   module instantiated with `wasmlink_wasi::add_to_linker`. `WasiHost::memory` is `None`,
 //!   so the glue finds the calling instance's `memory` export on each call;
-//! - `glue_host_memory`: the same, with `WasiHost::memory` answering the memory, as a linked
-//!   process does (its shared memory);
+//! - `glue_host_memory`: the same, with the host answering what a linked process answers:
+//!   `WasiHost::memory` (its shared memory) and `WasiHost::realloc_instance` with a
+//!   `realloc_generation` (the process's `cabi_realloc`, kept typed across calls);
 //! - `component`: a component (WAT) whose core module runs the same loops on functions lowered
 //!   with `canon lower`, instantiated with `wasmtime::component::Linker` and
 //!   `wasmtime_wasi::p2::add_to_linker_sync`.
@@ -159,6 +160,9 @@ struct Data {
     table: ResourceTable,
     handles: Handles,
     memory: Option<Memory>,
+    /// The instance whose `cabi_realloc` the glue allocates with, as a linked process answers
+    /// it (the host side only; `None`: the calling instance's export, looked up per call).
+    realloc: Option<Instance>,
 }
 
 impl Data {
@@ -168,6 +172,7 @@ impl Data {
             table: ResourceTable::new(),
             handles: Handles::default(),
             memory: None,
+            realloc: None,
         }
     }
 }
@@ -187,6 +192,12 @@ impl WasiHost for Data {
     }
     fn memory(&self) -> Option<Memory> {
         self.memory
+    }
+    fn realloc_instance(&self) -> Option<Instance> {
+        self.realloc
+    }
+    fn realloc_generation(&self) -> Option<u64> {
+        self.realloc.map(|_| 0)
     }
 }
 
@@ -256,6 +267,7 @@ impl Side {
             .expect("core instance");
         if host_memory {
             store.data_mut().memory = instance.get_memory(&mut store, "memory");
+            store.data_mut().realloc = Some(instance);
         }
         let init = instance
             .get_typed_func::<(), ()>(&mut store, "init")
