@@ -5,14 +5,18 @@
 //!
 //! 1. `instance/*`: a ready instance from a plugin's pool (`Plugin::instance` + drop), and a
 //!    fresh one created under its policy, against raw wasmtime instantiation of the same module
-//!    from an `InstancePre` on a pooling-allocator engine configured like the host's.
+//!    from an `InstancePre` on a pooling-allocator engine configured like the host's; and a
+//!    call on a fresh instance each time (`limits.isolation = "fresh"`, `fresh_per_call`) or a
+//!    pooled one (`warm_per_call`) against raw instantiate + lookup + call (`raw_fresh_call_add`).
 //! 2. `call/*`: an exported `(i32, i32) -> i32` through the plugin API (a held `Instance` and
 //!    its typed handle; `Plugin::call` with a pool checkout per call) against a raw
 //!    `TypedFunc` call, with and without epoch interruption.
 //! 3. `bytes64/*`: a 64-byte `call_bytes` of the greeter's `echo` against the raw `TypedFunc`
 //!    call, and against raw wasmtime doing the same ABI v1 steps by hand.
-//! 4. `exchange16/*`: echo of a 16 MiB Arrow batch (`echo_arrow`) and of 16 MiB of bytes
-//!    (`echo`), against a memcpy of 16 MiB, with the Arrow echo broken into its pieces.
+//! 4. `exchange16/*`: echo of a 16 MiB Arrow batch in place (`echo_arrow`) and as a new batch
+//!    (`echo_copy_arrow`: copy in, copy out, against `memcpy_x2`, two memcpys of the same bytes),
+//!    and of 16 MiB of bytes (`echo`), against a memcpy of 16 MiB, with the copying Arrow call
+//!    broken into its pieces.
 //! 5. After the criterion runs (`cargo bench` only): 1,000,000 `echo` calls of 64 bytes from
 //!    two threads, sampling the resident set size every 100,000 calls.
 //!
