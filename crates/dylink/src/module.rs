@@ -450,7 +450,7 @@ impl ModuleInfo {
             };
             let skip = match &payload {
                 Payload::CodeSectionStart { range, .. } => {
-                    Some(range.end as u64 - (base + consumed as u64))
+                    Some((range.end as u64).saturating_sub(base + consumed as u64))
                 }
                 _ => None,
             };
