@@ -514,6 +514,53 @@ fn bit_flipped_skeletons_do_not_panic() {
     );
 }
 
+/// [`ModuleInfo::parse_reader`] (the loader's parse of a stamped library, the code section
+/// skipped) against [`ModuleInfo::parse`] on the corpus and on mutated skeletons: never a
+/// panic, the same model whenever `parse` succeeds, and an error with an offset otherwise
+/// (it may accept what `parse` rejects only inside the skipped function bodies, which a
+/// skeleton does not have).
+#[test]
+fn parse_reader_agrees_with_parse() {
+    use std::io::Cursor;
+    let mut checked = 0;
+    for lib in corpus() {
+        let whole = ModuleInfo::parse(&lib.bytes).unwrap();
+        let read = ModuleInfo::parse_reader(Cursor::new(&lib.bytes))
+            .unwrap_or_else(|e| panic!("{}: {e}", lib.name));
+        assert_eq!(read, whole, "{}", lib.name);
+        let skel = skeleton(&lib);
+        let mut rng = Rng::for_name(&format!("parse_reader {}", lib.name));
+        let mut bytes = skel.clone();
+        for i in 0..300 {
+            let desc = mutate(&mut rng, &mut bytes, usize::MAX);
+            let a = ModuleInfo::parse(&bytes);
+            let b = catch_unwind(AssertUnwindSafe(|| {
+                ModuleInfo::parse_reader(Cursor::new(&bytes))
+            }))
+            .unwrap_or_else(|_| {
+                panic!("{} mutation #{i} ({desc}): parse_reader panicked", lib.name)
+            });
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{} mutation #{i} ({desc})", lib.name),
+                (Err(_), Err(e)) => assert!(
+                    e.to_string().contains("(at offset 0x"),
+                    "{} mutation #{i} ({desc}): {e}",
+                    lib.name
+                ),
+                (a, b) => panic!(
+                    "{} mutation #{i} ({desc}): parse {:?}, parse_reader {:?}",
+                    lib.name,
+                    a.map(|_| "ok"),
+                    b.map(|_| "ok")
+                ),
+            }
+            checked += 1;
+            bytes.copy_from_slice(&skel);
+        }
+    }
+    assert!(checked > 0, "no corpus: nothing checked");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hand-made modules: huge counts, and the linear-time / linear-memory regressions.
 
