@@ -365,8 +365,9 @@ impl ModuleInfo {
     /// [`ModuleInfo::parse`] from a reader, without reading the code section: its bodies are
     /// skipped by the section's size (a seek), the only part of a module this model does not
     /// need. The same model and the same errors as [`ModuleInfo::parse`] for everything outside
-    /// the function bodies (whose validity is the compiler's business); a loader whose compiled
-    /// code is cached reads a tenth of a library such as `libpython3.14.so` this way.
+    /// the function bodies (whose validity is the compiler's business). A loader whose compiled
+    /// code is cached reads 3.4 of the 9.4 MB of `libpython3.14.so` this way (the data section
+    /// is still read: wasmparser hands a section over whole).
     ///
     /// Memory stays linear in the bytes actually present: a section size read from the module
     /// is never used to allocate, only to ask the reader for at most that many bytes.
