@@ -619,12 +619,24 @@ impl ComponentProcess {
         results: &mut [Val],
         outer: Option<Instant>,
     ) -> Result<(), ComponentError> {
+        self.guarded(full, outer, |store| func.call(store, args, results))
+    }
+
+    /// Runs `call` on the store under the per-call limits (ending by `outer` at the latest);
+    /// a failure poisons the instance. The one step every call path (WAVE, `Val`s, typed,
+    /// forwarded) goes through.
+    pub(super) fn guarded<T>(
+        &mut self,
+        full: &str,
+        outer: Option<Instant>,
+        call: impl FnOnce(&mut Store<Ctx>) -> wasmtime::Result<T>,
+    ) -> Result<T, ComponentError> {
         self.arm_by(outer)
             .map_err(|message| ComponentError::Limit {
                 function: format!("{}: {full}", self.pre.path.display()),
                 message,
             })?;
-        let r = func.call(&mut self.store, args, results);
+        let r = call(&mut self.store);
         self.disarm();
         r.map_err(|e| {
             let err = self.classify(full, e);

@@ -80,16 +80,7 @@ where
     {
         let p = &mut *self.process;
         p.check_poisoned()?;
-        p.arm().map_err(|message| ComponentError::Limit {
-            function: format!("{}: {}", p.pre.path.display(), self.full),
-            message,
-        })?;
-        let r = self.func.call(&mut p.store, params);
-        p.disarm();
-        r.map_err(|e| {
-            let err = p.classify(&self.full, e);
-            p.poisoned = Some((self.full.clone(), super::poison_reason(&err)));
-            err
-        })
+        let func = &self.func;
+        p.guarded(&self.full, None, |store| func.call(store, params))
     }
 }
