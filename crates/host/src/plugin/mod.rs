@@ -75,6 +75,18 @@ impl Default for HostConfig {
     }
 }
 
+/// The environment variable that makes every plugin count fuel even when its policy sets no
+/// `limits.fuel` (with a budget no call reaches): `1` to measure what fuel metering costs on a
+/// real workload (`scripts/bench-index.sh` runs `wasmlink index` with it). It only adds
+/// metering; a policy's own fuel limit and timeout still hold.
+pub const COUNT_FUEL_ENV: &str = "WASMLINK_COUNT_FUEL";
+
+/// Whether [`COUNT_FUEL_ENV`] is set to `1` (read once per process).
+fn count_fuel() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os(COUNT_FUEL_ENV).is_some_and(|v| v == "1"))
+}
+
 /// Engine-level settings; plugins whose policies agree on them share an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct EngineKey {
@@ -263,7 +275,11 @@ impl PluginHost {
     ) -> Result<PluginInner, PluginError> {
         policy.validate(name)?;
         policy.check_sha256(&format!("plugin `{name}`"), bytes)?;
-        let limits = policy.effective_limits();
+        let mut limits = policy.effective_limits();
+        if limits.fuel.is_none() && count_fuel() {
+            // Metering only: a budget no call reaches, so nothing that ran before stops now.
+            limits.fuel = Some(u64::MAX / 4);
+        }
         let key = EngineKey {
             stack: limits.stack,
             fuel: limits.fuel.is_some(),
