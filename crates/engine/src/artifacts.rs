@@ -89,7 +89,28 @@ pub(crate) fn store(engine: &Engine, key: &[u8; 32], module: &Module) {
     }
 }
 
+/// Whether `engine` has an artifact directory.
+pub(crate) fn has_dir(engine: &Engine) -> bool {
+    dir_of(engine).is_some()
+}
+
+/// Writes `serialized` (what `Engine::precompile_module` made for `engine`) as the artifact for
+/// `key`, as [`store`] does for a module.
+pub(crate) fn store_serialized(engine: &Engine, key: &[u8; 32], serialized: &[u8]) {
+    let Some(path) = file_of(engine, key) else {
+        return;
+    };
+    if let Err(e) = write_bytes(&path, serialized) {
+        tracing::debug!("artifact {} not written: {e}", path.display());
+    }
+}
+
 fn write(path: &Path, module: &Module) -> std::io::Result<()> {
+    let bytes = module.serialize().map_err(std::io::Error::other)?;
+    write_bytes(path, &bytes)
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("artifact files are in a directory");
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -99,7 +120,6 @@ fn write(path: &Path, module: &Module) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)?;
-    let bytes = module.serialize().map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name()
@@ -107,7 +127,7 @@ fn write(path: &Path, module: &Module) -> std::io::Result<()> {
             .unwrap_or("artifact"),
         std::process::id()
     ));
-    std::fs::write(&tmp, &bytes)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })

@@ -171,10 +171,58 @@ impl ModuleCache {
                 m
             }
         };
+        Ok(self.keep(key, module))
+    }
+
+    /// As [`get_or_compile_keyed`](Self::get_or_compile_keyed), compiling the wasm `bytes`
+    /// itself (asked only on a miss), by the cheapest route: with an artifact directory, the
+    /// module is compiled straight to its serialized artifact (`Engine::precompile_module`,
+    /// which skips wasmtime's own compressed cache: one file written instead of three, nothing
+    /// compressed), the artifact written, and mapped from the file, as a later process maps it.
+    /// Without one, `Module::new`.
+    ///
+    /// # Errors
+    /// What `bytes` returns, or a compilation error turned into `E` by `on_error`.
+    pub fn get_or_compile_wasm<E, B: AsRef<[u8]>>(
+        &self,
+        engine: &Engine,
+        key: &[u8; 32],
+        bytes: impl FnOnce() -> Result<B, E>,
+        on_error: impl Fn(wasmtime::Error) -> E,
+    ) -> Result<Module, E> {
+        let key = *key;
+        if let Some(m) = self.state().get(&key, engine) {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(m);
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = crate::artifacts::load(engine, &key) {
+            return Ok(self.keep(key, m));
+        }
+        let bytes = bytes()?;
+        let module = if crate::artifacts::has_dir(engine) {
+            let serialized = engine
+                .precompile_module(bytes.as_ref())
+                .map_err(&on_error)?;
+            crate::artifacts::store_serialized(engine, &key, &serialized);
+            let loaded = crate::artifacts::load(engine, &key);
+            match loaded {
+                Some(m) => m,
+                // Not written (a full disk, a read-only directory): compile in memory.
+                None => Module::new(engine, bytes.as_ref()).map_err(&on_error)?,
+            }
+        } else {
+            Module::new(engine, bytes.as_ref()).map_err(on_error)?
+        };
+        Ok(self.keep(key, module))
+    }
+
+    /// Keeps `module` under `key` (bounded by its code size) and returns it.
+    fn keep(&self, key: [u8; 32], module: Module) -> Module {
         let r = module.image_range();
         let size = (r.end as usize).saturating_sub(r.start as usize).max(1);
         self.state().insert(key, module.clone(), size);
-        Ok(module)
+        module
     }
 }
 
@@ -205,6 +253,13 @@ pub struct FileStamp {
 
 /// How old a file's mtime and ctime must be for it to get a [`FileStamp`].
 pub const STAMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How large a file must be for it to get a [`FileStamp`]. For a smaller file, reading and
+/// hashing it whole costs about what looking its stamp up costs (a path lookup and an open in
+/// the stamp directory), and recording a stamp creates one more file per cold load (with
+/// wasmtime's own cache, the kernel's file creation was 27% of a cold load of 200 small
+/// libraries: BENCHMARKS.md, "Issue 18 item 1").
+pub const STAMP_MIN_SIZE: u64 = 64 << 10;
 
 /// Reads `path` whole, with its [`FileStamp`] when it has a stable and old enough one
 /// (always `None` off Unix).
@@ -246,6 +301,9 @@ fn stamp_of(m: &std::fs::Metadata) -> Option<FileStamp> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     let limit = (now.checked_sub(STAMP_MIN_AGE)?).as_nanos() as i128;
+    if m.size() < STAMP_MIN_SIZE {
+        return None;
+    }
     let s = FileStamp {
         dev: m.dev(),
         ino: m.ino(),
@@ -354,6 +412,91 @@ mod tests {
         Module::new(engine, bytes)
     }
 
+    /// `module_bytes(n)` with a custom section that makes it [`STAMP_MIN_SIZE`] long or more.
+    fn big_module_bytes(n: i32) -> Vec<u8> {
+        let mut b = module_bytes(n);
+        let pad = STAMP_MIN_SIZE as usize;
+        // Custom section 0: size as a 3-byte LEB128, a 3-byte name "pad", then the payload.
+        let size = 1 + 3 + pad;
+        b.push(0);
+        b.extend([
+            (size & 0x7f) as u8 | 0x80,
+            ((size >> 7) & 0x7f) as u8 | 0x80,
+            (size >> 14) as u8,
+        ]);
+        b.extend([3, b'p', b'a', b'd']);
+        b.extend(std::iter::repeat_n(0u8, pad));
+        b
+    }
+
+    /// A small file gets no stamp (hashing it is as cheap as a stamp lookup), however old; a
+    /// large one as old does.
+    #[test]
+    fn a_small_file_is_not_stamped() {
+        let dir = std::env::temp_dir().join(format!("wasmlink-small-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (small, big) = (dir.join("small.wasm"), dir.join("big.wasm"));
+        std::fs::write(&small, module_bytes(1)).unwrap();
+        std::fs::write(&big, big_module_bytes(1)).unwrap();
+        Module::new(&Engine::default(), big_module_bytes(1)).expect("the padded module is valid");
+        std::thread::sleep(STAMP_MIN_AGE + std::time::Duration::from_millis(200));
+        assert!(read_stamped(&small).unwrap().1.is_none());
+        assert!(
+            read_stamped(&big).unwrap().1.is_some(),
+            "as old, and large: stamped"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A miss compiles once and writes exactly one artifact (not wasmtime's compressed cache
+    /// entries too); a new cache on the same engine maps it without asking for the bytes.
+    #[test]
+    fn compile_wasm_writes_one_artifact_and_maps_it() {
+        let dir = std::env::temp_dir().join(format!("wasmlink-wasm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = crate::shared_engine(Some(&dir.join("cache"))).unwrap();
+        let b = module_bytes(7);
+        let key = content_key(&b);
+        let err = |e: wasmtime::Error| e.to_string();
+        let m = ModuleCache::new(1 << 30)
+            .get_or_compile_wasm(&engine, &key, || Ok::<_, String>(&b), err)
+            .unwrap();
+        assert_eq!(m.exports().count(), 1);
+        let files: Vec<_> = walk(&dir.join("cache"));
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].to_string_lossy().ends_with(".cwasm"), "{files:?}");
+        let again = ModuleCache::new(1 << 30)
+            .get_or_compile_wasm(
+                &engine,
+                &key,
+                || -> Result<&[u8], String> { panic!("must map the artifact, not compile") },
+                err,
+            )
+            .unwrap();
+        assert_eq!(again.exports().count(), 1);
+        // A module that does not validate is the caller's error, not a panic.
+        let bad = b"\0asm\x01\0\0\0\x7f".to_vec();
+        let e = ModuleCache::new(1 << 30)
+            .get_or_compile_wasm(&engine, &content_key(&bad), || Ok::<_, String>(&bad), err)
+            .unwrap_err();
+        assert!(!e.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// A file rewritten in place with the same size and its mtime set back is hashed again,
     /// never given the key recorded for its old content.
     #[test]
@@ -363,7 +506,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let engine = crate::shared_engine(Some(&dir.join("cache"))).unwrap();
         let lib = dir.join("lib.wasm");
-        let (old, new) = (module_bytes(100), module_bytes(200));
+        let (old, new) = (big_module_bytes(100), big_module_bytes(200));
         assert_eq!(old.len(), new.len());
         std::fs::write(&lib, &old).unwrap();
         let mtime = std::fs::metadata(&lib).unwrap().modified().unwrap();

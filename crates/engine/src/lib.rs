@@ -24,6 +24,80 @@ use std::path::{Path, PathBuf};
 pub use cache::{CacheStats, DEFAULT_MODULE_CACHE_BYTES, ModuleCache};
 use wasmtime::Engine;
 
+/// The environment variable that picks the code generator: `cranelift` (the default) or
+/// `winch` ([`Compiler`]). Unset or empty: the default. Any other value fails engine set-up
+/// with one line ([`EngineError::Config`]).
+pub const COMPILER_ENV: &str = "WASMLINK_COMPILER";
+
+/// Which of wasmtime's code generators compiles wasm to native code.
+///
+/// - [`Compiler::Cranelift`] (default): an optimising compiler; its code runs fastest, it
+///   compiles slower.
+/// - [`Compiler::Winch`]: wasmtime's baseline compiler: one pass, much faster to compile, its
+///   code slower in hot loops. It does not support the exception-handling, GC, tail-call or
+///   function-references proposals: a module that uses them fails to compile under it.
+///
+/// Compiled code is cached per compiler (the engine's compatibility hash differs), so switching
+/// never runs one compiler's artifact under the other. BENCHMARKS.md, "Issue 18 item 1",
+/// has the figures behind the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Compiler {
+    /// Cranelift, the optimising compiler.
+    #[default]
+    Cranelift,
+    /// Winch, the baseline (single-pass) compiler.
+    Winch,
+}
+
+impl std::str::FromStr for Compiler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cranelift" => Ok(Compiler::Cranelift),
+            "winch" => Ok(Compiler::Winch),
+            other => Err(format!(
+                "{other:?} is not a compiler (expected cranelift or winch)"
+            )),
+        }
+    }
+}
+
+impl Compiler {
+    /// The compiler [`COMPILER_ENV`] names (unset or empty: [`Compiler::Cranelift`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Config`] naming the variable when its value is not a compiler.
+    pub fn from_env() -> Result<Compiler, EngineError> {
+        match std::env::var(COMPILER_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Compiler::default()),
+            Ok(v) if v.is_empty() => Ok(Compiler::default()),
+            Ok(v) => v.parse().map_err(|e| EngineError::Config {
+                message: format!("{COMPILER_ENV}: {e}"),
+            }),
+            Err(std::env::VarError::NotUnicode(v)) => Err(EngineError::Config {
+                message: format!(
+                    "{COMPILER_ENV}: {v:?} is not a compiler (expected cranelift or winch)"
+                ),
+            }),
+        }
+    }
+
+    /// Sets `config` up for this compiler (Cranelift: with the exception-handling proposal,
+    /// which C++ and CPython side modules use; Winch cannot compile it).
+    pub fn apply(self, config: &mut wasmtime::Config) {
+        match self {
+            Compiler::Cranelift => {
+                config.strategy(wasmtime::Strategy::Cranelift);
+                config.wasm_exceptions(true);
+            }
+            Compiler::Winch => {
+                config.strategy(wasmtime::Strategy::Winch);
+            }
+        }
+    }
+}
+
 /// Why an engine could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,24 +182,25 @@ pub struct Metering {
     pub epoch: bool,
 }
 
-/// As [`shared_engine`], with the metering `metering` asks for: one engine per cache directory
-/// and metering, for the whole host process.
+/// As [`shared_engine`], with the metering `metering` asks for: one engine per cache directory,
+/// metering and compiler ([`COMPILER_ENV`]), for the whole host process.
 ///
 /// # Errors
-/// As [`shared_engine`].
+/// As [`shared_engine`]; [`EngineError::Config`] when [`COMPILER_ENV`] names no compiler.
 pub fn shared_engine_with(
     cache_dir: Option<&Path>,
     metering: Metering,
 ) -> Result<Engine, EngineError> {
-    type Key = (Option<PathBuf>, Metering);
+    let compiler = Compiler::from_env()?;
+    type Key = (Option<PathBuf>, Metering, Compiler);
     static ENGINES: std::sync::Mutex<Vec<(Key, Engine)>> = std::sync::Mutex::new(Vec::new());
     let mut engines = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-    let key = (cache_dir.map(Path::to_path_buf), metering);
+    let key = (cache_dir.map(Path::to_path_buf), metering, compiler);
     if let Some((_, e)) = engines.iter().find(|(k, _)| *k == key) {
         return Ok(e.clone());
     }
     let mut config = wasmtime::Config::new();
-    config.wasm_exceptions(true);
+    compiler.apply(&mut config);
     config.consume_fuel(metering.fuel);
     config.epoch_interruption(metering.epoch);
     apply_profiler(&mut config);

@@ -147,11 +147,9 @@ pub(super) fn compile(
     stamp: Option<&wasmlink_engine::cache::FileStamp>,
     stats: &mut Stats,
 ) -> Result<Module, LinkError> {
-    let compile = || {
-        Module::new(engine, bytes).map_err(|e| LinkError::BadModule {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })
+    let bad = |e: wasmtime::Error| LinkError::BadModule {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
     };
     match cache {
         Some(c) => {
@@ -159,10 +157,10 @@ pub(super) fn compile(
                 wasmlink_engine::cache::file_key(engine, stamp, bytes)
             });
             timed(&mut stats.code, || {
-                c.get_or_compile_keyed(engine, &key, compile)
+                c.get_or_compile_wasm(engine, &key, || Ok(bytes), bad)
             })
         }
-        None => timed(&mut stats.code, compile),
+        None => timed(&mut stats.code, || Module::new(engine, bytes).map_err(bad)),
     }
 }
 
@@ -176,18 +174,18 @@ pub(super) fn compile_keyed(
     key: [u8; 32],
     stats: &mut Stats,
 ) -> Result<Module, LinkError> {
-    let compile = || {
-        let bytes = bytes()?;
-        Module::new(engine, &bytes).map_err(|e| LinkError::BadModule {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })
+    let bad = |e: wasmtime::Error| LinkError::BadModule {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
     };
     match cache {
         Some(c) => timed(&mut stats.code, || {
-            c.get_or_compile_keyed(engine, &key, compile)
+            c.get_or_compile_wasm(engine, &key, bytes, bad)
         }),
-        None => timed(&mut stats.code, compile),
+        None => timed(&mut stats.code, || {
+            let bytes = bytes()?;
+            Module::new(engine, &bytes).map_err(bad)
+        }),
     }
 }
 
