@@ -99,8 +99,10 @@ impl Process {
         };
         let cx = self.store.as_context_mut();
         let started = std::time::Instant::now();
+        let before = cx.data().dl.stats.get();
         let status = super::lifecycle::run_entry(cx, self.main);
         if super::stats::enabled() {
+            self.store.data().dl.stats.get().report_since(&before);
             // `exit()` ends the entry point with LinkError::Exit: the time is still the main's.
             tracing::debug!(
                 target: super::stats::TARGET,

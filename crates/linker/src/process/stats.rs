@@ -75,6 +75,35 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Prints what loading libraries cost since `before` (the `dlopen`s of a run of the main),
+    /// per library and in total, phase by phase.
+    pub(super) fn report_since(&self, before: &Stats) {
+        let files = self.files.saturating_sub(before.files);
+        if files == 0 {
+            return;
+        }
+        let lines = [
+            ("find + read + parse", self.read, before.read),
+            ("hash (code cache key)", self.hash, before.hash),
+            ("compiled code (cache/map/compile)", self.code, before.code),
+            ("bind + instantiate", self.instantiate, before.instantiate),
+            ("relocations", self.relocate, before.relocate),
+            ("constructors", self.ctors, before.ctors),
+        ];
+        let mut o = format!("dlopen: {files} files loaded by the main; per file, then total\n");
+        for (what, now, then) in lines {
+            let d = now.saturating_sub(then);
+            o.push_str(&format!(
+                "  {what:<36}{:9.1} us {}\n",
+                d.as_secs_f64() * 1e6 / f64::from(files),
+                ms(d)
+            ));
+        }
+        tracing::debug!(target: TARGET, "{}", o.trim_end());
+    }
+}
+
 /// Times `f`, adding its duration to `slot`.
 pub(super) fn timed<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
