@@ -7,6 +7,7 @@ mod artifacts;
 mod cli;
 mod cli_exit;
 mod dlclose_endurance;
+mod distinct;
 mod cli_json;
 mod cli_product;
 mod component_api;
