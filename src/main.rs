@@ -40,6 +40,7 @@ Examples:
   wasmlink search idx 'trait objects'   ranked, titled results (BM25)
   wasmlink serve a.toml                 serve pipelines over Arrow Flight (DoExchange)
   wasmlink sql --table t=x.parquet 'SELECT ...'   SQL with plugins as functions (feature sql)
+  wasmlink cluster scheduler --listen 127.0.0.1:50050   a Ballista cluster for sql --cluster (feature cluster)
   wasmlink completions bash > ~/.local/share/bash-completion/completions/wasmlink
   wasmlink man -o ~/.local/share/man/man1   one manual page per subcommand
 
@@ -94,6 +95,8 @@ enum Command {
     Serve(commands::serve::Args),
     #[cfg(feature = "sql")]
     Sql(commands::sql::Args),
+    #[cfg(feature = "cluster")]
+    Cluster(commands::cluster::Args),
     /// A build without the `sql` feature: says how to get it.
     #[cfg(not(feature = "sql"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -221,6 +224,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a),
         #[cfg(feature = "sql")]
         Command::Sql(a) => commands::sql::run(a),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(a) => commands::cluster::run(a),
         #[cfg(not(feature = "sql"))]
         Command::Sql { .. } => Err(input::CliError::Other(
             "sql: this wasmlink was built without the `sql` feature (Apache DataFusion); \

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod call;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod completions;
 pub mod compose;
 pub mod index;

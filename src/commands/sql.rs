@@ -39,9 +39,15 @@ Examples:
   wasmlink sql \"SELECT title, path FROM search('idx', 'lifetime elision', 5)\"
   wasmlink sql --table t=x.csv --format parquet -o out.parquet 'SELECT * FROM t WHERE x > 1'
 
+Cluster (feature `cluster`): --cluster df://HOST:PORT runs the query on a Ballista cluster
+(`wasmlink cluster scheduler|executor`). Table paths must name the same files on every executor
+(Parquet, CSV, JSON Lines; not Arrow files). In --udf, MODULE is a file or NAME@VERSION in --repo;
+the scheduler and executors load the same module and refuse if their bytes' sha256 differs.
+search(...) is not available on a cluster.
+
 Exit status: 0 success; 1 the query failed (a planning error, a failing function); 2 bad
-usage or input (a bad --table or --udf, an unreadable file or module), or the output cannot be
-written.")]
+usage or input (a bad --table or --udf, an unreadable file or module, a bad --cluster URL), or
+the output cannot be written; 3 the --cluster scheduler cannot be reached.")]
 pub struct Args {
     /// The SQL query.
     query: String,
@@ -63,6 +69,14 @@ pub struct Args {
     /// Where the search engine's modules are (for search(...)).
     #[command(flatten)]
     modules: ModulesFlag,
+    /// Run on a Ballista cluster: its scheduler, df://HOST:PORT (feature `cluster`).
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
+    /// The module repository for --udf modules named NAME@VERSION (with --cluster).
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "DIR", env = "WASMLINK_REPO", requires = "cluster")]
+    repo: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheFlags,
 }
@@ -143,12 +157,17 @@ impl SearchIndex for QueryModule {
     ) -> Result<Vec<SearchHit>, Box<dyn std::error::Error + Send + Sync>> {
         let dir = Path::new(index);
         if !dir.is_dir() {
-            return Err("no such index directory (build one with `wasmlink index --out DIR`)".into());
+            return Err(
+                "no such index directory (build one with `wasmlink index --out DIR`)".into(),
+            );
         }
-        let plugin = crate::search_modules::load_module(&self.host, &self.modules, "query", Some(dir))
-            .map_err(|e| e.to_string())?;
+        let plugin =
+            crate::search_modules::load_module(&self.host, &self.modules, "query", Some(dir))
+                .map_err(|e| e.to_string())?;
         let request = serde_json::json!({ "query": query, "k": k }).to_string();
-        let out = plugin.call_str("search", &request).map_err(|e| e.to_string())?;
+        let out = plugin
+            .call_str("search", &request)
+            .map_err(|e| e.to_string())?;
         out.lines()
             .map(|l| {
                 let h: Hit = serde_json::from_str(l)
@@ -178,11 +197,15 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         usize::from,
     );
+    #[cfg(feature = "cluster")]
+    if let Some(url) = &args.cluster {
+        return run_on_cluster(&args, url, threads, format);
+    }
     let session = SqlSession::new(threads).map_err(|e| CliError::Other(e.to_string()))?;
     for t in &args.tables {
-        let (name, path) = t.split_once('=').ok_or_else(|| {
-            CliError::Other(format!("--table `{t}`: expected NAME=PATH"))
-        })?;
+        let (name, path) = t
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--table `{t}`: expected NAME=PATH")))?;
         session
             .register_table(name, Path::new(path))
             .map_err(|e| CliError::Other(format!("--table: {e}")))?;
@@ -216,6 +239,78 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         host: search_host,
         modules: args.modules.clone(),
     }));
+    let result = match session.query(&args.query) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::output::error(&e);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let bytes = result
+        .encode(format)
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    crate::output::write_output(args.output.as_deref(), &bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--cluster df://HOST:PORT`: the session is a Ballista client; functions travel by module
+/// name and hash (crates/cluster).
+#[cfg(feature = "cluster")]
+fn run_on_cluster(
+    args: &Args,
+    url: &str,
+    threads: usize,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let (session, resolver) = match wasmlink_cluster::connect(url, threads) {
+        Ok(s) => s,
+        Err(e @ wasmlink_cluster::ClusterError::Address(_))
+            if wasmlink_cluster::parse_cluster_url(url).is_ok() =>
+        {
+            crate::output::error(&e);
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(CliError::Other(e.to_string())),
+    };
+    for t in &args.tables {
+        let (name, path) = t
+            .split_once('=')
+            .ok_or_else(|| CliError::Other(format!("--table `{t}`: expected NAME=PATH")))?;
+        if wasmlink_sql::TableFormat::of(Path::new(path))
+            == Some(wasmlink_sql::TableFormat::ArrowIpc)
+        {
+            return Err(CliError::Other(format!(
+                "--table `{t}`: an Arrow IPC table cannot run on a cluster (use Parquet, CSV or JSON Lines)"
+            )));
+        }
+        // Executors open the path themselves: make it absolute.
+        let abs = std::fs::canonicalize(path).map_err(|e| {
+            CliError::Other(format!(
+                "--table: table `{name}` ({path}): {}",
+                crate::input::io_message(&e)
+            ))
+        })?;
+        session
+            .register_table(name, &abs)
+            .map_err(|e| CliError::Other(format!("--table: {e}")))?;
+    }
+    for spec in &args.udfs {
+        let (name, module, function, policy) = parse_udf(spec)?;
+        let (spec, bytes, policy) = wasmlink_cluster::UdfSpec::from_client(
+            &name,
+            &module.to_string_lossy(),
+            &function,
+            policy.as_deref(),
+            args.repo.as_deref(),
+        )
+        .map_err(|e| CliError::Other(e.to_string()))?;
+        let plugin = resolver
+            .host()
+            .load(&spec.plugin_name(), &bytes, policy)
+            .map_err(|e| CliError::Other(format!("--udf {name}: {e}")))?;
+        wasmlink_cluster::register_cluster_udf(&session, &spec, plugin)
+            .map_err(|e| CliError::Other(e.to_string()))?;
+    }
     let result = match session.query(&args.query) {
         Ok(r) => r,
         Err(e) => {

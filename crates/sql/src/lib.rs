@@ -13,6 +13,8 @@
 mod bridge;
 mod udf;
 
+pub use udf::WasmUdf;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -319,6 +321,13 @@ impl SqlSession {
         result.map_err(|e| err(one_line(&e)))
     }
 
+    /// A session on a context built elsewhere (a Ballista client's: crates/cluster) and the
+    /// runtime its queries run on (with I/O and timers enabled when the context talks to a
+    /// cluster).
+    pub fn from_context(ctx: SessionContext, rt: tokio::runtime::Runtime) -> SqlSession {
+        SqlSession { ctx, rt }
+    }
+
     /// Registers `function` of `plugin` (an Arrow function) as the scalar function `name`.
     pub fn register_udf(
         &self,
@@ -326,32 +335,24 @@ impl SqlSession {
         plugin: wasmlink_host::plugin::Plugin,
         function: &str,
     ) -> Result<(), SqlError> {
-        check_name(name)?;
-        let exists = plugin.exports().iter().any(|(n, _)| *n == function);
-        if !exists {
-            return Err(SqlError::Name {
-                name: name.to_string(),
-                message: format!(
-                    "module `{}` exports no function `{function}`",
-                    plugin.name()
-                ),
-            });
+        self.register_udf_with_origin(name, plugin, function, None)
+    }
+
+    /// [`SqlSession::register_udf`], the function carrying `origin`: where its module comes from,
+    /// opaque here (crates/cluster serialises it into plans so executors load the same bytes).
+    pub fn register_udf_with_origin(
+        &self,
+        name: &str,
+        plugin: wasmlink_host::plugin::Plugin,
+        function: &str,
+        origin: Option<String>,
+    ) -> Result<(), SqlError> {
+        check_udf(name, &plugin, function)?;
+        let mut udf = udf::WasmUdf::new(name, plugin, function);
+        if let Some(o) = origin {
+            udf = udf.with_origin(o);
         }
-        if let Some(k) = plugin.manifest().get(function)
-            && !k.input.is_arrow()
-        {
-            return Err(SqlError::Name {
-                name: name.to_string(),
-                message: format!(
-                    "`{function}` of module `{}` takes {k}, not an Arrow batch (docs/abi.md)",
-                    plugin.name()
-                ),
-            });
-        }
-        self.ctx
-            .register_udf(ScalarUDF::new_from_impl(udf::WasmUdf::new(
-                name, plugin, function,
-            )));
+        self.ctx.register_udf(ScalarUDF::new_from_impl(udf));
         Ok(())
     }
 
@@ -377,6 +378,38 @@ impl SqlSession {
             Ok(QueryResult { batches, schema })
         })
     }
+}
+
+/// Checks that `function` of `plugin` can be the SQL function `name`: a good name, an exported
+/// function taking an Arrow batch.
+pub fn check_udf(
+    name: &str,
+    plugin: &wasmlink_host::plugin::Plugin,
+    function: &str,
+) -> Result<(), SqlError> {
+    check_name(name)?;
+    let exists = plugin.exports().iter().any(|(n, _)| *n == function);
+    if !exists {
+        return Err(SqlError::Name {
+            name: name.to_string(),
+            message: format!(
+                "module `{}` exports no function `{function}`",
+                plugin.name()
+            ),
+        });
+    }
+    if let Some(k) = plugin.manifest().get(function)
+        && !k.input.is_arrow()
+    {
+        return Err(SqlError::Name {
+            name: name.to_string(),
+            message: format!(
+                "`{function}` of module `{}` takes {k}, not an Arrow batch (docs/abi.md)",
+                plugin.name()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `search(INDEX, QUERY[, K])`: rank, score, title, path.

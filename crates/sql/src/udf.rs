@@ -28,6 +28,8 @@ pub struct WasmUdf {
     function: String,
     plugin: Plugin,
     signature: Signature,
+    /// Where the module comes from, for a plan serialised to other processes (crates/cluster).
+    origin: Option<String>,
     /// Argument types -> the result field, learnt from an empty call.
     fields: Mutex<HashMap<Vec<(String, String)>, FieldRef>>,
 }
@@ -68,8 +70,20 @@ impl WasmUdf {
             // Volatile: a module may read a clock or randomness its policy grants, so DataFusion
             // must not fold a call on constants into one value at planning time.
             signature: Signature::variadic_any(Volatility::Volatile),
+            origin: None,
             fields: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This function with `origin`: an opaque description of where its module comes from.
+    pub fn with_origin(mut self, origin: String) -> WasmUdf {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// See [`WasmUdf::with_origin`].
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     fn err(&self, message: impl std::fmt::Display) -> DataFusionError {
