@@ -467,3 +467,46 @@ fn a_limit_stops_a_constructor_during_the_load() {
         "wasmlink: rl_main.wasm: stopped after the 300ms time limit (--timeout)\n"
     );
 }
+
+/// `WASMLINK_COUNT_FUEL=1` (what scripts/bench-index.sh uses to measure fuel metering) only adds
+/// counting: a plugin's timeout and its own fuel limit stop a spin with the same one line as
+/// without it, and a call that finishes gives the same result.
+#[test]
+fn count_fuel_env_keeps_the_timeout_and_the_fuel_limit() {
+    let dir = fixtures_out().join("run_limits_count_fuel");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let m = module(
+        &dir,
+        "meter.wasm",
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "spin") (loop $l (br $l)))
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"#,
+    );
+    let cases: [&[&str]; 3] = [
+        &["call", "--timeout", "300ms", s(&m), "spin"],
+        &["call", "--fuel", "100000", s(&m), "spin"],
+        &["call", s(&m), "add", "2", "3"],
+    ];
+    for args in cases {
+        let plain = crate::support::wasmlink_in(args, None, &[("WASMLINK_COUNT_FUEL", "0")]);
+        let started = Instant::now();
+        let counted = crate::support::wasmlink_in(args, None, &[("WASMLINK_COUNT_FUEL", "1")]);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{args:?} took {:?} with WASMLINK_COUNT_FUEL=1",
+            started.elapsed()
+        );
+        assert_eq!(counted.status.code(), plain.status.code(), "{args:?}");
+        assert_eq!(counted.stdout, plain.stdout, "{args:?}");
+        assert_eq!(stderr(&counted), stderr(&plain), "{args:?}");
+    }
+    let stopped = crate::support::wasmlink_in(cases[0], None, &[("WASMLINK_COUNT_FUEL", "1")]);
+    assert!(
+        stderr(&stopped).contains("timed out after 300ms (limits.timeout)"),
+        "{}",
+        stderr(&stopped)
+    );
+    let sum = crate::support::wasmlink_in(cases[2], None, &[("WASMLINK_COUNT_FUEL", "1")]);
+    assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), "5");
+}
