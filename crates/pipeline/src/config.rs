@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
     MAX_BATCH_ROWS, MAX_QUEUE_DEPTH, MAX_ROW_GROUP_ROWS, MAX_WORKERS, PipelineError, PipelineSpec,
-    Schedule, Sink, Source, Stage, StageModule, check_bound, check_function, workers_in_total,
+    Schedule, Sink, Source, Stage, StageModule, check_bound, workers_in_total,
 };
 use wasmlink_host::plugin::PluginHost;
 use wasmlink_host::policy::Policy;
@@ -453,60 +453,48 @@ pub(crate) fn from_toml(
                 }
             },
         };
-        if reference.is_none() && is_component_file(&module) {
+        let module_err = |e: String| serr(st.module.span(), "module", e);
+        let plugin: StageModule = match reference {
             // A stage component (wit/pipeline/stage.wit): the same policy, its own runtime.
-            let component = super::ComponentStage::load(&module, policy)
-                .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
-            component
-                .check_function(st.function.get_ref())
-                .map_err(|e| serr(st.function.span(), "function", e.to_string()))?;
-            stages.push(Stage {
-                name,
-                plugin: StageModule::Component(std::sync::Arc::new(component)),
-                function: st.function.get_ref().clone(),
-                workers,
-            });
-            continue;
-        }
-        let plugin = match reference {
-            None => host.load_file(&module, policy),
+            None if is_component_file(&module) => StageModule::Component(std::sync::Arc::new(
+                super::ComponentStage::load(&module, policy)
+                    .map_err(|e| module_err(e.to_string()))?,
+            )),
+            None => host
+                .load_file(&module, policy)
+                .map_err(|e| module_err(e.to_string()))?
+                .into(),
             Some(r) => {
                 if repository.is_none() {
                     repository = Some(match &raw.repository {
                         Some(dir) => wasmlink_repo::Repository::open(resolve(dir.get_ref())),
                         None => wasmlink_repo::Repository::open_default()
-                            .map_err(|e| serr(st.module.span(), "module", e.to_string()))?,
+                            .map_err(|e| module_err(e.to_string()))?,
                     });
                 }
                 let repo = repository
                     .as_ref()
-                    .ok_or_else(|| serr(st.module.span(), "module", "no repository".into()))?;
+                    .ok_or_else(|| module_err("no repository".into()))?;
                 if references_component(repo, r) {
                     // A stage component stored in the repository: its bytes are loaded only
                     // once their sha256 (and, with the policy's trusted keys, signature) hold,
                     // exactly as for a core module.
-                    let component = load_component_ref(repo, r, policy)
-                        .map_err(|e| serr(st.module.span(), "module", e))?;
-                    component
-                        .check_function(st.function.get_ref())
-                        .map_err(|e| serr(st.function.span(), "function", e.to_string()))?;
-                    stages.push(Stage {
-                        name,
-                        plugin: StageModule::Component(std::sync::Arc::new(component)),
-                        function: st.function.get_ref().clone(),
-                        workers,
-                    });
-                    continue;
+                    StageModule::Component(std::sync::Arc::new(
+                        load_component_ref(repo, r, policy).map_err(module_err)?,
+                    ))
+                } else {
+                    host.load_ref(repo, r, policy)
+                        .map_err(|e| module_err(e.to_string()))?
+                        .into()
                 }
-                host.load_ref(repo, r, policy)
             }
-        }
-        .map_err(|e| serr(st.module.span(), "module", e.to_string()))?;
-        check_function(&plugin, st.function.get_ref())
+        };
+        plugin
+            .check_function(st.function.get_ref())
             .map_err(|m| serr(st.function.span(), "function", m))?;
         stages.push(Stage {
             name,
-            plugin: plugin.into(),
+            plugin,
             function: st.function.get_ref().clone(),
             workers,
         });
