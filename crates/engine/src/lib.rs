@@ -206,7 +206,9 @@ pub fn shared_engine_with(
     apply_profiler(&mut config);
     if let Some(dir) = cache_dir {
         let mut cc = wasmtime::CacheConfig::new();
-        cc.with_directory(dir);
+        // wasmtime's cache in a directory of its own: its clean-up worker deletes every file
+        // it does not recognise under its directory, the artifacts beside it included.
+        cc.with_directory(dir.join("wasmtime"));
         let cache = wasmtime::Cache::new(cc).map_err(|e| EngineError::CacheDir {
             dir: dir.to_path_buf(),
             message: e.to_string(),
