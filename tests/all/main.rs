@@ -33,6 +33,7 @@ mod own_memory;
 mod parquet;
 mod pipeline;
 mod pipeline_hostile;
+mod pipeline_memory;
 mod plugin;
 mod policy;
 mod python;

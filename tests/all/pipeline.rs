@@ -569,7 +569,7 @@ fn bad_pipeline_files_give_one_line_errors_that_point_at_the_field() {
         ),
         (
             stage("name = \"a\"\nmodule = \"identity.wasm\"\nfunction = \"run\"\ncolour = 1\n"),
-            "p.toml:8:1: unknown field `colour`, expected one of `name`, `module`, `function`, `policy`, `workers`",
+            "p.toml:8:1: unknown field `colour`, expected one of `name`, `module`, `function`, `policy`, `workers`, `recycle-above`",
         ),
         (
             stage(

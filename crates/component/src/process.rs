@@ -82,12 +82,14 @@ struct Limiter {
     memory: Option<usize>,
     table_elements: Option<usize>,
     instances: usize,
+    /// Bytes the store's linear memories hold now (initial sizes plus every growth allowed).
+    memory_bytes: u64,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -96,7 +98,12 @@ impl ResourceLimiter for Limiter {
                 "memory grows to {desired} bytes, past the {max}-byte limit (limits.memory)"
             ))
             .into()),
-            _ => Ok(true),
+            _ => {
+                self.memory_bytes = self
+                    .memory_bytes
+                    .saturating_add(desired.saturating_sub(current) as u64);
+                Ok(true)
+            }
         }
     }
 
@@ -385,6 +392,7 @@ impl ComponentPre {
                     memory: limits.memory,
                     table_elements: limits.table_elements,
                     instances: limits.instances.unwrap_or(10_000),
+                    memory_bytes: 0,
                 },
                 deadline: None,
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
@@ -500,6 +508,12 @@ impl ComponentProcess {
     /// The compiled component this is an instance of.
     pub fn pre(&self) -> &Arc<ComponentPre> {
         &self.pre
+    }
+
+    /// Bytes of linear memory the instance's core memories hold (they never shrink): what a
+    /// pipeline worker checks to replace an instance grown too large.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limiter.memory_bytes
     }
 
     /// Whether a failed call poisoned this instance (no further call runs on it).

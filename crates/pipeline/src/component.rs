@@ -301,6 +301,11 @@ pub(crate) struct ComponentInstance {
 }
 
 impl ComponentInstance {
+    /// Bytes of linear memory the instance holds (see `ComponentProcess::memory_bytes`).
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.process.memory_bytes()
+    }
+
     /// Calls `function` on `batch`.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::{
     DEFAULT_BATCH_ROWS, DEFAULT_EXTENSIONS, DEFAULT_QUEUE_DEPTH, DEFAULT_ROW_GROUP_ROWS,
     MAX_BATCH_ROWS, MAX_QUEUE_DEPTH, MAX_ROW_GROUP_ROWS, MAX_WORKERS, PipelineError, PipelineSpec,
-    Schedule, Sink, Source, Stage, StageModule, check_bound, workers_in_total,
+    Recycle, Schedule, Sink, Source, Stage, StageModule, check_bound, workers_in_total,
 };
 use wasmlink_host::plugin::PluginHost;
 use wasmlink_host::policy::Policy;
@@ -68,6 +68,8 @@ struct RawStage {
     function: Spanned<String>,
     policy: Option<Spanned<PolicyRef>>,
     workers: Option<Spanned<usize>>,
+    /// `"256MiB"`, a number of bytes, or `"none"` (see [`Recycle`]).
+    recycle_above: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -492,11 +494,18 @@ pub(crate) fn from_toml(
         plugin
             .check_function(st.function.get_ref())
             .map_err(|m| serr(st.function.span(), "function", m))?;
+        let recycle = match &st.recycle_above {
+            None => Recycle::Auto,
+            Some(v) => {
+                parse_recycle(v.get_ref()).map_err(|m| serr(v.span(), "recycle-above", m))?
+            }
+        };
         stages.push(Stage {
             name,
             plugin,
             function: st.function.get_ref().clone(),
             workers,
+            recycle,
         });
     }
     Ok(PipelineSpec {
@@ -579,4 +588,29 @@ fn io_msg(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
     }
+}
+
+/// `recycle-above`: a size (`"256MiB"`, or bytes as an integer) of at least [`Recycle::MIN`],
+/// or `"none"`.
+fn parse_recycle(v: &toml::Value) -> Result<Recycle, String> {
+    let expected = "expected a size of at least 1MiB such as \"256MiB\", or \"none\" for a \
+                    stage that keeps state between batches";
+    let bytes = match v {
+        toml::Value::String(t) if t.trim().eq_ignore_ascii_case("none") => {
+            return Ok(Recycle::Never);
+        }
+        toml::Value::String(t) => {
+            wasmlink_host::policy::ByteSize::parse(t)
+                .map_err(|e| format!("{e}; {expected}"))?
+                .0
+        }
+        toml::Value::Integer(n) => {
+            u64::try_from(*n).map_err(|_| format!("{n} is negative; {expected}"))?
+        }
+        other => return Err(format!("`{other}` is not a size; {expected}")),
+    };
+    if bytes < Recycle::MIN {
+        return Err(format!("{bytes} bytes is too small; {expected}"));
+    }
+    Ok(Recycle::Above(bytes))
 }

@@ -55,6 +55,22 @@ impl Worker {
         })
     }
 
+    /// Bytes of linear memory the instance holds.
+    fn memory_bytes(&self) -> u64 {
+        match self {
+            Worker::Core(i) => i.memory_bytes(),
+            Worker::Component(i) => i.memory_bytes(),
+        }
+    }
+
+    /// Drops the instance without returning it to a pool (its memory goes back to the system).
+    fn discard(self) {
+        match self {
+            Worker::Core(i) => i.discard(),
+            Worker::Component(i) => drop(i),
+        }
+    }
+
     fn call(&mut self, stage: &Stage, batch: &RecordBatch) -> Result<RecordBatch, StageCallError> {
         match (self, &stage.plugin) {
             (Worker::Core(i), _) => Ok(i.call_arrow(&stage.function, batch)?),
@@ -68,6 +84,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// A worker thread's instance of one stage (made on first use, and again after a failed call
+/// or a recycle), the largest input batch it has passed to the stage, and the instance's memory
+/// after its first call (0 before it).
+#[derive(Default)]
+struct Slot {
+    instance: Option<Worker>,
+    largest_batch: u64,
+    after_first_call: u64,
 }
 
 /// How often the sink commits a checkpoint (syncing its files).
@@ -103,6 +129,7 @@ struct Counters {
     bytes_out: AtomicU64,
     failures: AtomicU64,
     busy_nanos: AtomicU64,
+    recycled: AtomicU64,
 }
 
 #[derive(Default)]
@@ -416,6 +443,7 @@ pub(crate) fn run(
                 bytes_out: c.bytes_out.load(Ordering::Relaxed),
                 failures: c.failures.load(Ordering::Relaxed),
                 busy_secs: c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+                recycled: c.recycled.load(Ordering::Relaxed),
             })
             .collect();
         Ok(RunStats {
@@ -502,20 +530,26 @@ enum Step {
 }
 
 /// Calls `stage` on `batch` with the worker's instance of it (taken, or taken again after a
-/// failed call), counting into `counters`.
+/// failed call or a recycle), counting into `counters`.
 fn call_stage(
     stage: &Stage,
-    instance: &mut Option<Worker>,
+    slot: &mut Slot,
     batch: &RecordBatch,
     seq: u64,
     shared: &Shared,
     counters: &Counters,
     on_call: Option<&CallHook>,
 ) -> Step {
+    let batch_bytes = batch.get_array_memory_size() as u64;
+    slot.largest_batch = slot.largest_batch.max(batch_bytes);
+    let instance = &mut slot.instance;
     let inst = match instance {
         Some(i) => i,
         None => match Worker::new(stage) {
-            Ok(i) => instance.insert(i),
+            Ok(i) => {
+                slot.after_first_call = 0;
+                instance.insert(i)
+            }
             Err(e) => {
                 shared.fail(PipelineError::Stage {
                     stage: stage.name.clone(),
@@ -552,11 +586,31 @@ fn call_stage(
     counters
         .rows_in
         .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-    counters
-        .bytes_in
-        .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+    counters.bytes_in.fetch_add(batch_bytes, Ordering::Relaxed);
     match result {
         Ok(out) => {
+            // The call's result is out of the instance (a batch of its own): an instance whose
+            // memory has grown past the bound is dropped now, and the next batch gets a fresh
+            // one. Stages are stateless between batches (docs/pipeline.md).
+            let memory = inst.memory_bytes();
+            if slot.after_first_call == 0 {
+                slot.after_first_call = memory;
+            }
+            if let Some(bound) = stage
+                .recycle
+                .bound(slot.largest_batch, slot.after_first_call)
+                && memory > bound
+                && let Some(old) = instance.take()
+            {
+                tracing::debug!(
+                    target: "wasmlink::pipeline",
+                    "batch {seq}: stage `{}`: instance recycled ({} bytes of memory, bound {bound})",
+                    stage.name,
+                    memory
+                );
+                old.discard();
+                counters.recycled.fetch_add(1, Ordering::Relaxed);
+            }
             counters
                 .rows_out
                 .fetch_add(out.num_rows() as u64, Ordering::Relaxed);
@@ -600,7 +654,7 @@ fn work_chain(
     counters: &[Arc<Counters>],
     on_call: Option<&CallHook>,
 ) {
-    let mut instances: Vec<Option<Worker>> = stages.iter().map(|_| None).collect();
+    let mut instances: Vec<Slot> = stages.iter().map(|_| Slot::default()).collect();
     for item in rx.iter() {
         let (seq, mut batch) = match item {
             Item::Ok { seq, batch } => (seq, batch),
@@ -658,7 +712,7 @@ fn work(
     counters: &Counters,
     on_call: Option<&CallHook>,
 ) {
-    let mut instance: Option<Worker> = None;
+    let mut instance = Slot::default();
     for item in rx.iter() {
         let (seq, batch) = match item {
             Item::Ok { seq, batch } => (seq, batch),

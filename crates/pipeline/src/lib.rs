@@ -386,6 +386,53 @@ pub struct Stage {
     pub function: String,
     /// Worker threads, each with one instance (at least 1).
     pub workers: usize,
+    /// When a worker replaces its instance of the stage between batches (its memory grown
+    /// too large); see [`Recycle`].
+    pub recycle: Recycle,
+}
+
+/// The smallest bound [`Recycle::Auto`] puts on a stage instance's linear memory.
+pub const RECYCLE_FLOOR: u64 = 16 << 20;
+
+/// When a pipeline worker replaces its instance of a stage. Wasm linear memory grows and never
+/// shrinks, so an instance that once held a large batch (or whose allocator fragments) keeps
+/// that memory for the rest of the run; a stage is stateless between batches
+/// (docs/pipeline.md), so after a call the worker may drop the instance (its memory goes back
+/// to the system) and take a fresh one for the next batch. No batch is lost or repeated: the
+/// replacement happens after the call's result was handed on. Counted in
+/// [`StageStats::recycled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recycle {
+    /// The default (TOML: no `recycle-above`): above the largest of [`RECYCLE_FLOOR`] (16 MiB),
+    /// 4 x the largest input batch (Arrow memory size) the worker has passed to the stage, and
+    /// 2 x the instance's memory after its first call (so a stage that needs much memory to
+    /// start is not replaced after every call).
+    #[default]
+    Auto,
+    /// Above this many bytes of linear memory (TOML: `recycle-above = "256MiB"`; at least
+    /// 1 MiB).
+    Above(u64),
+    /// Never (TOML: `recycle-above = "none"`): for a stage that keeps state between batches.
+    Never,
+}
+
+impl Recycle {
+    /// The smallest `recycle-above` accepted.
+    pub const MIN: u64 = 1 << 20;
+
+    /// The bound on an instance's memory, given the largest input batch seen and the
+    /// instance's memory after its first call (`None`: never).
+    pub fn bound(self, largest_batch: u64, after_first_call: u64) -> Option<u64> {
+        match self {
+            Recycle::Auto => Some(
+                RECYCLE_FLOOR
+                    .max(largest_batch.saturating_mul(4))
+                    .max(after_first_call.saturating_mul(2)),
+            ),
+            Recycle::Above(n) => Some(n),
+            Recycle::Never => None,
+        }
+    }
 }
 
 /// A stage's module: a core module loaded as a plugin, or a stage component.
@@ -558,7 +605,16 @@ impl PipelineSpec {
             plugin: plugin.into(),
             function: function.to_string(),
             workers,
+            recycle: Recycle::Auto,
         });
+        self
+    }
+
+    /// Sets when the last stage added is recycled (see [`Recycle`]).
+    pub fn recycle(mut self, recycle: Recycle) -> Self {
+        if let Some(s) = self.stages.last_mut() {
+            s.recycle = recycle;
+        }
         self
     }
 
@@ -661,6 +717,9 @@ pub struct StageStats {
     pub failures: u64,
     /// Time spent in calls, summed over workers, in seconds.
     pub busy_secs: f64,
+    /// Instances replaced between batches because their linear memory had grown past the
+    /// stage's bound ([`Recycle`]).
+    pub recycled: u64,
 }
 
 /// What a run did.

@@ -91,6 +91,9 @@ struct Limiter {
     table_elements: u64,
     instances: u64,
     hit: Option<Hit>,
+    /// Bytes of linear memory the store's memories hold now (their initial sizes and every
+    /// growth allowed since; linear memories never shrink).
+    memory_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +103,7 @@ struct LimitExceeded;
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -110,6 +113,9 @@ impl ResourceLimiter for Limiter {
             });
             return Err(LimitExceeded.into());
         }
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current) as u64);
         Ok(true)
     }
 
@@ -369,6 +375,21 @@ impl Instance {
         self.ready().memory
     }
 
+    /// Bytes of linear memory this instance holds: every memory's size, grown or not (wasm
+    /// memories never shrink, so this is also the most it has held). A pipeline worker uses it
+    /// to replace an instance that has grown too large.
+    pub fn memory_bytes(&self) -> u64 {
+        self.ready
+            .as_ref()
+            .map_or(0, |r| r.store.data().limiter.memory_bytes)
+    }
+
+    /// Drops the instance without returning it to the pool (its memory is given back), for an
+    /// instance that is healthy but should not be reused: one grown past a bound, say.
+    pub fn discard(mut self) {
+        self.failed = true;
+    }
+
     /// The store, for direct access to memory and functions. A caller that traps through it
     /// should call [`Instance::poison`] so the instance is not reused.
     pub fn store_mut(&mut self) -> &mut Store<PluginState> {
@@ -541,6 +562,7 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
             table_elements: limits.table_elements,
             instances: limits.instances,
             hit: None,
+            memory_bytes: 0,
         },
         stdout,
         stderr,
