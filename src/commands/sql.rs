@@ -314,7 +314,7 @@ fn run_on_cluster(
     let result = match session.query(&args.query) {
         Ok(r) => r,
         Err(e) => {
-            crate::output::error(&e);
+            crate::output::error(&tidy_cluster_error(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
@@ -323,4 +323,27 @@ fn run_on_cluster(
         .map_err(|e| CliError::Other(e.to_string()))?;
     crate::output::write_output(args.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ballista returns a scheduler's error as a gRPC status whose message nests DataFusion errors
+/// in escaped `Debug` text; the innermost message is the one that says what went wrong.
+#[cfg(feature = "cluster")]
+fn tidy_cluster_error(text: &str) -> String {
+    if !text.contains("Status {") {
+        return text.to_string();
+    }
+    let mut t = text.to_string();
+    loop {
+        let u = t.replace("\\\\", "\\").replace("\\\"", "\"");
+        if u == t {
+            break;
+        }
+        t = u;
+    }
+    let Some(start) = t.rfind("(\"") else {
+        return t;
+    };
+    let inner = &t[start + 2..];
+    let inner = inner.split("\")").next().unwrap_or(inner);
+    format!("the cluster refused the query: {inner}")
 }

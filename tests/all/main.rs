@@ -6,6 +6,8 @@ mod architecture;
 mod artifacts;
 mod cli;
 mod cli_exit;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod dlclose_endurance;
 mod distinct;
 mod cli_json;
