@@ -14,7 +14,8 @@
 # With CALLS (default 2000000) each main then calls f_(k % N)(k) CALLS times through the dlsym'ed
 # pointers (hot code; "call ns"), checked against the sum computed in the main.
 #
-# Env: N (200), RUNS (3), CALLS, WASMLINK (target/release/wasmlink; built if missing),
+# Env: N (200), RUNS (3), CALLS, WASMLINK (target/release/wasmlink; built if missing, with the
+#      `winch` feature when COMPILERS names winch),
 #      COMPILERS ("cranelift winch": values of WASMLINK_COMPILER, each a COLD and a WARM row;
 #      "default" leaves it unset, for a binary from before the choice).
 # The libraries are kept in target/bench-distinct/N<N>-<hash of the generator> and reused; the
@@ -43,7 +44,12 @@ command -v node >/dev/null || { echo "bench-distinct: node not found (scripts/se
 # Debian's emcc runs its JS optimizer with the system's acorn (node-acorn), which a Node
 # installed elsewhere does not look for.
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
-[ -x "$WASMLINK" ] || cargo build --release --bin wasmlink
+case " $COMPILERS " in
+  *" winch "*)
+    # Winch is a cargo feature (off by default); a binary without it says so at the first row.
+    [ -x "$WASMLINK" ] || cargo build --release --bin wasmlink --features winch ;;
+  *) [ -x "$WASMLINK" ] || cargo build --release --bin wasmlink ;;
+esac
 
 hash=$(sha256sum benches/distinct/gen.sh | cut -c1-12)
 work=$root/target/bench-distinct/N$N-$hash

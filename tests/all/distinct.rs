@@ -109,6 +109,19 @@ fn distinct_libraries_run_cold_warm_and_under_winch() {
     check_ok(&run(&main, &dir, &cache, &[]), "cranelift warm");
     assert_eq!(engine_dirs(&cache), 1, "one engine's artifacts");
     let winch = [("WASMLINK_COMPILER", "winch")];
+    if !cfg!(feature = "winch") {
+        // A default build leaves Winch out and says how to get it.
+        let o = run(&main, &dir, &cache, &winch);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(127), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("wasmlink: ") && !err.starts_with("wasmlink: wasmlink"),
+            "{err}"
+        );
+        assert!(err.contains("--features winch"), "{err}");
+        return;
+    }
     check_ok(&run(&main, &dir, &cache, &winch), "winch cold");
     check_ok(&run(&main, &dir, &cache, &winch), "winch warm");
     // Winch's code is cached apart: never one compiler's artifact under the other.
@@ -157,5 +170,6 @@ fn an_unknown_compiler_is_one_clear_line() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.starts_with("wasmlink: wasmlink"), "one prefix: {err}");
     assert_eq!(o.status.code(), Some(127), "cannot be loaded: {err}");
 }

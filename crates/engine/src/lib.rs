@@ -33,9 +33,11 @@ pub const COMPILER_ENV: &str = "WASMLINK_COMPILER";
 ///
 /// - [`Compiler::Cranelift`] (default): an optimising compiler; its code runs fastest, it
 ///   compiles slower.
-/// - [`Compiler::Winch`]: wasmtime's baseline compiler: one pass, much faster to compile, its
-///   code slower in hot loops. It does not support the exception-handling, GC, tail-call or
-///   function-references proposals: a module that uses them fails to compile under it.
+/// - `Compiler::Winch` (cargo feature `winch`, off by default): wasmtime's baseline compiler:
+///   one pass, its code slower in hot loops. It does not support the exception-handling, GC,
+///   tail-call or function-references proposals: a module that uses them fails to compile under
+///   it. Measured, it did not load small libraries faster than Cranelift (BENCHMARKS.md, "Issue
+///   18 item 1"), and it adds 1.1 MB to the binary, so default builds leave it out.
 ///
 /// Compiled code is cached per compiler (the engine's compatibility hash differs), so switching
 /// never runs one compiler's artifact under the other. BENCHMARKS.md, "Issue 18 item 1",
@@ -47,15 +49,24 @@ pub enum Compiler {
     #[default]
     Cranelift,
     /// Winch, the baseline (single-pass) compiler.
+    #[cfg(feature = "winch")]
     Winch,
 }
+
+/// What a build without the `winch` feature says when asked for Winch.
+#[cfg(not(feature = "winch"))]
+const NO_WINCH: &str = "\"winch\": this wasmlink was built without the `winch` feature \
+     (build it with `cargo build --release --features winch`)";
 
 impl std::str::FromStr for Compiler {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "cranelift" => Ok(Compiler::Cranelift),
+            #[cfg(feature = "winch")]
             "winch" => Ok(Compiler::Winch),
+            #[cfg(not(feature = "winch"))]
+            "winch" => Err(NO_WINCH.into()),
             other => Err(format!(
                 "{other:?} is not a compiler (expected cranelift or winch)"
             )),
@@ -91,6 +102,7 @@ impl Compiler {
                 config.strategy(wasmtime::Strategy::Cranelift);
                 config.wasm_exceptions(true);
             }
+            #[cfg(feature = "winch")]
             Compiler::Winch => {
                 config.strategy(wasmtime::Strategy::Winch);
             }
@@ -111,7 +123,7 @@ pub enum EngineError {
         message: String,
     },
     /// wasmtime refused the engine configuration.
-    #[error("wasmlink: engine: {message}")]
+    #[error("engine: {message}")]
     Config {
         /// wasmtime's reason.
         message: String,

@@ -169,14 +169,15 @@ impl From<wasmlink_engine::EngineError> for LinkError {
                 path: dir,
                 message: format!("cannot use as compiled-code cache: {message}"),
             },
+            // "engine: set-up: ...": the CLI's own "wasmlink: " prefix is enough.
             EngineError::Config { message } => LinkError::Runtime {
-                library: "wasmlink".into(),
-                stage: "engine".into(),
+                library: "engine".into(),
+                stage: "set-up".into(),
                 message,
             },
             other => LinkError::Runtime {
-                library: "wasmlink".into(),
-                stage: "engine".into(),
+                library: "engine".into(),
+                stage: "set-up".into(),
                 message: other.to_string(),
             },
         }
