@@ -509,3 +509,40 @@ fn the_pipeline_never_depends_on_the_flight_server() {
     let flight = std::fs::read_to_string(root.join("crates/flight/Cargo.toml")).unwrap();
     assert!(flight.contains("wasmlink-pipeline.workspace = true"));
 }
+
+/// A client batch above tonic's default 4 MiB message limit (here about 6.6 MB: 300,000 rows)
+/// goes through like any other: before the server raised its limit, the exchange failed with
+/// "decoded message length too large" (found by scripts/bench-flight.sh on 64 std-docs pages).
+#[test]
+fn pyarrow_batch_above_four_mib_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = write_pipelines(dir.path());
+    let mut server = Server::start(dir.path(), "127.0.0.1:0", &[p.to_str().unwrap()]);
+    let rows = 300_000;
+    let (code, out) = client(
+        &server.addr,
+        &[
+            "exchange",
+            "p/pass",
+            "--batches",
+            "2",
+            "--rows",
+            &rows.to_string(),
+        ],
+    );
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        &out.to_string()[..out.to_string().len().min(500)]
+    );
+    let chunks = out["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 2);
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert!(
+            chunk == &sent(i, rows, "row"),
+            "batch {i} differs from the one sent"
+        );
+    }
+    assert!(server.alive());
+}

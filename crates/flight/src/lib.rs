@@ -20,7 +20,8 @@
 //!   goes on.
 //! - **Bounded memory.** An exchange holds at most the pipeline's `queue-depth` batches in the
 //!   server at a time (being called, or waiting to be sent in order); it reads the client's next
-//!   batch only when one of them is done. Exchanges run at once, each on its own instances (from
+//!   batch only when one of them is done; one message (a client's batch) is at most
+//!   [`MAX_MESSAGE_BYTES`] (64 MiB). Exchanges run at once, each on its own instances (from
 //!   the plugins' pools), under the plugins' policies and limits, as in `pipeline run`.
 //! - **Security.** [`serve`] binds a loopback address without a token; any other address needs
 //!   a bearer token, checked on every call (`authorization: Bearer TOKEN`), else
@@ -47,6 +48,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use wasmlink_host::plugin::PluginHost;
 use wasmlink_pipeline::{PipelineSpec, Source, Stage};
+
+/// The largest message a client may send (one batch, as Flight data), 64 MiB: larger ones end
+/// the exchange with `OutOfRange` ("decoded message length too large"). It bounds an
+/// exchange's memory together with the queue depth. Results sent back have no such limit.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// An error setting up or running the server. Each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -694,7 +700,13 @@ pub fn serve(
             }
             Ok(request)
         };
-        let service = FlightServiceServer::with_interceptor(Service::new(flights), check);
+        // tonic's default limit on a received message is 4 MiB: a client batch above it (64
+        // documents of a few hundred KB, or 64 Ki rows of text) failed the whole exchange.
+        let service = tonic::service::interceptor::InterceptedService::new(
+            FlightServiceServer::new(Service::new(flights))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            check,
+        );
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
