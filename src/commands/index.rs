@@ -53,7 +53,7 @@ Examples:
 With --json, the report goes to stdout as one object instead of the table on stderr
 (docs/cli-json.md, format_version 1): {\"format_version\": 1, \"out\", \"documents\",
 \"files_read\", \"bytes_read\", \"terms\", \"postings\", \"segments\", \"stages\": [{\"name\",
-\"workers\", \"batches\", \"rows_in\", \"rows_out\", \"busy_secs\"}], \"streaming_secs\",
+\"workers\", \"batches\", \"rows_in\", \"rows_out\", \"busy_secs\", \"recycled\", \"memory_peak\"}], \"streaming_secs\",
 \"merge_secs\", \"failed_batches\", \"failed_rows\", \"dead_letter\" (null if none failed),
 \"native\" (with --compare-native: {\"documents\", \"bytes\", \"secs\", \"extract_secs\",
 \"analysis_secs\"}; else null)}.
@@ -116,6 +116,11 @@ pub struct Args {
     /// Print the report as one JSON object on stdout (fields in the help text below).
     #[arg(long)]
     json: bool,
+    /// Replace a worker's instance of a stage between batches once its linear memory is past
+    /// this size (at least 1MiB), or `none`. Default: the pipeline's (docs/pipeline.md,
+    /// `recycle-above`).
+    #[arg(long, value_name = "SIZE|none", value_parser = wasmlink::pipeline::Recycle::parse)]
+    recycle_above: Option<wasmlink::pipeline::Recycle>,
 }
 
 /// `index --json` (docs/cli-json.md).
@@ -146,6 +151,10 @@ struct JsonStage {
     rows_in: u64,
     rows_out: u64,
     busy_secs: f64,
+    /// Instances replaced because their memory passed the bound (docs/pipeline.md).
+    recycled: u64,
+    /// The most linear memory one instance held after a call, in bytes.
+    memory_peak: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -280,6 +289,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         spec = spec.stage(&user.name, user.module, &user.function, args.workers);
     }
     spec = spec.stage("index", index.clone(), "index", args.workers);
+    if let Some(recycle) = args.recycle_above {
+        for stage in &mut spec.stages {
+            stage.recycle = recycle;
+        }
+    }
     spec.batch_rows = args.batch_rows;
     spec.dead_letter = Some(out.join("dead-letter.jsonl"));
     if args.schedule == ScheduleArg::Chain {
@@ -427,6 +441,8 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 rows_in: s.rows_in,
                 rows_out: s.rows_out,
                 busy_secs: s.busy_secs,
+                recycled: s.recycled,
+                memory_peak: s.memory_peak,
             })
             .collect(),
         streaming_secs: streamed.as_secs_f64(),

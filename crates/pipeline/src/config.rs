@@ -593,24 +593,12 @@ fn io_msg(e: &std::io::Error) -> String {
 /// `recycle-above`: a size (`"256MiB"`, or bytes as an integer) of at least [`Recycle::MIN`],
 /// or `"none"`.
 fn parse_recycle(v: &toml::Value) -> Result<Recycle, String> {
-    let expected = "expected a size of at least 1MiB such as \"256MiB\", or \"none\" for a \
-                    stage that keeps state between batches";
-    let bytes = match v {
-        toml::Value::String(t) if t.trim().eq_ignore_ascii_case("none") => {
-            return Ok(Recycle::Never);
-        }
-        toml::Value::String(t) => {
-            wasmlink_host::policy::ByteSize::parse(t)
-                .map_err(|e| format!("{e}; {expected}"))?
-                .0
-        }
-        toml::Value::Integer(n) => {
-            u64::try_from(*n).map_err(|_| format!("{n} is negative; {expected}"))?
-        }
-        other => return Err(format!("`{other}` is not a size; {expected}")),
-    };
-    if bytes < Recycle::MIN {
-        return Err(format!("{bytes} bytes is too small; {expected}"));
+    match v {
+        toml::Value::String(t) => Recycle::parse(t),
+        toml::Value::Integer(n) => match u64::try_from(*n) {
+            Ok(bytes) => Recycle::at_least_min(bytes),
+            Err(_) => Err(format!("{n} is negative; {}", Recycle::EXPECTED)),
+        },
+        other => Err(format!("`{other}` is not a size; {}", Recycle::EXPECTED)),
     }
-    Ok(Recycle::Above(bytes))
 }

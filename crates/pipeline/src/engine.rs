@@ -130,6 +130,7 @@ struct Counters {
     failures: AtomicU64,
     busy_nanos: AtomicU64,
     recycled: AtomicU64,
+    memory_peak: AtomicU64,
 }
 
 #[derive(Default)]
@@ -444,6 +445,7 @@ pub(crate) fn run(
                 failures: c.failures.load(Ordering::Relaxed),
                 busy_secs: c.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
                 recycled: c.recycled.load(Ordering::Relaxed),
+                memory_peak: c.memory_peak.load(Ordering::Relaxed),
             })
             .collect();
         Ok(RunStats {
@@ -593,6 +595,7 @@ fn call_stage(
             // memory has grown past the bound is dropped now, and the next batch gets a fresh
             // one. Stages are stateless between batches (docs/pipeline.md).
             let memory = inst.memory_bytes();
+            counters.memory_peak.fetch_max(memory, Ordering::Relaxed);
             if slot.after_first_call == 0 {
                 slot.after_first_call = memory;
             }

@@ -420,6 +420,30 @@ impl Recycle {
     /// The smallest `recycle-above` accepted.
     pub const MIN: u64 = 1 << 20;
 
+    /// What `recycle-above` (and `wasmlink index --recycle-above`) accepts: `"none"`, or a
+    /// size of at least [`Recycle::MIN`] (`"256MiB"`, `"1048576"`). `Err` is one line.
+    pub fn parse(text: &str) -> Result<Recycle, String> {
+        if text.trim().eq_ignore_ascii_case("none") {
+            return Ok(Recycle::Never);
+        }
+        let bytes = wasmlink_host::policy::ByteSize::parse(text)
+            .map_err(|e| format!("{e}; {}", Recycle::EXPECTED))?
+            .0;
+        Recycle::at_least_min(bytes)
+    }
+
+    /// `Above(bytes)` if `bytes` is at least [`Recycle::MIN`].
+    pub fn at_least_min(bytes: u64) -> Result<Recycle, String> {
+        if bytes < Recycle::MIN {
+            return Err(format!("{bytes} bytes is too small; {}", Recycle::EXPECTED));
+        }
+        Ok(Recycle::Above(bytes))
+    }
+
+    /// What the errors say is expected.
+    pub const EXPECTED: &str = "expected a size of at least 1MiB such as \"256MiB\", or \"none\" \
+                                for a stage that keeps state between batches";
+
     /// The bound on an instance's memory, given the largest input batch seen and the
     /// instance's memory after its first call (`None`: never).
     pub fn bound(self, largest_batch: u64, after_first_call: u64) -> Option<u64> {
@@ -720,6 +744,8 @@ pub struct StageStats {
     /// Instances replaced between batches because their linear memory had grown past the
     /// stage's bound ([`Recycle`]).
     pub recycled: u64,
+    /// The most linear memory one instance of the stage held after a call, in bytes.
+    pub memory_peak: u64,
 }
 
 /// What a run did.
