@@ -61,3 +61,40 @@ fn artifacts_are_written_once_reused_and_a_damaged_one_is_replaced() {
         assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o077, 0, "private");
     }
 }
+
+#[test]
+fn the_plugin_hosts_wasmtime_cache_stays_out_of_the_artifacts() {
+    // wasmtime's cache clean-up deletes every file it does not know under its directory, so
+    // the plugin host (call, pipelines, index) and the linker (run) both keep it in
+    // `CACHE/wasmtime`; the linker's artifacts beside it are never in its reach.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let plugin = tmp.path().join("add.wat");
+    std::fs::write(
+        &plugin,
+        "(module (memory (export \"memory\") 1) (func (export \"add\") (param i32 i32) (result i32) \
+         local.get 0 local.get 1 i32.add))",
+    )
+    .unwrap();
+    let o = support::wasmlink(&[
+        "call",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        plugin.to_str().unwrap(),
+        "add",
+        "2",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(support::stdout(&o), "5\n");
+    let mut names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().all(|n| n == "wasmtime" || n == "artifacts"),
+        "only wasmtime/ and artifacts/ at the top of the cache: {names:?}"
+    );
+    assert!(names.contains(&"wasmtime".to_string()), "{names:?}");
+}

@@ -110,6 +110,22 @@ impl Compiler {
     }
 }
 
+/// wasmtime's own compiled-code cache for wasmlink's cache directory `dir`, in `dir/wasmtime`:
+/// its clean-up worker deletes every file it does not recognise under its directory, so it must
+/// never be pointed at `dir` itself, where the linker's artifacts live. Every engine wasmlink
+/// makes (the linker's, the plugin host's) takes its cache from here.
+///
+/// # Errors
+/// [`EngineError::CacheDir`] naming `dir` when wasmtime cannot use it.
+pub fn wasmtime_cache(dir: &Path) -> Result<wasmtime::Cache, EngineError> {
+    let mut cc = wasmtime::CacheConfig::new();
+    cc.with_directory(dir.join("wasmtime"));
+    wasmtime::Cache::new(cc).map_err(|e| EngineError::CacheDir {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Why an engine could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -217,15 +233,7 @@ pub fn shared_engine_with(
     config.epoch_interruption(metering.epoch);
     apply_profiler(&mut config);
     if let Some(dir) = cache_dir {
-        let mut cc = wasmtime::CacheConfig::new();
-        // wasmtime's cache in a directory of its own: its clean-up worker deletes every file
-        // it does not recognise under its directory, the artifacts beside it included.
-        cc.with_directory(dir.join("wasmtime"));
-        let cache = wasmtime::Cache::new(cc).map_err(|e| EngineError::CacheDir {
-            dir: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        config.cache(Some(cache));
+        config.cache(Some(wasmtime_cache(dir)?));
     }
     let engine = Engine::new(&config).map_err(|e| EngineError::Config {
         message: format!("{e:#}"),

@@ -186,12 +186,12 @@ impl PluginHost {
         config.max_wasm_stack(key.stack as usize);
         config.async_stack_size(key.stack.saturating_add(instance::HOST_STACK) as usize);
         if let Some(dir) = &self.inner.config.cache_dir {
-            let mut cc = wasmtime::CacheConfig::new();
-            cc.with_directory(dir);
-            if let Ok(cache) = wasmtime::Cache::new(cc) {
-                config.cache(Some(cache));
-            } else {
-                tracing::warn!("cannot use {} as compiled-code cache", dir.display());
+            // Beside the linker's artifacts, never over them (wasmlink_engine::wasmtime_cache).
+            match wasmlink_engine::wasmtime_cache(dir) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!("{e}"),
             }
         }
         let slots = self.inner.config.pool_slots;
