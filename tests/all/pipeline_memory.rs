@@ -230,3 +230,44 @@ fn a_bad_recycle_above_is_one_line_naming_the_field() {
     );
     assert!(!dir.path().join("out.jsonl").exists());
 }
+
+/// `Stage::call_once`, as `wasmlink serve` calls a stage for each client batch: the pooled
+/// instance is dropped once its memory passes the stage's bound, so a long stream cannot grow
+/// the pool's memory without limit (issue 19: serve's memory grew with the data sent).
+#[test]
+fn a_pooled_stage_called_once_per_batch_is_held_to_its_recycle_bound() {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch};
+
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let batch = RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(Int64Array::from_iter_values(0..100)) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let calls = |extra: &str| {
+        let text = pipeline("grow8.wasm", "unused.jsonl", "", extra);
+        let spec = PipelineSpec::from_toml(&text, "p.toml", dir.path(), &host()).unwrap();
+        let stage = &spec.stages[0];
+        (0..12)
+            .map(|_| {
+                let called = stage.call_once(&batch).unwrap();
+                assert_eq!(called.batch, batch, "the identity stage changed the batch");
+                (called.memory_bytes, called.recycled)
+            })
+            .collect::<Vec<_>>()
+    };
+    const MIB: u64 = 1 << 20;
+    // Default bound: max(16 MiB, 4 x the batch, 2 x the memory after the first call, ~8 MiB).
+    let bounded = calls("");
+    let recycled = bounded.iter().filter(|(_, r)| *r).count();
+    let most = bounded.iter().map(|(m, _)| *m).max().unwrap();
+    assert!(recycled >= 3, "{bounded:?}");
+    assert!(most < 32 * MIB, "{bounded:?}");
+    // recycle-above = "none": one pooled instance keeps every call's 8 MiB.
+    let kept = calls("recycle-above = \"none\"\n");
+    assert!(kept.iter().all(|(_, r)| !r), "{kept:?}");
+    assert!(kept.last().unwrap().0 >= 12 * 8 * MIB, "{kept:?}");
+}

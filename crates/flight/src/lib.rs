@@ -265,11 +265,10 @@ pub struct Failure {
 pub fn run_stages(stages: &[Stage], batch: RecordBatch) -> Result<RecordBatch, Failure> {
     let mut batch = batch;
     for stage in stages {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            stage.plugin.call_arrow(&stage.function, &batch)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.call_once(&batch)));
         batch = match result {
-            Ok(Ok(out)) => out,
+            Ok(Ok(called)) => called.batch,
             Ok(Err(e)) => {
                 return Err(Failure {
                     stage: stage.name.clone(),

@@ -506,6 +506,7 @@ pub(crate) fn from_toml(
             function: st.function.get_ref().clone(),
             workers,
             recycle,
+            pooled: Default::default(),
         });
     }
     Ok(PipelineSpec {

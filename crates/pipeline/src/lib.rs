@@ -389,6 +389,75 @@ pub struct Stage {
     /// When a worker replaces its instance of the stage between batches (its memory grown
     /// too large); see [`Recycle`].
     pub recycle: Recycle,
+    /// What [`Stage::call_once`] has seen of the pooled instances, for their recycle bound.
+    pub(crate) pooled: Arc<PooledMemory>,
+}
+
+/// The largest batch passed to a stage's pooled instances and the memory of the first one after
+/// its first call: [`Recycle::bound`]'s inputs outside a pipeline run.
+#[derive(Debug, Default)]
+pub(crate) struct PooledMemory {
+    largest_batch: AtomicU64,
+    after_first_call: AtomicU64,
+}
+
+/// One call of a stage outside a pipeline run ([`Stage::call_once`]).
+#[derive(Debug)]
+pub struct Called {
+    /// The stage's output.
+    pub batch: RecordBatch,
+    /// Bytes of linear memory the instance held after the call (0 for a component stage).
+    pub memory_bytes: u64,
+    /// Whether the instance was dropped instead of going back to the pool (its memory past the
+    /// stage's recycle bound).
+    pub recycled: bool,
+}
+
+impl Stage {
+    /// Calls the stage on `batch` once, outside a pipeline run (as `wasmlink serve` does), on an
+    /// instance from the module's pool, holding the pool to the stage's [`Recycle`] bound as a
+    /// pipeline worker holds its own instance: after the call, an instance whose linear memory
+    /// has grown past the bound is dropped (its memory given back) instead of going back to the
+    /// pool, so a long stream of batches cannot grow the pooled memories without limit. A
+    /// component stage's pooled instance goes back as it is.
+    ///
+    /// # Errors
+    /// [`StageCallError`].
+    pub fn call_once(&self, batch: &RecordBatch) -> Result<Called, StageCallError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let StageModule::Core(plugin) = &self.plugin else {
+            return Ok(Called {
+                batch: self.plugin.call_arrow(&self.function, batch)?,
+                memory_bytes: 0,
+                recycled: false,
+            });
+        };
+        let mut instance = plugin.instance()?;
+        let out = instance.call_arrow(&self.function, batch)?;
+        let memory = instance.memory_bytes();
+        let size = batch.get_array_memory_size() as u64;
+        let largest = self.pooled.largest_batch.fetch_max(size, Relaxed).max(size);
+        let first = match self
+            .pooled
+            .after_first_call
+            .compare_exchange(0, memory, Relaxed, Relaxed)
+        {
+            Ok(_) => memory,
+            Err(seen) => seen,
+        };
+        let recycled = self
+            .recycle
+            .bound(largest, first)
+            .is_some_and(|bound| memory > bound);
+        if recycled {
+            instance.discard();
+        }
+        Ok(Called {
+            batch: out,
+            memory_bytes: memory,
+            recycled,
+        })
+    }
 }
 
 /// The smallest bound [`Recycle::Auto`] puts on a stage instance's linear memory.
@@ -630,6 +699,7 @@ impl PipelineSpec {
             function: function.to_string(),
             workers,
             recycle: Recycle::Auto,
+            pooled: Arc::default(),
         });
         self
     }
