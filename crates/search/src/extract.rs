@@ -45,6 +45,9 @@ pub struct Doc {
     /// For HTML: the `lang` attribute of the `<html>` element, if any (see
     /// [`skip_reason`](crate::skip_reason), which skips translations).
     pub lang: Option<String>,
+    /// For HTML: the page asks search engines not to index it (`<meta name="robots"
+    /// content="noindex">`, or `none`), as rustdoc's old-link stubs of the Rust book do.
+    pub noindex: bool,
 }
 
 /// Extracts the title and text of a document.
@@ -78,6 +81,7 @@ pub fn extract(bytes: &[u8], kind: DocKind) -> Doc {
                 text,
                 redirect: None,
                 lang: None,
+                noindex: false,
             }
         }
     }
@@ -275,6 +279,8 @@ struct HtmlState {
     main_ranges: Vec<(usize, usize)>,
     redirect: Option<String>,
     lang: Option<String>,
+    meta_robots: bool,
+    noindex: bool,
 }
 
 impl HtmlState {
@@ -287,7 +293,17 @@ impl HtmlState {
         {
             self.redirect = parse_refresh(&content);
         }
+        if name == b"meta"
+            && self.meta_robots
+            && let Some(content) = self.meta_content.take()
+        {
+            self.noindex |= content.split(',').any(|d| {
+                let d = d.trim();
+                d.eq_ignore_ascii_case("noindex") || d.eq_ignore_ascii_case("none")
+            });
+        }
         self.http_equiv_refresh = false;
+        self.meta_robots = false;
         self.meta_content = None;
 
         if let Some((skip, depth)) = &mut self.skipping {
@@ -567,6 +583,7 @@ fn extract_html(bytes: &[u8]) -> Doc {
                         st.tag.clear();
                         st.tag.extend_from_slice(name);
                         st.http_equiv_refresh = false;
+                        st.meta_robots = false;
                         st.meta_content = None;
                     }
                     CallbackEvent::AttributeName { name } => {
@@ -579,6 +596,8 @@ fn extract_html(bytes: &[u8]) -> Doc {
                         } else if st.tag == b"meta" {
                             if st.attr_name == b"http-equiv" {
                                 st.http_equiv_refresh = value.eq_ignore_ascii_case(b"refresh");
+                            } else if st.attr_name == b"name" {
+                                st.meta_robots = value.eq_ignore_ascii_case(b"robots");
                             } else if st.attr_name == b"content" {
                                 st.meta_content = Some(String::from_utf8_lossy(value).into_owned());
                             }
@@ -646,6 +665,7 @@ fn extract_html(bytes: &[u8]) -> Doc {
         text,
         redirect: state.redirect,
         lang: state.lang,
+        noindex: state.noindex,
     }
 }
 
@@ -708,6 +728,7 @@ fn extract_markdown(source: &str) -> Doc {
         text: text.out,
         redirect: None,
         lang: None,
+        noindex: false,
     }
 }
 

@@ -27,21 +27,26 @@ pub enum SkipReason {
     Translation,
     /// A rustdoc source listing: a `*.rs.html` file under a directory named `src`.
     Source,
+    /// An HTML page that asks search engines not to index it (`<meta name="robots"
+    /// content="noindex">`): the Rust book's old-link stubs (`book/unsafe.html`, ...), which
+    /// repeat a paragraph of the chapter they point to.
+    NoIndex,
 }
 
 impl SkipReason {
     /// All reasons, in the order summaries list them.
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::Redirect,
         SkipReason::OldEdition,
         SkipReason::Print,
         SkipReason::Toc,
         SkipReason::Translation,
         SkipReason::Source,
+        SkipReason::NoIndex,
     ];
 
     /// The reason's name in manifests and reports: `redirect`, `old-edition`, `print`, `toc`,
-    /// `translation`, `source`.
+    /// `translation`, `source`, `noindex`.
     pub fn name(self) -> &'static str {
         match self {
             SkipReason::Redirect => "redirect",
@@ -50,6 +55,7 @@ impl SkipReason {
             SkipReason::Toc => "toc",
             SkipReason::Translation => "translation",
             SkipReason::Source => "source",
+            SkipReason::NoIndex => "noindex",
         }
     }
 
@@ -62,6 +68,8 @@ impl SkipReason {
             SkipReason::Toc => "toc.html",
             SkipReason::Translation => "translated page",
             SkipReason::Source => "source listing",
+            SkipReason::NoIndex if n == 1 => return "1 page marked noindex".into(),
+            SkipReason::NoIndex => return format!("{n} pages marked noindex"),
         };
         let plural = if n == 1 || what.ends_with(')') || what.ends_with(".html") {
             ""
@@ -105,13 +113,17 @@ pub fn skip_reason_for_path(path: &str) -> Option<SkipReason> {
 }
 
 /// Why the page at `path`, extracted as `doc`, is skipped: the rules of
-/// [`skip_reason_for_path`], then [`SkipReason::Redirect`] and [`SkipReason::Translation`].
+/// [`skip_reason_for_path`], then [`SkipReason::Redirect`], [`SkipReason::NoIndex`] and
+/// [`SkipReason::Translation`].
 pub fn skip_reason(path: &str, doc: &Doc) -> Option<SkipReason> {
     if let Some(reason) = skip_reason_for_path(path) {
         return Some(reason);
     }
     if doc.redirect.is_some() {
         return Some(SkipReason::Redirect);
+    }
+    if doc.noindex {
+        return Some(SkipReason::NoIndex);
     }
     match doc.lang.as_deref() {
         Some(lang) if !is_english(lang) => Some(SkipReason::Translation),
@@ -173,5 +185,41 @@ mod tests {
         assert_eq!(SkipReason::Redirect.describe(2), "2 redirect pages");
         assert_eq!(SkipReason::OldEdition.describe(3), "3 old-edition copies");
         assert_eq!(SkipReason::Print.describe(4), "4 print.html (whole book)");
+    }
+
+    #[test]
+    fn a_page_marked_noindex_is_skipped_and_counted_as_such() {
+        // The shape of the Rust book's old-link stubs (book/unsafe.html and 66 others).
+        let stub = extract(
+            b"<html lang=\"en\"><head><title>Unsafe Rust</title>\
+              <meta name=\"robots\" content=\"noindex,follow\"></head>\
+              <body><h1>Unsafe Rust</h1><p>There is a new edition of the book.</p></body>",
+            DocKind::Html,
+        );
+        assert!(stub.noindex);
+        assert_eq!(skip_reason("book/unsafe.html", &stub), Some(SkipReason::NoIndex));
+        for page in [
+            "<meta content=\"NOINDEX\" name=\"ROBOTS\"><p>x</p>",
+            "<meta name=robots content=\"follow, none\"><p>x</p>",
+        ] {
+            let doc = extract(page.as_bytes(), DocKind::Html);
+            assert!(doc.noindex, "{page}");
+        }
+        for page in [
+            "<meta name=\"robots\" content=\"index,follow\"><p>x</p>",
+            "<meta name=\"description\" content=\"noindex\"><p>x</p>",
+            "<meta name=\"robots\"><meta content=\"noindex\"><p>x</p>",
+            "<p>noindex</p>",
+        ] {
+            let doc = extract(page.as_bytes(), DocKind::Html);
+            assert!(!doc.noindex, "{page}");
+            assert_eq!(skip_reason("a.html", &doc), None, "{page}");
+        }
+        // print.html is marked noindex too, and keeps its own reason.
+        let print = extract(b"<meta name=robots content=noindex><p>all</p>", DocKind::Html);
+        assert_eq!(skip_reason("book/print.html", &print), Some(SkipReason::Print));
+        assert_eq!(SkipReason::NoIndex.describe(1), "1 page marked noindex");
+        assert_eq!(SkipReason::NoIndex.describe(67), "67 pages marked noindex");
+        assert_eq!(SkipReason::NoIndex.name(), "noindex");
     }
 }
