@@ -117,11 +117,7 @@ pub(super) fn func_slot_for(
     let own = match def {
         Some(Def::Func { lib, index }) => {
             let l = cx.data().dl.lib(lib);
-            l.info
-                .table_functions
-                .iter()
-                .find(|(_, f)| *f == index)
-                .map(|(off, _)| l.table_base + off)
+            l.own_slot(index).map(|off| l.table_base + off)
         }
         _ => None,
     };
@@ -261,11 +257,7 @@ pub(super) fn got_func(
     let value = match def {
         Some(d @ Def::Func { lib, .. }) => {
             let l = cx.data().dl.lib(lib);
-            let fty = l
-                .module
-                .exports()
-                .find(|e| e.name() == sym)
-                .and_then(|e| e.ty().func().cloned());
+            let fty = l.module.get_export(sym).and_then(|t| t.func().cloned());
             let fty = fty.unwrap_or_else(|| FuncType::new(&l.module.engine().clone(), [], []));
             func_slot_for(cx.as_context_mut(), sym, Some(d), &fty)?
         }

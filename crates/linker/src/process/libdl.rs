@@ -390,9 +390,8 @@ pub(super) fn lookup_sym(
             let l = cx.data().dl.lib(lib);
             let fty = l
                 .module
-                .exports()
-                .find(|e| e.name() == name)
-                .and_then(|e| e.ty().func().cloned())
+                .get_export(name)
+                .and_then(|t| t.func().cloned())
                 .expect("function export");
             Ok(Symbol::Function(func_slot_for(
                 cx.as_context_mut(),

@@ -363,6 +363,7 @@ pub(super) fn register(
         incarnation: 0,
         revive: false,
         reuse: super::state::Reuse::default(),
+        own_slots: std::cell::OnceCell::new(),
     };
     let dl = &mut cx.data_mut().dl;
     dl.libs.push(Some(lib));

@@ -150,6 +150,11 @@ pub(super) struct Library {
     pub(super) revive: bool,
     /// What a reload of the same module needs to reuse this instance.
     pub(super) reuse: Reuse,
+    /// Its element segments' functions: function index -> first table offset, built on the
+    /// first lookup (a GOT.func entry or `dlsym` of a function it defines). A scan of
+    /// `info.table_functions` per lookup was quadratic: 177 GOT.func imports of
+    /// `libpython3.14.so` against its 4,955 elements.
+    pub(super) own_slots: std::cell::OnceCell<HashMap<u32, u32>>,
 }
 
 /// What a library keeps so that, once parked by `dlclose`, a `dlopen` of the same module (same
@@ -181,6 +186,21 @@ pub(super) struct Reuse {
 }
 
 impl Library {
+    /// The table offset (relative to `__table_base`) its own element segments give function
+    /// `index`, the first one if several do.
+    pub(super) fn own_slot(&self, index: u32) -> Option<u32> {
+        self.own_slots
+            .get_or_init(|| {
+                let mut map = HashMap::with_capacity(self.info.table_functions.len());
+                for &(off, f) in &self.info.table_functions {
+                    map.entry(f).or_insert(off);
+                }
+                map
+            })
+            .get(&index)
+            .copied()
+    }
+
     /// The functions it defines: `(name, function index)`.
     pub(super) fn functions(&self) -> Vec<(String, u32)> {
         self.defs

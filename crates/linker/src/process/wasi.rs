@@ -28,8 +28,8 @@ pub(super) fn bind_wasi(
     }
     let linker = cx.data().dl.wasi_linker.clone();
     let exports_memory = module
-        .exports()
-        .any(|e| e.name() == "memory" && e.ty().memory().is_some());
+        .get_export("memory")
+        .is_some_and(|t| t.memory().is_some());
     let mut shimmed: HashMap<String, Vec<(usize, String, FuncType)>> = HashMap::new();
     for (idx, m, f, ty) in wasi {
         let real = linker.get(cx.as_context_mut(), m, f).ok();
