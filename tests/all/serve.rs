@@ -83,6 +83,10 @@ fn write_pipelines(dir: &Path) -> (PathBuf, PathBuf) {
 struct Server {
     child: Child,
     addr: String,
+    /// What the server printed before `listening on` (warnings).
+    notes: String,
+    /// Whether it said `(TLS)`.
+    tls: bool,
 }
 
 impl Drop for Server {
@@ -105,16 +109,30 @@ impl Server {
             .spawn()
             .unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let Some(rest) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            panic!("wasmlink serve did not start: {line}");
+        let mut notes = String::new();
+        let rest = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                panic!("wasmlink serve did not start: {notes}");
+            }
+            match line.trim().strip_prefix("listening on ") {
+                Some(rest) => break rest.to_string(),
+                None => notes.push_str(&line),
+            }
         };
-        let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+        // `listening on HOST:PORT[ (TLS)]: FLIGHTS`
+        let (addr, after) = rest.split_once([' ', ',']).unwrap_or((&rest, ""));
+        let addr = addr.trim_end_matches(':').to_string();
+        let tls = after.starts_with("(TLS)");
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            notes,
+            tls,
+        }
     }
 
     fn port(&self) -> &str {
@@ -140,10 +158,15 @@ fn python() -> PathBuf {
 
 /// Runs the pyarrow client against `addr` with `args`; returns its exit status and JSON output.
 fn client(addr: &str, args: &[&str]) -> (i32, Value) {
+    client_at(&format!("grpc+tcp://{addr}"), args)
+}
+
+/// Runs the pyarrow client against the Flight URI `uri` with `args`.
+fn client_at(uri: &str, args: &[&str]) -> (i32, Value) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/py/flight_client.py");
     let out = Command::new(python())
         .arg(script)
-        .arg(format!("grpc+tcp://{addr}"))
+        .arg(uri)
         .args(args)
         .output()
         .unwrap();
@@ -366,6 +389,14 @@ fn off_loopback_a_token_is_required_and_checked_on_every_call() {
         "0.0.0.0:0",
         &["--token-file", "token.txt", "p.toml"],
     );
+    assert_eq!(
+        server.notes,
+        format!(
+            "wasmlink: warning: 0.0.0.0:0: the bearer token and the rows travel in clear text; \
+             add --tls-cert and --tls-key\n"
+        )
+    );
+    assert!(!server.tls);
     let addr = format!("127.0.0.1:{}", server.port());
     for args in [
         &["list"][..],
@@ -391,6 +422,187 @@ fn off_loopback_a_token_is_required_and_checked_on_every_call() {
     let (code, out) = client(&addr, &["exchange", "p", "--token", "s3cret-token"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["chunks"][0], sent(0, 4, "row"));
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, and its key, written as PEM files
+/// `NAME.pem` and `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[test]
+fn over_tls_pyarrow_and_rust_clients_exchange_and_a_plaintext_client_gets_nothing() {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::utils::flight_data_to_batches;
+    use arrow_flight::{FlightData, FlightDescriptor};
+    use futures::{StreamExt, TryStreamExt};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = write_pipelines(dir.path());
+    let (cert, _) = self_signed(dir.path(), "server");
+    std::fs::write(dir.path().join("token.txt"), "s3cret-token\n").unwrap();
+    // Off loopback, with a token and TLS: no warning.
+    let mut server = Server::start(
+        dir.path(),
+        "0.0.0.0:0",
+        &[
+            "--token-file",
+            "token.txt",
+            "--tls-cert",
+            "server.pem",
+            "--tls-key",
+            "server.key",
+            p.to_str().unwrap(),
+        ],
+    );
+    assert!(server.tls, "no (TLS) in `listening on`");
+    assert_eq!(server.notes, "");
+    let tls = format!("grpc+tls://localhost:{}", server.port());
+    let root = cert.to_str().unwrap();
+    // pyarrow's client, trusting the server's certificate.
+    let (code, out) = client_at(
+        &tls,
+        &["list", "--token", "s3cret-token", "--tls-root", root],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["flights"].as_array().unwrap().len(), 3);
+    let (code, out) = client_at(
+        &tls,
+        &[
+            "exchange",
+            "p",
+            "--token",
+            "s3cret-token",
+            "--tls-root",
+            root,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["chunks"][0], sent(0, 4, "row"));
+    assert_eq!(out["chunks"][2], sent(2, 4, "row"));
+    // The token is still checked inside TLS.
+    let (code, out) = client_at(&tls, &["list", "--token", "wrong", "--tls-root", root]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(out["error"]["kind"], "FlightUnauthenticatedError", "{out}");
+    // A client that does not trust the certificate, and one that speaks plain gRPC, get no
+    // flights; the server goes on serving.
+    let (code, out) = client_at(&tls, &["list", "--token", "s3cret-token"]);
+    assert_eq!(code, 3, "untrusted certificate: {out}");
+    let plain = format!("grpc+tcp://127.0.0.1:{}", server.port());
+    let (code, out) = client_at(&plain, &["list", "--token", "s3cret-token"]);
+    assert_eq!(code, 3, "plain gRPC to a TLS server: {out}");
+    assert!(server.alive());
+
+    // arrow-flight's Rust client on tonic's rustls.
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![7, 8])) as _),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["row 7", "row 8"])) as _,
+        ),
+    ])
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = runtime.block_on(async {
+        let ca = tonic::transport::Certificate::from_pem(std::fs::read(&cert).unwrap());
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", server.port()))
+                .unwrap()
+                .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        let token: tonic::metadata::MetadataValue<_> = "Bearer s3cret-token".parse().unwrap();
+        let mut client =
+            FlightServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", token.clone());
+                Ok(r)
+            });
+        let input = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["p".into()])))
+            .build(futures::stream::iter([Ok(batch.clone())]))
+            .map(|m| m.unwrap());
+        let response = client.do_exchange(input).await.unwrap().into_inner();
+        let messages: Vec<FlightData> = response.try_collect().await.unwrap();
+        flight_data_to_batches(&messages).unwrap()
+    });
+    assert_eq!(got, [batch]);
+}
+
+#[test]
+fn bad_tls_files_are_refused_in_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = write_pipelines(dir.path());
+    self_signed(dir.path(), "a");
+    self_signed(dir.path(), "b");
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\n%%%%\n",
+    )
+    .unwrap();
+    let serve = |tls: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmlink"))
+            .current_dir(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(tls)
+            .arg(&p)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (tls, want) in [
+        (
+            &["--tls-cert", "missing.pem", "--tls-key", "a.key"][..],
+            "wasmlink: missing.pem: No such file or directory (os error 2)\n",
+        ),
+        (
+            &["--tls-cert", "junk.pem", "--tls-key", "a.key"][..],
+            "wasmlink: junk.pem: no certificate in it (a PEM file with -----BEGIN CERTIFICATE----- \
+             is expected)\n",
+        ),
+        (
+            &["--tls-cert", "a.pem", "--tls-key", "a.pem"][..],
+            "wasmlink: a.pem: no private key in it (PEM PKCS#8, PKCS#1 or SEC1 is expected): ",
+        ),
+        (
+            &["--tls-cert", "broken.pem", "--tls-key", "a.key"][..],
+            "wasmlink: broken.pem: not a PEM certificate chain: ",
+        ),
+        (
+            &["--tls-cert", "a.pem", "--tls-key", "b.key"][..],
+            "wasmlink: TLS certificate and key: ",
+        ),
+    ] {
+        let (code, stderr) = serve(tls);
+        assert_eq!(code, Some(2), "{tls:?}: {stderr}");
+        assert!(stderr.starts_with(want), "{tls:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{tls:?}: {stderr}");
+    }
+    // One without the other is a usage error.
+    let (code, stderr) = serve(&["--tls-cert", "a.pem"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--tls-key <FILE>"), "{stderr}");
 }
 
 #[test]

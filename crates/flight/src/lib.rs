@@ -25,7 +25,9 @@
 //!   the plugins' pools), under the plugins' policies and limits, as in `pipeline run`.
 //! - **Security.** [`serve`] binds a loopback address without a token; any other address needs
 //!   a bearer token, checked on every call (`authorization: Bearer TOKEN`), else
-//!   `Unauthenticated`.
+//!   `Unauthenticated`. With a [`TlsIdentity`] (a PEM certificate chain and its private key,
+//!   [`read_tls`]) the server speaks only TLS (`grpc+tls://`, rustls on ring), so the token and
+//!   the batches do not travel in clear; a client that connects without TLS gets no answer.
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
@@ -89,6 +91,20 @@ pub enum ServeError {
         /// The token file.
         path: PathBuf,
         /// What is wrong.
+        message: String,
+    },
+    /// A TLS certificate or key file cannot be read or holds no usable PEM item.
+    #[error("{}: {message}", path.display())]
+    BadTls {
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// rustls refuses the certificate and key together (the key is not the certificate's).
+    #[error("TLS certificate and key: {message}")]
+    Tls {
+        /// rustls's reason.
         message: String,
     },
     /// The address cannot be bound or the server failed.
@@ -624,6 +640,21 @@ fn input_error(name: &str, e: arrow_flight::error::FlightError) -> Status {
     }
 }
 
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}
+
 /// Reads a bearer token file: one line of visible ASCII (a trailing newline is dropped).
 ///
 /// # Errors
@@ -653,23 +684,98 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A server's TLS identity: its certificate chain and private key, PEM, as read and checked by
+/// [`read_tls`].
+#[derive(Clone)]
+pub struct TlsIdentity {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a TLS certificate chain (`cert`, PEM `CERTIFICATE` items, the server's first) and its
+/// private key (`key`, PEM PKCS#8, PKCS#1 or SEC1), checking each file on its own so an error
+/// names the file at fault. Whether the key belongs to the certificate is checked when the
+/// server starts ([`serve`]).
+///
+/// # Errors
+///
+/// [`ServeError::BadTls`] naming the file: unreadable, no certificate, a malformed PEM item, or
+/// no private key.
+pub fn read_tls(cert: &Path, key: &Path) -> Result<TlsIdentity, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &Path, message: String| ServeError::BadTls {
+        path: path.to_path_buf(),
+        message,
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| bad(cert, e.to_string()))?;
+    let mut certs = 0;
+    for item in CertificateDer::pem_slice_iter(&cert_pem) {
+        item.map_err(|e| bad(cert, format!("not a PEM certificate chain: {e}")))?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err(bad(
+            cert,
+            "no certificate in it (a PEM file with -----BEGIN CERTIFICATE----- is expected)".into(),
+        ));
+    }
+    let key_pem = std::fs::read(key).map_err(|e| bad(key, e.to_string()))?;
+    PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad(
+            key,
+            format!("no private key in it (PEM PKCS#8, PKCS#1 or SEC1 is expected): {e}"),
+        )
+    })?;
+    Ok(TlsIdentity { cert_pem, key_pem })
+}
+
+/// How [`serve`] guards its calls: a bearer token every call must carry, and TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// The bearer token (`authorization: Bearer TOKEN`); required off loopback.
+    pub token: Option<String>,
+    /// The server's certificate and key: the server then speaks only TLS.
+    pub tls: Option<TlsIdentity>,
+}
+
 /// Serves `flights` on `addr` until the process ends, on a runtime of its own. `on_bound` is
 /// called with the bound address (useful with port 0) once the server accepts connections.
 ///
 /// # Errors
 ///
-/// [`ServeError::TokenRequired`] for an address other than loopback without `token`;
+/// [`ServeError::TokenRequired`] for an address other than loopback without a token;
+/// [`ServeError::Tls`] if rustls refuses the pair (a key that is not the certificate's);
 /// [`ServeError::Transport`] if the address cannot be bound or the server fails.
 pub fn serve(
     addr: SocketAddr,
     flights: Flights,
-    token: Option<String>,
+    security: Security,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
+    let Security { token, tls } = security;
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(ServeError::TokenRequired { addr });
     }
     let transport = |message: String| ServeError::Transport { addr, message };
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let identity = tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem);
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServeError::Tls {
+                message: error_chain(&e),
+            })?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmlink-flight")
@@ -706,7 +812,7 @@ pub fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             check,
         );
-        tonic::transport::Server::builder()
+        server
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
