@@ -292,6 +292,11 @@ fn a_pool_hands_out_warm_instances_and_replaces_a_poisoned_one() {
     }
     // Back to its size, and no instance handed out is poisoned.
     assert_eq!(pool.idle(), 2);
+    // A discarded instance does not go back (serve drops one whose memory grew too much).
+    pool.checkout().unwrap().discard();
+    assert_eq!(pool.idle(), 1);
+    drop(pool.checkout().unwrap());
+    assert_eq!(pool.idle(), 1);
     for _ in 0..4 {
         let mut p = pool.checkout().unwrap();
         assert!(!p.is_poisoned());

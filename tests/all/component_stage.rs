@@ -438,3 +438,48 @@ fn a_rust_stage_component_runs_next_to_the_python_one() {
         "{d}"
     );
 }
+
+/// `Stage::call_once`, the call `wasmlink serve` makes for each client batch, holds a component
+/// stage's pooled instance to the stage's recycle bound as it holds a core stage's: past the
+/// bound the instance is dropped after its call and the next call gets a fresh one (issue 19:
+/// a component stage's pool was never bounded, and reported no memory).
+#[test]
+fn a_component_stage_called_once_is_held_to_its_recycle_bound() {
+    use wasmlink::pipeline::Recycle;
+
+    let upper = ComponentStage::load(&rust_stage(), Policy::default()).unwrap();
+    let spec = PipelineSpec::new(
+        Source::Batches(vec![]),
+        Sink::JsonLines(PathBuf::from("unused.jsonl")),
+    )
+    .stage("upper", upper, "wasmlink:pipeline/stage#process", 1);
+    let batch = texts(&["The Quick auto", "abc"]);
+    let calls = |recycle: Recycle| {
+        let mut stage = spec.stages[0].clone();
+        stage.recycle = recycle;
+        (0..4)
+            .map(|_| {
+                let called = stage.call_once(&batch).unwrap();
+                let text = called
+                    .batch
+                    .column_by_name("text")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.unwrap().to_string())
+                    .collect::<Vec<_>>();
+                assert_eq!(text, ["THE QUICK AUTO", "ABC"]);
+                (called.memory_bytes, called.recycled)
+            })
+            .collect::<Vec<_>>()
+    };
+    // A bound below any instance's memory: every call's instance is dropped, and the next
+    // call's fresh one gives the same rows.
+    let dropped = calls(Recycle::Above(1));
+    assert!(dropped.iter().all(|&(m, r)| r && m > 0), "{dropped:?}");
+    // No bound: the one pooled instance is kept across the calls.
+    let kept = calls(Recycle::Never);
+    assert!(kept.iter().all(|&(m, r)| !r && m > 0), "{kept:?}");
+}

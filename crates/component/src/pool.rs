@@ -155,6 +155,15 @@ impl DerefMut for Pooled<'_> {
     }
 }
 
+impl Pooled<'_> {
+    /// Drops the instance instead of returning it to the pool (its memory goes back to the
+    /// system; the pool makes a fresh one when next needed): for an instance whose linear
+    /// memory has grown past what its caller wants to keep.
+    pub fn discard(mut self) {
+        drop(self.process.take());
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(p) = self.process.take() {

@@ -267,6 +267,22 @@ impl ComponentStage {
         function: &str,
         batch: &RecordBatch,
     ) -> Result<RecordBatch, ComponentStageError> {
+        self.call_arrow_then(function, batch, |_| false)
+            .map(|(out, _, _)| out)
+    }
+
+    /// [`call_arrow`](Self::call_arrow), then `discard(memory_bytes)` decides whether the
+    /// pooled instance is dropped rather than kept for the next call. Returns the result, the
+    /// instance's linear memory after the call and whether it was dropped.
+    ///
+    /// # Errors
+    /// As [`ComponentInstance::call`].
+    pub(crate) fn call_arrow_then(
+        &self,
+        function: &str,
+        batch: &RecordBatch,
+        discard: impl FnOnce(u64) -> bool,
+    ) -> Result<(RecordBatch, u64, bool), ComponentStageError> {
         let pool = self.pool.get_or_init(|| {
             let policy = self.policy.clone();
             let what = self.pre.path().display().to_string();
@@ -284,7 +300,13 @@ impl ComponentStage {
         let mut process = pool
             .checkout()
             .map_err(|e| ComponentStageError::Load(e.to_string()))?;
-        call(self, &mut process, None, function, batch)
+        let out = call(self, &mut process, None, function, batch)?;
+        let memory = process.memory_bytes();
+        let dropped = discard(memory);
+        if dropped {
+            process.discard();
+        }
+        Ok((out, memory, dropped))
     }
 }
 

@@ -406,7 +406,8 @@ pub(crate) struct PooledMemory {
 pub struct Called {
     /// The stage's output.
     pub batch: RecordBatch,
-    /// Bytes of linear memory the instance held after the call (0 for a component stage).
+    /// Bytes of linear memory the instance held after the call (a component's: all its core
+    /// instances' memories).
     pub memory_bytes: u64,
     /// Whether the instance was dropped instead of going back to the pool (its memory past the
     /// stage's recycle bound).
@@ -419,42 +420,44 @@ impl Stage {
     /// pipeline worker holds its own instance: after the call, an instance whose linear memory
     /// has grown past the bound is dropped (its memory given back) instead of going back to the
     /// pool, so a long stream of batches cannot grow the pooled memories without limit. A
-    /// component stage's pooled instance goes back as it is.
+    /// component stage's pooled instance is held to the same bound.
     ///
     /// # Errors
     /// [`StageCallError`].
     pub fn call_once(&self, batch: &RecordBatch) -> Result<Called, StageCallError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let StageModule::Core(plugin) = &self.plugin else {
-            return Ok(Called {
-                batch: self.plugin.call_arrow(&self.function, batch)?,
-                memory_bytes: 0,
-                recycled: false,
-            });
-        };
-        let mut instance = plugin.instance()?;
-        let out = instance.call_arrow(&self.function, batch)?;
-        let memory = instance.memory_bytes();
         let size = batch.get_array_memory_size() as u64;
-        let largest = self.pooled.largest_batch.fetch_max(size, Relaxed).max(size);
-        let first = match self
-            .pooled
-            .after_first_call
-            .compare_exchange(0, memory, Relaxed, Relaxed)
-        {
-            Ok(_) => memory,
-            Err(seen) => seen,
+        // Whether an instance holding `memory` bytes after this call goes back to the pool.
+        let over = |memory: u64| {
+            let largest = self.pooled.largest_batch.fetch_max(size, Relaxed).max(size);
+            let first = match self
+                .pooled
+                .after_first_call
+                .compare_exchange(0, memory, Relaxed, Relaxed)
+            {
+                Ok(_) => memory,
+                Err(seen) => seen,
+            };
+            self.recycle
+                .bound(largest, first)
+                .is_some_and(|bound| memory > bound)
         };
-        let recycled = self
-            .recycle
-            .bound(largest, first)
-            .is_some_and(|bound| memory > bound);
-        if recycled {
-            instance.discard();
-        }
+        let (batch, memory_bytes, recycled) = match &self.plugin {
+            StageModule::Core(plugin) => {
+                let mut instance = plugin.instance()?;
+                let out = instance.call_arrow(&self.function, batch)?;
+                let memory = instance.memory_bytes();
+                let recycled = over(memory);
+                if recycled {
+                    instance.discard();
+                }
+                (out, memory, recycled)
+            }
+            StageModule::Component(c) => c.call_arrow_then(&self.function, batch, over)?,
+        };
         Ok(Called {
-            batch: out,
-            memory_bytes: memory,
+            batch,
+            memory_bytes,
             recycled,
         })
     }
