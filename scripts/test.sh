@@ -8,7 +8,9 @@ bash scripts/setup.sh
 cargo run -q -p wasmlink-xtask -- corpus
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --no-fail-fast 2>&1 | tee "$log"
+# With the `cluster` feature (implies `sql`): the DataFusion and Ballista tests run too
+# (docs/sql.md; built without optimisation, see Cargo.toml's profile overrides).
+cargo test --no-fail-fast --features cluster 2>&1 | tee "$log"
 # The installed binary: under 50 MB, runs the main job with no checkout (a release build).
 bash scripts/check-install.sh 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
