@@ -21,10 +21,13 @@ Each process prints one line `wasmlink cluster ROLE: listening on HOST:PORT` to 
 accepts connections. Wasm functions travel with the plan as module name and sha256: the
 scheduler and each executor load the module from their own --repo (NAME@VERSION) or file system
 (a path) and refuse, naming the module and both hashes, if their bytes differ. Table paths
-must name the same files on every executor.
+must name the same files on every executor. A function's policy travels with it and is
+admitted only within the process's own --policy (default: no directories, network, inherited
+environment or host functions; the default limits), so a client cannot grant itself the
+executors' files or network.
 
 Exit status: 0 stopped (Ctrl-C); 1 the service failed (cannot listen, the scheduler cannot be
-reached); 2 bad usage (a bad address).")]
+reached); 2 bad usage (a bad address, a bad --policy file).")]
 pub struct Args {
     #[command(subcommand)]
     role: Role,
@@ -43,6 +46,12 @@ enum Role {
         /// Seconds without a heartbeat before an executor is dead and its tasks move.
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         executor_timeout: u64,
+        /// The most a client's wasm function may be granted here (a policy file): a function
+        /// whose policy grants more (directories, network, inherited environment, host
+        /// functions, inherited stdio) is refused, and its limits are capped by this one's.
+        /// Default: no grants, the default limits (256 MiB, 30 s a call).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheFlags,
     },
@@ -69,6 +78,12 @@ enum Role {
         /// Seconds between heartbeats to the scheduler.
         #[arg(long, value_name = "SECONDS", default_value_t = 5)]
         heartbeat: u64,
+        /// The most a client's wasm function may be granted here (a policy file): a function
+        /// whose policy grants more (directories, network, inherited environment, host
+        /// functions, inherited stdio) is refused, and its limits are capped by this one's.
+        /// Default: no grants, the default limits (256 MiB, 30 s a call).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheFlags,
     },
@@ -82,6 +97,16 @@ fn listening(role: &'static str) -> impl FnOnce(std::net::SocketAddr) + Send + '
     }
 }
 
+/// The process's `--policy`, or the default policy.
+fn ceiling(path: Option<&std::path::Path>) -> Result<wasmlink::policy::Policy, CliError> {
+    match path {
+        Some(p) => {
+            wasmlink::policy::Policy::from_file(p).map_err(|e| CliError::Other(e.to_string()))
+        }
+        None => Ok(wasmlink::policy::Policy::default()),
+    }
+}
+
 fn bad(e: wasmlink_cluster::ClusterError) -> CliError {
     CliError::Other(e.to_string())
 }
@@ -92,6 +117,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             listen,
             repo,
             executor_timeout,
+            policy,
             cache,
         } => {
             let listen = wasmlink_cluster::parse_addr("--listen", &listen).map_err(bad)?;
@@ -101,6 +127,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                     repo,
                     cache_dir: cache.dir(),
                     executor_timeout_seconds: executor_timeout.max(1),
+                    ceiling: ceiling(policy.as_deref())?,
                 },
                 listening("scheduler"),
             )
@@ -113,6 +140,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             repo,
             work_dir,
             heartbeat,
+            policy,
             cache,
         } => {
             let scheduler = wasmlink_cluster::parse_addr("--scheduler", &scheduler).map_err(bad)?;
@@ -127,6 +155,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                     cache_dir: cache.dir(),
                     work_dir,
                     heartbeat_seconds: heartbeat,
+                    ceiling: ceiling(policy.as_deref())?,
                 },
                 listening("executor"),
             )

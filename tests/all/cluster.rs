@@ -78,13 +78,24 @@ fn two_free_ports() -> u16 {
 
 /// A scheduler and `n` executors, all with `repo`.
 fn cluster(n: usize, repo: &Path, extra_scheduler: &[&str]) -> (Service, Vec<Service>) {
+    cluster_with(n, repo, extra_scheduler, &[])
+}
+
+/// [`cluster`], with `extra` arguments for the scheduler and every executor too.
+fn cluster_with(
+    n: usize,
+    repo: &Path,
+    extra_scheduler: &[&str],
+    extra: &[&str],
+) -> (Service, Vec<Service>) {
     let mut args = vec!["scheduler", "--listen", "127.0.0.1:0", "--repo", s(repo)];
     args.extend_from_slice(extra_scheduler);
+    args.extend_from_slice(extra);
     let scheduler = start(&args);
     let executors = (0..n)
         .map(|_| {
             let listen = format!("127.0.0.1:{}", two_free_ports());
-            start(&[
+            let mut args = vec![
                 "executor",
                 "--scheduler",
                 &scheduler.addr,
@@ -96,7 +107,9 @@ fn cluster(n: usize, repo: &Path, extra_scheduler: &[&str]) -> (Service, Vec<Ser
                 "1",
                 "--repo",
                 s(repo),
-            ])
+            ];
+            args.extend_from_slice(extra);
+            start(&args)
         })
         .collect();
     // Executors register on start; give the scheduler a moment to list them.
@@ -366,4 +379,79 @@ fn a_bad_or_unreachable_scheduler_is_one_line_and_an_exit_code() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("scheduler"), "{}", stderr(&o));
+}
+
+/// A client's function policy travels with the plan, but a scheduler and its executors admit it
+/// only within their own --policy: a client cannot grant its functions the cluster's files.
+#[test]
+fn a_function_policy_beyond_the_clusters_own_is_refused_naming_the_grant() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = repo_with_greeter(t.path(), None);
+    let csv = table(t.path(), 100);
+    let secrets = t.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let grant = format!("[[dirs]]\nhost = \"{}\"\nguest = \"/s\"\n", s(&secrets));
+    let policy = t.path().join("f.toml");
+    std::fs::write(&policy, &grant).unwrap();
+    let udf = format!(
+        "double={}:double:{}",
+        s(&guest_modules().join("greeter.wasm")),
+        s(&policy)
+    );
+    let tbl = format!("t={}", s(&csv));
+    let query = |url: &str| {
+        wasmlink(&[
+            "sql",
+            "--cluster",
+            url,
+            "--table",
+            &tbl,
+            "--udf",
+            &udf,
+            "--format",
+            "csv",
+            QUERY,
+        ])
+    };
+    // Locally the client's own policy is the client's business.
+    let local = wasmlink(&[
+        "sql", "--table", &tbl, "--udf", &udf, "--format", "csv", QUERY,
+    ]);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    {
+        let (scheduler, _executors) = cluster(1, &repo, &[]);
+        let o = query(&format!("df://{}", scheduler.addr));
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("function `double`: its policy asks for more than this")
+                && err.contains(&format!(
+                    "dirs: `{}` (read-only) is not granted here",
+                    s(&secrets)
+                )),
+            "{err}"
+        );
+    }
+    // A cluster whose --policy grants the directory runs it.
+    let ceiling = t.path().join("ceiling.toml");
+    std::fs::write(&ceiling, &grant).unwrap();
+    let (scheduler, _executors) = cluster_with(1, &repo, &[], &["--policy", s(&ceiling)]);
+    let o = query(&format!("df://{}", scheduler.addr));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), stdout(&local));
+}
+
+#[test]
+fn a_module_path_that_is_a_device_is_refused_before_reading() {
+    // /dev/zero would be read until memory runs out: refused by the SQL client (which loads
+    // its own copy before anything is sent) and by the plugin host's loader alike.
+    let o = wasmlink(&["sql", "--udf", "f=/dev/zero:f", "SELECT 1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("/dev/zero: cannot read module: it is a character device, not a file"),
+        "{err}"
+    );
 }

@@ -26,6 +26,7 @@ use ballista_core::extension::SessionConfigExt;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use wasmlink_host::policy::Policy;
 use wasmlink_sql::SqlSession;
 
 pub use codec::{WasmLogicalCodec, WasmPhysicalCodec};
@@ -94,6 +95,8 @@ pub struct SchedulerOptions {
     pub cache_dir: Option<PathBuf>,
     /// Seconds without a heartbeat after which an executor is dead and its tasks run elsewhere.
     pub executor_timeout_seconds: u64,
+    /// The most a client's wasm function may be granted here ([`Policy::within`]).
+    pub ceiling: Policy,
 }
 
 /// Runs a scheduler until the process ends. `on_listening` is called with the bound address
@@ -102,12 +105,10 @@ pub fn run_scheduler(
     opts: SchedulerOptions,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ClusterError> {
-    let resolver = Arc::new(ModuleResolver::new(
-        "scheduler",
-        opts.repo.clone(),
-        opts.cache_dir.clone(),
-        2,
-    )?);
+    let resolver = Arc::new(
+        ModuleResolver::new("scheduler", opts.repo.clone(), opts.cache_dir.clone(), 2)?
+            .with_ceiling(opts.ceiling.clone()),
+    );
     let rt = runtime(2, "wasmlink-scheduler")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -160,6 +161,8 @@ pub struct ExecutorOptions {
     pub work_dir: Option<PathBuf>,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat_seconds: u64,
+    /// The most a client's wasm function may be granted here ([`Policy::within`]).
+    pub ceiling: Policy,
 }
 
 /// Runs an executor until the process ends or the scheduler cannot be reached.
@@ -184,14 +187,17 @@ pub fn run_executor(
     let slots = opts
         .slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let resolver = Arc::new(ModuleResolver::new(
-        "executor",
-        opts.repo.clone(),
-        opts.cache_dir.clone(),
-        // Instances for every task slot, with room for DataFusion running a task's
-        // partitions' batches at once.
-        u32::try_from(slots.saturating_mul(4)).unwrap_or(u32::MAX),
-    )?);
+    let resolver = Arc::new(
+        ModuleResolver::new(
+            "executor",
+            opts.repo.clone(),
+            opts.cache_dir.clone(),
+            // Instances for every task slot, with room for DataFusion running a task's
+            // partitions' batches at once.
+            u32::try_from(slots.saturating_mul(4)).unwrap_or(u32::MAX),
+        )?
+        .with_ceiling(opts.ceiling.clone()),
+    );
     let host = opts.listen.ip().to_string();
     let config = ballista_executor::executor_process::ExecutorProcessConfig {
         bind_host: host.clone(),

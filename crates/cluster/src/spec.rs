@@ -75,8 +75,8 @@ impl UdfSpec {
         } else {
             let path = std::fs::canonicalize(module)
                 .map_err(|e| bad(format!("module `{module}`: {e}")))?;
-            let bytes =
-                std::fs::read(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            // A regular file of a bounded size: never `/dev/zero` read until memory runs out.
+            let bytes = wasmlink_repo::read_module_file(&path).map_err(|e| bad(e.to_string()))?;
             (path.to_string_lossy().into_owned(), bytes, false)
         };
         let spec = UdfSpec {
@@ -113,6 +113,9 @@ pub struct ModuleResolver {
     repo: Option<PathBuf>,
     host: PluginHost,
     loaded: Mutex<HashMap<String, Arc<ScalarUDF>>>,
+    /// The most a function's policy (sent by a client) is granted here ([`Policy::within`]);
+    /// none for the client itself.
+    ceiling: Option<Policy>,
 }
 
 impl std::fmt::Debug for ModuleResolver {
@@ -143,7 +146,16 @@ impl ModuleResolver {
             repo,
             host,
             loaded: Mutex::new(HashMap::new()),
+            ceiling: None,
         })
+    }
+
+    /// Admits a function's policy only within `ceiling` (grants beyond it refused, limits
+    /// capped by it): for a scheduler or an executor, which run functions their clients define.
+    #[must_use]
+    pub fn with_ceiling(mut self, ceiling: Policy) -> ModuleResolver {
+        self.ceiling = Some(ceiling);
+        self
     }
 
     /// The plugin host (the client loads its own copy of each module with it).
@@ -180,6 +192,15 @@ impl ModuleResolver {
                 .map_err(|e| format!("function `{}`: {e}", spec.name))?,
             None => Policy::default(),
         };
+        let policy = match &self.ceiling {
+            Some(ceiling) => policy.within(ceiling).map_err(|e| {
+                format!(
+                    "function `{}`: its policy asks for more than this {role} grants (its --policy): {e}",
+                    spec.name
+                )
+            })?,
+            None => policy,
+        };
         let bytes = if spec.repo {
             let dir = self.repo.as_ref().ok_or_else(|| {
                 format!(
@@ -192,7 +213,7 @@ impl ModuleResolver {
                 .map_err(|e| format!("module `{}` on this {role}: {e}", spec.module))?
                 .bytes
         } else {
-            std::fs::read(&spec.module)
+            wasmlink_repo::read_module_file(Path::new(&spec.module))
                 .map_err(|e| format!("module `{}` on this {role}: {e}", spec.module))?
         };
         let here = sha256_hex(&bytes);

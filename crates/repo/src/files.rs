@@ -59,9 +59,14 @@ pub(crate) fn file_kind(t: &fs::FileType) -> &'static str {
     }
 }
 
-/// Reads the module file given to [`Repository::add`]: a regular file or a pipe, at most
+/// Reads a module file (the one given to [`Repository::add`], or a module named by path by
+/// someone else, such as a cluster client): a regular file or a pipe, at most
 /// [`MAX_MODULE_SIZE`] bytes. A directory or a device (`/dev/zero`) is refused before reading.
-pub(crate) fn read_module_file(path: &Path) -> Result<Vec<u8>> {
+///
+/// # Errors
+/// [`RepoError::NotWasm`] naming the file for a directory, a device or a file that is too
+/// large; [`RepoError::Io`] for one that cannot be read.
+pub fn read_module_file(path: &Path) -> Result<Vec<u8>> {
     let bad = |message: String| RepoError::NotWasm {
         path: path.to_path_buf(),
         message,

@@ -219,9 +219,23 @@ impl PluginHost {
 
     /// Loads a plugin from a file; its name is the file stem.
     pub fn load_file(&self, path: &Path, policy: Policy) -> Result<Plugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+        // A regular file of bounded size: a device such as `/dev/zero` is refused, not read
+        // until memory runs out.
+        let bytes = wasmlink_repo::read_module_file(path).map_err(|e| PluginError::Io {
             path: path.display().to_string(),
-            message: format!("cannot read module: {e}"),
+            message: match e {
+                wasmlink_repo::RepoError::Io { source, .. } => {
+                    format!("cannot read module: {source}")
+                }
+                // "is a character device, not a file", "larger than ... bytes, ..."
+                wasmlink_repo::RepoError::NotWasm { message, .. } if message.starts_with("is ") => {
+                    format!("cannot read module: it {message}")
+                }
+                wasmlink_repo::RepoError::NotWasm { message, .. } => {
+                    format!("cannot read module: {message}")
+                }
+                other => format!("cannot read module: {other}"),
+            },
         })?;
         let name = path
             .file_stem()

@@ -52,6 +52,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod ceiling;
 pub mod http;
 pub mod net;
 mod units;
