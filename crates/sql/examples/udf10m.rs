@@ -2,15 +2,14 @@
 //! plugin host, its policy and the arrow 59/60 bridge) against the same function as a native
 //! DataFusion UDF (arrow's own `mul` kernel), in the same run, on the same in-memory table.
 //!
-//! `bash scripts/build-guests.sh && cargo run -p wasmlink-sql --example udf10m`
+//! `bash scripts/build-guests.sh && cargo run --release -p wasmlink-sql --example udf10m`
 //! (ROWS=... to change the size; the greeter is taken from target/guest-modules).
 //!
-//! An example in the dev profile, not a criterion bench, on purpose: the workspace builds its
-//! dependencies at opt-level 2 in dev (Cargo.toml), so DataFusion, arrow and wasmtime are
-//! optimised here without a second 40-minute release build of DataFusion. Both functions' work
-//! is optimised code: arrow's `mul` kernel (compiled in arrow-arith) for the native UDF, the
-//! guest's code compiled by Cranelift for the wasm one. Only wasmlink's own glue (the host's
-//! call path, the bridge) is at opt-level 0, which counts against the wasm side.
+//! An example, not a criterion bench: one figure per side, both sums checked equal first. Run
+//! it in the release profile: the dev profile compiles DataFusion and its arrow without
+//! optimisation (Cargo.toml, to keep the test build short), which would slow the native side,
+//! and wasmlink's own glue (the host's call path, the arrow 59 <-> 60 bridge) at opt-level 0,
+//! which would slow the wasm side.
 
 use std::sync::Arc;
 use std::time::Instant;
