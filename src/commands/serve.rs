@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         _ => None,
     };
     if !args.listen.ip().is_loopback() && tls.is_none() {
-        diag(&format!(
+        diag(format!(
             "wasmlink: warning: {}: the bearer token and the rows travel in clear text; \
              add --tls-cert and --tls-key",
             args.listen
@@ -101,10 +101,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let flights = Flights::load(&args.files, &host).map_err(|e| CliError::Other(e.to_string()))?;
     let names: Vec<String> = flights.flights().iter().map(|f| f.path.join("/")).collect();
     serve(args.listen, flights, Security { token, tls }, |addr| {
-        diag(&format!(
-            "listening on {addr}{secure}: {}",
-            names.join(", ")
-        ));
+        diag(format!("listening on {addr}{secure}: {}", names.join(", ")));
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
