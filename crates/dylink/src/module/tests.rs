@@ -170,6 +170,64 @@ fn parse_reader_skips_the_code_and_agrees_with_parse() {
     assert!(ModuleInfo::parse(&scrambled).is_err());
 }
 
+/// A reader that counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+#[test]
+fn parse_reader_does_not_read_the_data_segments_bytes() {
+    // 2 MiB of data in three segments (active at a constant, active at __memory_base + 8,
+    // passive), then a name section after the data section.
+    let big = "\\00".repeat(1 << 20);
+    let text = format!(
+        r#"(module
+          (@dylink.0 (mem-info (memory 3145728 4)))
+          (import "env" "memory" (memory 64))
+          (import "env" "__memory_base" (global $mb i32))
+          (data (i32.const 16) "{big}")
+          (data (offset (i32.add (global.get $mb) (i32.const 8))) "{big}")
+          (data "xyz")
+          (@custom "name" "\00\06\05hello"))"#
+    );
+    let good = wat::parse_str(&text).unwrap();
+    let whole = ModuleInfo::parse(&good).unwrap();
+    assert_eq!(whole.data_segments.len(), 2);
+    assert_eq!(whole.data_segments[0], (Some(16), 1 << 20));
+    let mut counting = Counting {
+        inner: std::io::Cursor::new(&good),
+        read: 0,
+    };
+    assert_eq!(ModuleInfo::parse_reader(&mut counting).unwrap(), whole);
+    assert!(
+        counting.read < 256 << 10,
+        "{} of {} bytes read",
+        counting.read,
+        good.len()
+    );
+    // Truncated inside the data: both refuse it.
+    for cut in [good.len() / 2, good.len() - 40] {
+        assert!(ModuleInfo::parse(&good[..cut]).is_err());
+        let e = ModuleInfo::parse_reader(std::io::Cursor::new(&good[..cut])).unwrap_err();
+        assert!(e.to_string().contains("offset"), "{e}");
+    }
+}
+
 #[test]
 fn legacy_dylink_section() {
     // (@custom "dylink" ...) : memsize 32, align 2, table 1, align 0, needed ["liba.so"]
