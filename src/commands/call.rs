@@ -99,7 +99,8 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     })
     .map_err(|e| CliError::Other(e.to_string()))?;
     let loaded = if args.module.exists() || args.module.extension().is_some_and(|e| e == "wasm") {
-        // Read here rather than by `load_file`, to bound the size (`/dev/zero` is an error).
+        // Read with the CLI's reader, so its 256 MiB bound and message are every command's
+        // (`PluginHost::load_file` bounds the size too, at the repository's 1 GiB).
         args.with.refuse_for_core(&args.module)?;
         match crate::input::read_bounded(&args.module) {
             Ok(bytes) => {
