@@ -177,7 +177,15 @@ fn client_at(uri: &str, args: &[&str]) -> (i32, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    (out.status.code().unwrap_or(-1), json)
+    // A client killed by a signal is not an answer from the server: say so, with its stderr.
+    let code = out.status.code().unwrap_or_else(|| {
+        panic!(
+            "the pyarrow client died ({}) after printing {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, json)
 }
 
 /// The rows (ids, texts) the client sent for `batches` batches of `rows` rows.
