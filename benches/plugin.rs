@@ -509,8 +509,9 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
     // Once more outside the benchmark, so the guest steps below have their input even when a
     // filter skipped `arrow_copy_in`.
     copy_in(&mut rw);
-    // Guest side: the input is in guest memory; the guest decodes it (zero-copy) and writes
-    // the output stream (one copy, in wasm); the host frees the output.
+    // Guest side: the input is in guest memory; the guest decodes it (zero-copy) and lists the
+    // output stream's segments (status 3: metadata it encoded, body buffers where they lie);
+    // the host frees the list, which frees what the segments point into.
     // `echo_copy_arrow` (a new batch), since `echo_arrow` is now answered in place (status 2)
     // and would leave nothing to copy out.
     let echo_arrow = rw.func("echo_copy_arrow");
@@ -519,8 +520,11 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
             .call(&mut rw.store, (in_ptr as i32, ipc_len as i32))
             .expect("echo_arrow") as u32;
         let (status, ptr, len, cap) = rw.record(rec);
-        // 0: an encoded output stream; 2: the SDK recognised a pass-through (nothing to copy).
-        assert!(status == 0 || status == 2, "echo_arrow status {status}");
+        // 3: a gathered output stream; 2: the SDK recognised a pass-through (nothing to copy).
+        assert!(
+            status == 3 || status == 2,
+            "echo_copy_arrow status {status}"
+        );
         (status, ptr, len, cap)
     };
     g.bench_function("arrow_guest", |b| {
@@ -531,16 +535,31 @@ fn exchange16_bench(c: &mut Criterion, greeter: &[u8], raw: &Engine) {
                 .expect("free");
         })
     });
-    // Host side again: copy the output stream out into an aligned buffer and decode it.
+    // Host side again: gather the segments into one aligned buffer (the copy out) and decode.
     let (status, ptr, len, cap) = out_of(&mut rw);
-    let out_ipc = rw.memory.data(&rw.store)[ptr as usize..(ptr + len) as usize].to_vec();
-    rw.free
-        .call(&mut rw.store, (ptr as i32, cap as i32, 1))
-        .expect("free");
-    if status == 0 {
+    if status == 3 {
+        let list = rw.memory.data(&rw.store)[ptr as usize..(ptr + len) as usize].to_vec();
+        let segments: Vec<(usize, usize)> = list
+            .chunks_exact(8)
+            .map(|e| {
+                let w = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+                (w(0) as usize, w(4) as usize)
+            })
+            .collect();
+        let total: usize = segments.iter().map(|(_, n)| n).sum();
         g.bench_function("arrow_copy_out_decode", |b| {
-            b.iter(|| wasmlink::exchange::read_ipc(black_box(&out_ipc)).expect("decode"))
+            b.iter(|| {
+                let data = rw.memory.data(&rw.store);
+                let mut out = arrow_buffer::MutableBuffer::with_capacity(total);
+                for &(at, n) in &segments {
+                    out.extend_from_slice(&data[at..at + n]);
+                }
+                wasmlink::exchange::decode_stream(out.into()).expect("decode")
+            })
         });
+        rw.free
+            .call(&mut rw.store, (ptr as i32, cap as i32, 1))
+            .expect("free");
     } else {
         println!(
             "exchange16/arrow_copy_out_decode: skipped, the guest passed its input through (status 2)"

@@ -40,6 +40,7 @@ extern "C" {
 #define WASMLINK_STATUS_OK 0       /* [ptr, ptr+len) is the output */
 #define WASMLINK_STATUS_ERROR 1    /* [ptr, ptr+len) is a UTF-8 error message */
 #define WASMLINK_STATUS_IN_PLACE 2 /* [ptr, ptr+len) is u32 LE indices of columns changed */
+#define WASMLINK_STATUS_GATHERED 3 /* [ptr, ptr+len) is (u32 address, u32 length) LE segments */
 
 /* The 16-byte result record an ABI function returns the address of (little-endian, as all of
  * wasm32). Owned by the guest; valid until the next call into the guest. The host frees

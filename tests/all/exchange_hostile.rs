@@ -61,7 +61,29 @@ const BAD: &str = r#"
   (func (export "junk") (param i32 i32) (result i32)
     (call $ret (i32.const 0) (i32.const 512) (i32.const 12) (i32.const 0)))
   (func (export "wrong_type") (param i32) (result i32) (i32.const 0))
+  ;; Gathered results (status 3): lists of (u32 address, u32 length) segments.
+  (data (i32.const 700) "World")
+  (data (i32.const 720) "Hello, ")
+  (data (i32.const 800) "\d0\02\00\00\07\00\00\00\bc\02\00\00\05\00\00\00")
+  (data (i32.const 816) "\00\00\ff\ff\64\00\00\00")
+  (data (i32.const 864) "{twenty_64k}")
+  (func (export "gather_ok") (param i32 i32) (result i32)
+    (call $ret (i32.const 3) (i32.const 800) (i32.const 16) (i32.const 0)))
+  (func (export "gather_ragged") (param i32 i32) (result i32)
+    (call $ret (i32.const 3) (i32.const 800) (i32.const 12) (i32.const 0)))
+  (func (export "gather_oob") (param i32 i32) (result i32)
+    (call $ret (i32.const 3) (i32.const 800) (i32.const 24) (i32.const 0)))
+  (func (export "gather_big") (param i32 i32) (result i32)
+    (call $ret (i32.const 3) (i32.const 864) (i32.const 160) (i32.const 0)))
 "#;
+
+/// [`BAD`] with its `{twenty_64k}`: twenty segments of the first 64 KiB (1.25 MiB gathered).
+fn bad() -> String {
+    BAD.replace(
+        "{twenty_64k}",
+        &"\\00\\00\\00\\00\\00\\00\\01\\00".repeat(20),
+    )
+}
 
 fn load(name: &str, bytes: &[u8], policy: &str) -> wasmlink::plugin::Plugin {
     let host = PluginHost::new(HostConfig::default()).expect("host");
@@ -75,7 +97,7 @@ fn load(name: &str, bytes: &[u8], policy: &str) -> wasmlink::plugin::Plugin {
 
 #[test]
 fn the_host_checks_everything_a_guest_hands_back() {
-    let plugin = load("evil", &guest(BAD, ""), "[limits]\noutput = \"1 MiB\"\n");
+    let plugin = load("evil", &guest(&bad(), ""), "[limits]\noutput = \"1 MiB\"\n");
     let cases: &[(&str, &str)] = &[
         (
             "oob",
@@ -91,7 +113,7 @@ fn the_host_checks_everything_a_guest_hands_back() {
         ),
         (
             "bad_status",
-            "plugin `evil`: `bad_status`: unknown result status 7 (docs/abi.md knows 0, 1 and 2)",
+            "plugin `evil`: `bad_status`: unknown result status 7 (docs/abi.md knows 0, 1, 2 and 3)",
         ),
         (
             "small_cap",
@@ -102,6 +124,18 @@ fn the_host_checks_everything_a_guest_hands_back() {
             "plugin `evil`: `big` produced more than 1 MiB of returned data (limits.output)",
         ),
         ("refuse", "plugin `evil`: `refuse` failed: no such user"),
+        (
+            "gather_ragged",
+            "plugin `evil`: `gather_ragged`: a gathered result of 12 bytes is not a list of (u32 address, u32 length) segments",
+        ),
+        (
+            "gather_oob",
+            "plugin `evil`: `gather_oob`: segment 2 of the gathered output 0xffff0000+100 is outside the guest's 131072-byte memory",
+        ),
+        (
+            "gather_big",
+            "plugin `evil`: `gather_big` produced more than 1 MiB of returned data (limits.output)",
+        ),
         (
             "wrong_type",
             "plugin `evil`: `wrong_type`: `wrong_type` is not an ABI function `(i32, i32) -> i32` (docs/abi.md)",
@@ -117,6 +151,11 @@ fn the_host_checks_everything_a_guest_hands_back() {
             b"still here"
         );
     }
+    // Segments are gathered in the order listed, wherever they lie.
+    assert_eq!(
+        plugin.call_bytes("gather_ok", b"x").expect("gather_ok"),
+        b"Hello, World"
+    );
     let err = plugin
         .call_arrow(
             "junk",
@@ -204,7 +243,7 @@ fn bytes_round_trip_through_a_wat_guest() {
 fn the_cli_reports_abi_violations() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = dir.path().join("evil.wasm");
-    std::fs::write(&module, guest(BAD, "")).expect("write");
+    std::fs::write(&module, guest(&bad(), "")).expect("write");
     let input = dir.path().join("in.bin");
     std::fs::write(&input, b"hello").expect("write");
     let out = wasmlink(&[

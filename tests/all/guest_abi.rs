@@ -23,6 +23,7 @@ use crate::support;
 const OK: u32 = 0;
 const ERROR: u32 = 1;
 const IN_PLACE: u32 = 2;
+const GATHERED: u32 = 3;
 
 pub(crate) fn modules_dir() -> PathBuf {
     support::guest_modules()
@@ -128,7 +129,8 @@ impl Guest {
         self.call2("wasmlink_alloc", size as i32, align as i32) as u32
     }
 
-    /// ABI v1: alloc(len, 64), write, call, free the input; read and free the output.
+    /// ABI v1: alloc(len, 64), write, call; read the output (gathering a status-3 list of
+    /// segments), then free the input and the output.
     /// Returns (status, output bytes, the input region as the function left it).
     fn call_abi_full(&mut self, func: &str, input: &[u8]) -> (u32, Vec<u8>, Vec<u8>) {
         let len = input.len() as u32;
@@ -144,7 +146,17 @@ impl Guest {
         assert_eq!(record % 4, 0, "result record at {record} is not 4-aligned");
         let [status, ptr, out_len, cap] = self.read_u32s::<4>(record);
         assert!(cap == 0 || cap >= out_len, "cap {cap} < len {out_len}");
-        let out = self.read(ptr, out_len);
+        let mut out = self.read(ptr, out_len);
+        if status == GATHERED {
+            assert_eq!(out_len % 8, 0, "a gathered list of {out_len} bytes");
+            out = out
+                .chunks_exact(8)
+                .flat_map(|e| {
+                    let w = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+                    self.read(w(0), w(4))
+                })
+                .collect();
+        }
         let input_after = self.read(in_ptr, len);
         self.call3("wasmlink_free", in_ptr, len, 64);
         self.call3("wasmlink_free", ptr, cap, 1);
@@ -356,10 +368,11 @@ fn echo_arrow_round_trip() {
     assert_eq!(status, IN_PLACE, "{}", String::from_utf8_lossy(&out));
     assert_eq!(out, Vec::<u8>::new());
     assert_eq!(input_after, input);
-    // A stream of several batches comes back as a stream of the same batches (status 0).
+    // A stream of several batches comes back as a stream of the same batches, its segments
+    // gathered (status 3).
     let two = [batch.clone(), batch.slice(1, 2)];
     let (status, out) = g.call_abi("echo_arrow", &ipc(&two));
-    assert_eq!(status, OK);
+    assert_eq!(status, GATHERED);
     assert_eq!(batches(&out), two.to_vec());
 }
 
@@ -465,7 +478,7 @@ pub(crate) fn documents() -> RecordBatch {
 fn docproc_processes_documents() {
     let mut g = Guest::new("docproc");
     let (status, out) = g.call_abi("process", &ipc(&[documents()]));
-    assert_eq!(status, OK, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(status, GATHERED, "{}", String::from_utf8_lossy(&out));
     let out = batches(&out).remove(0);
     let schema = out.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -541,7 +554,7 @@ fn readme_guest_doubles() {
     let x: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(-21)]));
     let batch = RecordBatch::try_from_iter([("x", x)]).unwrap();
     let (status, out) = g.call_abi("double", &ipc(&[batch]));
-    assert_eq!(status, OK, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(status, GATHERED, "{}", String::from_utf8_lossy(&out));
     let out = batches(&out).remove(0);
     let values: Vec<Option<i64>> = out.column(0).as_primitive::<Int64Type>().iter().collect();
     assert_eq!(values, [Some(2), None, Some(-42)]);

@@ -1,5 +1,6 @@
-//! Arrow functions: IPC stream in (decoded without copying), IPC stream out (one copy into
-//! memory the host then owns), and in-place rewrites of input columns.
+//! Arrow functions: IPC stream in (decoded without copying), IPC stream out (a list of
+//! segments over the output's own buffers, which the host gathers: one copy, made by the
+//! host), and in-place rewrites of input columns.
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -11,9 +12,12 @@ use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_data::ArrayData;
 use arrow_ipc::reader::StreamDecoder;
-use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_ipc::writer::{IpcWriteOptions, StreamEncoder, StreamWriter};
 
-use crate::{IntoOutput, Output, STATUS_IN_PLACE, STATUS_OK, input_slice, publish, publish_result};
+use crate::{
+    GuestStatic, IntoOutput, Output, STATUS_GATHERED, STATUS_IN_PLACE, addr, input_slice, publish,
+    publish_result,
+};
 
 /// The "owner" of the input region for Arrow's reference counting. It frees nothing: the host
 /// frees the region after the call. The SDK checks that no buffer still references it when
@@ -94,6 +98,21 @@ fn ipc_size_estimate(batch: &RecordBatch) -> usize {
         + 4096
 }
 
+fn encode_error(e: arrow_schema::ArrowError) -> String {
+    format!("cannot encode the output batch: {e}")
+}
+
+/// An output stream has one schema: the first batch's.
+fn same_schema(first: &arrow_schema::Schema, batch: &RecordBatch) -> Result<(), String> {
+    if first != batch.schema_ref().as_ref() {
+        return Err(format!(
+            "output batches must share one schema: got {} after {first}",
+            batch.schema(),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes batches as one IPC stream (uncompressed, 64-byte aligned) into a Vec the host will own.
 struct OutputStream {
     writer: Option<(StreamWriter<Vec<u8>>, arrow_schema::SchemaRef)>,
@@ -101,16 +120,9 @@ struct OutputStream {
 
 impl OutputStream {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let encode_error =
-            |e: arrow_schema::ArrowError| format!("cannot encode the output batch: {e}");
         let writer = match &mut self.writer {
             Some((writer, schema)) => {
-                if schema.as_ref() != batch.schema_ref().as_ref() {
-                    return Err(format!(
-                        "output batches must share one schema: got {} after {schema}",
-                        batch.schema(),
-                    ));
-                }
+                same_schema(schema, batch)?;
                 writer
             }
             None => {
@@ -130,6 +142,93 @@ impl OutputStream {
             .into_inner()
             .map_err(|e| format!("cannot encode the output stream: {e}"))
     }
+}
+
+/// Encodes batches as one IPC stream (uncompressed, 64-byte aligned, as [`OutputStream`]) of
+/// segments: arrow-ipc's `StreamEncoder` gives the messages' metadata and padding as small new
+/// buffers and the batches' body buffers as they are, without copying them. The host gathers
+/// the segments into its own buffer (status 3, docs/abi.md): the only copy of the output.
+struct GatheredStream {
+    encoder: Option<(StreamEncoder, arrow_schema::SchemaRef)>,
+    segments: Vec<Buffer>,
+}
+
+impl GatheredStream {
+    fn new() -> Self {
+        GatheredStream {
+            encoder: None,
+            segments: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let encoder = match &mut self.encoder {
+            Some((encoder, schema)) => {
+                same_schema(schema, batch)?;
+                encoder
+            }
+            None => {
+                let encoder = StreamEncoder::try_new_with_options(
+                    &batch.schema(),
+                    IpcWriteOptions::default(),
+                )
+                .map_err(encode_error)?;
+                &mut self.encoder.insert((encoder, batch.schema())).0
+            }
+        };
+        let segments = encoder.encode(batch).map_err(encode_error)?;
+        self.segments.extend(segments);
+        Ok(())
+    }
+
+    /// The end-of-stream marker appended: every segment of the stream, in order.
+    fn finish(mut self) -> Result<Vec<Buffer>, String> {
+        let (encoder, _) = self
+            .encoder
+            .ok_or("the function produced no output batch")?;
+        let end = encoder
+            .finish()
+            .map_err(|e| format!("cannot encode the output stream: {e}"))?;
+        self.segments.extend(end);
+        Ok(self.segments)
+    }
+}
+
+/// The buffers a gathered result's segments point into, kept alive until the host frees the
+/// segment list (whose address is the first field), or until the next gathered result.
+static GATHERED: GuestStatic<Option<(u32, Vec<Buffer>)>> =
+    GuestStatic(std::cell::UnsafeCell::new(None));
+
+/// Called by `wasmlink_free`: freeing a gathered result's segment list frees its buffers too.
+pub(crate) fn release_gathered(list: u32) {
+    // SAFETY: single-threaded guest (see GuestStatic); no other reference to GATHERED is alive.
+    let held = unsafe { &mut *GATHERED.0.get() };
+    if held.as_ref().is_some_and(|(at, _)| *at == list) {
+        *held = None;
+    }
+}
+
+/// The segment list of a gathered result (`u32 address, u32 length` each, little-endian), and
+/// the buffers the host will read through it. A segment inside the input region (a column the
+/// function returned as it came) is listed but not kept: the region is the host's, valid until
+/// the host frees it, which it does only after gathering (docs/abi.md), and holding its buffer
+/// would look like a function that kept its input.
+fn segment_list(segments: Vec<Buffer>, region: (usize, usize)) -> (Vec<u8>, Vec<Buffer>) {
+    let (start, len) = region;
+    let mut list = Vec::with_capacity(segments.len() * 8);
+    let mut keep = Vec::with_capacity(segments.len());
+    for segment in segments {
+        if segment.is_empty() {
+            continue;
+        }
+        list.extend_from_slice(&addr(segment.as_ptr()).to_le_bytes());
+        list.extend_from_slice(&(segment.len() as u32).to_le_bytes());
+        let at = segment.as_ptr() as usize;
+        if !(at >= start && at + segment.len() <= start + len) {
+            keep.push(segment);
+        }
+    }
+    (list, keep)
 }
 
 /// Encodes one batch as an IPC stream (a `RecordBatch` result of a byte function).
@@ -194,7 +293,8 @@ fn passes_through(input: &RecordBatch, output: &RecordBatch) -> bool {
             .all(|(a, b)| Arc::ptr_eq(a, b))
 }
 
-/// Arrow function: each input batch goes through `f`; the results form the output stream.
+/// Arrow function: each input batch goes through `f`; the results form the output stream,
+/// handed to the host as a gathered result (status 3).
 ///
 /// If the stream holds a single batch and `f` returns it unchanged (same schema, every column
 /// the input's own array), nothing is encoded: the result is status 2 (in place) with an empty
@@ -202,7 +302,8 @@ fn passes_through(input: &RecordBatch, output: &RecordBatch) -> bool {
 pub fn call_arrow<R: BatchOutput>(ptr: i32, len: i32, mut f: impl FnMut(RecordBatch) -> R) -> i32 {
     let mut run = || -> Result<(u32, Output), String> {
         let (mut buffer, owner) = input_buffer(ptr, len)?;
-        let mut out = OutputStream { writer: None };
+        let region = (buffer.as_ptr() as usize, buffer.len());
+        let mut out = GatheredStream::new();
         // The first output is held back until a second batch shows up, so that a single
         // pass-through batch can be answered without encoding it.
         let mut first: Option<RecordBatch> = None;
@@ -231,9 +332,12 @@ pub fn call_arrow<R: BatchOutput>(ptr: i32, len: i32, mut f: impl FnMut(RecordBa
         if let Some(held) = first.take() {
             out.write(&held)?;
         }
-        let bytes = out.finish()?;
+        let (list, keep) = segment_list(out.finish()?, region);
         finish_input(owner)?;
-        Ok((STATUS_OK, Output::Owned(bytes)))
+        // SAFETY: single-threaded guest (see GuestStatic); no other reference to GATHERED is
+        // alive. A result the host never freed is dropped here.
+        unsafe { *GATHERED.0.get() = Some((addr(list.as_ptr()), keep)) };
+        Ok((STATUS_GATHERED, Output::Owned(list)))
     };
     match run() {
         Ok((status, output)) => publish(status, output),

@@ -54,6 +54,10 @@ pub const STATUS_ERROR: u32 = 1;
 /// as `u32` little-endian. An empty list means the output is the input batch itself (an Arrow
 /// function that returned its single input batch unchanged).
 pub const STATUS_IN_PLACE: u32 = 2;
+/// Result status: the output is gathered: `[ptr, ptr+len)` lists segments (`u32` address, `u32`
+/// length, little-endian) whose bytes, concatenated, are the output; freeing the list frees
+/// them.
+pub const STATUS_GATHERED: u32 = 3;
 /// The message of a `&str`/`String` parameter whose input is not UTF-8.
 pub const INVALID_UTF8: &str = "input is not valid UTF-8";
 
@@ -101,6 +105,8 @@ pub unsafe fn free(ptr: u32, size: u32, align: u32) {
     let Ok(layout) = Layout::from_size_align(size as usize, align as usize) else {
         return;
     };
+    #[cfg(feature = "arrow")]
+    arrow::release_gathered(ptr);
     // SAFETY: the caller guarantees that ptr was allocated with this layout.
     unsafe { std::alloc::dealloc(ptr as usize as *mut u8, layout) }
 }

@@ -7,7 +7,9 @@
 //! Copies: the input is written straight into memory the guest allocated (Arrow batches are
 //! encoded by `arrow_ipc::writer::StreamEncoder` into zero-copy segments that are copied once,
 //! into the guest); the output is copied once out of guest memory into an aligned host buffer
-//! and decoded without further copies. [`Instance::call_bytes_with`] reads the output in place,
+//! and decoded without further copies. A gathered output (status 3: the guest lists the
+//! segments of its output, e.g. the Rust SDK's Arrow streams over the batches' own buffers) is
+//! copied segment by segment into that one buffer, so the guest need not join them first. [`Instance::call_bytes_with`] reads the output in place,
 //! with no copy at all, while the store is borrowed.
 //!
 //! Every pointer and length the guest hands back is checked before a byte is read: inside the
@@ -16,7 +18,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_buffer::Buffer;
+use arrow_buffer::{Buffer, MutableBuffer};
 use arrow_ipc::writer::StreamEncoder;
 use wasmtime::{Memory, Store, TypedFunc};
 
@@ -34,6 +36,7 @@ pub const ABI_VERSION: i32 = 1;
 const STATUS_OK: u32 = 0;
 const STATUS_ERR: u32 = 1;
 const STATUS_IN_PLACE: u32 = 2;
+const STATUS_GATHERED: u32 = 3;
 /// Longest guest error message shown.
 const MAX_MESSAGE: usize = 4096;
 
@@ -66,6 +69,46 @@ enum Raw {
     Err(String),
     /// Status 2: the guest rewrote these columns inside the input; their arrays, read back.
     InPlace(Vec<(usize, arrow_array::ArrayRef)>),
+    /// Status 3: the output, gathered from the segments the guest listed, already copied out.
+    Gathered(Buffer),
+}
+
+/// Status 3: copies the segments listed at `[ptr, ptr+len)` (each `u32 address, u32 length`,
+/// little-endian) in order into one host buffer (64-byte aligned, so Arrow decodes it without
+/// copying). Every segment is checked, and the total held to `max_out`, before anything is
+/// allocated or copied.
+fn gather(data: &[u8], ptr: u32, len: u32, max_out: u64) -> wasmtime::Result<Buffer> {
+    if len % 8 != 0 {
+        return Err(violation(format!(
+            "a gathered result of {len} bytes is not a list of (u32 address, u32 length) segments"
+        )));
+    }
+    let list = &data[ptr as usize..ptr as usize + len as usize];
+    let segment = |entry: &[u8]| {
+        let word =
+            |i: usize| u32::from_le_bytes([entry[i], entry[i + 1], entry[i + 2], entry[i + 3]]);
+        (word(0), word(4))
+    };
+    let mut total = 0u64;
+    for (i, entry) in list.chunks_exact(8).enumerate() {
+        let (at, n) = segment(entry);
+        check_range(
+            data.len(),
+            at,
+            n,
+            &format!("segment {i} of the gathered output"),
+        )?;
+        total += u64::from(n);
+        if total > max_out {
+            return Err(wasmtime::Error::new(OutputTooLarge));
+        }
+    }
+    let mut out = MutableBuffer::with_capacity(total as usize);
+    for entry in list.chunks_exact(8) {
+        let (at, n) = segment(entry);
+        out.extend_from_slice(&data[at as usize..at as usize + n as usize]);
+    }
+    Ok(out.into())
 }
 
 #[derive(Clone)]
@@ -224,9 +267,18 @@ impl Instance {
                     }
                     Raw::InPlace(cols.into_iter().zip(arrays).collect())
                 }
+                STATUS_GATHERED => {
+                    // Before the input is freed: segments may lie inside it (columns returned
+                    // as they came in).
+                    let out = gather(data, ptr, olen, max_out)?;
+                    if cap > 0 {
+                        funcs.free.call(&mut *store, (ptr as i32, cap as i32, 1))?;
+                    }
+                    Raw::Gathered(out)
+                }
                 other => {
                     return Err(violation(format!(
-                        "unknown result status {other} (docs/abi.md knows 0, 1 and 2)"
+                        "unknown result status {other} (docs/abi.md knows 0, 1, 2 and 3)"
                     )));
                 }
             };
@@ -323,6 +375,7 @@ impl Instance {
                         self.release(function, ptr, cap)?;
                         Ok(out)
                     }
+                    Raw::Gathered(out) => Ok(read(out.as_slice())),
                 }
             }
             conv => {
@@ -408,10 +461,28 @@ impl Instance {
         );
         let pieces: Vec<&[u8]> = segments.iter().map(|b| b.as_slice()).collect();
         let len: usize = pieces.iter().map(|p| p.len()).sum();
-        let out = self.call_pieces_with(function, len, &pieces, |bytes| {
-            // One copy out, into a 64-byte aligned host buffer; decoding is zero-copy.
-            Buffer::from(bytes)
-        })?;
+        // One copy out, into a 64-byte aligned host buffer (a gathered output comes that way);
+        // decoding is zero-copy.
+        let out = match self.abi() {
+            Abi::Wasmlink => match self.raw_wasmlink(function, len, &pieces, None)? {
+                Raw::Gathered(out) => out,
+                Raw::Ok { ptr, len, cap } => self.copy_out(function, ptr, len, cap)?,
+                Raw::Err(message) => {
+                    return Err(PluginError::Guest {
+                        plugin: name,
+                        function: function.to_string(),
+                        message,
+                    });
+                }
+                Raw::InPlace(_) => {
+                    return Err(self.fail_abi(
+                        function,
+                        violation("returned an in-place result (status 2) for several batches"),
+                    ));
+                }
+            },
+            _ => self.call_pieces_with(function, len, &pieces, |b: &[u8]| Buffer::from(b))?,
+        };
         decode_stream(out).map_err(|e| {
             self.poison();
             host_err(&name, format!("returned {e}"))
@@ -476,17 +547,44 @@ impl Instance {
                 })
             }
             Raw::Ok { ptr, len, cap } => {
-                let mem = memory_of(self).map_err(|e| self.fail_abi(function, e))?;
-                let data = mem.data(self.store_mut());
-                let out = Buffer::from(&data[ptr as usize..ptr as usize + len as usize]);
-                self.release(function, ptr, cap)?;
-                let batches = decode_stream(out).map_err(|e| {
-                    self.poison();
-                    host_err(format!("returned {e}"))
-                })?;
-                self.one_batch(function, batch, batches)
+                let out = self.copy_out(function, ptr, len, cap)?;
+                self.decode_one(function, batch, out)
             }
+            Raw::Gathered(out) => self.decode_one(function, batch, out),
         }
+    }
+
+    /// Copies a status-0 output out of guest memory into an aligned host buffer, then frees it.
+    fn copy_out(
+        &mut self,
+        function: &str,
+        ptr: u32,
+        len: u32,
+        cap: u32,
+    ) -> Result<Buffer, PluginError> {
+        let mem = memory_of(self).map_err(|e| self.fail_abi(function, e))?;
+        let data = mem.data(self.store_mut());
+        let out = Buffer::from(&data[ptr as usize..ptr as usize + len as usize]);
+        self.release(function, ptr, cap)?;
+        Ok(out)
+    }
+
+    /// Decodes an output stream (copied out already) into the one batch `call_arrow` returns.
+    fn decode_one(
+        &mut self,
+        function: &str,
+        batch: &RecordBatch,
+        out: Buffer,
+    ) -> Result<RecordBatch, PluginError> {
+        let batches = decode_stream(out).map_err(|e| {
+            self.poison();
+            PluginError::Abi {
+                plugin: self.plugin_name().to_string(),
+                function: function.to_string(),
+                message: format!("returned {e}"),
+            }
+        })?;
+        self.one_batch(function, batch, batches)
     }
 
     fn one_batch(
