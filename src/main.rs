@@ -17,6 +17,7 @@ mod commands;
 mod components;
 mod flags;
 mod input;
+mod malloc;
 mod output;
 mod progress;
 mod search_modules;
@@ -49,6 +50,8 @@ Environment:
   WASMLINK_REPO           the module repository directory (default ~/.local/share/wasmlink/repo)
   WASMLINK_DEBUG          libs,bindings,symbols,pipeline (or all) trace to stderr, as LD_DEBUG
                           does; WASMLINK_DEBUG=help lists them
+  WASMLINK_MALLOC=glibc   keep glibc's malloc defaults (wasmlink fixes its mmap threshold at
+                          1 MiB, so freed batches go back to the system)
 
 Exit status (every command; each --help says which it uses):
   0    success
@@ -199,6 +202,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    malloc::tune();
     init_debug();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

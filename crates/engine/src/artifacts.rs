@@ -59,7 +59,7 @@ pub(crate) fn load(engine: &Engine, key: &[u8; 32]) -> Option<Module> {
     if !path.is_file() {
         return None;
     }
-    // The project's one `unsafe` block: mapping compiled code is what any code cache does
+    // One of the project's two `unsafe` blocks (src/malloc.rs has the other): mapping compiled code is what any code cache does
     // (wasmtime's own cache deserializes its entries the same way, inside wasmtime).
     // SAFETY: the file is one this cache wrote (see the module docs on trust): a serialized
     // module for this engine's compatibility hash, renamed into place whole and never
