@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
 # Start-up of CPython under the runtime linker against the native interpreter, same run.
-# Usage: scripts/bench-python.sh [RUNS] [WASMLINK]   (default 20, target/release/wasmlink)
-# Runs `WASMLINK python -c pass` and `/usr/bin/python3 -c pass` in turn (A B A B ...), after
-# one warm-up of each (which also fills the compiled-code and bytecode caches), and prints
-# each one's median wall time and the median of the pairwise ratios. Then one run with
+# Usage: scripts/bench-python.sh [RUNS] [WASMLINK] [BASELINE]
+#   RUNS       pairs to run (default 20)
+#   WASMLINK   the binary to time (default target/release/wasmlink)
+#   BASELINE   the command to pair it with (default `/usr/bin/python3 -c pass`; e.g.
+#              '/tmp/wasmlink-before python -c pass' to compare two builds)
+# Runs `WASMLINK python -c pass` (A) and BASELINE (B) in turn (A B A B ...), after one
+# warm-up of each (which also fills the compiled-code and bytecode caches), and prints each
+# one's median cpu (user + system, from the kernel's accounting of the finished process,
+# wait4) and wall time, and the medians of the pairwise ratios A/B (scripts/ab.py). Then one run with
 # WASMLINK_DEBUG=statistics for the split into load phases and main.
+# RUST_BACKTRACE is unset for both: with it set, wasmtime captures a backtrace for every WASI
+# error CPython's start-up receives (about 4% here; BENCHMARKS.md).
 set -euo pipefail
 runs=${1:-20}
 wl=${2:-target/release/wasmlink}
-native=/usr/bin/python3   # not `python3` on PATH, which may be a pyenv shim
-now() { date +%s%N; }
-"$wl" python -c pass; "$native" -c pass
-a=(); b=(); r=()
-for _ in $(seq "$runs"); do
-  t0=$(now); "$wl" python -c pass; t1=$(now); "$native" -c pass; t2=$(now)
-  a+=($(( (t1 - t0) / 1000 ))); b+=($(( (t2 - t1) / 1000 )))
-  r+=("$(awk -v x=$((t1 - t0)) -v y=$((t2 - t1)) 'BEGIN{printf "%.3f", x/y}')")
-done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
-echo "wasmlink python -c pass: median $(median "${a[@]}") us"
-echo "$native -c pass: median $(median "${b[@]}") us"
-echo "ratio (pairwise median): $(median "${r[@]}")"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+baseline=${3:-/usr/bin/python3 -c pass}   # not `python3` on PATH, which may be a pyenv shim
+unset RUST_BACKTRACE
+python3 "$(dirname "$0")/ab.py" -n "$runs" "$wl python -c pass" "$baseline"
 WASMLINK_DEBUG=statistics "$wl" python -c pass
