@@ -280,3 +280,39 @@ fn a_held_typed_handle_rearms_the_timeout_and_refuels_every_call() {
         "{e}"
     );
 }
+
+/// `nap(ms)`: sleeps `ms` milliseconds in the host (WASI `poll_oneoff` on the monotonic
+/// clock), then runs a short loop, where the timeout's epoch checks are.
+const NAP_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "nap") (param $ms i64) (result i32) (local $i i32)
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.mul (local.get $ms) (i64.const 1000000)))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (loop (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if 0 (i32.lt_u (local.get $i) (i32.const 1000))))
+    (local.get $i)))"#;
+
+#[test]
+fn time_blocked_in_a_host_call_counts_toward_the_timeout() {
+    let host = PluginHost::new(HostConfig::default()).expect("host");
+    let policy = Policy::from_toml("[limits]\ntimeout = \"100ms\"\n", "t.toml").expect("policy");
+    let plugin = host.load("nap", NAP_WAT.as_bytes(), policy).expect("load");
+    let mut inst = plugin.instance().expect("instance");
+    let mut nap = inst.typed::<i64, i32>("nap").expect("typed nap");
+    // Naps shorter than the timeout, 150 ms in all: each call is timed on its own.
+    for _ in 0..5 {
+        assert_eq!(nap.call(30).expect("a 30 ms call under 100 ms"), 1000);
+    }
+    // A call that slept past its timeout is stopped at its first check after waking.
+    let e = nap.call(250).unwrap_err();
+    assert!(
+        matches!(e, wasmlink::plugin::PluginError::Timeout { .. }),
+        "{e}"
+    );
+}

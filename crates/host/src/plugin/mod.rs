@@ -106,6 +106,9 @@ struct HostFunc {
 
 struct HostInner {
     config: HostConfig,
+    /// Epoch ticks since the host started, advanced with the engines' epochs by the timer
+    /// thread: a call records it when it starts, and its timeout measures from there.
+    clock: Arc<std::sync::atomic::AtomicU64>,
     engines: Mutex<HashMap<EngineKey, Engine>>,
     modules: Mutex<HashMap<(EngineKey, String), Module>>,
     funcs: RwLock<Vec<HostFunc>>,
@@ -122,6 +125,7 @@ impl PluginHost {
     pub fn new(config: HostConfig) -> Result<PluginHost, PluginError> {
         let inner = Arc::new(HostInner {
             config,
+            clock: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             engines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             funcs: RwLock::new(Vec::new()),
@@ -136,7 +140,10 @@ impl PluginHost {
                         Ok(e) => e.values().cloned().collect(),
                         Err(_) => return,
                     };
+                    let clock = host.clock.clone();
                     drop(host);
+                    // The clock first: an epoch check that sees the new epoch sees this tick.
+                    clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     for e in &engines {
                         e.increment_epoch();
                     }
@@ -367,6 +374,7 @@ impl PluginHost {
         });
         Ok(PluginInner {
             ticks,
+            clock: self.inner.clock.clone(),
             manifest: Arc::new(manifest::Manifest::of_module(bytes)),
             name: name.to_string(),
             sha256: hash,
