@@ -194,16 +194,35 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     search.add_dir(&home);
 
-    let main =
-        wat::parse_str(MAIN_WAT).map_err(|e| CliError::Other(format!("python main: {e}")))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("wasmlink-python-")
-        .tempdir()
-        .map_err(|e| CliError::Other(format!("cannot create a temporary directory: {e}")))?;
-    let main_path = tmp.path().join("python-main.wasm");
-    std::fs::write(&main_path, main)
-        .map_err(|e| CliError::Other(format!("cannot write {}: {e}", main_path.display())))?;
-
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .clone()
+            .or_else(wasmlink::process::default_cache_dir)
+    };
+    // The main program is written once into the cache directory (named by a hash of its WAT),
+    // so that a start neither parses the WAT nor creates and removes a temporary directory.
+    let mut tmp = None;
+    let main_path = match cache_dir.as_deref().and_then(cached_main) {
+        Some(p) => p,
+        None => {
+            let main = wat::parse_str(MAIN_WAT)
+                .map_err(|e| CliError::Other(format!("python main: {e}")))?;
+            let dir = tempfile::Builder::new()
+                .prefix("wasmlink-python-")
+                .tempdir()
+                .map_err(|e| {
+                    CliError::Other(format!("cannot create a temporary directory: {e}"))
+                })?;
+            let main_path = dir.path().join("python-main.wasm");
+            std::fs::write(&main_path, main).map_err(|e| {
+                CliError::Other(format!("cannot write {}: {e}", main_path.display()))
+            })?;
+            tmp = Some(dir);
+            main_path
+        }
+    };
     for d in &args.dir {
         let host = d.split_once("::").map_or(d.as_str(), |(h, _)| h);
         if !Path::new(host).is_dir() {
@@ -212,13 +231,6 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             )));
         }
     }
-    let cache_dir = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .clone()
-            .or_else(wasmlink::process::default_cache_dir)
-    };
     let mut policy = policy(&home, &args)?;
     if let Some(pycache) = cache_dir
         .as_deref()
@@ -251,9 +263,41 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         Err(e) => return Ok(fail(e, 127)),
     };
     match process.run_main() {
-        Ok(code) => Ok(ExitCode::from((code & 0xff) as u8)),
+        Ok(code) => {
+            // The interpreter has finished: end the host process here rather than tear the
+            // store, its memory and every module down first (std's exit flushes stdout).
+            drop(tmp);
+            std::process::exit(code & 0xff)
+        }
         Err(e) => Ok(fail(e, 134)),
     }
+}
+
+/// The main program's file in the cache directory, written on first use.
+fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    MAIN_WAT.hash(&mut h);
+    let dir = cache_dir
+        .join("python")
+        .join(format!("main-{:016x}", h.finish()));
+    let path = dir.join("python-main.wasm");
+    if path.is_file() {
+        return Some(path);
+    }
+    let bytes = wat::parse_str(MAIN_WAT).ok()?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(&dir).ok()?;
+    let tmp = dir.join(format!(".main.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).ok()?;
+    std::fs::rename(&tmp, &path).ok()?;
+    Some(path)
 }
 
 /// Where the guest sees the bytecode cache (`PYTHONPYCACHEPREFIX`).

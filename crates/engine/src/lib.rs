@@ -101,6 +101,9 @@ impl Compiler {
             Compiler::Cranelift => {
                 config.strategy(wasmtime::Strategy::Cranelift);
                 config.wasm_exceptions(true);
+                // No lazy-init check on every `call_indirect` (the linker's table is host-made
+                // and filled as libraries are bound); defined tables are initialised eagerly.
+                config.table_lazy_init(false);
             }
             #[cfg(feature = "winch")]
             Compiler::Winch => {

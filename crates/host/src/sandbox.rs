@@ -18,7 +18,7 @@ impl Sandbox for Policy {
         let policy = |message| LinkError::Policy { message };
         check_run_policy(self).map_err(policy)?;
         let mut wasi = self
-            .wasi_builder("program", None, None)
+            .wasi_builder_with("program", None, None, true)
             .map_err(|e| policy(e.to_string()))?;
         if self.args.is_empty() {
             wasi.args(args);

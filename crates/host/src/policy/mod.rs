@@ -714,8 +714,23 @@ impl Policy {
         stdout: Option<&CapturePipe>,
         stderr: Option<&CapturePipe>,
     ) -> Result<wasmtime_wasi::WasiCtxBuilder, PolicyError> {
+        self.wasi_builder_with(what, stdout, stderr, false)
+    }
+
+    /// As [`wasi_builder`](Self::wasi_builder); with `blocking`, file calls on the granted
+    /// directories run on the calling thread (`allow_blocking_current_thread`), which
+    /// wasmtime-wasi records in each preopened directory when it is opened, so it must be set
+    /// before the directories are added.
+    pub fn wasi_builder_with(
+        &self,
+        what: &str,
+        stdout: Option<&CapturePipe>,
+        stderr: Option<&CapturePipe>,
+        blocking: bool,
+    ) -> Result<wasmtime_wasi::WasiCtxBuilder, PolicyError> {
         use wasmtime_wasi::p2::pipe::{MemoryInputPipe, SinkOutputStream};
         let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+        b.allow_blocking_current_thread(blocking);
         b.args(&self.args);
         for (k, v) in &self.env.vars {
             b.env(k, v);

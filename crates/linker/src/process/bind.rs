@@ -45,10 +45,9 @@ pub(super) fn function_import(
             let definer = cx.data().dl.lib(lib);
             // Compare with the definer's model signature (known before it is instantiated).
             let def_sig = definer
-                .info
-                .exports
-                .iter()
-                .find(|e| e.name == sym)
+                .defs
+                .get(sym)
+                .and_then(|&(_, pos)| definer.info.exports.get(pos as usize))
                 .and_then(|e| e.signature.clone());
             if let (Some(a), Some(b)) = (&imp_sig, &def_sig) {
                 if a != b {

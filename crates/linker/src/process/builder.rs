@@ -295,6 +295,9 @@ impl ProcessBuilder {
         for (k, v) in &self.env {
             wasi.env(k, v);
         }
+        // Before the directories: wasmtime-wasi records the setting in each preopened
+        // directory as it is added (a sandbox's directories set it themselves).
+        wasi.allow_blocking_current_thread(true);
         for (host, guest) in &self.dirs {
             wasi.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadWrite)
                 .map_err(|e| LinkError::Io {

@@ -358,7 +358,7 @@ pub(super) fn lookup_sym(
                 let def = scope
                     .iter()
                     .filter_map(|&id| dl.libs[id].as_ref())
-                    .find_map(|l| l.defs.get(name).copied());
+                    .find_map(|l| l.defs.get(name).map(|d| d.0));
                 if tracing_symbols() {
                     let requester = caller.map_or("host", |c| dl.lib(c).name.as_str());
                     let requester = format!("{requester} (RTLD_NEXT)");
@@ -372,7 +372,7 @@ pub(super) fn lookup_sym(
                 let def = scope
                     .iter()
                     .filter_map(|&i| dl.libs[i].as_ref())
-                    .find_map(|l| l.defs.get(name).copied());
+                    .find_map(|l| l.defs.get(name).map(|d| d.0));
                 if tracing_symbols() {
                     let requester = format!("dlsym(handle of {})", dl.lib(id).name);
                     dl.trace_symbol(name, &requester, scope.iter().copied(), def);

@@ -310,8 +310,9 @@ pub(super) fn register(
     owns_regions: bool,
 ) -> Result<LibId, LinkError> {
     let id = cx.data().dl.libs.len();
-    let mut defs = HashMap::new();
-    for e in info.defined_symbols() {
+    let mut defs = super::state::SymbolMap::default();
+    defs.reserve(info.exports.len());
+    for (pos, e) in info.exports.iter().enumerate() {
         let def = match e.class {
             ExportClass::Function => Def::Func {
                 lib: id,
@@ -336,7 +337,7 @@ pub(super) fn register(
             ExportClass::Tag => Def::Tag { lib: id },
             _ => continue,
         };
-        defs.insert(e.name.clone(), def);
+        defs.insert(e.name.clone(), (def, pos as u32));
     }
     let mi = info.dylink.as_ref().map(|d| d.mem_info).unwrap_or_default();
     let lib = Library {

@@ -120,7 +120,7 @@ pub(super) fn wasi2_import(
         (Some(Extern::Func(func)), ExternType::Func(want)) => {
             let have = func.ty(&cx);
             // Exact equality: both sides are plain numeric signatures.
-            if have.to_string() == want.to_string() {
+            if FuncType::eq(&have, want) {
                 return Ok(Extern::Func(func));
             }
             format!(
