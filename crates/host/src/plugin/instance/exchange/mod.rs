@@ -78,7 +78,7 @@ enum Raw {
 /// copying). Every segment is checked, and the total held to `max_out`, before anything is
 /// allocated or copied.
 fn gather(data: &[u8], ptr: u32, len: u32, max_out: u64) -> wasmtime::Result<Buffer> {
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         return Err(violation(format!(
             "a gathered result of {len} bytes is not a list of (u32 address, u32 length) segments"
         )));
