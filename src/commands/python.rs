@@ -207,8 +207,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let main_path = match cache_dir.as_deref().and_then(cached_main) {
         Some(p) => p,
         None => {
-            let main = wat::parse_str(MAIN_WAT)
-                .map_err(|e| CliError::Other(format!("python main: {e}")))?;
+            let main = main_bytes()?;
             let dir = tempfile::Builder::new()
                 .prefix("wasmlink-python-")
                 .tempdir()
@@ -273,19 +272,23 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
-/// The main program's file in the cache directory, written on first use.
-fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
-    use std::hash::{Hash, Hasher};
+/// The main program, assembled from [`MAIN_WAT`].
+fn main_bytes() -> Result<Vec<u8>, CliError> {
+    wat::parse_str(MAIN_WAT).map_err(|e| CliError::Other(format!("python main: {e}")))
+}
+
+/// `<cache_dir>/python/<prefix><hash of key>`.
+fn cache_subdir(cache_dir: &Path, prefix: &str, key: impl std::hash::Hash) -> PathBuf {
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    MAIN_WAT.hash(&mut h);
-    let dir = cache_dir
+    key.hash(&mut h);
+    cache_dir
         .join("python")
-        .join(format!("main-{:016x}", h.finish()));
-    let path = dir.join("python-main.wasm");
-    if path.is_file() {
-        return Some(path);
-    }
-    let bytes = wat::parse_str(MAIN_WAT).ok()?;
+        .join(format!("{prefix}{:016x}", h.finish()))
+}
+
+/// Creates `dir` (and its parents) readable by its owner only; `None` if that fails.
+fn create_private(dir: &Path) -> Option<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -293,7 +296,18 @@ fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(&dir).ok()?;
+    builder.create(dir).ok()
+}
+
+/// The main program's file in the cache directory, written on first use.
+fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
+    let dir = cache_subdir(cache_dir, "main-", MAIN_WAT);
+    let path = dir.join("python-main.wasm");
+    if path.is_file() {
+        return Some(path);
+    }
+    let bytes = main_bytes().ok()?;
+    create_private(&dir)?;
     let tmp = dir.join(format!(".main.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).ok()?;
     std::fs::rename(&tmp, &path).ok()?;
@@ -336,24 +350,12 @@ fn warm_pycache(
     search: &SearchPath,
     main_path: &Path,
 ) -> Option<PathBuf> {
-    use std::hash::{Hash, Hasher};
     let canonical = home.canonicalize().ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    canonical.hash(&mut h);
-    let dir = cache_dir
-        .join("python")
-        .join(format!("{:016x}", h.finish()));
+    let dir = cache_subdir(cache_dir, "", &canonical);
     if dir.join(PYCACHE_STAMP).is_file() {
         return Some(dir);
     }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(&dir).ok()?;
+    create_private(&dir)?;
     let mut policy = Policy::default();
     policy.dirs.push(DirGrant {
         host: canonical.join("python"),

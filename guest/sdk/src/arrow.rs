@@ -10,9 +10,8 @@ use std::sync::Arc;
 use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
-use arrow_data::ArrayData;
 use arrow_ipc::reader::StreamDecoder;
-use arrow_ipc::writer::{IpcWriteOptions, StreamEncoder, StreamWriter};
+use arrow_ipc::writer::{IpcWriteOptions, StreamEncoder};
 
 use crate::{
     GuestStatic, IntoOutput, Output, STATUS_GATHERED, STATUS_IN_PLACE, addr, input_slice, publish,
@@ -83,21 +82,6 @@ fn for_each_batch(
     Ok(count)
 }
 
-/// A generous estimate of a batch's IPC body size, to size the output buffer once.
-fn ipc_size_estimate(batch: &RecordBatch) -> usize {
-    fn data_size(data: &ArrayData) -> usize {
-        let buffers: usize = data.buffers().iter().map(|b| b.len() + 64).sum();
-        let nulls = data.nulls().map_or(0, |n| n.buffer().len() + 64);
-        buffers + nulls + data.child_data().iter().map(data_size).sum::<usize>()
-    }
-    batch
-        .columns()
-        .iter()
-        .map(|c| data_size(&c.to_data()))
-        .sum::<usize>()
-        + 4096
-}
-
 fn encode_error(e: arrow_schema::ArrowError) -> String {
     format!("cannot encode the output batch: {e}")
 }
@@ -113,38 +97,7 @@ fn same_schema(first: &arrow_schema::Schema, batch: &RecordBatch) -> Result<(), 
     Ok(())
 }
 
-/// Writes batches as one IPC stream (uncompressed, 64-byte aligned) into a Vec the host will own.
-struct OutputStream {
-    writer: Option<(StreamWriter<Vec<u8>>, arrow_schema::SchemaRef)>,
-}
-
-impl OutputStream {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let writer = match &mut self.writer {
-            Some((writer, schema)) => {
-                same_schema(schema, batch)?;
-                writer
-            }
-            None => {
-                let sink = Vec::with_capacity(ipc_size_estimate(batch));
-                let options = IpcWriteOptions::default();
-                let writer = StreamWriter::try_new_with_options(sink, &batch.schema(), options)
-                    .map_err(encode_error)?;
-                &mut self.writer.insert((writer, batch.schema())).0
-            }
-        };
-        writer.write(batch).map_err(encode_error)
-    }
-
-    fn finish(self) -> Result<Vec<u8>, String> {
-        let (writer, _) = self.writer.ok_or("the function produced no output batch")?;
-        writer
-            .into_inner()
-            .map_err(|e| format!("cannot encode the output stream: {e}"))
-    }
-}
-
-/// Encodes batches as one IPC stream (uncompressed, 64-byte aligned, as [`OutputStream`]) of
+/// Encodes batches as one IPC stream (uncompressed, 64-byte aligned) of
 /// segments: arrow-ipc's `StreamEncoder` gives the messages' metadata and padding as small new
 /// buffers and the batches' body buffers as they are, without copying them. The host gathers
 /// the segments into its own buffer (status 3, docs/abi.md): the only copy of the output.
@@ -231,11 +184,17 @@ fn segment_list(segments: Vec<Buffer>, region: (usize, usize)) -> (Vec<u8>, Vec<
     (list, keep)
 }
 
-/// Encodes one batch as an IPC stream (a `RecordBatch` result of a byte function).
+/// Encodes one batch as an IPC stream (a `RecordBatch` result of a byte function): its
+/// segments joined into one buffer the host will own.
 fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut out = OutputStream { writer: None };
+    let mut out = GatheredStream::new();
     out.write(batch)?;
-    out.finish()
+    let segments = out.finish()?;
+    let mut bytes = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
+    for segment in &segments {
+        bytes.extend_from_slice(segment);
+    }
+    Ok(bytes)
 }
 
 impl IntoOutput for RecordBatch {

@@ -140,10 +140,8 @@ impl PluginHost {
                         Ok(e) => e.values().cloned().collect(),
                         Err(_) => return,
                     };
-                    let clock = host.clock.clone();
+                    host.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(host);
-                    // The clock first: an epoch check that sees the new epoch sees this tick.
-                    clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     for e in &engines {
                         e.increment_epoch();
                     }

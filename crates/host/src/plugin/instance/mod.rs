@@ -535,9 +535,9 @@ pub struct TypedCall<'a, P, R> {
 }
 
 impl<P: WasmParams + Send, R: WasmResults + Send> TypedCall<'_, P, R> {
-    /// Calls it: counts the call for the timeout ([`timeout_watch`]: an increment, nothing
-    /// re-armed), re-arms the fuel, resets the limiter's record, and catches host-function
-    /// panics. Nothing is allocated or cloned.
+    /// Calls it: notes the host's tick clock for the timeout ([`timeout_watch`]: one relaxed
+    /// load, no deadline re-armed), re-arms the fuel, resets the limiter's record, and catches
+    /// host-function panics. Nothing is allocated or cloned.
     #[inline]
     pub fn call(&mut self, args: P) -> Result<R, PluginError> {
         let Some(r) = self.instance.ready.as_mut() else {

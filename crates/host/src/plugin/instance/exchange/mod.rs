@@ -9,7 +9,8 @@
 //! into the guest); the output is copied once out of guest memory into an aligned host buffer
 //! and decoded without further copies. A gathered output (status 3: the guest lists the
 //! segments of its output, e.g. the Rust SDK's Arrow streams over the batches' own buffers) is
-//! copied segment by segment into that one buffer, so the guest need not join them first. [`Instance::call_bytes_with`] reads the output in place,
+//! copied segment by segment into that one buffer, so the guest need not join them first.
+//! [`Instance::call_bytes_with`] reads the output in place,
 //! with no copy at all, while the store is borrowed.
 //!
 //! Every pointer and length the guest hands back is checked before a byte is read: inside the
@@ -71,6 +72,13 @@ enum Raw {
     InPlace(Vec<(usize, arrow_array::ArrayRef)>),
     /// Status 3: the output, gathered from the segments the guest listed, already copied out.
     Gathered(Buffer),
+}
+
+/// The output of a byte or stream call: still in guest memory (status 0, to be freed), or
+/// gathered into a host buffer already (status 3).
+enum ByteOutput {
+    InGuest { ptr: u32, len: u32, cap: u32 },
+    Copied(Buffer),
 }
 
 /// Status 3: copies the segments listed at `[ptr, ptr+len)` (each `u32 address, u32 length`,
@@ -348,6 +356,29 @@ impl Instance {
         self.call_pieces_with(function, input.len(), &[input], read)
     }
 
+    /// An ABI v1 call whose result must be output bytes: the guest's error (status 1) and an
+    /// in-place result (status 2) become errors here, once for byte and stream calls.
+    fn byte_output(
+        &mut self,
+        function: &str,
+        len: usize,
+        pieces: &[&[u8]],
+    ) -> Result<ByteOutput, PluginError> {
+        match self.raw_wasmlink(function, len, pieces, None)? {
+            Raw::InPlace(_) => Err(self.fail_abi(
+                function,
+                violation("returned an in-place result (status 2) from a byte call"),
+            )),
+            Raw::Err(message) => Err(PluginError::Guest {
+                plugin: self.plugin_name().to_string(),
+                function: function.to_string(),
+                message,
+            }),
+            Raw::Ok { ptr, len, cap } => Ok(ByteOutput::InGuest { ptr, len, cap }),
+            Raw::Gathered(out) => Ok(ByteOutput::Copied(out)),
+        }
+    }
+
     fn call_pieces_with<R>(
         &mut self,
         function: &str,
@@ -356,28 +387,16 @@ impl Instance {
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, PluginError> {
         match self.abi() {
-            Abi::Wasmlink => {
-                let raw = self.raw_wasmlink(function, len, pieces, None)?;
-                match raw {
-                    Raw::InPlace(_) => Err(self.fail_abi(
-                        function,
-                        violation("returned an in-place result (status 2) from a byte call"),
-                    )),
-                    Raw::Err(message) => Err(PluginError::Guest {
-                        plugin: self.plugin_name().to_string(),
-                        function: function.to_string(),
-                        message,
-                    }),
-                    Raw::Ok { ptr, len, cap } => {
-                        let mem = memory_of(self).map_err(|e| self.fail_abi(function, e))?;
-                        let data = mem.data(self.store_mut());
-                        let out = read(&data[ptr as usize..ptr as usize + len as usize]);
-                        self.release(function, ptr, cap)?;
-                        Ok(out)
-                    }
-                    Raw::Gathered(out) => Ok(read(out.as_slice())),
+            Abi::Wasmlink => match self.byte_output(function, len, pieces)? {
+                ByteOutput::InGuest { ptr, len, cap } => {
+                    let mem = memory_of(self).map_err(|e| self.fail_abi(function, e))?;
+                    let data = mem.data(self.store_mut());
+                    let out = read(&data[ptr as usize..ptr as usize + len as usize]);
+                    self.release(function, ptr, cap)?;
+                    Ok(out)
                 }
-            }
+                ByteOutput::Copied(out) => Ok(read(out.as_slice())),
+            },
             conv => {
                 let mut joined = Vec::new();
                 let input: &[u8] = if pieces.len() == 1 {
@@ -464,22 +483,9 @@ impl Instance {
         // One copy out, into a 64-byte aligned host buffer (a gathered output comes that way);
         // decoding is zero-copy.
         let out = match self.abi() {
-            Abi::Wasmlink => match self.raw_wasmlink(function, len, &pieces, None)? {
-                Raw::Gathered(out) => out,
-                Raw::Ok { ptr, len, cap } => self.copy_out(function, ptr, len, cap)?,
-                Raw::Err(message) => {
-                    return Err(PluginError::Guest {
-                        plugin: name,
-                        function: function.to_string(),
-                        message,
-                    });
-                }
-                Raw::InPlace(_) => {
-                    return Err(self.fail_abi(
-                        function,
-                        violation("returned an in-place result (status 2) for several batches"),
-                    ));
-                }
+            Abi::Wasmlink => match self.byte_output(function, len, &pieces)? {
+                ByteOutput::InGuest { ptr, len, cap } => self.copy_out(function, ptr, len, cap)?,
+                ByteOutput::Copied(out) => out,
             },
             _ => self.call_pieces_with(function, len, &pieces, |b: &[u8]| Buffer::from(b))?,
         };
