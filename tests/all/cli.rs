@@ -582,6 +582,58 @@ fn ldd_skips_candidates_that_are_not_shared_libraries() {
     );
 }
 
+/// `SearchPath::find` (what `dlopen` uses: each candidate opened directly, no cache) and
+/// `find_cached` (what `ldd` and a load's tree use) take and skip the same candidates for the
+/// same reasons; a directory named like the library is no candidate for either.
+#[test]
+fn find_and_find_cached_skip_the_same_candidates() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("d1")).unwrap();
+    std::fs::write(p.join("d1/liba.so"), "not wasm\n").unwrap();
+    std::fs::create_dir_all(p.join("d2")).unwrap();
+    std::fs::write(p.join("d2/liba.so"), wat::parse_str("(module)").unwrap()).unwrap();
+    std::fs::create_dir_all(p.join("d3/liba.so")).unwrap(); // a directory
+    std::fs::create_dir_all(p.join("d4")).unwrap(); // nothing in it
+    std::fs::write(p.join("d5"), "a file where a directory is expected").unwrap();
+    dylib(&p.join("d6/liba.so"), &[], &[]);
+    let search = |dirs: &[&str]| {
+        let mut s = wasmlink::resolve::SearchPath::new();
+        for dir in dirs {
+            s.add_dir(p.join(dir));
+        }
+        s
+    };
+    let all = ["d1", "d2", "d3", "d4", "d5", "d6"];
+    let direct = search(&all)
+        .find("liba.so", None, &[])
+        .expect("found by find");
+    let cached = search(&all)
+        .find_cached("liba.so", None, &[], &mut Default::default())
+        .expect("found by find_cached");
+    assert_eq!(direct.path, p.join("d6/liba.so"));
+    assert_eq!(cached.path, direct.path);
+    assert!(direct.info.is_dynamic());
+    let without = &all[..5];
+    let direct = search(without).find("liba.so", None, &[]).unwrap_err();
+    let cached = search(without)
+        .find_cached("liba.so", None, &[], &mut Default::default())
+        .unwrap_err();
+    let skipped: Vec<PathBuf> = direct.skipped.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(skipped, [p.join("d1/liba.so"), p.join("d2/liba.so")]);
+    assert_eq!(direct.skipped, cached.skipped);
+    assert!(
+        direct.skipped[0].1.contains("not a WebAssembly module"),
+        "{:?}",
+        direct.skipped
+    );
+    assert!(
+        direct.skipped[1].1.contains("no dylink.0 section"),
+        "{:?}",
+        direct.skipped
+    );
+}
+
 #[test]
 fn ldd_no_default_dirs() {
     let d = tempfile::tempdir().unwrap();

@@ -48,8 +48,13 @@ fn dir_of(engine: &Engine) -> Option<PathBuf> {
 }
 
 fn file_of(engine: &Engine, key: &[u8; 32]) -> Option<PathBuf> {
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    Some(dir_of(engine)?.join(format!("{hex}.cwasm")))
+    use std::fmt::Write;
+    let mut name = String::with_capacity(2 * key.len() + 6);
+    for b in key {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push_str(".cwasm");
+    Some(dir_of(engine)?.join(name))
 }
 
 /// The artifact of the module whose bytes hash to `key`, if `engine` has an artifact

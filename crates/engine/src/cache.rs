@@ -287,6 +287,12 @@ pub fn stamp_file(file: &std::fs::File) -> std::io::Result<Option<FileStamp>> {
     Ok(stamp_of(&file.metadata()?))
 }
 
+/// The stamp of a file whose metadata `m` was just taken on an open descriptor (see
+/// [`stamp_file`]), for a caller that needs the metadata for something else too.
+pub fn stamp_of_metadata(m: &std::fs::Metadata) -> Option<FileStamp> {
+    stamp_of(m)
+}
+
 /// The key recorded for a file with `stamp` in `engine`'s artifact directory, if any: what
 /// [`file_key`] answers without the bytes.
 pub fn recorded_key(engine: &Engine, stamp: &FileStamp) -> Option<[u8; 32]> {

@@ -200,7 +200,12 @@ impl PlainProgram {
                         .instance(&mut store, name, instance)
                         .map_err(|e| LinkError::runtime(name, "define", e))?;
                     // A reactor initialises itself once, before its dependents run.
-                    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                    // (`get_func` first: a failed `get_typed_func` builds an error, and
+                    // under RUST_BACKTRACE a backtrace, for every module without one.)
+                    if let Some(Ok(init)) = instance
+                        .get_func(&mut store, "_initialize")
+                        .map(|f| f.typed::<(), ()>(&store))
+                    {
                         init.call(&mut store, ())
                             .map_err(|e| LinkError::runtime(name, "_initialize", e))?;
                     }

@@ -182,7 +182,7 @@ impl SearchPath {
         requester: Option<&Path>,
         runpath: &[String],
     ) -> Result<Found, NotFound> {
-        self.find_cached(name, requester, runpath, &mut LibraryCache::default())
+        self.find_in(name, requester, runpath, None)
     }
 
     /// [`SearchPath::find`], reading and parsing each file at most once per `cache`: a
@@ -198,6 +198,19 @@ impl SearchPath {
         runpath: &[String],
         cache: &mut LibraryCache,
     ) -> Result<Found, NotFound> {
+        self.find_in(name, requester, runpath, Some(cache))
+    }
+
+    /// [`find`](Self::find) with or without a [`LibraryCache`]. Without one (a `dlopen`, which
+    /// reads one library), a candidate is opened directly: no `stat` before the open and no
+    /// canonical path (a `realpath`) to key a cache that would be thrown away.
+    fn find_in(
+        &self,
+        name: &str,
+        requester: Option<&Path>,
+        runpath: &[String],
+        mut cache: Option<&mut LibraryCache>,
+    ) -> Result<Found, NotFound> {
         let candidates: Vec<PathBuf> = if name.contains('/') {
             vec![PathBuf::from(name)]
         } else {
@@ -208,10 +221,33 @@ impl SearchPath {
         };
         let mut skipped = Vec::new();
         for path in &candidates {
-            if !path.is_file() {
-                continue;
-            }
-            match cache.load(path) {
+            let loaded = match cache.as_deref_mut() {
+                Some(cache) => {
+                    if !path.is_file() {
+                        continue;
+                    }
+                    cache.load(path)
+                }
+                // What `is_file` would follow, on the descriptor: no file (or a directory)
+                // is no candidate; a file that cannot be read is skipped, and said why.
+                None => match std::fs::File::open(path) {
+                    Ok(file) => match file.metadata() {
+                        Ok(m) if m.is_file() => load_library_from(path, file, &m),
+                        Ok(_) => continue,
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match loaded {
                 Ok((info, bytes, stamp)) => {
                     return Ok(Found {
                         path: path.clone(),
@@ -298,9 +334,24 @@ impl LibraryCache {
 /// `libpython3.14.so` is code). The stamp is taken before and after the parse, and the loader
 /// that reads the bytes later checks the file still has it. A younger file is read whole.
 fn load_library(path: &Path) -> Result<Library, String> {
-    let (info, bytes, stamp) = match read_model(path).map_err(|e| e.to_string())? {
-        Some((info, stamp)) => (info, None, Some(stamp)),
-        None => {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    load_library_from(path, file, &meta)
+}
+
+/// [`load_library`] on a file already open, whose metadata was just taken.
+fn load_library_from(
+    path: &Path,
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+) -> Result<Library, String> {
+    let (info, bytes, stamp) = match read_model(file, meta).map_err(|e| e.to_string())? {
+        Model::Parsed(info, stamp) => (info, None, Some(stamp)),
+        Model::Read(bytes) => {
+            let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
+            (info, Some(Arc::<[u8]>::from(bytes)), None)
+        }
+        Model::Changed => {
             let (bytes, stamp) =
                 wasmlink_engine::cache::read_stamped(path).map_err(|e| e.to_string())?;
             let info = ModuleInfo::parse(&bytes).map_err(|e| e.to_string())?;
@@ -316,18 +367,36 @@ fn load_library(path: &Path) -> Result<Library, String> {
     Ok((Arc::new(info), bytes, stamp))
 }
 
-/// The model of a stamped file, parsed without its code section, if the file has a stamp and
-/// keeps it during the parse; `None` to read it whole instead.
+/// What [`read_model`] made of an open file.
+enum Model {
+    /// A stamped file, parsed without its code section, its stamp unchanged by the parse.
+    Parsed(ModuleInfo, wasmlink_engine::cache::FileStamp),
+    /// A file without a stamp (small or young), read whole from the same descriptor: such a
+    /// file's bytes are hashed anyway, and the stamp it lacks cannot be checked later.
+    Read(Vec<u8>),
+    /// A stamped file that changed during the parse: to be read again, whole.
+    Changed,
+}
+
+/// Reads an open file's model: a stamped file (`meta` taken on `file`) parsed without its code
+/// section, any other file read whole.
 fn read_model(
-    path: &Path,
-) -> Result<Option<(ModuleInfo, wasmlink_engine::cache::FileStamp)>, Box<dyn std::error::Error>> {
-    let file = std::fs::File::open(path)?;
-    let Some(before) = wasmlink_engine::cache::stamp_file(&file)? else {
-        return Ok(None);
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+) -> Result<Model, Box<dyn std::error::Error>> {
+    let Some(before) = wasmlink_engine::cache::stamp_of_metadata(meta) else {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        (&file).read_to_end(&mut bytes)?;
+        return Ok(Model::Read(bytes));
     };
     let info = ModuleInfo::parse_reader(&file)?;
     let after = wasmlink_engine::cache::stamp_file(&file)?;
-    Ok((after == Some(before)).then_some((info, before)))
+    Ok(if after == Some(before) {
+        Model::Parsed(info, before)
+    } else {
+        Model::Changed
+    })
 }
 
 /// One entry of a resolved dependency tree.

@@ -6,7 +6,7 @@
 //! A program that calls `exit()` has flushed already (libc's `exit` runs the same handlers
 //! before `proc_exit`), so this runs only on a normal return.
 
-use wasmtime::{AsContextMut, StoreContextMut};
+use wasmtime::{AsContext, AsContextMut, StoreContextMut};
 
 use super::error::LinkError;
 use super::state::{Host, LibId};
@@ -32,7 +32,12 @@ pub(super) fn run_fini(
         .filter(|(id, _, _)| !(main_ran_start && *id == main))
         .collect();
     for (_, name, inst) in libs {
-        let Ok(f) = inst.get_typed_func::<(), ()>(cx.as_context_mut(), "__wasm_call_dtors") else {
+        // `get_func` first: a failed `get_typed_func` builds an error (and, under
+        // RUST_BACKTRACE, captures a backtrace) for every library without destructors.
+        let Some(Ok(f)) = inst
+            .get_func(cx.as_context_mut(), "__wasm_call_dtors")
+            .map(|f| f.typed::<(), ()>(cx.as_context()))
+        else {
             continue;
         };
         f.call(cx.as_context_mut(), ())

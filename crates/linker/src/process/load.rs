@@ -343,6 +343,7 @@ pub(super) fn register(
     let lib = Library {
         name,
         path,
+        canonical: std::sync::OnceLock::new(),
         memory_len: if owns_regions {
             mi.memory_size.max(1)
         } else {
@@ -432,9 +433,12 @@ pub(super) fn find_loaded(cx: &StoreContextMut<'_, Host>, name: &str) -> Option<
     cx.data().dl.libs.iter().enumerate().find_map(|(i, l)| {
         let l = l.as_ref()?;
         let same = if name.contains('/') {
-            canon
-                .as_ref()
-                .is_some_and(|c| l.path.canonicalize().ok().as_ref() == Some(c))
+            canon.as_ref().is_some_and(|c| {
+                l.canonical
+                    .get_or_init(|| l.path.canonicalize().ok())
+                    .as_ref()
+                    == Some(c)
+            })
         } else {
             l.name == base
         };

@@ -129,6 +129,9 @@ impl SlotKey {
 pub(super) struct Library {
     pub(super) name: String,
     pub(super) path: PathBuf,
+    /// `path` made canonical, the first time a `dlopen` by path compares it (one `realpath`
+    /// per library, not one per library per `dlopen`).
+    pub(super) canonical: std::sync::OnceLock<Option<PathBuf>>,
     pub(super) info: Arc<ModuleInfo>,
     pub(super) module: Module,
     pub(super) memory_base: u32,
