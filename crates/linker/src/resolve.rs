@@ -368,6 +368,10 @@ fn load_library_from(
 }
 
 /// What [`read_model`] made of an open file.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per load, its model moved straight into an Arc"
+)]
 enum Model {
     /// A stamped file, parsed without its code section, its stamp unchanged by the parse.
     Parsed(ModuleInfo, wasmlink_engine::cache::FileStamp),
