@@ -17,7 +17,10 @@
 # Env: N (200), RUNS (3), CALLS, WASMLINK (target/release/wasmlink; built if missing, with the
 #      `winch` feature when COMPILERS names winch),
 #      COMPILERS ("cranelift winch": values of WASMLINK_COMPILER, each a COLD and a WARM row;
-#      "default" leaves it unset, for a binary from before the choice).
+#      "default" leaves it unset, for a binary from before the choice),
+#      FLOORS ("cranelift cranelift-serial": raw wasmtime with that engine setting, no wasmlink:
+#      benches/distinct/floor.rs compiling or mapping and instantiating the same libraries; a
+#      floor-cold and a floor-warm row each; "" skips them).
 # The libraries are kept in target/bench-distinct/N<N>-<hash of the generator> and reused; the
 # three mains are rebuilt every run (seconds).
 set -euo pipefail
@@ -76,6 +79,10 @@ emcc -O2 -sMAIN_MODULE=2 -sNODERAWFS=1 -sENVIRONMENT=node -sSINGLE_FILE=1 \
 
 # The compilers to compare (WASMLINK_COMPILER; "default": the variable unset).
 compilers=($COMPILERS)
+# Raw wasmtime's floor (benches/distinct/floor.rs), per engine setting; FLOORS="" skips it.
+floors=(${FLOORS-cranelift cranelift-serial})
+floor_bin=$root/target/release/examples/load-floor
+if [ ${#floors[@]} -gt 0 ]; then cargo build --quiet --release --example load-floor; fi
 
 res=$(mktemp -d)
 trap 'rm -rf "$res"' EXIT
@@ -99,6 +106,7 @@ run() {
 echo "bench-distinct: N=$N, RUNS=$RUNS, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load:$(uptime | sed 's/.*load average://')" >&2
 modes=(native emscripten)
 for c in "${compilers[@]}"; do modes+=("cold-$c" "warm-$c"); done
+for f in "${floors[@]}"; do modes+=("floor-cold-$f" "floor-warm-$f"); done
 for ((r = 1; r <= RUNS; r++)); do
   run native "$work/native/main" "$N" "$work/native" .so "$CALLS"
   run emscripten node "$work/em/main.js" "$N" "$work/em" .so "$CALLS"
@@ -109,6 +117,15 @@ for ((r = 1; r <= RUNS; r++)); do
     run "cold-$c" "${sel[@]}" "$WASMLINK" run --cache-dir "$cache" -L "$work/wl" "$work/wl/main.wasm" -- "$N" "" .so "$CALLS"
     run "warm-$c" "${sel[@]}" "$WASMLINK" run --cache-dir "$cache" -L "$work/wl" "$work/wl/main.wasm" -- "$N" "" .so "$CALLS"
     rm -rf "$cache"
+  done
+  # The floor: raw wasmtime compiling (cold) or mapping (warm) and instantiating the same
+  # libraries, nothing else (benches/distinct/floor.rs).
+  for f in "${floors[@]}"; do
+    scratch=$(mktemp -d "$res/floor.XXXX")
+    out=$("$floor_bin" "$work/wl" "$N" "$scratch" "$f" 2>&1) || { echo "bench-distinct: floor $f failed:" >&2; echo "$out" >&2; exit 1; }
+    echo "$(awk '$1 == "cold_us" {print $2}' <<<"$out") 0 0 0" >>"$res/floor-cold-$f"
+    echo "$(awk '$1 == "warm_us" {print $2}' <<<"$out") 0 0 0" >>"$res/floor-warm-$f"
+    rm -rf "$scratch"
   done
 done
 
@@ -122,4 +139,5 @@ for m in "${modes[@]}"; do
   printf '%-18s %12.1f %9.2f %9.2f %13.1f %11.1f %9.2f\n' "$m" "$per" \
     "$(echo "$per / $nat" | bc -l)" "$(echo "$per / $em" | bc -l)" "$(col "$m" 2)" "$(col "$m" 3)" "$(col "$m" 4)"
 done
-echo "(median of $RUNS rounds; each round: native, emscripten, then per compiler a cold run on an empty cache and a warm run on the cache it filled)"
+echo "(median of $RUNS rounds; each round: native, emscripten, then per compiler a cold run on an empty cache and a warm run on the cache it filled,"
+echo " then raw wasmtime's floor: compile or map + instantiate only, in one process; its other columns are 0)"
