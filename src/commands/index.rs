@@ -75,7 +75,7 @@ pub struct Args {
     /// or `stages` (each stage has its own workers, queues between stages).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Chain)]
     schedule: ScheduleArg,
-    /// Documents per batch (and per segment).
+    /// Documents per batch (and per segment); a batch also ends once its files reach 8 MiB.
     #[arg(long, default_value_t = 64)]
     batch_rows: usize,
     /// Index only the html/htm/md/markdown/txt files whose path under the corpus matches this

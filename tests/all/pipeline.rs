@@ -710,6 +710,61 @@ fn a_directory_source_gives_one_row_per_matching_file_in_path_order() {
     );
 }
 
+/// A directory source's batch ends at `batch_rows` files or once its content reaches
+/// `DIR_BATCH_BYTES`, so a few large files do not make one huge batch (which every stage's
+/// memory would grow to hold); every file still arrives once, in order.
+#[test]
+fn a_directory_source_cuts_batches_at_a_byte_budget_too() {
+    let budget = wasmlink::pipeline::DIR_BATCH_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    // a: 5/8 of the budget, b: 5/8 (the batch passes the budget with b and ends), c: one
+    // byte over the budget (a batch of its own), d, e: small (the last batch).
+    let sizes = [
+        ("a.txt", budget / 8 * 5),
+        ("b.txt", budget / 8 * 5),
+        ("c.txt", budget + 1),
+        ("d.txt", 10),
+        ("e.txt", 20),
+    ];
+    for (name, size) in sizes {
+        std::fs::write(docs.join(name), "x".repeat(size)).unwrap();
+    }
+    let out = dir.path().join("files.jsonl");
+    let mut spec = PipelineSpec::new(
+        Source::Dir {
+            path: docs,
+            extensions: vec!["txt".into()],
+            binary: false,
+            include: vec![],
+            exclude: vec![],
+        },
+        Sink::JsonLines(out.clone()),
+    );
+    spec.batch_rows = 64;
+    let stats = Pipeline::new(spec)
+        .unwrap()
+        .run(&RunOptions::default())
+        .unwrap();
+    assert_eq!(stats.batches_read, 3, "[a b] [c] [d e]");
+    let rows = read_jsonl(&out);
+    let got: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = sizes
+        .iter()
+        .map(|(n, s)| (n.to_string(), *s as u64))
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
     let dir = tempfile::tempdir().unwrap();

@@ -181,11 +181,12 @@ pub(crate) fn fingerprint(spec: &PipelineSpec) -> String {
             exclude,
         } => {
             let mut text = format!("dir {} {extensions:?} {binary}", path.display());
-            // Without patterns, the same text as before they existed, so older checkpoints
-            // still resume.
             if !include.is_empty() || !exclude.is_empty() {
                 text.push_str(&format!(" {include:?} {exclude:?}"));
             }
+            // Batches end at a byte budget too: a checkpoint of batches cut by rows alone
+            // (before it existed) counts other batches, and is refused, not resumed wrongly.
+            text.push_str(&format!(" batch-bytes {}", super::source::DIR_BATCH_BYTES));
             text
         }
         Source::Batches(b) => {

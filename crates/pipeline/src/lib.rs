@@ -81,6 +81,7 @@ use wasmlink_host::plugin::{Plugin, PluginHost};
 
 pub use component::{ComponentStage, ComponentStageError, STAGE_FUNCTION, SUPPORTED_TYPES};
 pub use parquet_io::{PARQUET_MAGIC, encode_parquet, parquet_properties, read_parquet};
+pub use source::DIR_BATCH_BYTES;
 
 /// Default rows per batch.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;

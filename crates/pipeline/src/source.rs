@@ -1,5 +1,6 @@
 //! Readers of the sources, cut into batches of exactly `batch_rows` rows (the last may have
-//! fewer). Every source is deterministic, so a resumed run can skip what was committed.
+//! fewer; a directory's batches also end at [`DIR_BATCH_BYTES`] of content). Every source is
+//! deterministic, so a resumed run can skip what was committed.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -297,13 +298,15 @@ pub(crate) fn open_source_limited(
             exclude,
         } => {
             let files = dir_files(path, extensions, include, exclude)?;
-            Box::new(DirBatches {
+            // Cut here, by rows and bytes: not re-cut (and copied) by `Rebatch`.
+            return Ok(Box::new(DirBatches {
                 root: path.clone(),
                 files: files.into_iter(),
                 batch_rows,
+                batch_bytes: DIR_BATCH_BYTES,
                 binary: *binary,
                 bytes,
-            })
+            }));
         }
         Source::Batches(batches) => {
             let total: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
@@ -403,47 +406,85 @@ pub(crate) fn dir_files(
     Ok(out)
 }
 
+/// A directory source's batch ends at `batch-rows` files or as soon as the content it has read
+/// reaches this many bytes, whichever comes first. Without it, 64 large pages made batches of
+/// 23 MB (the Rust docs), and every stage's linear memory grew to hold the largest batch it
+/// saw, in every worker: the peak memory of `wasmlink index` followed the largest pages, not
+/// the batch size. A file larger than this is a batch of its own.
+pub const DIR_BATCH_BYTES: usize = 8 << 20;
+
 struct DirBatches {
     root: PathBuf,
     files: std::vec::IntoIter<(String, PathBuf)>,
     batch_rows: usize,
+    batch_bytes: usize,
     binary: bool,
     bytes: Arc<Progress>,
 }
 
 impl DirBatches {
-    /// Reads a batch of files straight into one Arrow values buffer (no copy per file).
-    fn read_batch(&mut self, files: Vec<(String, PathBuf)>) -> Result<RecordBatch, PipelineError> {
-        let mut names = Vec::with_capacity(files.len());
+    /// Reads the next batch of files (up to `batch_rows` files or `batch_bytes` of content)
+    /// straight into one Arrow values buffer (no copy per file); `None` when none are left.
+    fn read_batch(&mut self) -> Option<Result<RecordBatch, PipelineError>> {
+        let mut names = Vec::new();
         let mut values: Vec<u8> = Vec::new();
-        let mut offsets: Vec<i32> = Vec::with_capacity(files.len() + 1);
-        offsets.push(0);
-        let mut sizes = Vec::with_capacity(files.len());
-        for (rel, p) in files {
-            let start = values.len();
-            File::open(&p)
-                .and_then(|mut f| f.read_to_end(&mut values))
-                .map_err(|e| PipelineError::io(&p, format!("cannot read: {e}")))?;
-            let size = values.len() - start;
-            self.bytes
-                .bytes_read
-                .fetch_add(size as u64, Ordering::Relaxed);
-            if !self.binary && std::str::from_utf8(&values[start..]).is_err() {
-                let text = String::from_utf8_lossy(&values[start..]).into_owned();
-                values.truncate(start);
-                values.extend_from_slice(text.as_bytes());
-            }
-            let end = i32::try_from(values.len()).map_err(|_| {
-                PipelineError::source(
-                    &p,
-                    "the batch that reaches this file holds over 2 GiB of content (Arrow's \
-                     32-bit offsets); use a smaller batch-rows, or exclude files this large",
-                )
-            })?;
+        let mut offsets: Vec<i32> = vec![0];
+        let mut sizes = Vec::new();
+        while names.len() < self.batch_rows && values.len() < self.batch_bytes {
+            let Some((rel, p)) = self.files.next() else {
+                break;
+            };
+            let size = match self.read_file(&p, &mut values) {
+                Ok(size) => size,
+                Err(e) => return Some(Err(e)),
+            };
+            let end = match i32::try_from(values.len()) {
+                Ok(end) => end,
+                Err(_) => {
+                    return Some(Err(PipelineError::source(
+                        &p,
+                        "the batch that reaches this file holds over 2 GiB of content (Arrow's \
+                         32-bit offsets); exclude files this large",
+                    )));
+                }
+            };
+            sizes.push(size);
             offsets.push(end);
             names.push(rel);
-            sizes.push(size as u64);
         }
+        if names.is_empty() {
+            return None;
+        }
+        Some(self.assemble(names, offsets, values, sizes))
+    }
+
+    /// Appends the content of `p` to `values` (as text, made valid UTF-8, unless binary);
+    /// returns the file's size.
+    fn read_file(&self, p: &Path, values: &mut Vec<u8>) -> Result<u64, PipelineError> {
+        let start = values.len();
+        File::open(p)
+            .and_then(|mut f| f.read_to_end(values))
+            .map_err(|e| PipelineError::io(p, format!("cannot read: {e}")))?;
+        let size = values.len() - start;
+        self.bytes
+            .bytes_read
+            .fetch_add(size as u64, Ordering::Relaxed);
+        if !self.binary && std::str::from_utf8(&values[start..]).is_err() {
+            let text = String::from_utf8_lossy(&values[start..]).into_owned();
+            values.truncate(start);
+            values.extend_from_slice(text.as_bytes());
+        }
+        Ok(size as u64)
+    }
+
+    /// The batch of `names` and their content.
+    fn assemble(
+        &self,
+        names: Vec<String>,
+        offsets: Vec<i32>,
+        values: Vec<u8>,
+        sizes: Vec<u64>,
+    ) -> Result<RecordBatch, PipelineError> {
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         let values = Buffer::from_vec(values);
         let content: ArrayRef = if self.binary {
@@ -486,11 +527,7 @@ impl Iterator for DirBatches {
     type Item = Result<RecordBatch, PipelineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let files: Vec<(String, PathBuf)> = self.files.by_ref().take(self.batch_rows).collect();
-        if files.is_empty() {
-            return None;
-        }
-        Some(self.read_batch(files))
+        self.read_batch()
     }
 }
 
