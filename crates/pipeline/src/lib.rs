@@ -9,7 +9,8 @@
 //! docs/pipeline.md), checked by [`Pipeline::new`], and run by [`Pipeline::run`].
 //!
 //! Guarantees:
-//! - **Bounded memory.** Between two steps sits a queue of `queue_depth` batches; a full queue
+//! - **Bounded memory.** Between two steps sits a queue of `queue_depth` batches (a directory
+//!   source's batch also ends at [`DIR_BATCH_BYTES`] of content); a full queue
 //!   blocks the step before it, up to the reader. At most
 //!   `queue_depth * (stages + 1) + (workers of all stages) + 1` batches are read and not yet
 //!   written (one in each queue slot, one per worker, one being written), whatever the input's
