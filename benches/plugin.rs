@@ -322,6 +322,50 @@ fn call_bench(c: &mut Criterion, raw: &Engine, raw_no_epoch: &Engine) {
                     r.expect("no panic").expect("call")
                 })
             });
+            // What `TypedCall::call` does around the call today, emulated on the raw store: the
+            // panic guard alone, then with the tick clock noted in the store's data (a relaxed
+            // load through an Arc, two stores) as `PluginState::new_call` does.
+            g.bench_function("raw_typed_epoch_guarded", |b| {
+                b.iter(|| {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        f.call(&mut store, black_box((2, 3)))
+                    }));
+                    r.expect("no panic").expect("call")
+                })
+            });
+            {
+                struct Noted {
+                    call_start: u64,
+                    hit: Option<u64>,
+                }
+                let module = Module::new(engine, ADD_WAT).expect("add module");
+                let mut noted = Store::new(
+                    engine,
+                    Noted {
+                        call_start: 0,
+                        hit: None,
+                    },
+                );
+                noted.set_epoch_deadline(FAR);
+                let inst = wasmtime::Instance::new(&mut noted, &module, &[]).expect("instantiate");
+                let f = inst
+                    .get_typed_func::<(i32, i32), i32>(&mut noted, "add")
+                    .expect("add");
+                let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(7));
+                g.bench_function("raw_typed_epoch_guarded_noted", |b| {
+                    b.iter(|| {
+                        let d = noted.data_mut();
+                        d.call_start = clock.load(std::sync::atomic::Ordering::Relaxed);
+                        d.hit = None;
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            f.call(&mut noted, black_box((2, 3)))
+                        }));
+                        r.expect("no panic").expect("call")
+                    })
+                });
+                black_box(noted.data().call_start);
+                black_box(noted.data().hit);
+            }
             // The steps `TypedCall::call` took before issue 18 (plugin/instance.rs), emulated on
             // the raw store: the deadline from a u128 division (`ticks_for`), a clone of the
             // function's name (for `finish`), catch_unwind. The difference to `_armed` is what

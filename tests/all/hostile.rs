@@ -570,6 +570,21 @@ fn a_panicking_host_function_is_an_error_for_that_call_only() {
     );
     let ok = plugin.call("go", &[Val::I32(21)]).expect("next call");
     assert_eq!(ok[0].i32(), Some(42));
+    // The typed path too: it guards the calls of a module that imports a function (and only
+    // those: a module importing none cannot reach a host function).
+    let mut inst = plugin.instance().expect("instance");
+    let mut go = inst.typed::<i32, i32>("go").expect("typed go");
+    assert_eq!(go.call(4).expect("typed call"), 8);
+    let err = go.call(13).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin `panicky`: a host function panicked during `go`: unlucky number"
+    );
+    drop(inst);
+    assert_eq!(
+        plugin.call("go", &[Val::I32(5)]).expect("after")[0].i32(),
+        Some(10)
+    );
 }
 
 #[test]

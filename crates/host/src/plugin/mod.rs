@@ -359,6 +359,9 @@ impl PluginHost {
         let uses_wasi = module
             .imports()
             .any(|i| i.module() == "wasi_snapshot_preview1" || i.module() == "wasi_unstable");
+        let imports_functions = module
+            .imports()
+            .any(|i| matches!(i.ty(), ExternType::Func(_)));
         if !uses_wasi {
             // Its stores get no WASI context; the policy's grants are still checked once here
             // (a missing directory is an error whether or not the module could use it).
@@ -384,6 +387,7 @@ impl PluginHost {
             initialize: module.get_export_index("_initialize"),
             memory_export: module.get_export_index("memory"),
             uses_wasi,
+            imports_functions,
             pool: Mutex::new(Vec::new()),
             idle: self.inner.config.idle_per_plugin,
             keepalive: self.inner.clone(),
