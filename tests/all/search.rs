@@ -594,7 +594,7 @@ fn the_chapter_titled_like_the_query_ranks_first_and_copies_are_skipped() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(index.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["skipped"]["print"], 1, "{manifest}");
-    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["version"], 3);
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! index`) unless INDEX_DIR already holds one, then runs each query of QUERIES (the bench's
 //! judged set: query TAB expected) REPEAT times (default 20) and prints, over the queries'
 //! medians, p50/p99 of the ranking (`search_query`, top 10) and of the 10 snippets, and the
-//! slowest queries.
+//! slowest queries (in total and by ranking alone). `TERMS=QUERY` also times each of its
+//! postings lists' decoding and the best of `LOOPS` (default 200) rankings of QUERY.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -121,6 +122,11 @@ fn main() {
             total[i], rank_ms[i], snip_ms[i], names[i]
         );
     }
+    order.sort_by(|&a, &b| rank_ms[b].total_cmp(&rank_ms[a]));
+    println!("slowest rankings:");
+    for &i in order.iter().take(8) {
+        println!("  {:7.3} ms  {}", rank_ms[i], names[i]);
+    }
     if let Ok(q) = std::env::var("TERMS") {
         let query = Query::parse(&q).unwrap();
         for t in &query.terms {
@@ -137,7 +143,8 @@ fn main() {
             }
         }
         let mut best = f64::MAX;
-        for _ in 0..200 {
+        let loops: usize = std::env::var("LOOPS").map_or(200, |l| l.parse().unwrap());
+        for _ in 0..loops {
             let t0 = Instant::now();
             index.search_query(&query, 10, Bm25::default()).unwrap();
             best = best.min(t0.elapsed().as_secs_f64() * 1e3);

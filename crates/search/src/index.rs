@@ -1,6 +1,6 @@
 //! Building, writing and reading the inverted index.
 //!
-//! # On-disk format (version 2)
+//! # On-disk format (version 3)
 //!
 //! An index is a directory with five files:
 //!
@@ -9,7 +9,7 @@
 //! | `manifest.json` | [`Manifest`]: format name and version, counts, and the length and CRC-32 of each file below |
 //! | `docs.bin` | magic `WLSIDOC1`, then postcard `Vec<DocInfo>` (index = [`DocId`]) |
 //! | `terms.bin` | magic `WLSITRM1`, then postcard `Vec<TermEntry>` sorted by term (bytewise) |
-//! | `postings.bin` | magic `WLSIPST1`, then one postcard `Vec<(u32, u32)>` per term at the entry's offset: (doc id delta, term frequency), the first delta from 0 |
+//! | `postings.bin` | magic `WLSIPST2`, then one list per term at the entry's offset: its length, a skip table (a list longer than 128 entries: each block of 128 entries' last doc id and end offset), then the (doc id delta, term frequency) pairs as varints, the first delta from 0 ([`postings`] describes it) |
 //! | `text.bin` | magic `WLSITXT1`, then each document's text, LZ4-compressed (a block with its length prepended, `lz4_flex`), in document order; [`DocInfo::text_bytes`] is each block's length (0: no text stored) |
 //!
 //! The dictionary holds two fields: the body's terms as they are, and the title's terms
@@ -19,8 +19,10 @@
 //! pages were skipped for each [`SkipReason`](crate::SkipReason).
 //!
 //! postcard writes integers as LEB128 varints and strings as length + UTF-8, so delta-coded
-//! postings take 2 to 3 bytes each. The CRC-32 (ISO-HDLC, as zlib) covers the whole file,
-//! magic included. A query decodes only the postings of its terms.
+//! postings take 2 to 3 bytes each (and 8 bytes of skip table per 128 of a long list). The
+//! CRC-32 (ISO-HDLC, as zlib) covers the whole file, magic included. A query decodes only the
+//! postings of its terms, and of a common term's list only the blocks that hold the
+//! documents it still needs.
 //!
 //! [`IndexWriter::write_dir`] first removes `manifest.json`, then writes each data file to a
 //! temporary name, syncs it and renames it into place, and writes the manifest the same way
@@ -41,7 +43,7 @@ pub type DocId = u32;
 /// The `format` field of every manifest.
 pub const FORMAT_NAME: &str = "wasmlink-search-index";
 /// The version of the on-disk format this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const MANIFEST: &str = "manifest.json";
 const DOCS: &str = "docs.bin";
@@ -50,7 +52,7 @@ const POSTINGS: &str = "postings.bin";
 const TEXT: &str = "text.bin";
 const DOCS_MAGIC: &[u8; 8] = b"WLSIDOC1";
 const TERMS_MAGIC: &[u8; 8] = b"WLSITRM1";
-const POSTINGS_MAGIC: &[u8; 8] = b"WLSIPST1";
+const POSTINGS_MAGIC: &[u8; 8] = b"WLSIPST2";
 const TEXT_MAGIC: &[u8; 8] = b"WLSITXT1";
 /// The prefix of the title field's terms in the dictionary.
 pub(crate) const TITLE_PREFIX: &str = "title:";
@@ -416,6 +418,38 @@ struct TermEntry {
     len: u64,
 }
 
+/// The documents' lengths and mean length in the body and the title field, for the impacts a
+/// postings list records.
+struct Fields {
+    body: Vec<u32>,
+    title: Vec<u32>,
+    body_avgdl: f64,
+    title_avgdl: f64,
+}
+
+impl Fields {
+    fn new(lens: impl Iterator<Item = (u32, u32)>, total: u64, title_total: u64) -> Fields {
+        let (body, title): (Vec<u32>, Vec<u32>) = lens.unzip();
+        // As ranking computes them (query.rs).
+        let n = body.len() as f64;
+        Fields {
+            body,
+            title,
+            body_avgdl: total as f64 / n,
+            title_avgdl: title_total as f64 / n,
+        }
+    }
+
+    /// The lengths and mean length of the field of dictionary key `term`.
+    fn of(&self, term: &str) -> (&[u32], f64) {
+        if term.starts_with(TITLE_PREFIX) {
+            (&self.title, self.title_avgdl)
+        } else {
+            (&self.body, self.body_avgdl)
+        }
+    }
+}
+
 /// An index encoded in the on-disk format, ready to be written.
 #[derive(Clone, Debug)]
 pub struct IndexWriter {
@@ -446,18 +480,26 @@ impl IndexWriter {
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut postings = Vec::from(*POSTINGS_MAGIC);
         let mut entries = Vec::with_capacity(sorted.len());
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        let mut entries_bytes = Vec::new();
         let mut num_postings = 0u64;
+        let fields = Fields::new(
+            builder.docs.iter().map(|d| (d.len, d.title_len)),
+            builder.total_terms,
+            builder.total_title_terms,
+        );
         for (term, list) in sorted {
-            pairs.clear();
-            let mut prev = 0;
-            for p in list {
-                pairs.push((p.doc - prev, p.tf));
-                prev = p.doc;
-            }
+            entries_bytes.clear();
+            postings::put_entries(list, &mut entries_bytes);
             let offset = (postings.len() - POSTINGS_MAGIC.len()) as u64;
-            postings = postcard::to_extend(&pairs, postings)
-                .map_err(|e| IndexError::TooLarge(format!("encoding postings of {term:?}: {e}")))?;
+            let (lens, avgdl) = fields.of(term);
+            postings::put_list(
+                list.len() as u64,
+                &entries_bytes,
+                lens,
+                avgdl,
+                &mut postings,
+            )
+            .map_err(|e| IndexError::TooLarge(format!("encoding postings of {term:?}: {e}")))?;
             let len = (postings.len() - POSTINGS_MAGIC.len()) as u64 - offset;
             let df = u32::try_from(list.len()).map_err(|_| {
                 IndexError::TooLarge(format!("term {term:?} in too many documents"))
@@ -596,6 +638,8 @@ pub struct Index {
     root: Option<String>,
     skipped: BTreeMap<String, u64>,
     dir: PathBuf,
+    /// Ranking's per-document accumulators, reused by the next query.
+    pub(crate) scratch: crate::query::ScratchCell,
 }
 
 fn check_file(
@@ -827,6 +871,7 @@ impl Index {
             root: m.root,
             skipped: m.skipped,
             dir: dir.to_path_buf(),
+            scratch: Default::default(),
         })
     }
 
@@ -916,55 +961,25 @@ impl Index {
     }
 
     fn decode_postings(&self, entry: &TermEntry) -> Result<Vec<Posting>, IndexError> {
-        let path = || self.dir.join(POSTINGS);
+        let mut out = Vec::new();
+        self.list_of(entry)?.decode_all(&mut out)?;
+        Ok(out)
+    }
+
+    /// The postings list of `term` (an index term, already normalised), undecoded; `None` if
+    /// the term is not in the index.
+    pub(crate) fn list(&self, term: &str) -> Result<Option<postings::List<'_>>, IndexError> {
+        match self.terms.binary_search_by(|e| e.term.as_str().cmp(term)) {
+            Ok(i) => self.list_of(&self.terms[i]).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn list_of<'a>(&'a self, entry: &'a TermEntry) -> Result<postings::List<'a>, IndexError> {
         // In range: checked when the index was opened.
         let start = POSTINGS_MAGIC.len() + entry.offset as usize;
         let bytes = &self.postings[start..start + entry.len as usize];
-        // postcard's encoding of a `Vec<(u32, u32)>` (a varint length, then varint pairs),
-        // decoded straight into postings: no intermediate vector of pairs.
-        let bad =
-            |what: String| file_error(&path(), format!("postings of {:?}: {what}", entry.term));
-        let mut at = 0usize;
-        let len =
-            read_varint(bytes, &mut at).ok_or_else(|| bad("cannot decode: bad length".into()))?;
-        if len != u64::from(entry.df) {
-            return Err(bad(format!("{len} entries, terms.bin says {}", entry.df)));
-        }
-        let n_docs = self.docs.len();
-        let mut out = Vec::with_capacity(entry.df as usize);
-        let mut doc = 0u32;
-        for i in 0..entry.df as usize {
-            let (Some(delta), Some(tf)) =
-                (read_varint(bytes, &mut at), read_varint(bytes, &mut at))
-            else {
-                return Err(bad(format!(
-                    "cannot decode entry {i}: truncated or bad varint"
-                )));
-            };
-            let next = if i == 0 {
-                Some(delta)
-            } else if delta > 0 {
-                u64::from(doc).checked_add(delta)
-            } else {
-                None
-            };
-            match next {
-                Some(d) if (d as usize) < n_docs && tf > 0 && tf <= u64::from(u32::MAX) => {
-                    doc = d as u32;
-                }
-                _ => {
-                    return Err(bad(format!("bad entry {i} (delta {delta}, tf {tf})")));
-                }
-            }
-            out.push(Posting { doc, tf: tf as u32 });
-        }
-        if at != bytes.len() {
-            return Err(bad(format!(
-                "cannot decode: {} bytes of garbage after the list",
-                bytes.len() - at
-            )));
-        }
-        Ok(out)
+        postings::List::open(&entry.term, &self.dir, bytes, entry.df, self.docs.len())
     }
 }
 
@@ -985,6 +1000,7 @@ fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 mod merge;
+pub(crate) mod postings;
 pub use merge::{Segment, merge_segments};
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //!
 //! [`Segment::open`] keeps a segment's documents and its `terms.bin` and `postings.bin` as
 //! encoded bytes (no `String` per term, no decoded postings), and reads its text only when
-//! [`merge_segments`] copies it. A postings list of a segment is copied byte for byte after
-//! its first entry, whose delta is recomputed against the last document before it; the
-//! entries are still decoded (not copied blindly), so a bad segment is named, not merged.
+//! [`merge_segments`] copies it. The entries of a segment's postings list are copied byte for
+//! byte after the first, whose delta is recomputed against the last document before it; the
+//! entries are still decoded (not copied blindly), so a bad segment is named, not merged. The
+//! merged list's skip table is computed from its entries (one term's list in memory at a
+//! time), as blocks span segments.
 //! The result is byte for byte what [`IndexBuilder::merge`] and [`IndexWriter::new`] give.
 
 use std::cmp::Reverse;
@@ -16,9 +18,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{
-    DOCS, DOCS_MAGIC, DocInfo, FORMAT_NAME, FORMAT_VERSION, FileInfo, IndexError, IndexWriter,
-    MANIFEST, Manifest, POSTINGS, POSTINGS_MAGIC, TERMS, TERMS_MAGIC, TEXT, TEXT_MAGIC, check_file,
-    file_error, io_error, postcard_decode, postcard_encode,
+    DOCS, DOCS_MAGIC, DocInfo, FORMAT_NAME, FORMAT_VERSION, Fields, FileInfo, IndexError,
+    IndexWriter, MANIFEST, Manifest, POSTINGS, POSTINGS_MAGIC, TERMS, TERMS_MAGIC, TEXT,
+    TEXT_MAGIC, check_file, file_error, io_error, postcard_decode, postcard_encode, postings,
 };
 
 static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -333,7 +335,7 @@ impl Segment {
         file_error(&self.dir.join(TERMS), what)
     }
 
-    /// Appends the postings of `entry`, document ids shifted by `base`, to `out`, the first
+    /// Appends the entries of `entry`'s list, document ids shifted by `base`, to `out`, the first
     /// delta taken from `*last` (the last document written for this term, `None` before the
     /// first); sets `*last` to this list's last document.
     fn copy_postings(
@@ -354,10 +356,8 @@ impl Segment {
                 ),
             )
         };
+        let (_, _, bytes) = postings::split_list(bytes, entry.df).map_err(|e| bad(&e))?;
         let mut at = 0;
-        if varint(bytes, &mut at) != Some(entry.df) {
-            return Err(bad("length differs from terms.bin's document frequency"));
-        }
         let n_docs = self.docs.len() as u64;
         let mut doc = 0u64;
         let mut rest = 0;
@@ -494,12 +494,20 @@ pub fn merge_segments(
         }
         heads.push(head);
     }
+    let fields = Fields::new(
+        segments
+            .iter()
+            .flat_map(|s| s.docs.iter().map(|d| (d.len, d.title_len))),
+        segments.iter().map(|s| s.manifest.total_terms).sum(),
+        segments.iter().map(|s| s.manifest.title_terms).sum(),
+    );
     let mut postings = Out::create(dir, POSTINGS)?;
     postings.write(POSTINGS_MAGIC)?;
     let mut entries = Vec::new();
     let mut num_terms = 0u64;
     let mut num_postings = 0u64;
     let mut list = Vec::new();
+    let mut pairs = Vec::new();
     let mut group = Vec::new();
     while let Some(Reverse((term, first))) = heap.pop() {
         group.clear();
@@ -520,17 +528,24 @@ pub fn merge_segments(
                 String::from_utf8_lossy(term)
             ))
         })?;
-        list.clear();
-        put_varint(&mut list, df);
+        pairs.clear();
         let mut last = None;
         for &i in &group {
             let entry = heads[i].take().expect("a segment in the heap has a head");
-            segments[i].copy_postings(&entry, bases[i], &mut last, &mut list)?;
+            segments[i].copy_postings(&entry, bases[i], &mut last, &mut pairs)?;
             heads[i] = cursors[i].next()?;
             if let Some(e) = &heads[i] {
                 heap.push(Reverse((e.term, i)));
             }
         }
+        list.clear();
+        let (lens, avgdl) = fields.of(std::str::from_utf8(term).unwrap_or(""));
+        postings::put_list(df, &pairs, lens, avgdl, &mut list).map_err(|e| {
+            too_large(format!(
+                "postings of {:?}: {e}",
+                String::from_utf8_lossy(term)
+            ))
+        })?;
         let offset = postings.bytes - POSTINGS_MAGIC.len() as u64;
         postings.write(&list)?;
         // A TermEntry as postcard writes it: the term (length, bytes), df, offset, len.

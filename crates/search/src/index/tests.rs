@@ -99,7 +99,7 @@ fn round_trip_through_a_directory() {
 
     let m: Manifest = serde_json::from_slice(&fs::read(idx_dir.join(MANIFEST)).unwrap()).unwrap();
     assert_eq!(&m, writer.manifest());
-    assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 2, 5));
+    assert_eq!((m.format.as_str(), m.version, m.docs), (FORMAT_NAME, 3, 5));
     assert_eq!(
         m.postings,
         b.postings.values().map(|l| l.len() as u64).sum::<u64>()
@@ -214,12 +214,12 @@ fn corrupt_missing_and_foreign_files_are_named() {
     let manifest = path.join(MANIFEST);
     let text = fs::read_to_string(&manifest)
         .unwrap()
-        .replace("\"version\": 2", "\"version\": 7");
+        .replace("\"version\": 3", "\"version\": 7");
     fs::write(&manifest, text).unwrap();
     assert_eq!(
         open_err(&path),
         format!(
-            "index file {}: format version 7 is not supported (this build reads 2): index \
+            "index file {}: format version 7 is not supported (this build reads 3): index \
              the corpus again with `wasmlink index`",
             manifest.display()
         )
@@ -401,4 +401,131 @@ fn a_broken_segment_file_is_named() {
     .unwrap();
     let err = Segment::open(&seg).unwrap_err().to_string();
     assert!(err.contains("bad magic"), "{err}");
+}
+
+#[test]
+fn streaming_merge_recomputes_skip_tables_across_segments() {
+    // Lists of several blocks, cut at segment boundaries that are not multiples of a block.
+    let dir = tempfile::tempdir().unwrap();
+    let cuts = [0, 100, 129, 300, 555, 700];
+    let whole = generated(0..700);
+    assert!(whole.postings(&title_key("page")).len() > 3 * postings::BLOCK);
+    assert!(
+        whole
+            .postings
+            .values()
+            .filter(|l| l.len() > postings::BLOCK)
+            .count()
+            > 3
+    );
+    let mut segments = Vec::new();
+    for (i, w) in cuts.windows(2).enumerate() {
+        let seg = dir.path().join(format!("seg{i}"));
+        IndexWriter::new(&generated(w[0]..w[1]))
+            .unwrap()
+            .write_segment_file(&seg)
+            .unwrap();
+        segments.push(Segment::open(&seg).unwrap());
+    }
+    let out = dir.path().join("out");
+    merge_segments(&segments, None, &out, false).unwrap();
+    let expected = IndexWriter::new(&whole).unwrap();
+    for (name, bytes) in expected.files() {
+        assert_eq!(fs::read(out.join(name)).unwrap(), bytes, "{name}");
+    }
+    let index = Index::open(&out).unwrap();
+    for term in whole.postings.keys() {
+        assert_eq!(
+            index.postings(term).unwrap(),
+            whole.postings(term),
+            "{term}"
+        );
+    }
+}
+
+/// An index of `n` documents where "alpha" is in every one: a list of several blocks.
+fn long_lists(n: usize) -> IndexWriter {
+    let mut b = IndexBuilder::new();
+    for d in 0..n {
+        let text = format!("alpha {}", if d % 3 == 0 { "beta" } else { "gamma gamma" });
+        b.add("Page", &format!("p{d}"), &analyze(&text)).unwrap();
+    }
+    IndexWriter::new(&b).unwrap()
+}
+
+/// Opens `writer`'s files with `postings.bin` changed by `edit` (given the bytes and where
+/// the list of `term` starts), the manifest's checksum made to match.
+fn with_edited_list(
+    writer: &IndexWriter,
+    term: &str,
+    edit: impl FnOnce(&mut Vec<u8>, usize),
+) -> Index {
+    let index = writer.to_index().unwrap();
+    let entry = index.terms.iter().find(|e| e.term == term).unwrap();
+    let files = writer.files();
+    let get = |name: &str| files.iter().find(|f| f.0 == name).unwrap().1.to_vec();
+    let mut postings = get(POSTINGS);
+    edit(&mut postings, POSTINGS_MAGIC.len() + entry.offset as usize);
+    let mut m = writer.manifest().clone();
+    m.postings_file = FileInfo::of(&postings);
+    let json = serde_json::to_vec(&m).unwrap();
+    Index::from_files(
+        Path::new("idx"),
+        &json,
+        &get(DOCS),
+        &get(TERMS),
+        postings,
+        get(TEXT),
+    )
+    .unwrap()
+}
+
+#[test]
+fn corrupt_skip_entries_are_one_line_errors() {
+    let writer = long_lists(1000);
+    let list = writer.to_index().unwrap();
+    assert_eq!(list.postings("alpha").unwrap().len(), 1000);
+    // The list: df (2 bytes of varint), the greatest impact (4), then 8 skip entries of 12.
+    let skip = |b: usize, field: usize| 2 + 4 + 12 * b + 4 * field;
+    type Edit = Box<dyn Fn(&mut Vec<u8>, usize)>;
+    let cases: [(&str, Edit); 6] = [
+        (
+            "bad skip entry 0 (last document 4294967295",
+            Box::new(move |p, at| p[at + skip(0, 0)..at + skip(0, 0) + 4].fill(0xff)),
+        ),
+        (
+            "bad skip entry 3 (last document 0,",
+            Box::new(move |p, at| p[at + skip(3, 0)..at + skip(3, 0) + 4].fill(0)),
+        ),
+        (
+            "bad skip entry 7 (last document 999, end 0,",
+            Box::new(move |p, at| p[at + skip(7, 1)..at + skip(7, 1) + 4].fill(0)),
+        ),
+        (
+            "impact NaN)",
+            Box::new(move |p, at| p[at + skip(2, 2)..at + skip(2, 2) + 4].fill(0xff)),
+        ),
+        (
+            // A last document that keeps the table in order but is not the block's.
+            " ends at document ",
+            Box::new(move |p, at| p[at + skip(1, 0)] -= 2),
+        ),
+        (
+            "greatest impact",
+            Box::new(move |p, at| p[at + 2..at + 6].copy_from_slice(&2f32.to_le_bytes())),
+        ),
+    ];
+    for (want, edit) in cases {
+        let index = with_edited_list(&writer, "alpha", edit);
+        // Whichever way the list is read: whole, or block by block for candidates.
+        for query in ["alpha", "beta alpha", "gamma alpha"] {
+            let err = index.search(query, 3).unwrap_err().to_string();
+            assert!(
+                err.starts_with("index file idx/postings.bin: postings of \"alpha\": ")
+                    && err.contains(want)
+                    && !err.contains('\n'),
+                "{query}: {err} (want {want})"
+            );
+        }
+    }
 }
