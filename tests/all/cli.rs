@@ -584,7 +584,8 @@ fn ldd_skips_candidates_that_are_not_shared_libraries() {
 
 /// `SearchPath::find` (what `dlopen` uses: each candidate opened directly, no cache) and
 /// `find_cached` (what `ldd` and a load's tree use) take and skip the same candidates for the
-/// same reasons; a directory named like the library is no candidate for either.
+/// same reasons; a directory or a FIFO named like the library is no candidate for either, and
+/// the FIFO never blocks the search.
 #[test]
 fn find_and_find_cached_skip_the_same_candidates() {
     let d = tempfile::tempdir().unwrap();
@@ -596,6 +597,12 @@ fn find_and_find_cached_skip_the_same_candidates() {
     std::fs::create_dir_all(p.join("d3/liba.so")).unwrap(); // a directory
     std::fs::create_dir_all(p.join("d4")).unwrap(); // nothing in it
     std::fs::write(p.join("d5"), "a file where a directory is expected").unwrap();
+    std::fs::create_dir_all(p.join("d7")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(p.join("d7/liba.so"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success(), "mkfifo failed");
     dylib(&p.join("d6/liba.so"), &[], &[]);
     let search = |dirs: &[&str]| {
         let mut s = wasmlink::resolve::SearchPath::new();
@@ -604,9 +611,17 @@ fn find_and_find_cached_skip_the_same_candidates() {
         }
         s
     };
-    let all = ["d1", "d2", "d3", "d4", "d5", "d6"];
-    let direct = search(&all)
-        .find("liba.so", None, &[])
+    // d7 holds a FIFO named liba.so, ahead of d6: opening it must not block the search.
+    let all = ["d1", "d2", "d3", "d4", "d5", "d7", "d6"];
+    // On a thread, so a search that blocks on the FIFO fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let blocked = search(&all);
+    std::thread::spawn(move || {
+        let _ = tx.send(blocked.find("liba.so", None, &[]));
+    });
+    let direct = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("find blocked on the FIFO")
         .expect("found by find");
     let cached = search(&all)
         .find_cached("liba.so", None, &[], &mut Default::default())
@@ -614,7 +629,7 @@ fn find_and_find_cached_skip_the_same_candidates() {
     assert_eq!(direct.path, p.join("d6/liba.so"));
     assert_eq!(cached.path, direct.path);
     assert!(direct.info.is_dynamic());
-    let without = &all[..5];
+    let without = &all[..6];
     let direct = search(without).find("liba.so", None, &[]).unwrap_err();
     let cached = search(without)
         .find_cached("liba.so", None, &[], &mut Default::default())

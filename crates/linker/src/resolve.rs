@@ -230,7 +230,7 @@ impl SearchPath {
                 }
                 // What `is_file` would follow, on the descriptor: no file (or a directory)
                 // is no candidate; a file that cannot be read is skipped, and said why.
-                None => match std::fs::File::open(path) {
+                None => match open_nonblocking(path) {
                     Ok(file) => match file.metadata() {
                         Ok(m) if m.is_file() => load_library_from(path, file, &m),
                         Ok(_) => continue,
@@ -324,6 +324,16 @@ impl LibraryCache {
             .or_insert_with(|| load_library(path))
             .clone()
     }
+}
+
+/// Opens `path` for reading without blocking on what it is: a FIFO (or a device) opened with
+/// O_NONBLOCK returns at once, and its metadata then says it is no file.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
 }
 
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
