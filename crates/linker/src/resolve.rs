@@ -344,8 +344,12 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
 /// `libpython3.14.so` is code). The stamp is taken before and after the parse, and the loader
 /// that reads the bytes later checks the file still has it. A younger file is read whole.
 fn load_library(path: &Path) -> Result<Library, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file = open_nonblocking(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        // Replaced since the caller's `is_file`.
+        return Err("not a regular file".to_string());
+    }
     load_library_from(path, file, &meta)
 }
 
