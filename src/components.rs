@@ -26,16 +26,8 @@ pub fn is_component(path: &Path) -> bool {
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return false;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(0o4000); // O_NONBLOCK
-    }
     let mut head = [0u8; 8];
-    options
-        .open(path)
+    wasmlink::repo::open_nonblocking(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
         && wasmlink::component::is_component(&head)

@@ -287,18 +287,6 @@ fn cache_subdir(cache_dir: &Path, prefix: &str, key: impl std::hash::Hash) -> Pa
         .join(format!("{prefix}{:016x}", h.finish()))
 }
 
-/// Creates `dir` (and its parents) readable by its owner only; `None` if that fails.
-fn create_private(dir: &Path) -> Option<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).ok()
-}
-
 /// The main program's file in the cache directory, written on first use.
 fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
     let dir = cache_subdir(cache_dir, "main-", MAIN_WAT);
@@ -307,10 +295,7 @@ fn cached_main(cache_dir: &Path) -> Option<PathBuf> {
         return Some(path);
     }
     let bytes = main_bytes().ok()?;
-    create_private(&dir)?;
-    let tmp = dir.join(format!(".main.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).ok()?;
-    std::fs::rename(&tmp, &path).ok()?;
+    wasmlink::engine::write_private(&path, &bytes).ok()?;
     Some(path)
 }
 
@@ -355,7 +340,7 @@ fn warm_pycache(
     if dir.join(PYCACHE_STAMP).is_file() {
         return Some(dir);
     }
-    create_private(&dir)?;
+    wasmlink::engine::create_private_dir(&dir).ok()?;
     let mut policy = Policy::default();
     policy.dirs.push(DirGrant {
         host: canonical.join("python"),

@@ -105,37 +105,14 @@ pub(crate) fn store_serialized(engine: &Engine, key: &[u8; 32], serialized: &[u8
     let Some(path) = file_of(engine, key) else {
         return;
     };
-    if let Err(e) = write_bytes(&path, serialized) {
+    if let Err(e) = crate::write_private(&path, serialized) {
         tracing::debug!("artifact {} not written: {e}", path.display());
     }
 }
 
 fn write(path: &Path, module: &Module) -> std::io::Result<()> {
     let bytes = module.serialize().map_err(std::io::Error::other)?;
-    write_bytes(path, &bytes)
-}
-
-fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("artifact files are in a directory");
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("artifact"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    crate::write_private(path, &bytes)
 }
 
 /// The key recorded for a file with `stamp`, if `engine` has an artifact directory holding one.
@@ -150,21 +127,7 @@ pub(crate) fn store_stamped_key(engine: &Engine, stamp: &crate::cache::FileStamp
     let Some(path) = stamp_file(engine, stamp) else {
         return;
     };
-    let dir = path.parent().expect("stamp files are in a directory");
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    let tmp = dir.join(format!(".stamp.{}.tmp", std::process::id()));
-    let written = builder
-        .create(dir)
-        .and_then(|()| std::fs::write(&tmp, key))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = crate::write_private(&path, key) {
         tracing::debug!("stamp {} not written: {e}", path.display());
     }
 }

@@ -167,6 +167,46 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// `vtune`. Unset or empty: none. Any other value is warned about and ignored.
 pub const PROFILE_ENV: &str = "WASMLINK_PROFILE";
 
+/// Creates `dir` and its missing parents, readable by their owner only (mode 0700 on Unix), as
+/// every cache directory of wasmlink is: what it holds (compiled code, a program's files) is
+/// trusted by the processes that read it.
+///
+/// # Errors
+/// What creating the directories returns.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Writes `bytes` as `path` whole or not at all: into a private directory
+/// ([`create_private_dir`]), under a temporary name of this process, then renamed into
+/// place, so a reader (or a mapping) never sees a partial or changing file.
+///
+/// # Errors
+/// What creating, writing or renaming returns (the temporary file is removed).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a file with no directory"))?;
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 /// Applies [`PROFILE_ENV`] to an engine configuration (every engine wasmlink creates calls it).
 pub fn apply_profiler(config: &mut wasmtime::Config) {
     let Some(value) = std::env::var_os(PROFILE_ENV) else {

@@ -201,9 +201,9 @@ impl SearchPath {
         self.find_in(name, requester, runpath, Some(cache))
     }
 
-    /// [`find`](Self::find) with or without a [`LibraryCache`]. Without one (a `dlopen`, which
-    /// reads one library), a candidate is opened directly: no `stat` before the open and no
-    /// canonical path (a `realpath`) to key a cache that would be thrown away.
+    /// [`find`](Self::find) with or without a [`LibraryCache`]: each candidate is opened once
+    /// (no `stat` before it); without a cache (a `dlopen`, which reads one library) no
+    /// canonical path (a `realpath`) is made to key a cache that would be thrown away.
     fn find_in(
         &self,
         name: &str,
@@ -221,30 +221,12 @@ impl SearchPath {
         };
         let mut skipped = Vec::new();
         for path in &candidates {
-            let loaded = match cache.as_deref_mut() {
-                Some(cache) => {
-                    if !path.is_file() {
-                        continue;
-                    }
-                    cache.load(path)
-                }
-                // What `is_file` would follow, on the descriptor: no file (or a directory)
-                // is no candidate; a file that cannot be read is skipped, and said why.
-                None => match open_nonblocking(path) {
-                    Ok(file) => match file.metadata() {
-                        Ok(m) if m.is_file() => load_library_from(path, file, &m),
-                        Ok(_) => continue,
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                        ) =>
-                    {
-                        continue;
-                    }
-                    Err(e) => Err(e.to_string()),
+            let loaded = match open_candidate(path) {
+                None => continue,
+                Some(Err(why)) => Err(why),
+                Some(Ok((file, meta))) => match cache.as_deref_mut() {
+                    Some(cache) => cache.load(path, file, &meta),
+                    None => load_library(path, file, &meta),
                 },
             };
             match loaded {
@@ -315,25 +297,46 @@ type Library = (
 );
 
 impl LibraryCache {
-    fn load(&mut self, path: &Path) -> Result<Library, String> {
+    /// The library at `path` (open as `file`, with `meta`), read from `file` unless the same
+    /// file was read under another name.
+    fn load(
+        &mut self,
+        path: &Path,
+        file: std::fs::File,
+        meta: &std::fs::Metadata,
+    ) -> Result<Library, String> {
         let Ok(key) = path.canonicalize() else {
-            return load_library(path);
+            return load_library(path, file, meta);
         };
         self.loaded
             .entry(key)
-            .or_insert_with(|| load_library(path))
+            .or_insert_with(|| load_library(path, file, meta))
             .clone()
     }
 }
 
-/// Opens `path` for reading without blocking on what it is: a FIFO (or a device) opened with
-/// O_NONBLOCK returns at once, and its metadata then says it is no file.
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    options.open(path)
+/// A candidate opened (without blocking: `wasmlink_repo::open_nonblocking`) with its
+/// metadata; `None` when there is no regular file at `path` (nothing there, a directory, a
+/// FIFO); `Some(Err(why))` for a file that cannot be opened or examined, which is skipped and
+/// said why.
+fn open_candidate(path: &Path) -> Option<Result<(std::fs::File, std::fs::Metadata), String>> {
+    let opened = wasmlink_repo::open_nonblocking(path).and_then(|f| {
+        let meta = f.metadata()?;
+        Ok((f, meta))
+    });
+    match opened {
+        Ok((_, meta)) if !meta.is_file() => None,
+        Ok(found) => Some(Ok(found)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            None
+        }
+        Err(e) => Some(Err(e.to_string())),
+    }
 }
 
 /// Reads and checks a candidate library: a wasm32 module with a dylink section.
@@ -343,18 +346,8 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
 /// unread: with its compiled code cached, the loader never needs them (most of
 /// `libpython3.14.so` is code). The stamp is taken before and after the parse, and the loader
 /// that reads the bytes later checks the file still has it. A younger file is read whole.
-fn load_library(path: &Path) -> Result<Library, String> {
-    let file = open_nonblocking(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        // Replaced since the caller's `is_file`.
-        return Err("not a regular file".to_string());
-    }
-    load_library_from(path, file, &meta)
-}
-
-/// [`load_library`] on a file already open, whose metadata was just taken.
-fn load_library_from(
+/// `file` is open on `path` and `meta` is its metadata ([`open_candidate`]).
+fn load_library(
     path: &Path,
     file: std::fs::File,
     meta: &std::fs::Metadata,

@@ -22,16 +22,26 @@ pub(crate) fn open_regular(path: &Path) -> Result<(fs::File, u64), OpenError> {
     if !meta.is_file() {
         return Err(OpenError::NotAFile(file_kind(&meta.file_type())));
     }
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(OpenError::Io)?;
+    let file = open_nonblocking(path).map_err(OpenError::Io)?;
     let meta = file.metadata().map_err(OpenError::Io)?;
     if !meta.is_file() {
         return Err(OpenError::NotAFile(file_kind(&meta.file_type())));
     }
     Ok((file, meta.len()))
+}
+
+/// Opens `path` for reading without blocking on what it is: on Unix with `O_NONBLOCK`, so a
+/// FIFO (or a device) opens at once instead of waiting for a writer; the caller then looks at
+/// the descriptor's metadata. Reads from a regular file are unaffected.
+///
+/// # Errors
+/// What opening `path` returns.
+pub fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
 }
 
 /// `a FIFO`, `a directory`, ... for a file that is not a regular file.

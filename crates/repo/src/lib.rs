@@ -57,7 +57,7 @@ mod names;
 
 pub use error::*;
 use files::*;
-pub use files::read_module_file;
+pub use files::{open_nonblocking, read_module_file};
 pub use keys::*;
 pub use names::*;
 

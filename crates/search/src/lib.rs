@@ -72,8 +72,20 @@ pub fn analyze(text: &str) -> Vec<String> {
     Normalizer::new().normalize_all(tokens(text))
 }
 
+/// The tests' random numbers: xorshift64 from a fixed seed (the same sequence on every run).
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// Random texts for the crate's comparison tests: `count` byte strings of up to `max_pieces`
-/// pieces drawn from `pieces`, by a fixed-seed xorshift64 (the same texts on every run).
+/// pieces drawn from `pieces`, by [`xorshift`] from `seed` (the same texts on every run).
 #[cfg(test)]
 pub(crate) fn random_texts<P: AsRef<[u8]>>(
     seed: u64,
@@ -81,13 +93,7 @@ pub(crate) fn random_texts<P: AsRef<[u8]>>(
     count: usize,
     max_pieces: u64,
 ) -> Vec<Vec<u8>> {
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(seed);
     (0..count)
         .map(|_| {
             let mut text = Vec::new();

@@ -567,13 +567,7 @@ mod tests {
     #[test]
     fn pruned_top_k_is_the_top_of_the_full_ranking() {
         let words: Vec<String> = (0..200).map(|i| format!("w{i}x")).collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut b = IndexBuilder::new();
         for d in 0..3000 {
             // Word i is drawn with a probability falling with i: common and rare terms.
@@ -628,13 +622,7 @@ mod tests {
     #[test]
     fn block_skipping_keeps_the_brute_force_top_k() {
         let words: Vec<String> = (0..60).map(|i| format!("w{i}x")).collect();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1du64);
         for corpus in 0..3 {
             let n = 1500 + 1500 * corpus;
             let mut docs: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();

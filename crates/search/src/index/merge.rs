@@ -22,6 +22,7 @@ use super::{
     IndexWriter, MANIFEST, Manifest, POSTINGS, POSTINGS_MAGIC, TERMS, TERMS_MAGIC, TEXT,
     TEXT_MAGIC, check_file, file_error, io_error, postcard_decode, postcard_encode, postings,
 };
+use postings::put_varint;
 
 static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -238,14 +239,6 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
         }
     }
     None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// A cursor over the entries of a segment's `terms.bin` (postcard `Vec<TermEntry>`).

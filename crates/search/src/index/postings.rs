@@ -47,7 +47,8 @@ fn round_up(x: f64) -> f32 {
     if f64::from(f) < x { f.next_up() } else { f }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a LEB128 varint (as postcard writes integers).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

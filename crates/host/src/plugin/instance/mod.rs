@@ -549,7 +549,8 @@ pub struct TypedCall<'a, P, R> {
 impl<P: WasmParams + Send, R: WasmResults + Send> TypedCall<'_, P, R> {
     /// Calls it: notes the host's tick clock for the timeout ([`timeout_watch`]: one relaxed
     /// load, no deadline re-armed), re-arms the fuel, resets the limiter's record, and catches
-    /// host-function panics. Nothing is allocated or cloned.
+    /// host-function panics (for a module that imports a function: one that imports none
+    /// cannot reach one). Nothing is allocated or cloned.
     #[inline]
     pub fn call(&mut self, args: P) -> Result<R, PluginError> {
         let Some(r) = self.instance.ready.as_mut() else {
