@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 /// The modules `index` and `search` run (src/search_modules.rs).
-const MODULES: [&str; 5] = ["extract", "tokenize", "normalize", "index", "query"];
+const MODULES: [&str; 4] = ["extract", "analyze", "index", "query"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

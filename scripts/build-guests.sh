@@ -29,7 +29,7 @@ install_module() {
 }
 
 # The search engine's modules (guest/search/*, one per stage; see examples/search/).
-for name in greeter docproc extract tokenize normalize index query; do
+for name in greeter docproc extract tokenize normalize analyze index query; do
   install_module "target/guest/wasm32-wasip1/release/$name.wasm" "$name.wasm"
 done
 

@@ -2,7 +2,7 @@
 # README's first command: wasmlink's main job on a built-in default. On a fresh machine it sets
 # up what it needs (scripts/setup.sh), builds wasmlink (release) and the search engine's modules
 # from source (scripts/build-guests.sh), indexes the Rust book shipped with the local toolchain
-# by streaming it through the modules (extract -> tokenize -> normalize -> index, each isolated
+# by streaming it through the modules (extract -> analyze -> index, each isolated
 # under its own policy), and answers three queries with ranked, titled results.
 #
 #   CORPUS=DIR bash scripts/demo.sh     index another directory of HTML/Markdown/text instead

@@ -166,8 +166,8 @@ impl PolicyFlags {
 /// `--modules DIR` (or `WASMLINK_MODULES`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModulesFlag {
-    /// The directory holding the search engine's modules (extract.wasm, tokenize.wasm,
-    /// normalize.wasm, index.wasm, query.wasm); default: the build tree's target/guest-modules,
+    /// The directory holding the search engine's modules (extract.wasm, analyze.wasm,
+    /// index.wasm, query.wasm); default: the build tree's target/guest-modules,
     /// else the copies built into this binary.
     #[arg(long = "modules", value_name = "DIR", env = "WASMLINK_MODULES")]
     pub dir: Option<PathBuf>,

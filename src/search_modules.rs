@@ -18,13 +18,9 @@ pub fn module_policy(name: &str, index_dir: Option<&Path>) -> Result<Policy, Cli
             "examples/search/extract.toml",
             include_str!("../examples/search/extract.toml"),
         ),
-        "tokenize" => (
-            "examples/search/tokenize.toml",
-            include_str!("../examples/search/tokenize.toml"),
-        ),
-        "normalize" => (
-            "examples/search/normalize.toml",
-            include_str!("../examples/search/normalize.toml"),
+        "analyze" => (
+            "examples/search/analyze.toml",
+            include_str!("../examples/search/analyze.toml"),
         ),
         "index" => (
             "examples/search/index.toml",

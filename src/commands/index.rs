@@ -1,6 +1,5 @@
 //! `wasmlink index`: build a search index over a directory of HTML, Markdown and text files by
-//! streaming it through the search engine's modules (extract -> tokenize -> normalize ->
-//! index) with the pipeline engine (`wasmlink::pipeline`), then merging the indexer's segments
+//! streaming it through the search engine's modules (extract -> analyze -> index) with the pipeline engine (`wasmlink::pipeline`), then merging the indexer's segments
 //! with the index module's `merge`. `--compare-native` then runs the same wasmlink-search code
 //! natively in this process (`wasmlink_search::native`, the harness the `index_native` bench
 //! also uses), for the throughput ratio.
@@ -29,10 +28,11 @@ const EXTENSIONS: &[&str] = &["html", "htm", "md", "markdown", "txt"];
 /// Index a directory of HTML, Markdown and text files with the search engine's modules.
 #[derive(clap::Args)]
 #[command(after_help = "\
-Each stage is a module under its own policy (examples/search/*.toml): extract, tokenize and
-normalize get nothing (no filesystem at all); index gets the --out directory read-write at
-/index. Batches stream over bounded queues to --workers threads, each holding one instance of
-every stage and taking a batch through all four in turn (--schedule chain, the default); with
+Each stage is a module under its own policy (examples/search/*.toml): extract (documents to
+title and text) and analyze (text to terms: tokenize, lowercase, stop words, stem) get nothing
+(no filesystem at all); index gets the --out directory read-write at /index. Batches stream
+over bounded queues to --workers threads, each holding one instance of every stage and taking
+a batch through all three in turn (--schedule chain, the default); with
 --schedule stages, each stage has --workers threads of its own instead, with a queue between
 stages. The indexer writes one segment per batch under OUT/segments,
 and its `merge` function combines them into OUT (manifest.json last, so OUT holds a complete
@@ -75,8 +75,8 @@ pub struct Args {
     /// or `stages` (each stage has its own workers, queues between stages).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Chain)]
     schedule: ScheduleArg,
-    /// Documents per batch (and per segment); a batch also ends once its files reach 8 MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Documents per batch (and per segment); a batch also ends once its files reach 4 MiB.
+    #[arg(long, default_value_t = 256)]
     batch_rows: usize,
     /// Index only the html/htm/md/markdown/txt files whose path under the corpus matches this
     /// glob (`*`, `?`, `[..]`, `{a,b}`, `**` across directories; as in ripgrep's -g, a glob
@@ -94,10 +94,10 @@ pub struct Args {
     /// dead-letter file.
     #[arg(long, value_name = "DURATION|none", value_parser = parse_duration)]
     timeout: Option<wasmlink::policy::HumanDuration>,
-    /// A stage of your own between normalize and index: a stage component
+    /// A stage of your own between analyze and index: a stage component
     /// (wit/pipeline/stage.wit; FUNCTION defaults to wasmlink:pipeline/stage#process) or a core
     /// module with an ABI v1 Arrow function (FUNCTION defaults to `process`). Its output must
-    /// keep normalize's columns and their types (`terms` a List<Utf8>; a component sees it as
+    /// keep analyze's columns and their types (`terms` a List<Utf8>; a component sees it as
     /// a utf8 string of space-separated terms and returns it so). It runs with no capabilities.
     #[arg(long, value_name = "FILE.wasm[:FUNCTION]")]
     stage: Option<String>,
@@ -261,15 +261,14 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         load_module_timeout(&host, &args.modules, name, dir, args.timeout)
     };
     let extract = load("extract", None)?;
-    let tokenize = load("tokenize", None)?;
-    let normalize = load("normalize", None)?;
+    let analyze = load("analyze", None)?;
     let index = load("index", Some(out))?;
     let user_stage = match &args.stage {
         Some(spec) => Some(load_user_stage(
             &host,
             spec,
             args.timeout,
-            [&extract, &tokenize, &normalize],
+            [&extract, &analyze],
         )?),
         None => None,
     };
@@ -283,8 +282,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     let mut spec = PipelineSpec::new(source.clone(), Sink::None)
         .stage("extract", extract, "extract", args.workers)
-        .stage("tokenize", tokenize, "tokenize", args.workers)
-        .stage("normalize", normalize, "normalize", args.workers);
+        .stage("analyze", analyze, "analyze", args.workers);
     if let Some(user) = user_stage {
         spec = spec.stage(&user.name, user.module, &user.function, args.workers);
     }
@@ -483,7 +481,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             native_rate,
             wasm_rate / native_rate
         ));
-        // The issue's own comparison: the tokenizer, normaliser and indexer code alone (no
+        // The issue's own comparison: the analysis and indexer code alone (no
         // HTML extraction, no file reading), as CPU time summed over threads on both sides.
         let busy = |name: &str| {
             stats
@@ -493,10 +491,10 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 .map_or(0.0, |s| s.busy_secs)
         };
         let extract_busy = busy("extract");
-        let analysis_busy = busy("tokenize") + busy("normalize") + busy("index");
+        let analysis_busy = busy("analyze") + busy("index");
         diag(format_args!(
             "per stage, seconds summed over threads (native/wasm): extract {:.2} wasm vs {:.2} \
-             native ({:.2}x); tokenize+normalize+index {:.2} wasm vs {:.2} native ({:.2}x; the \
+             native ({:.2}x); analyze+index {:.2} wasm vs {:.2} native ({:.2}x; the \
              wasm side includes Arrow exchange and per-batch segment encoding)",
             extract_busy,
             native.extract_secs,
@@ -551,13 +549,13 @@ fn split_stage_spec(spec: &str) -> (PathBuf, Option<String>) {
 }
 
 /// Loads `--stage` (no capabilities, the --timeout if given) and checks it on a probe document
-/// taken through extract, tokenize and normalize: its output must keep every column of
-/// normalize's with the same type. Errors are one line starting with `--stage FILE:`.
+/// taken through extract and analyze: its output must keep every column of analyze's with the
+/// same type. Errors are one line starting with `--stage FILE:`.
 fn load_user_stage(
     host: &PluginHost,
     spec: &str,
     timeout: Option<wasmlink::policy::HumanDuration>,
-    [extract, tokenize, normalize]: [&wasmlink::plugin::Plugin; 3],
+    [extract, analyze]: [&wasmlink::plugin::Plugin; 2],
 ) -> Result<UserStage, CliError> {
     use wasmlink::pipeline::ComponentStage;
     let (path, function) = split_stage_spec(spec);
@@ -573,7 +571,7 @@ fn load_user_stage(
     let stem = path
         .file_stem()
         .map_or_else(|| "stage".into(), |s| s.to_string_lossy().into_owned());
-    let name = if ["extract", "tokenize", "normalize", "index", "merge"].contains(&stem.as_str()) {
+    let name = if ["extract", "analyze", "index", "merge"].contains(&stem.as_str()) {
         format!("user-{stem}")
     } else {
         stem
@@ -613,11 +611,7 @@ fn load_user_stage(
     ])
     .map_err(|e| CliError::Other(format!("the probe batch: {e}")))?;
     let mut expected = probe;
-    for (module, f) in [
-        (extract, "extract"),
-        (tokenize, "tokenize"),
-        (normalize, "normalize"),
-    ] {
+    for (module, f) in [(extract, "extract"), (analyze, "analyze")] {
         expected = module
             .call_arrow(f, &expected)
             .map_err(|e| CliError::Other(format!("{f} failed on the probe document: {e}")))?;
@@ -625,12 +619,12 @@ fn load_user_stage(
     let got = match &module {
         StageModule::Component(c) => c.call_arrow(&function, &expected).map_err(|e| {
             fail(format!(
-                "failed on a probe batch of normalize's output: {e}"
+                "failed on a probe batch of analyze's output: {e}"
             ))
         })?,
         StageModule::Core(p) => p.call_arrow(&function, &expected).map_err(|e| {
             fail(format!(
-                "failed on a probe batch of normalize's output: {e}"
+                "failed on a probe batch of analyze's output: {e}"
             ))
         })?,
     };
@@ -642,7 +636,7 @@ fn load_user_stage(
     })
 }
 
-/// Every column of normalize's output (`want`) must be in the stage's (`got`), same type.
+/// Every column of analyze's output (`want`) must be in the stage's (`got`), same type.
 fn check_stage_schema(
     want: &arrow_array::RecordBatch,
     got: &arrow_array::RecordBatch,
@@ -659,14 +653,14 @@ fn check_stage_schema(
         match got.field_with_name(field.name()) {
             Err(_) => {
                 return Err(format!(
-                    "its output has no column `{}` (the index stage reads normalize's columns: {})",
+                    "its output has no column `{}` (the index stage reads analyze's columns: {})",
                     field.name(),
                     columns()
                 ));
             }
             Ok(f) if f.data_type() != field.data_type() => {
                 return Err(format!(
-                    "column `{}` of its output is {}, expected {} as normalize gives it",
+                    "column `{}` of its output is {}, expected {} as analyze gives it",
                     field.name(),
                     f.data_type(),
                     field.data_type()

@@ -322,7 +322,7 @@ fn index_json_reports_on_stdout_instead_of_the_table() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(stages, ["extract", "tokenize", "normalize", "index"]);
+    assert_eq!(stages, ["extract", "analyze", "index"]);
 }
 
 #[test]

@@ -1,10 +1,10 @@
-//! `wasmlink index --stage FILE[:FUNCTION]`: a stage of the user's own between normalize and
+//! `wasmlink index --stage FILE[:FUNCTION]`: a stage of the user's own between analyze and
 //! index. The Python stop-word stage of tests/fixtures/py/stopwords/ (built here with
 //! componentize-py, cached under target/component-stage/ by the sha256 of its sources) and
 //! the same stage in JavaScript (tests/fixtures/js/stopwords/, componentize-js from npm,
 //! installed into target/js by scripts/setup.sh) drop their stop terms from the index while
 //! other words are still found; a core module works too; a stage whose output loses or
-//! retypes one of normalize's columns is refused before indexing, in one line naming it.
+//! retypes one of analyze's columns is refused before indexing, in one line naming it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -182,16 +182,16 @@ fn indexed_with_stage(stage: &Path) -> (tempfile::TempDir, PathBuf) {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("indexed 3 documents"), "{err}");
-    // The stage has its row in the report, between normalize and index.
+    // The stage has its row in the report, between analyze and index.
     let names: Vec<&str> = err
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| ["normalize", "index"].contains(w) || w.contains("-stopwords-"))
+        .filter(|w| ["analyze", "index"].contains(w) || w.contains("-stopwords-"))
         .collect();
     assert!(
         names
             .windows(3)
-            .any(|w| w[0] == "normalize" && w[1].contains("-stopwords-") && w[2] == "index"),
+            .any(|w| w[0] == "analyze" && w[1].contains("-stopwords-") && w[2] == "index"),
         "{err}"
     );
     (tmp, index)
@@ -294,13 +294,13 @@ fn a_stage_that_loses_or_retypes_a_column_is_refused_naming_it() {
         (
             "retype.wasm",
             &retyped,
-            "--stage: column `terms` of its output is Utf8, expected List(Utf8) as normalize \
+            "--stage: column `terms` of its output is Utf8, expected List(Utf8) as analyze \
              gives it",
         ),
         (
             "lose.wasm",
             &lost,
-            "--stage: its output has no column `terms` (the index stage reads normalize's \
+            "--stage: its output has no column `terms` (the index stage reads analyze's \
              columns: path: Utf8, title: Utf8, text: Utf8, skip: Utf8, terms: List(Utf8))",
         ),
     ] {
@@ -327,7 +327,7 @@ fn a_stage_that_loses_or_retypes_a_column_is_refused_naming_it() {
 }
 
 #[test]
-fn a_core_module_stage_runs_between_normalize_and_index() {
+fn a_core_module_stage_runs_between_analyze_and_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity.wasm");
     std::fs::write(

@@ -388,6 +388,66 @@ fn tokenizer_needs_no_capabilities() {
     assert!(err.contains("input batch has no `text` column"), "{err}");
 }
 
+/// The analyze module (what `wasmlink index` runs) gives exactly the terms of the tokenize
+/// module followed by the normalize module, keeps the other columns, and reports a missing or
+/// null `text` naming it; all under a policy that grants nothing.
+#[test]
+fn analyze_equals_tokenize_then_normalize() {
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    let load = |name: &str| {
+        host.load_file(&modules_dir().join(format!("{name}.wasm")), Policy::default())
+            .unwrap()
+    };
+    let (analyze, tokenize, normalize) = (load("analyze"), load("tokenize"), load("normalize"));
+    // Mixed case, stop words, punctuation inside words, non-ASCII, a right single quote, an
+    // overlong word, an empty text; then the same words again (the normaliser's cache).
+    let long = "x".repeat(80);
+    let texts: Vec<String> = vec![
+        "The Borrow Checker: references and borrowing rules.".into(),
+        format!("vec.push(x); HashMap::new() it\u{2019}s Ünïcode WÖRDS and the a an {long}"),
+        String::new(),
+        "The Borrow Checker: references and borrowing rules.".into(),
+    ];
+    let paths: Vec<String> = (0..texts.len()).map(|i| format!("p{i}")).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("path", Arc::new(StringArray::from(paths)) as ArrayRef),
+        ("text", Arc::new(StringArray::from(texts.clone())) as ArrayRef),
+    ])
+    .unwrap();
+    let one = analyze.call_arrow("analyze", &batch).unwrap();
+    let two = normalize
+        .call_arrow("normalize", &tokenize.call_arrow("tokenize", &batch).unwrap())
+        .unwrap();
+    let names = |b: &RecordBatch| -> Vec<String> {
+        b.schema_ref().fields().iter().map(|f| f.name().clone()).collect()
+    };
+    assert_eq!(names(&one), ["path", "text", "terms"]);
+    assert_eq!(names(&one), names(&two));
+    assert_eq!(one, two, "analyze differs from tokenize + normalize");
+    let terms = one.column(2).as_list::<i32>();
+    let row = |i: usize| -> Vec<String> {
+        terms.value(i).as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect()
+    };
+    assert_eq!(row(0), ["borrow", "checker", "refer", "borrow", "rule"]);
+    assert!(row(2).is_empty());
+    assert_eq!(row(0), row(3));
+
+    let no_text = RecordBatch::try_from_iter([(
+        "path",
+        Arc::new(StringArray::from(vec!["a"])) as ArrayRef,
+    )])
+    .unwrap();
+    let err = analyze.call_arrow("analyze", &no_text).unwrap_err().to_string();
+    assert!(err.contains("input batch has no `text` column"), "{err}");
+    let null = RecordBatch::try_from_iter([(
+        "text",
+        Arc::new(StringArray::from(vec![Some("x"), None])) as ArrayRef,
+    )])
+    .unwrap();
+    let err = analyze.call_arrow("analyze", &null).unwrap_err().to_string();
+    assert!(err.contains("row 1: `text` is null"), "{err}");
+}
+
 #[test]
 fn index_include_and_exclude_globs_choose_the_files_on_both_sides_of_compare_native() {
     let modules = modules_dir();

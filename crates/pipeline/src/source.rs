@@ -410,8 +410,11 @@ pub(crate) fn dir_files(
 /// reaches this many bytes, whichever comes first. Without it, 64 large pages made batches of
 /// 23 MB (the Rust docs), and every stage's linear memory grew to hold the largest batch it
 /// saw, in every worker: the peak memory of `wasmlink index` followed the largest pages, not
-/// the batch size. A file larger than this is a batch of its own.
-pub const DIR_BATCH_BYTES: usize = 8 << 20;
+/// the batch size. 4 MiB rather than 8: with `wasmlink index`'s 256 documents a batch, the
+/// Rust docs index faster (fewer segments to write and merge) in less memory (157 MiB peak,
+/// where 64 documents and 8 MiB took 166; BENCHMARKS.md). A file larger than this is a batch
+/// of its own.
+pub const DIR_BATCH_BYTES: usize = 4 << 20;
 
 struct DirBatches {
     root: PathBuf,
