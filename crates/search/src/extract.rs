@@ -1,8 +1,9 @@
 //! HTML, Markdown and plain text to a title and plain text.
 
-use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
-use html5gum::{Emitter, ForwardingEmitter, Tokenizer};
+use html5gum::Tokenizer;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+mod emitter;
 
 /// What kind of document some bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,12 +114,7 @@ impl TextSink {
                 i += 1;
             } else {
                 let start = i;
-                while bytes
-                    .get(i)
-                    .is_some_and(|&b| b.is_ascii() && !is_ascii_space(b))
-                {
-                    i += 1;
-                }
+                i = ascii_run_end(bytes, i);
                 self.separate();
                 self.out.push_str(&s[start..i]);
             }
@@ -167,6 +163,30 @@ impl TextSink {
 /// The ASCII characters `char::is_whitespace` accepts (tab, LF, VT, FF, CR, space).
 fn is_ascii_space(b: u8) -> bool {
     matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// Where the run of ASCII bytes that are not whitespace starting at `i` ends: eight bytes at a
+/// time while all are printable (0x21 to 0x7F), byte by byte past a control character and at
+/// the end. (A byte loop here was the extract module's hottest function after the tokenizer.)
+fn ascii_run_end(bytes: &[u8], mut i: usize) -> usize {
+    loop {
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            // The top bit of each byte that is 0x80 or more (`w`) or below 0x21 (the
+            // subtraction borrows). A borrow can flag bytes above a flagged one, never below,
+            // so the lowest flag is exact.
+            let flagged = (w.wrapping_sub(0x2121_2121_2121_2121) | w) & 0x8080_8080_8080_8080;
+            if flagged != 0 {
+                i += (flagged.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        match bytes.get(i) {
+            Some(&b) if b.is_ascii() && !is_ascii_space(b) => i += 1,
+            _ => return i,
+        }
+    }
 }
 
 /// Elements whose contents are dropped.
@@ -284,6 +304,41 @@ struct HtmlState {
 }
 
 impl HtmlState {
+    /// A start tag's name is known (before its attributes).
+    fn open_start_tag(&mut self, name: &[u8]) {
+        self.tag.clear();
+        self.tag.extend_from_slice(name);
+        self.http_equiv_refresh = false;
+        self.meta_robots = false;
+        self.meta_content = None;
+    }
+
+    /// Whether the attributes of the tag being read matter: only `<html lang>` and `<meta>`'s
+    /// are read. (For an end tag, `tag` is still the last start tag, as it was for html5gum's
+    /// callback emitter.)
+    fn wants_attributes(&self) -> bool {
+        self.tag == b"html" || self.tag == b"meta"
+    }
+
+    fn attribute_name(&mut self, name: &[u8]) {
+        self.attr_name.clear();
+        self.attr_name.extend_from_slice(name);
+    }
+
+    fn attribute_value(&mut self, value: &[u8]) {
+        if self.tag == b"html" && self.attr_name == b"lang" && self.lang.is_none() {
+            self.lang = Some(String::from_utf8_lossy(value).into_owned());
+        } else if self.tag == b"meta" {
+            if self.attr_name == b"http-equiv" {
+                self.http_equiv_refresh = value.eq_ignore_ascii_case(b"refresh");
+            } else if self.attr_name == b"name" {
+                self.meta_robots = value.eq_ignore_ascii_case(b"robots");
+            } else if self.attr_name == b"content" {
+                self.meta_content = Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+
     fn start_tag(&mut self, self_closing: bool) {
         let name = std::mem::take(&mut self.tag);
         if name == b"meta"
@@ -410,7 +465,11 @@ impl HtmlState {
     }
 
     fn string(&mut self, value: &[u8]) {
-        let s = String::from_utf8_lossy(value);
+        // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` goes byte by byte.
+        let s = match std::str::from_utf8(value) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         if self.in_title {
             if let Some(title) = &mut self.title {
                 title.push_str(&s);
@@ -441,24 +500,6 @@ fn parse_refresh(content: &str) -> Option<String> {
     };
     let url = rest.trim().trim_matches(|c| c == '"' || c == '\'').trim();
     (!url.is_empty()).then(|| url.to_owned())
-}
-
-/// An emitter that tells the tokenizer not to look for parse errors: extraction ignores them,
-/// and html5gum's per-byte character validation is otherwise the single hottest function of
-/// the extract stage (a large `match` that compiles to a long branch chain in wasm).
-struct IgnoreErrors<E>(E);
-
-impl<E: Emitter> ForwardingEmitter for IgnoreErrors<E> {
-    type Token = E::Token;
-
-    fn inner(&mut self) -> &mut impl Emitter<Token = Self::Token> {
-        &mut self.0
-    }
-
-    #[inline]
-    fn should_emit_errors(&mut self) -> bool {
-        false
-    }
 }
 
 /// html5gum's input: a byte slice, like its own `StringReader`, but with a `read_until` that
@@ -574,55 +615,18 @@ impl ByteSet {
 
 fn extract_html(bytes: &[u8]) -> Doc {
     let mut state = HtmlState::default();
-    {
-        let st = &mut state;
-        let mut emitter = CallbackEmitter::new(
-            move |event: CallbackEvent<'_>, _span: html5gum::Span<()>| -> Option<()> {
-                match event {
-                    CallbackEvent::OpenStartTag { name } => {
-                        st.tag.clear();
-                        st.tag.extend_from_slice(name);
-                        st.http_equiv_refresh = false;
-                        st.meta_robots = false;
-                        st.meta_content = None;
-                    }
-                    CallbackEvent::AttributeName { name } => {
-                        st.attr_name.clear();
-                        st.attr_name.extend_from_slice(name);
-                    }
-                    CallbackEvent::AttributeValue { value } => {
-                        if st.tag == b"html" && st.attr_name == b"lang" && st.lang.is_none() {
-                            st.lang = Some(String::from_utf8_lossy(value).into_owned());
-                        } else if st.tag == b"meta" {
-                            if st.attr_name == b"http-equiv" {
-                                st.http_equiv_refresh = value.eq_ignore_ascii_case(b"refresh");
-                            } else if st.attr_name == b"name" {
-                                st.meta_robots = value.eq_ignore_ascii_case(b"robots");
-                            } else if st.attr_name == b"content" {
-                                st.meta_content = Some(String::from_utf8_lossy(value).into_owned());
-                            }
-                        }
-                    }
-                    CallbackEvent::CloseStartTag { self_closing } => st.start_tag(self_closing),
-                    CallbackEvent::EndTag { name } => st.end_tag(name),
-                    CallbackEvent::String { value } => st.string(value),
-                    CallbackEvent::Comment { .. }
-                    | CallbackEvent::Doctype { .. }
-                    | CallbackEvent::Error(_) => {}
-                }
-                None
-            },
-        );
-        // Switch to RAWTEXT/RCDATA/script states after <script>, <style>, <title>, ... as a
-        // tree builder would, so that their contents are not tokenized as markup.
-        emitter.naively_switch_states(true);
-        for item in Tokenizer::new_with_emitter(SliceReader { input: bytes }, IgnoreErrors(emitter))
-        {
-            // The reader over a byte slice cannot fail.
-            let Ok(()) = item;
-        }
+    for item in Tokenizer::new_with_emitter(
+        SliceReader { input: bytes },
+        emitter::TextEmitter::new(&mut state),
+    ) {
+        // The reader over a byte slice cannot fail, and the emitter makes no tokens.
+        let Ok(()) = item;
     }
+    finish_html(state)
+}
 
+/// The document from what the tokenizer's events left in `state`.
+fn finish_html(state: HtmlState) -> Doc {
     let HtmlState {
         text,
         main_ranges,
@@ -845,7 +849,8 @@ mod tests {
     fn text_sink_runs_equal_pushing_one_character_at_a_time() {
         let pieces = [
             "word", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\u{a0}", "\u{2003}", "\u{3000}", "é",
-            "東京", "x.y", "\u{85}", "",
+            "東京", "x.y", "\u{85}", "", "\x01", "\x1f", "\x7f", "!", "~", "\0",
+            "a_longer_word!~{}", "0123456789abcdef",
         ];
         for text in crate::random_texts(0x2545_f491_4f6c_dd1d, &pieces, 2000, 11) {
             let s = String::from_utf8(text).expect("pieces are UTF-8");
