@@ -848,9 +848,29 @@ mod tests {
     #[test]
     fn text_sink_runs_equal_pushing_one_character_at_a_time() {
         let pieces = [
-            "word", " ", "\t", "\n", "\x0b", "\x0c", "\r", "\u{a0}", "\u{2003}", "\u{3000}", "é",
-            "東京", "x.y", "\u{85}", "", "\x01", "\x1f", "\x7f", "!", "~", "\0",
-            "a_longer_word!~{}", "0123456789abcdef",
+            "word",
+            " ",
+            "\t",
+            "\n",
+            "\x0b",
+            "\x0c",
+            "\r",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{3000}",
+            "é",
+            "東京",
+            "x.y",
+            "\u{85}",
+            "",
+            "\x01",
+            "\x1f",
+            "\x7f",
+            "!",
+            "~",
+            "\0",
+            "a_longer_word!~{}",
+            "0123456789abcdef",
         ];
         for text in crate::random_texts(0x2545_f491_4f6c_dd1d, &pieces, 2000, 11) {
             let s = String::from_utf8(text).expect("pieces are UTF-8");

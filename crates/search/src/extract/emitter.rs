@@ -242,9 +242,7 @@ mod tests {
                         CallbackEvent::OpenStartTag { name } => st.open_start_tag(name),
                         CallbackEvent::AttributeName { name } => st.attribute_name(name),
                         CallbackEvent::AttributeValue { value } => st.attribute_value(value),
-                        CallbackEvent::CloseStartTag { self_closing } => {
-                            st.start_tag(self_closing)
-                        }
+                        CallbackEvent::CloseStartTag { self_closing } => st.start_tag(self_closing),
                         CallbackEvent::EndTag { name } => st.end_tag(name),
                         CallbackEvent::String { value } => st.string(value),
                         CallbackEvent::Comment { .. }

@@ -18,13 +18,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{
-    DOCS, DOCS_MAGIC, DocInfo, FORMAT_NAME, FORMAT_VERSION, Fields, FileInfo, IndexError,
+    CRC32, DOCS, DOCS_MAGIC, DocInfo, FORMAT_NAME, FORMAT_VERSION, Fields, FileInfo, IndexError,
     IndexWriter, MANIFEST, Manifest, POSTINGS, POSTINGS_MAGIC, TERMS, TERMS_MAGIC, TEXT,
     TEXT_MAGIC, check_file, file_error, io_error, postcard_decode, postcard_encode, postings,
 };
 use postings::put_varint;
-
-static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// A segment (an index directory) opened for merging: its documents decoded, its dictionary
 /// and postings kept encoded, its text left on disk.
@@ -386,7 +384,7 @@ struct Out {
     path: PathBuf,
     tmp: PathBuf,
     file: BufWriter<fs::File>,
-    digest: crc::Digest<'static, u32>,
+    digest: crc::Digest<'static, u32, crc::Table<16>>,
     bytes: u64,
 }
 
@@ -398,7 +396,7 @@ impl Out {
             path: dir.join(name),
             tmp,
             file: BufWriter::with_capacity(1 << 16, file),
-            digest: CRC.digest(),
+            digest: CRC32.digest(),
             bytes: 0,
         })
     }
