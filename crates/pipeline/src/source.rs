@@ -430,7 +430,9 @@ impl DirBatches {
     /// straight into one Arrow values buffer (no copy per file); `None` when none are left.
     fn read_batch(&mut self) -> Option<Result<RecordBatch, PipelineError>> {
         let mut names = Vec::new();
-        let mut values: Vec<u8> = Vec::new();
+        // Room for a whole batch at once: growing by doubling copied each batch's bytes about
+        // twice more and faulted in fresh pages every time (only the pages written count).
+        let mut values: Vec<u8> = Vec::with_capacity(self.batch_bytes.min(64 << 20));
         let mut offsets: Vec<i32> = vec![0];
         let mut sizes = Vec::new();
         while names.len() < self.batch_rows && values.len() < self.batch_bytes {

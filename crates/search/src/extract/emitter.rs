@@ -52,6 +52,7 @@ impl<'s> TextEmitter<'s> {
         }
     }
 
+    #[inline]
     fn flush_chars(&mut self) {
         if !self.chars.is_empty() {
             self.st.string(&self.chars);
@@ -59,6 +60,7 @@ impl<'s> TextEmitter<'s> {
         }
     }
 
+    #[inline]
     fn flush_open_start_tag(&mut self) {
         self.flush_chars();
         if self.kind == Kind::Start && !self.name.is_empty() {
@@ -68,6 +70,7 @@ impl<'s> TextEmitter<'s> {
         }
     }
 
+    #[inline]
     fn flush_attribute_name(&mut self) {
         self.flush_open_start_tag();
         if !self.attr_name.is_empty() {
@@ -76,6 +79,7 @@ impl<'s> TextEmitter<'s> {
         }
     }
 
+    #[inline]
     fn flush_attribute(&mut self) {
         self.flush_attribute_name();
         if !self.attr_value.is_empty() {
