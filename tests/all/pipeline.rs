@@ -765,6 +765,54 @@ fn a_directory_source_cuts_batches_at_a_byte_budget_too() {
     assert_eq!(got, want);
 }
 
+/// Symbolic links in a directory source are followed (a linked file is read, a linked
+/// directory walked) and a dangling one is an error naming it, as when every entry was
+/// `stat`ed; entries that are not links take their type from the directory listing.
+#[test]
+fn a_directory_source_follows_symbolic_links_and_names_a_dangling_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(docs.join("real")).unwrap();
+    std::fs::create_dir_all(outside.join("deep")).unwrap();
+    std::fs::write(docs.join("real/a.txt"), "a").unwrap();
+    std::fs::write(outside.join("b.txt"), "bb").unwrap();
+    std::fs::write(outside.join("deep/c.txt"), "ccc").unwrap();
+    std::os::unix::fs::symlink(outside.join("b.txt"), docs.join("b.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.join("deep"), docs.join("linked")).unwrap();
+    let run = |docs: &Path, out: &Path| {
+        let spec = PipelineSpec::new(
+            Source::Dir {
+                path: docs.to_path_buf(),
+                extensions: vec!["txt".into()],
+                binary: false,
+                include: vec![],
+                exclude: vec![],
+            },
+            Sink::JsonLines(out.to_path_buf()),
+        );
+        Pipeline::new(spec).and_then(|p| p.run(&RunOptions::default()))
+    };
+    let out = dir.path().join("files.jsonl");
+    run(&docs, &out).unwrap();
+    let got: Vec<(String, u64)> = read_jsonl(&out)
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap().to_string(), r["size"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("b.txt".to_string(), 2),
+            ("linked/c.txt".to_string(), 3),
+            ("real/a.txt".to_string(), 1)
+        ]
+    );
+    std::os::unix::fs::symlink(dir.path().join("gone.txt"), docs.join("dangling.txt")).unwrap();
+    let err = run(&docs, &dir.path().join("again.jsonl")).unwrap_err().to_string();
+    assert!(err.contains("dangling.txt"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
 #[test]
 fn a_directory_source_takes_the_files_its_include_and_exclude_globs_choose() {
     let dir = tempfile::tempdir().unwrap();

@@ -381,8 +381,18 @@ pub(crate) fn dir_files(
         for entry in entries {
             let entry = entry.map_err(|e| PipelineError::io(&dir, format!("cannot list: {e}")))?;
             let path = entry.path();
-            let ty =
-                std::fs::metadata(&path).map_err(|e| PipelineError::io(&path, e.to_string()))?;
+            // The type from the directory entry (no system call on most file systems); a
+            // symbolic link is followed, as before, with one `stat` of its target.
+            let ty = entry
+                .file_type()
+                .map_err(|e| PipelineError::io(&path, e.to_string()))?;
+            let ty = if ty.is_symlink() {
+                std::fs::metadata(&path)
+                    .map_err(|e| PipelineError::io(&path, e.to_string()))?
+                    .file_type()
+            } else {
+                ty
+            };
             let rel = relative(&path);
             if exclude_set.is_match(&rel) {
                 continue;

@@ -5,6 +5,8 @@ use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 mod emitter;
 
+use crate::ascii::{is_space as is_ascii_space, skip_printable};
+
 /// What kind of document some bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DocKind {
@@ -160,29 +162,12 @@ impl TextSink {
     }
 }
 
-/// The ASCII characters `char::is_whitespace` accepts (tab, LF, VT, FF, CR, space).
-fn is_ascii_space(b: u8) -> bool {
-    matches!(b, b'\t'..=b'\r' | b' ')
-}
-
-/// Where the run of ASCII bytes that are not whitespace starting at `i` ends: eight bytes at a
-/// time while all are printable (0x21 to 0x7F), byte by byte past a control character and at
-/// the end. (A byte loop here was the extract module's hottest function after the tokenizer.)
+/// Where the run of ASCII bytes that are not whitespace starting at `i` ends.
 fn ascii_run_end(bytes: &[u8], mut i: usize) -> usize {
     loop {
-        while let Some(chunk) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            // The top bit of each byte that is 0x80 or more (`w`) or below 0x21 (the
-            // subtraction borrows). A borrow can flag bytes above a flagged one, never below,
-            // so the lowest flag is exact.
-            let flagged = (w.wrapping_sub(0x2121_2121_2121_2121) | w) & 0x8080_8080_8080_8080;
-            if flagged != 0 {
-                i += (flagged.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
+        i = skip_printable(bytes, i);
         match bytes.get(i) {
+            // A control character, or the last bytes.
             Some(&b) if b.is_ascii() && !is_ascii_space(b) => i += 1,
             _ => return i,
         }

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod ascii;
 mod extract;
 mod index;
 #[cfg(not(target_family = "wasm"))]

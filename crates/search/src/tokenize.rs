@@ -2,6 +2,8 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::ascii::{is_space as is_ascii_space, skip_printable};
+
 /// Splits `text` into words, in order, as slices of `text`.
 ///
 /// Words are found with the Unicode word boundaries of UAX #29 (`unicode-segmentation`'s
@@ -44,12 +46,6 @@ fn unicode_tokens<'a>(text: &'a str) -> UnicodeTokens<'a> {
     text.unicode_words().flat_map(split)
 }
 
-/// The whitespace that UAX #29 never joins to an ASCII letter, digit or punctuation mark on
-/// either side: tab, LF, VT, FF, CR and space.
-fn is_ascii_space(b: u8) -> bool {
-    matches!(b, b'\t'..=b'\r' | b' ')
-}
-
 /// A part of the text whose UAX #29 words do not depend on the text around it.
 enum Piece<'a> {
     /// A run of ASCII without whitespace, between ASCII whitespace (or the ends of the text).
@@ -79,14 +75,16 @@ impl<'a> Pieces<'a> {
         let bytes = self.text.as_bytes();
         let mut end = from;
         let mut ascii = true;
-        while let Some(&b) = bytes.get(end) {
-            if is_ascii_space(b) {
-                break;
+        loop {
+            end = skip_printable(bytes, end);
+            match bytes.get(end) {
+                Some(&b) if !is_ascii_space(b) => {
+                    ascii &= b.is_ascii();
+                    end += 1;
+                }
+                _ => return (end, ascii),
             }
-            ascii &= b.is_ascii();
-            end += 1;
         }
-        (end, ascii)
     }
 
     fn skip_space(&self, mut from: usize) -> usize {
