@@ -603,13 +603,18 @@ fn create(plugin: &Arc<PluginInner>) -> Result<Ready, PluginError> {
     let stdout = (plugin.policy.stdio.stdout == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let stderr = (plugin.policy.stdio.stderr == OutputMode::Capture).then(|| CapturePipe::new(cap));
     let wasi = match plugin.uses_wasi {
+        // File calls on the granted directories run on the calling thread, reading straight
+        // into linear memory: a call blocks its thread anyway, and through tokio's blocking pool
+        // every read and write was a thread hand-off and a copy (the index module's merge reads
+        // and writes tens of MB).
         true => Some(
             plugin
                 .policy
-                .wasi_builder(
+                .wasi_builder_with(
                     &format!("plugin `{}`", plugin.name),
                     stdout.as_ref(),
                     stderr.as_ref(),
+                    true,
                 )?
                 .build_p1(),
         ),
