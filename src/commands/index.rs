@@ -353,12 +353,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     // needed for the merge: freed first, so the merge does not add to the process's peak.
     drop(pipeline);
     let merge_started = Instant::now();
-    let summary = index
-        .call_str(
-            "merge",
-            &serde_json::json!({ "root": std::path::absolute(&corpus).ok() }).to_string(),
-        )
-        .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+    let summary = merge(&index, &corpus, out, args.workers)?;
     let merge_time = merge_started.elapsed();
     let total = started.elapsed().as_secs_f64();
     let summary: serde_json::Value = serde_json::from_str(&summary)
@@ -548,6 +543,57 @@ fn split_stage_spec(spec: &str) -> (PathBuf, Option<String>) {
     (PathBuf::from(spec), None)
 }
 
+/// Merges the index module's segments into `out`: with two workers or more, its two halves
+/// (documents and texts; dictionary and postings) at once in two instances, then the commit
+/// (`merge_part`, `merge_commit`); with one, in one call (`merge`). Returns the module's JSON
+/// summary.
+fn merge(
+    index: &wasmlink::plugin::Plugin,
+    corpus: &Path,
+    out: &Path,
+    workers: usize,
+) -> Result<String, CliError> {
+    let root = std::path::absolute(corpus).ok();
+    let failed =
+        |e: wasmlink::plugin::PluginError| CliError::Other(format!("{}: {e}", out.display()));
+    if workers < 2 {
+        return index
+            .call_str("merge", &serde_json::json!({ "root": root }).to_string())
+            .map_err(failed);
+    }
+    let part = |which: &str| -> Result<serde_json::Value, CliError> {
+        let json = index
+            .call_str(
+                "merge_part",
+                &serde_json::json!({ "part": which }).to_string(),
+            )
+            .map_err(failed)?;
+        serde_json::from_str(&json).map_err(|e| {
+            CliError::Other(format!(
+                "the index module's merge_part returned bad JSON: {e}"
+            ))
+        })
+    };
+    let (text, postings) = std::thread::scope(|s| {
+        let text = s.spawn(|| part("text"));
+        let postings = part("postings");
+        let text = text.join().unwrap_or_else(|_| {
+            Err(CliError::Other(format!(
+                "{}: the merge thread panicked",
+                out.display()
+            )))
+        });
+        (text, postings)
+    });
+    let (text, postings) = (text?, postings?);
+    index
+        .call_str(
+            "merge_commit",
+            &serde_json::json!({ "root": root, "text": text, "postings": postings }).to_string(),
+        )
+        .map_err(failed)
+}
+
 /// Loads `--stage` (no capabilities, the --timeout if given) and checks it on a probe document
 /// taken through extract and analyze: its output must keep every column of analyze's with the
 /// same type. Errors are one line starting with `--stage FILE:`.
@@ -617,16 +663,12 @@ fn load_user_stage(
             .map_err(|e| CliError::Other(format!("{f} failed on the probe document: {e}")))?;
     }
     let got = match &module {
-        StageModule::Component(c) => c.call_arrow(&function, &expected).map_err(|e| {
-            fail(format!(
-                "failed on a probe batch of analyze's output: {e}"
-            ))
-        })?,
-        StageModule::Core(p) => p.call_arrow(&function, &expected).map_err(|e| {
-            fail(format!(
-                "failed on a probe batch of analyze's output: {e}"
-            ))
-        })?,
+        StageModule::Component(c) => c
+            .call_arrow(&function, &expected)
+            .map_err(|e| fail(format!("failed on a probe batch of analyze's output: {e}")))?,
+        StageModule::Core(p) => p
+            .call_arrow(&function, &expected)
+            .map_err(|e| fail(format!("failed on a probe batch of analyze's output: {e}")))?,
     };
     check_stage_schema(&expected, &got).map_err(fail)?;
     Ok(UserStage {

@@ -287,6 +287,91 @@ fn index_is_the_same_for_any_workers_and_batches() {
     }
 }
 
+/// The index module's two-part merge refuses what it cannot use, in one line: an unknown
+/// part, a commit whose parts' files are not there (nothing merged yet), a commit argument
+/// that is not the parts' JSON; and a good run of both parts then the commit leaves a
+/// complete index and no segments.
+#[test]
+fn index_module_merge_parts_refuse_bad_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    std::fs::create_dir(&dir).unwrap();
+    let host = PluginHost::new(HostConfig::default()).unwrap();
+    let policy = Policy {
+        dirs: vec![DirGrant {
+            host: dir.clone(),
+            guest: "/index".into(),
+            mode: DirMode::ReadWrite,
+        }],
+        ..Policy::default()
+    };
+    let index = host
+        .load_file(&modules_dir().join("index.wasm"), policy)
+        .unwrap();
+    let mut terms =
+        arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
+    for words in [["crab", "rust"], ["heap", "rust"]] {
+        for w in words {
+            terms.values().append_value(w);
+        }
+        terms.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        (
+            "path",
+            Arc::new(StringArray::from(vec!["a.md", "b.md"])) as ArrayRef,
+        ),
+        (
+            "title",
+            Arc::new(StringArray::from(vec!["A", "B"])) as ArrayRef,
+        ),
+        ("terms", Arc::new(terms.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    index.call_arrow("index", &batch).unwrap();
+
+    let err = index
+        .call_str("merge_part", r#"{"part":"words"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("merge_part argument") && !err.contains('\n'),
+        "{err}"
+    );
+    let err = index
+        .call_str("merge_commit", r#"{"text": 1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("merge_commit argument") && !err.contains('\n'),
+        "{err}"
+    );
+    // One part.s file gone (removed, or a part that never finished): named, no manifest.
+    let text = index.call_str("merge_part", r#"{"part":"text"}"#).unwrap();
+    let postings = index
+        .call_str("merge_part", r#"{"part":"postings"}"#)
+        .unwrap();
+    std::fs::remove_file(dir.join(".postings.bin.tmp")).unwrap();
+    let commit = format!(r#"{{"root": null, "text": {text}, "postings": {postings}}}"#);
+    let err = index
+        .call_str("merge_commit", &commit)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(".postings.bin.tmp"), "{err}");
+    assert!(!dir.join("manifest.json").exists());
+    // Run the postings part again and commit: a complete index, the segments gone.
+    let postings = index
+        .call_str("merge_part", r#"{"part":"postings"}"#)
+        .unwrap();
+    let commit = format!(r#"{{"root": "/c", "text": {text}, "postings": {postings}}}"#);
+    let summary: serde_json::Value =
+        serde_json::from_str(&index.call_str("merge_commit", &commit).unwrap()).unwrap();
+    assert_eq!(summary["docs"], 2);
+    assert_eq!(summary["segments"], 1);
+    assert!(dir.join("manifest.json").exists());
+    assert!(!dir.join("segments").exists());
+}
+
 #[test]
 fn query_module_searches_and_cannot_write() {
     let (_tmp, _corpus, index) = indexed("1", "4");
@@ -395,8 +480,11 @@ fn tokenizer_needs_no_capabilities() {
 fn analyze_equals_tokenize_then_normalize() {
     let host = PluginHost::new(HostConfig::default()).unwrap();
     let load = |name: &str| {
-        host.load_file(&modules_dir().join(format!("{name}.wasm")), Policy::default())
-            .unwrap()
+        host.load_file(
+            &modules_dir().join(format!("{name}.wasm")),
+            Policy::default(),
+        )
+        .unwrap()
     };
     let (analyze, tokenize, normalize) = (load("analyze"), load("tokenize"), load("normalize"));
     // Mixed case, stop words, punctuation inside words, non-ASCII, a right single quote, an
@@ -411,40 +499,59 @@ fn analyze_equals_tokenize_then_normalize() {
     let paths: Vec<String> = (0..texts.len()).map(|i| format!("p{i}")).collect();
     let batch = RecordBatch::try_from_iter([
         ("path", Arc::new(StringArray::from(paths)) as ArrayRef),
-        ("text", Arc::new(StringArray::from(texts.clone())) as ArrayRef),
+        (
+            "text",
+            Arc::new(StringArray::from(texts.clone())) as ArrayRef,
+        ),
     ])
     .unwrap();
     let one = analyze.call_arrow("analyze", &batch).unwrap();
     let two = normalize
-        .call_arrow("normalize", &tokenize.call_arrow("tokenize", &batch).unwrap())
+        .call_arrow(
+            "normalize",
+            &tokenize.call_arrow("tokenize", &batch).unwrap(),
+        )
         .unwrap();
     let names = |b: &RecordBatch| -> Vec<String> {
-        b.schema_ref().fields().iter().map(|f| f.name().clone()).collect()
+        b.schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     };
     assert_eq!(names(&one), ["path", "text", "terms"]);
     assert_eq!(names(&one), names(&two));
     assert_eq!(one, two, "analyze differs from tokenize + normalize");
     let terms = one.column(2).as_list::<i32>();
     let row = |i: usize| -> Vec<String> {
-        terms.value(i).as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect()
+        terms
+            .value(i)
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap().to_string())
+            .collect()
     };
     assert_eq!(row(0), ["borrow", "checker", "refer", "borrow", "rule"]);
     assert!(row(2).is_empty());
     assert_eq!(row(0), row(3));
 
-    let no_text = RecordBatch::try_from_iter([(
-        "path",
-        Arc::new(StringArray::from(vec!["a"])) as ArrayRef,
-    )])
-    .unwrap();
-    let err = analyze.call_arrow("analyze", &no_text).unwrap_err().to_string();
+    let no_text =
+        RecordBatch::try_from_iter([("path", Arc::new(StringArray::from(vec!["a"])) as ArrayRef)])
+            .unwrap();
+    let err = analyze
+        .call_arrow("analyze", &no_text)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("input batch has no `text` column"), "{err}");
     let null = RecordBatch::try_from_iter([(
         "text",
         Arc::new(StringArray::from(vec![Some("x"), None])) as ArrayRef,
     )])
     .unwrap();
-    let err = analyze.call_arrow("analyze", &null).unwrap_err().to_string();
+    let err = analyze
+        .call_arrow("analyze", &null)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("row 1: `text` is null"), "{err}");
 }
 

@@ -1005,7 +1005,9 @@ fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 
 mod merge;
 pub(crate) mod postings;
-pub use merge::{Segment, merge_segments};
+pub use merge::{
+    PostingsPart, Segment, TextPart, merge_commit, merge_postings, merge_segments, merge_text,
+};
 
 #[cfg(test)]
 mod tests;

@@ -59,7 +59,8 @@ mod tokenize;
 pub use extract::{Doc, DocKind, extract};
 pub use index::{
     DocId, DocInfo, FORMAT_NAME, FORMAT_VERSION, FileInfo, Index, IndexBuilder, IndexError,
-    IndexWriter, Manifest, Posting, Segment, merge_segments,
+    IndexWriter, Manifest, Posting, PostingsPart, Segment, TextPart, merge_commit, merge_postings,
+    merge_segments, merge_text,
 };
 pub use normalize::{MAX_TERM_BYTES, Normalizer, STOP_WORDS, normalize, stop_words_only};
 pub use query::{Bm25, Hit, Query, QueryError, SNIPPET_WORDS, Snippet, TITLE_WEIGHT};

@@ -12,7 +12,7 @@
 //! The result is byte for byte what [`IndexBuilder::merge`] and [`IndexWriter::new`] give.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use super::{
     TEXT_MAGIC, check_file, file_error, io_error, postcard_decode, postcard_encode, postings,
 };
 use postings::put_varint;
+use serde::{Deserialize, Serialize};
 
 /// A segment (an index directory) opened for merging: its documents decoded, its dictionary
 /// and postings kept encoded, its text left on disk.
@@ -389,8 +390,13 @@ struct Out {
 }
 
 impl Out {
+    /// The temporary name of file `name` until it is renamed into place.
+    fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!(".{name}.tmp"))
+    }
+
     fn create(dir: &Path, name: &str) -> Result<Out, IndexError> {
-        let tmp = dir.join(format!(".{name}.tmp"));
+        let tmp = Self::tmp_path(dir, name);
         let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
         Ok(Out {
             path: dir.join(name),
@@ -434,6 +440,10 @@ impl Out {
 /// readers see the old index, none, or the new one. Memory: the segments' documents and
 /// encoded dictionaries and postings (as opened), the merged dictionary, one segment's text
 /// and one term's postings at a time. Returns the manifest written.
+///
+/// The same as [`merge_text`], then [`merge_postings`], then [`merge_commit`]; the two parts
+/// write different files and may run at the same time (in two processes or instances over
+/// the same directory), which is how `wasmlink index` merges on two cores.
 pub fn merge_segments(
     segments: &[Segment],
     root: Option<String>,
@@ -441,12 +451,63 @@ pub fn merge_segments(
     sync: bool,
 ) -> Result<Manifest, IndexError> {
     let dir = dir.as_ref();
-    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let too_large = |what: String| IndexError::TooLarge(what);
+    let text = merge_text(segments, dir, sync)?;
+    let postings = merge_postings(segments, dir, sync)?;
+    merge_commit(dir, root, &text, &postings, sync)
+}
+
+/// What [`merge_text`] wrote (under temporary names) and counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPart {
+    /// Documents.
+    pub docs: u64,
+    /// Terms in all documents' bodies, and in their titles.
+    pub total_terms: u64,
+    /// Terms in all documents' titles.
+    pub title_terms: u64,
+    /// Pages not indexed, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// `docs.bin`.
+    pub docs_file: FileInfo,
+    /// `text.bin`.
+    pub text_file: FileInfo,
+}
+
+/// What [`merge_postings`] wrote (under temporary names) and counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostingsPart {
+    /// Distinct terms.
+    pub terms: u64,
+    /// Postings (document, term) in all lists.
+    pub postings: u64,
+    /// `terms.bin`.
+    pub terms_file: FileInfo,
+    /// `postings.bin`.
+    pub postings_file: FileInfo,
+}
+
+fn check_docs(segments: &[Segment]) -> Result<u64, IndexError> {
     let num_docs: u64 = segments.iter().map(|s| s.docs.len() as u64).sum();
     if num_docs >= u64::from(u32::MAX) {
-        return Err(too_large(format!("merging gives {num_docs} documents")));
+        return Err(IndexError::TooLarge(format!(
+            "merging gives {num_docs} documents"
+        )));
     }
+    Ok(num_docs)
+}
+
+/// The first half of [`merge_segments`]: the documents (`docs.bin`) and their texts
+/// (`text.bin`, each segment's checked and copied in turn), under temporary names in `dir`.
+pub fn merge_text(
+    segments: &[Segment],
+    dir: impl AsRef<Path>,
+    sync: bool,
+) -> Result<TextPart, IndexError> {
+    let dir = dir.as_ref();
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let num_docs = check_docs(segments)?;
 
     // Texts, one segment at a time.
     let mut text = Out::create(dir, TEXT)?;
@@ -464,7 +525,46 @@ pub fn merge_segments(
         }
         text.write(&bytes[TEXT_MAGIC.len()..])?;
     }
+    let (text_file, _, _) = text.finish(sync)?;
 
+    let mut all_docs = Vec::with_capacity(num_docs as usize);
+    let mut skipped = BTreeMap::new();
+    let (mut total_terms, mut title_terms) = (0u64, 0u64);
+    for seg in segments {
+        all_docs.extend_from_slice(&seg.docs);
+        total_terms += seg.manifest.total_terms;
+        title_terms += seg.manifest.title_terms;
+        for (reason, n) in &seg.manifest.skipped {
+            *skipped.entry(reason.clone()).or_insert(0) += n;
+        }
+    }
+    let docs = postcard_encode(DOCS_MAGIC, &all_docs, Vec::new())?;
+    drop(all_docs);
+    let mut out = Out::create(dir, DOCS)?;
+    out.write(&docs)?;
+    let (docs_file, _, _) = out.finish(sync)?;
+    Ok(TextPart {
+        docs: num_docs,
+        total_terms,
+        title_terms,
+        skipped,
+        docs_file,
+        text_file,
+    })
+}
+
+/// The second half of [`merge_segments`]: a k-way merge of the segments' dictionaries into
+/// `terms.bin` and `postings.bin` (each list's skip table and impacts computed again), under
+/// temporary names in `dir`.
+pub fn merge_postings(
+    segments: &[Segment],
+    dir: impl AsRef<Path>,
+    sync: bool,
+) -> Result<PostingsPart, IndexError> {
+    let dir = dir.as_ref();
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    check_docs(segments)?;
+    let too_large = |what: String| IndexError::TooLarge(what);
     // Postings: a k-way merge of the dictionaries, smallest term first, segments in order.
     let mut bases = Vec::with_capacity(segments.len());
     let mut base = 0u64;
@@ -554,45 +654,67 @@ pub fn merge_segments(
     terms.extend_from_slice(&entries);
     drop(entries);
 
-    let mut all_docs = Vec::with_capacity(num_docs as usize);
-    let mut skipped = std::collections::BTreeMap::new();
-    let (mut total_terms, mut title_terms) = (0u64, 0u64);
-    for seg in segments {
-        all_docs.extend_from_slice(&seg.docs);
-        total_terms += seg.manifest.total_terms;
-        title_terms += seg.manifest.title_terms;
-        for (reason, n) in &seg.manifest.skipped {
-            *skipped.entry(reason.clone()).or_insert(0) += n;
+    let mut out = Out::create(dir, TERMS)?;
+    out.write(&terms)?;
+    let (terms_file, _, _) = out.finish(sync)?;
+    let (postings_file, _, _) = postings.finish(sync)?;
+    Ok(PostingsPart {
+        terms: num_terms,
+        postings: num_postings,
+        terms_file,
+        postings_file,
+    })
+}
+
+/// Ends a merge that [`merge_text`] and [`merge_postings`] wrote into `dir`: checks that their
+/// four temporary files are there with the lengths the parts report, writes the manifest
+/// (with `root`), removes the old one and renames the files into place, the manifest last.
+/// A missing or resized file (a part that failed, or that another merge overwrote) is an error
+/// naming it, and nothing is renamed.
+pub fn merge_commit(
+    dir: impl AsRef<Path>,
+    root: Option<String>,
+    text: &TextPart,
+    postings: &PostingsPart,
+    sync: bool,
+) -> Result<Manifest, IndexError> {
+    let dir = dir.as_ref();
+    let files = [
+        (DOCS, text.docs_file),
+        (TERMS, postings.terms_file),
+        (POSTINGS, postings.postings_file),
+        (TEXT, text.text_file),
+    ];
+    for (name, info) in files {
+        let tmp = Out::tmp_path(dir, name);
+        let len = fs::metadata(&tmp).map_err(|e| io_error(&tmp, e))?.len();
+        if len != info.bytes {
+            return Err(file_error(
+                &tmp,
+                format!(
+                    "{len} bytes, the merge wrote {}: overwritten by another merge?",
+                    info.bytes
+                ),
+            ));
         }
     }
-    let docs = postcard_encode(DOCS_MAGIC, &all_docs, Vec::new())?;
-    drop(all_docs);
-
-    let mut small = Vec::new();
-    for (name, bytes) in [(DOCS, &docs), (TERMS, &terms)] {
-        let mut out = Out::create(dir, name)?;
-        out.write(bytes)?;
-        small.push(out.finish(sync)?);
-    }
-    let (postings_file, pt, pp) = postings.finish(sync)?;
-    let (text_file, tt, tp) = text.finish(sync)?;
     let manifest = Manifest {
         format: FORMAT_NAME.to_owned(),
         version: FORMAT_VERSION,
-        docs: num_docs,
-        terms: num_terms,
-        postings: num_postings,
-        total_terms,
-        title_terms,
+        docs: text.docs,
+        terms: postings.terms,
+        postings: postings.postings,
+        total_terms: text.total_terms,
+        title_terms: text.title_terms,
         root,
-        skipped,
-        docs_file: small[0].0,
-        terms_file: small[1].0,
-        postings_file,
-        text_file,
+        skipped: text.skipped.clone(),
+        docs_file: text.docs_file,
+        terms_file: postings.terms_file,
+        postings_file: postings.postings_file,
+        text_file: text.text_file,
     };
     let mut json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| too_large(format!("encoding the manifest: {e}")))?;
+        .map_err(|e| IndexError::TooLarge(format!("encoding the manifest: {e}")))?;
     json.push(b'\n');
     let manifest_path = dir.join(MANIFEST);
     match fs::remove_file(&manifest_path) {
@@ -602,14 +724,12 @@ pub fn merge_segments(
     }
     let mut mf = Out::create(dir, MANIFEST)?;
     mf.write(&json)?;
-    let mf = mf.finish(sync)?;
-    for (_, tmp, path) in
-        small
-            .into_iter()
-            .chain([(postings_file, pt, pp), (text_file, tt, tp), mf])
-    {
+    let (_, mf_tmp, mf_path) = mf.finish(sync)?;
+    for (name, _) in files {
+        let (tmp, path) = (Out::tmp_path(dir, name), dir.join(name));
         fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
     }
+    fs::rename(&mf_tmp, &mf_path).map_err(|e| io_error(&mf_path, e))?;
     if sync && let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -342,6 +342,69 @@ fn streaming_merge_writes_the_same_bytes_as_the_builder() {
     );
 }
 
+/// The two halves of a merge run on two threads at once, then committed, give the same
+/// files as `merge_segments`; a committed part whose file changed since is refused, naming
+/// the file, and leaves no manifest.
+#[test]
+fn merge_parts_in_parallel_equal_one_merge_and_a_changed_part_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cuts = [0, 7, 30, 31, 50];
+    let mut segments = Vec::new();
+    for (i, w) in cuts.windows(2).enumerate() {
+        let seg = dir.path().join(format!("seg{i}.seg"));
+        IndexWriter::new(&generated(w[0]..w[1]))
+            .unwrap()
+            .write_segment_file(&seg)
+            .unwrap();
+        segments.push(Segment::open(&seg).unwrap());
+    }
+    let one = dir.path().join("one");
+    merge_segments(&segments, Some("/r".into()), &one, false).unwrap();
+
+    let two = dir.path().join("two");
+    let (text, postings) = std::thread::scope(|s| {
+        let text = s.spawn(|| merge_text(&segments, &two, false));
+        let postings = merge_postings(&segments, &two, false);
+        (text.join().unwrap().unwrap(), postings.unwrap())
+    });
+    // The parts travel as JSON between the instances that write them and the one that commits.
+    let text: TextPart = serde_json::from_str(&serde_json::to_string(&text).unwrap()).unwrap();
+    let manifest = merge_commit(&two, Some("/r".into()), &text, &postings, false).unwrap();
+    assert_eq!(manifest.docs, 50);
+    for name in [
+        "manifest.json",
+        "docs.bin",
+        "terms.bin",
+        "postings.bin",
+        "text.bin",
+    ] {
+        assert_eq!(
+            fs::read(one.join(name)).unwrap(),
+            fs::read(two.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    let three = dir.path().join("three");
+    let text = merge_text(&segments, &three, false).unwrap();
+    let postings = merge_postings(&segments, &three, false).unwrap();
+    // Another merge into the same directory rewrote text.bin's temporary file meanwhile.
+    fs::write(three.join(".text.bin.tmp"), b"WLSITXT1").unwrap();
+    let err = merge_commit(&three, None, &text, &postings, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(".text.bin.tmp") && err.contains("8 bytes"),
+        "{err}"
+    );
+    assert!(!three.join("manifest.json").exists());
+    fs::remove_file(three.join(".postings.bin.tmp")).unwrap();
+    let err = merge_commit(&three, None, &text, &postings, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(".postings.bin.tmp"), "{err}");
+}
+
 #[test]
 fn streaming_merge_names_a_broken_segment() {
     let dir = tempfile::tempdir().unwrap();

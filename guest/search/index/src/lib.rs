@@ -23,6 +23,13 @@
 //!   to record in the manifest. Returns JSON `{"segments", "docs", "terms", "postings",
 //!   "total_terms", "skipped": {reason: count}}`. Fails, changing nothing, if there are no segments or if two segments'
 //!   path ranges overlap (segments left over from an earlier run with other batches).
+//! - `merge_part(arg)` and `merge_commit(arg)`: the same merge on two cores. `merge_part`
+//!   with `{"part": "text"}` writes the documents and texts, with `{"part": "postings"}` the
+//!   dictionary and postings (under temporary names; the two may run at once in two instances
+//!   and return what they wrote as JSON); `merge_commit` with `{"root", "text", "postings"}`
+//!   (those two results) checks the files, writes the manifest last, removes the segments and
+//!   returns what `merge` returns. `wasmlink index` merges this way when it has two workers or
+//!   more.
 //!
 //! Document ids in the final index are corpus order, so the index is byte for byte the same
 //! with 1 or N workers and any batch size.
@@ -34,7 +41,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use wasmlink_guest::export;
-use wasmlink_search::{IndexBuilder, IndexWriter, Segment, merge_segments};
+use wasmlink_search::{
+    IndexBuilder, IndexWriter, PostingsPart, Segment, TextPart, merge_postings, merge_segments,
+    merge_text,
+};
 
 /// Where the policy grants the index directory.
 pub const INDEX_DIR: &str = "/index";
@@ -135,21 +145,9 @@ fn path_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-/// Merges the segments into the index (see the crate documentation).
-#[export]
-pub fn merge(arg: &str) -> Result<String, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct MergeArgs {
-        root: Option<String>,
-    }
-    let root = if arg.trim().is_empty() {
-        None
-    } else {
-        serde_json::from_str::<MergeArgs>(arg)
-            .map_err(|e| format!("merge argument: {e}"))?
-            .root
-    };
+/// The segments under [`SEGMENTS_DIR`] in corpus order (empty ones last), and how many there
+/// are; an error if there are none or two overlap (see the crate documentation).
+fn ordered_segments() -> Result<(Vec<Segment>, usize), String> {
     let entries = match fs::read_dir(SEGMENTS_DIR) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -192,14 +190,15 @@ pub fn merge(arg: &str) -> Result<String, String> {
         }
     }
     let count = segments.len() + empty.len();
-    // A streaming k-way merge: the segments' dictionaries and postings stay encoded, their
-    // texts are copied one at a time (loading every segment into one builder took the
-    // process's peak memory).
-    let ordered: Vec<Segment> = segments.into_iter().map(|s| s.3).chain(empty).collect();
-    let m = merge_segments(&ordered, root, INDEX_DIR, true).map_err(|e| e.to_string())?;
-    drop(ordered);
-    fs::remove_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: cannot remove: {e}"))?;
-    Ok(serde_json::json!({
+    Ok((
+        segments.into_iter().map(|s| s.3).chain(empty).collect(),
+        count,
+    ))
+}
+
+/// The summary `merge` and `merge_commit` return.
+fn summary(count: usize, m: &wasmlink_search::Manifest) -> String {
+    serde_json::json!({
         "segments": count,
         "docs": m.docs,
         "terms": m.terms,
@@ -207,5 +206,89 @@ pub fn merge(arg: &str) -> Result<String, String> {
         "total_terms": m.total_terms,
         "skipped": m.skipped,
     })
-    .to_string())
+    .to_string()
+}
+
+/// Merges the segments into the index (see the crate documentation).
+#[export]
+pub fn merge(arg: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MergeArgs {
+        root: Option<String>,
+    }
+    let root = if arg.trim().is_empty() {
+        None
+    } else {
+        serde_json::from_str::<MergeArgs>(arg)
+            .map_err(|e| format!("merge argument: {e}"))?
+            .root
+    };
+    let (ordered, count) = ordered_segments()?;
+    // A streaming k-way merge: the segments' dictionaries and postings stay encoded, their
+    // texts are copied one at a time (loading every segment into one builder took the
+    // process's peak memory).
+    let m = merge_segments(&ordered, root, INDEX_DIR, true).map_err(|e| e.to_string())?;
+    drop(ordered);
+    fs::remove_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: cannot remove: {e}"))?;
+    Ok(summary(count, &m))
+}
+
+/// One half of [`merge`], for two instances to run at once: `arg` is JSON `{"part": "text"}`
+/// (documents and texts) or `{"part": "postings"}` (dictionary and postings). Writes that
+/// half's files under temporary names in `/index` and returns what it wrote, as JSON, for
+/// [`merge_commit`].
+#[export]
+pub fn merge_part(arg: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "lowercase")]
+    enum Part {
+        Text,
+        Postings,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PartArgs {
+        part: Part,
+    }
+    let args: PartArgs =
+        serde_json::from_str(arg).map_err(|e| format!("merge_part argument: {e}"))?;
+    let (ordered, _) = ordered_segments()?;
+    let json = match args.part {
+        Part::Text => merge_text(&ordered, INDEX_DIR, true)
+            .map_err(|e| e.to_string())
+            .map(|p| serde_json::to_string(&p)),
+        Part::Postings => merge_postings(&ordered, INDEX_DIR, true)
+            .map_err(|e| e.to_string())
+            .map(|p| serde_json::to_string(&p)),
+    }?;
+    json.map_err(|e| format!("merge_part: {e}"))
+}
+
+/// Ends a merge whose two halves [`merge_part`] wrote: `arg` is JSON `{"root": ...,
+/// "text": <the text part's result>, "postings": <the postings part's result>}`. Checks the
+/// files are there as the parts wrote them, writes the manifest last, removes
+/// `/index/segments` and returns what [`merge`] returns.
+#[export]
+pub fn merge_commit(arg: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CommitArgs {
+        root: Option<String>,
+        text: TextPart,
+        postings: PostingsPart,
+    }
+    let args: CommitArgs =
+        serde_json::from_str(arg).map_err(|e| format!("merge_commit argument: {e}"))?;
+    let count = fs::read_dir(SEGMENTS_DIR)
+        .map_err(|e| format!("{SEGMENTS_DIR}: {e}"))?
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        })
+        .count();
+    let m = wasmlink_search::merge_commit(INDEX_DIR, args.root, &args.text, &args.postings, true)
+        .map_err(|e| e.to_string())?;
+    fs::remove_dir_all(SEGMENTS_DIR).map_err(|e| format!("{SEGMENTS_DIR}: cannot remove: {e}"))?;
+    Ok(summary(count, &m))
 }
