@@ -346,7 +346,7 @@ fn index_module_merge_parts_refuse_bad_arguments() {
         err.contains("merge_commit argument") && !err.contains('\n'),
         "{err}"
     );
-    // One part.s file gone (removed, or a part that never finished): named, no manifest.
+    // One part's file gone (removed, or a part that never finished): named, no manifest.
     let text = index.call_str("merge_part", r#"{"part":"text"}"#).unwrap();
     let postings = index
         .call_str("merge_part", r#"{"part":"postings"}"#)
