@@ -6,6 +6,12 @@
 # index size, peak RSS, query p50/p99, MRR@10, recall@3, nDCG@10 and the ratios
 # wasmlink/Tantivy; then the queries where an engine ranks the expected page below 3.
 #
+# Two Tantivy runs are timed in every round. "tantivy" is Tantivy as a user would run it: every
+# page but redirect stubs indexed (print pages, old editions and translations too), no body
+# stored. "same work" (--same-docs --store-body) indexes exactly the pages wasmlink indexes
+# (the same skip rules: print pages and the like are read but not parsed) and stores each
+# page's text as wasmlink does: the like-for-like anchor of the speed and memory ratios.
+#
 #   bash scripts/bench-search.sh [CORPUS]                    # default: the Rust book (fast)
 #   CORPUS="$(rustc --print sysroot)/share/doc/rust/html" bash scripts/bench-search.sh
 #   ROUNDS=3 REPEAT=20 KEEP=target/bench-search bash scripts/bench-search.sh
@@ -74,6 +80,7 @@ json() { grep -o "\"$1\": *[0-9.e+-]*" | head -1 | sed 's/.*: *//'; }
 
 : >"$out/w.runs"
 : >"$out/t.runs"
+: >"$out/ts.runs"
 for round in $(seq 1 "$rounds"); do
   read -r secs rss < <(timed "$wasmlink" index --corpus "$corpus" --out "$out/w-index" \
     --workers 2 --no-progress --json)
@@ -84,12 +91,17 @@ for round in $(seq 1 "$rounds"); do
   docs="$(json documents <"$out/stdout")"
   bytes="$(json bytes <"$out/stdout")"
   echo "$secs $rss $docs $bytes" >>"$out/t.runs"
-  echo "round $round: wasmlink $(cut -d' ' -f1 <"$out/w.runs" | tail -1) s, tantivy $(cut -d' ' -f1 <"$out/t.runs" | tail -1) s" >&2
+  read -r secs rss < <(timed "$anchor" index "$corpus" "$out/ts-index" --threads 2 --same-docs --store-body)
+  docs="$(json documents <"$out/stdout")"
+  bytes="$(json bytes <"$out/stdout")"
+  echo "$secs $rss $docs $bytes" >>"$out/ts.runs"
+  echo "round $round: wasmlink $(cut -d' ' -f1 <"$out/w.runs" | tail -1) s, tantivy $(cut -d' ' -f1 <"$out/t.runs" | tail -1) s, same work $(cut -d' ' -f1 <"$out/ts.runs" | tail -1) s" >&2
 done
 # The median run (by time) of a runs file.
 median_run() { sort -g "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 read -r w_secs w_rss w_docs w_bytes < <(median_run "$out/w.runs")
 read -r t_secs t_rss t_docs t_bytes < <(median_run "$out/t.runs")
+read -r ts_secs ts_rss ts_docs _ < <(median_run "$out/ts.runs")
 w_size="$(du -sb "$out/w-index" | cut -f1)"
 t_size="$(du -sb "$out/t-index" | cut -f1)"
 # Tantivy once more with the body stored, for its snippets (not in the medians above).
@@ -106,6 +118,8 @@ tb_size="$(du -sb "$out/t-index-body" | cut -f1)"
   --prefix "$prefix" --repeat "$repeat" --snippets >"$out/t-snip.lat"
 "$anchor" score "$queries" "$out/w.ranking" --prefix "$prefix" --misses >"$out/w.score" 2>"$out/w.misses"
 "$anchor" score "$queries" "$out/t.ranking" --prefix "$prefix" --misses >"$out/t.score" 2>"$out/t.misses"
+"$anchor" query "$out/ts-index" "$queries" "$out/ts.ranking" --prefix "$prefix" --repeat 1 >/dev/null
+"$anchor" score "$queries" "$out/ts.ranking" --prefix "$prefix" >"$out/ts.score"
 
 row() { # label wasmlink tantivy format
   awk -v l="$1" -v w="$2" -v t="$3" -v f="$4" 'BEGIN {
@@ -127,6 +141,10 @@ row "peak RSS (MiB)" "$(per "$w_rss" 1024)" "$(per "$t_rss" 1024)" "%12.1f"
 row "index+body (s)" "$w_secs" "$tb_secs" "%12.3f"
 row "size+body (MB)" "$(per "$w_size" 1e6)" "$(per "$tb_size" 1e6)" "%12.1f"
 row "RSS+body (MiB)" "$(per "$w_rss" 1024)" "$(per "$tb_rss" 1024)" "%12.1f"
+row "same: documents" "$w_docs" "$ts_docs" "%12d"
+row "same: index (s)" "$w_secs" "$ts_secs" "%12.3f"
+row "same: docs/s" "$(per "$w_docs" "$w_secs")" "$(per "$ts_docs" "$ts_secs")" "%12.0f"
+row "same: RSS (MiB)" "$(per "$w_rss" 1024)" "$(per "$ts_rss" 1024)" "%12.1f"
 row "q p50 no snip" "$(json p50_ms <"$out/w-nosnip.lat")" "$(json p50_ms <"$out/t.lat")" "%12.3f"
 row "q p99 no snip" "$(json p99_ms <"$out/w-nosnip.lat")" "$(json p99_ms <"$out/t.lat")" "%12.3f"
 row "q p50 snippets" "$(json p50_ms <"$out/w.lat")" "$(json p50_ms <"$out/t-snip.lat")" "%12.3f"
@@ -134,6 +152,8 @@ row "q p99 snippets" "$(json p99_ms <"$out/w.lat")" "$(json p99_ms <"$out/t-snip
 row "MRR@10" "$(json mrr10 <"$out/w.score")" "$(json mrr10 <"$out/t.score")" "%12.3f"
 row "recall@3" "$(json recall3 <"$out/w.score")" "$(json recall3 <"$out/t.score")" "%12.3f"
 row "nDCG@10" "$(json ndcg10 <"$out/w.score")" "$(json ndcg10 <"$out/t.score")" "%12.3f"
+row "same: MRR@10" "$(json mrr10 <"$out/w.score")" "$(json mrr10 <"$out/ts.score")" "%12.3f"
+row "same: nDCG@10" "$(json ndcg10 <"$out/w.score")" "$(json ndcg10 <"$out/ts.score")" "%12.3f"
 echo
 echo "wasmlink: expected page below rank 3 ($(wc -l <"$out/w.misses")):"
 sed 's/^/  /' "$out/w.misses"

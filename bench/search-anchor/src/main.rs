@@ -1,13 +1,17 @@
 //! The search bench's anchor and scorer (scripts/bench-search.sh, issue 17).
 //!
 //! ```text
-//! search-anchor index CORPUS OUT [--threads N] [--memory-mb M] [--store-body]
+//! search-anchor index CORPUS OUT [--threads N] [--memory-mb M] [--store-body] [--same-docs]
 //!     Tantivy: index the corpus's html/htm/md/markdown/txt files (the selection of
 //!     `wasmlink index`; redirect pages skipped, as its extract module skips them), title and
 //!     text extracted by wasmlink-search's `extract` (the very code wasmlink's extract module
 //!     runs), fields title + body with the en_stem tokenizer, BM25. N feeding threads (read and
 //!     extract) and N indexing threads. Prints one JSON object. With --store-body the body
-//!     is stored too (as wasmlink stores each page's text), which snippets need.
+//!     is stored too (as wasmlink stores each page's text), which snippets need. With
+//!     --same-docs it indexes exactly the pages `wasmlink index` indexes: the path rules of
+//!     `skip_reason_for_path` before extraction (print pages, old editions, source listings
+//!     are read but not parsed, as wasmlink's extract module does) and `skip_reason` after it
+//!     (translations, noindex pages), so that both engines do the same work.
 //! search-anchor query OUT QUERIES RANKING [--prefix P] [--repeat R] [--snippets]
 //!     Tantivy: answer the judged queries (top 10), write the ranking file, print latency.
 //!     With --snippets (an index built with --store-body) each of the 10 hits also gets a
@@ -44,7 +48,7 @@ use tantivy::schema::{
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
-use wasmlink_search::{DocKind, extract};
+use wasmlink_search::{DocKind, extract, skip_reason, skip_reason_for_path};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -175,7 +179,8 @@ fn schema(store_body: bool) -> (Schema, Field, Field, Field) {
 }
 
 fn cmd_index(args: &[String]) -> Result<()> {
-    let a = Args::parse(args, &["store-body"], 2)?;
+    let a = Args::parse(args, &["store-body", "same-docs"], 2)?;
+    let same_docs = a.options.contains_key("same-docs");
     let threads = a.num("threads", 2)?.max(1);
     let memory_mb = a.num("memory-mb", 100)?;
     let (corpus, out) = (
@@ -198,6 +203,7 @@ fn cmd_index(args: &[String]) -> Result<()> {
     // `threads` feeders read and extract; Tantivy's `threads` workers tokenize and index.
     let next = AtomicUsize::new(0);
     let (docs, bytes, redirects) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let skipped = AtomicU64::new(0);
     let error: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -215,10 +221,18 @@ fn cmd_index(args: &[String]) -> Result<()> {
                         }
                     };
                     bytes.fetch_add(content.len() as u64, Ordering::Relaxed);
+                    if same_docs && skip_reason_for_path(rel).is_some() {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let kind = DocKind::from_path(rel).unwrap_or(DocKind::Text);
                     let d = extract(&content, kind);
                     if d.redirect.is_some() {
                         redirects.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if same_docs && skip_reason(rel, &d).is_some() {
+                        skipped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let added = writer.add_document(doc!(
@@ -248,6 +262,7 @@ fn cmd_index(args: &[String]) -> Result<()> {
             "files": files.len(),
             "documents": docs.load(Ordering::Relaxed),
             "redirects_skipped": redirects.load(Ordering::Relaxed),
+            "other_skipped": skipped.load(Ordering::Relaxed),
             "bytes": bytes.load(Ordering::Relaxed),
             "secs": secs,
         })
