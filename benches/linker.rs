@@ -176,7 +176,7 @@ fn calls(
         ("import_hot_swap", "bench_cross", true),
     ];
     let (p, q) = (Rc::new(RefCell::new(p)), Rc::new(RefCell::new(q)));
-    let mut funcs: Vec<(&str, Box<dyn FnMut(i32) -> i32>)> = Vec::new();
+    let mut funcs: Vec<(&str, IncLoop)> = Vec::new();
     for (id, func, swap) in variants {
         let proc = if swap { q.clone() } else { p.clone() };
         let f = {
@@ -234,9 +234,12 @@ fn calls(
     }
 }
 
+/// One timed `x = inc(x)` loop body.
+type IncLoop = Box<dyn FnMut(i32) -> i32>;
+
 /// Plain wasmtime: `x = inc(x)` loops, `inc` local to the looping module, or imported from
 /// another instance in the same store.
-fn raw_wasmtime_loops(engine: &Engine) -> (Box<dyn FnMut(i32) -> i32>, Box<dyn FnMut(i32) -> i32>) {
+fn raw_wasmtime_loops(engine: &Engine) -> (IncLoop, IncLoop) {
     let a = wat::parse_str(
         r#"(module (func (export "inc") (param i32) (result i32) local.get 0 i32.const 1 i32.add))"#,
     )

@@ -9,6 +9,10 @@
 //! found, a symbol unresolved), 2 bad input or usage, or stdout cannot be written; `run` and
 //! `python` add 127 (cannot load or link), 134 (trap), 137 (a limit stopped it).
 
+// The subcommands' doc comments are their `--help` text, written for a terminal
+// (`NAME[@VERSION]`, `List<Utf8>`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,6 @@
 //! Everything `wasmlink` writes to stdout and stderr goes through this module.
 //!
-//! - **stdout** ([`print`], [`print_bytes`]): written through a locked handle with the error
+//! - **stdout** ([`print()`], [`print_bytes`]): written through a locked handle with the error
 //!   handled. A closed pipe (`wasmlink nm x | head -1`) is not an error: the write is dropped
 //!   and the command ends normally, as ripgrep does. Any other failure (`> /dev/full`: no space
 //!   left on device) is one `wasmlink: cannot write to stdout: ...` line and exit status 2.
@@ -150,32 +150,6 @@ pub fn diag_text(text: &str) {
     write_stderr(&escape_lines(text));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_keeps_plain_text() {
-        for s in [
-            "",
-            "plugin `m`: `f` failed: bad input",
-            "tab\there",
-            "é ü 日本",
-        ] {
-            assert!(matches!(escape(s), Cow::Borrowed(_)), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn escape_makes_one_line_without_terminal_controls() {
-        assert_eq!(
-            escape("x\nerror: everything ok\r\x1b]0;pwned\x07\0\x7f\u{9b}\u{202e}"),
-            "x\\nerror: everything ok\\r\\x1b]0;pwned\\x07\\0\\x7f\\u{9b}\\u{202e}"
-        );
-        assert_eq!(escape_lines("a\nb\x1b[2J\n"), "a\nb\\x1b[2J\n");
-    }
-}
-
 /// Writes `bytes` to `path` (`-` or none: stdout). A file is written beside its target and
 /// renamed into place, so a failed run leaves no partial file; it is created with the umask's
 /// permissions. A symlink is followed (the link stays a link); a target that is not a regular
@@ -259,5 +233,31 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
         "a directory"
     } else {
         "a special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_plain_text() {
+        for s in [
+            "",
+            "plugin `m`: `f` failed: bad input",
+            "tab\there",
+            "é ü 日本",
+        ] {
+            assert!(matches!(escape(s), Cow::Borrowed(_)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn escape_makes_one_line_without_terminal_controls() {
+        assert_eq!(
+            escape("x\nerror: everything ok\r\x1b]0;pwned\x07\0\x7f\u{9b}\u{202e}"),
+            "x\\nerror: everything ok\\r\\x1b]0;pwned\\x07\\0\\x7f\\u{9b}\\u{202e}"
+        );
+        assert_eq!(escape_lines("a\nb\x1b[2J\n"), "a\nb\\x1b[2J\n");
     }
 }

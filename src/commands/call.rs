@@ -170,10 +170,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let params: Vec<ValType> = ty.params().collect();
     if params.len() != args.args.len() {
         let hint = match kind {
-            Some(k) if k.input.is_arrow() => format!(
+            Some(k) if k.input.is_arrow() => {
                 "; it takes an Arrow batch (docs/abi.md): pass it with --arrow FILE \
                  (Arrow IPC or Parquet)"
-            ),
+                    .to_string()
+            }
             Some(k) if k.convention.as_str() != policy_convention(&plugin.policy()) => format!(
                 "; it takes {k} (docs/abi.md): run it under a policy with abi = \"{}\" and \
                  pass its input with --input FILE (`-` for stdin)",
@@ -373,7 +374,6 @@ fn read_arrow_input(path: &std::path::Path, limit: u64) -> Result<Vec<RecordBatc
     drop(file);
     ipc(&read_input(path, limit)?)
 }
-
 
 /// The manifest's name of the convention a policy's `abi` selects.
 fn policy_convention(policy: &wasmlink::policy::Policy) -> &'static str {

@@ -363,7 +363,7 @@ fn echo_arrow_round_trip() {
     let batch = sample_batch();
     // A single batch passed through unchanged is answered in place with no column: the host
     // reuses its own batch (status 2, empty list), and the input region is left as written.
-    let input = ipc(&[batch.clone()]);
+    let input = ipc(std::slice::from_ref(&batch));
     let (status, out, input_after) = g.call_abi_full("echo_arrow", &input);
     assert_eq!(status, IN_PLACE, "{}", String::from_utf8_lossy(&out));
     assert_eq!(out, Vec::<u8>::new());
@@ -402,7 +402,8 @@ fn arrow_input_errors() {
 fn in_place_rewrites_only_the_columns_it_reports() {
     let mut g = Guest::new("greeter");
     let batch = sample_batch();
-    let (status, out, input_after) = g.call_abi_full("shout_in_place", &ipc(&[batch.clone()]));
+    let (status, out, input_after) =
+        g.call_abi_full("shout_in_place", &ipc(std::slice::from_ref(&batch)));
     assert_eq!(status, IN_PLACE, "{}", String::from_utf8_lossy(&out));
     let indices: Vec<u32> = out
         .chunks_exact(4)

@@ -101,17 +101,22 @@ pub(crate) fn js_stopwords() -> PathBuf {
     });
     let version: serde_json::Value = serde_json::from_str(&version).unwrap();
     let version = version["version"].as_str().unwrap().to_string();
-    cached_component("js-stopwords", &version, &[app.clone()], |out| {
-        let r = Command::new(&tool)
-            .arg(&app)
-            .arg("--wit")
-            .arg(root().join("wit/pipeline"))
-            .args(["--world-name", "stage-component", "-o"])
-            .arg(out)
-            .output()
-            .unwrap();
-        check_built("componentize-js", &r);
-    })
+    cached_component(
+        "js-stopwords",
+        &version,
+        std::slice::from_ref(&app),
+        |out| {
+            let r = Command::new(&tool)
+                .arg(&app)
+                .arg("--wit")
+                .arg(root().join("wit/pipeline"))
+                .args(["--world-name", "stage-component", "-o"])
+                .arg(out)
+                .output()
+                .unwrap();
+            check_built("componentize-js", &r);
+        },
+    )
 }
 
 /// The corpus: every body says "rust" (a stop term of the stage), no title does.

@@ -5,7 +5,7 @@
 //! environment, network rules) and its own limits (memory, fuel, timeout). An import of the
 //! main component that a [`Provider`] exports is defined in the main component's linker with
 //! `func_new`: the host function copies the main component's arguments (already lifted into
-//! [`Val`]s) into a call of the provider's export and copies its results back, a copy at the
+//! [`Val`](wasmtime::component::Val)s) into a call of the provider's export and copies its results back, a copy at the
 //! boundary as the canonical ABI makes between two components anyway.
 //!
 //! What cannot cross: resources (`own<T>`, `borrow<T>`) are handles into one store's table,

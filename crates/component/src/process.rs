@@ -873,9 +873,13 @@ fn matches_short(full: &str, name: &str) -> bool {
     ni == unversioned || ni == bare
 }
 
+/// A component's exported functions with their WIT parameters, and each one's type with named
+/// types spelled out.
+type Exported = (Vec<(String, Params)>, Vec<String>);
+
 /// The functions a component exports, decoded from its own type information, with their WIT
 /// parameters; and each one's type with named types spelled out ([`shape`]).
-fn exported_functions(bytes: &[u8]) -> Result<(Vec<(String, Params)>, Vec<String>), String> {
+fn exported_functions(bytes: &[u8]) -> Result<Exported, String> {
     let (resolve, world) =
         match wit_parser::decoding::decode(bytes).map_err(|e| one_line(&e.to_string()))? {
             DecodedWasm::Component(r, w) => (r, w),

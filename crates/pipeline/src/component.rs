@@ -261,7 +261,7 @@ impl ComponentStage {
     /// one-off calls outside a pipeline run (Arrow Flight's exchanges, schema probes).
     ///
     /// # Errors
-    /// As [`ComponentInstance::call`].
+    /// As `ComponentInstance::call`.
     pub fn call_arrow(
         &self,
         function: &str,
@@ -276,7 +276,7 @@ impl ComponentStage {
     /// instance's linear memory after the call and whether it was dropped.
     ///
     /// # Errors
-    /// As [`ComponentInstance::call`].
+    /// As `ComponentInstance::call`.
     pub(crate) fn call_arrow_then(
         &self,
         function: &str,

@@ -566,8 +566,8 @@ impl IndexWriter {
     }
 
     /// Writes the index into `dir` (created if missing), replacing an index already there.
-    /// Atomic in the sense described in the [module docs](self): readers see the old index,
-    /// no index, or the new one, never a mix.
+    /// Atomic for readers: they see the old index, no index, or the new one, never a mix
+    /// (`manifest.json` is removed first, each data file renamed into place, the manifest last).
     pub fn write_dir(&self, dir: impl AsRef<Path>) -> Result<(), IndexError> {
         self.write_dir_inner(dir.as_ref(), true)
     }

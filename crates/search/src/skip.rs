@@ -73,8 +73,8 @@ impl SkipReason {
         };
         let plural = if n == 1 || what.ends_with(')') || what.ends_with(".html") {
             ""
-        } else if what.ends_with('y') {
-            return format!("{n} {}ies", &what[..what.len() - 1]);
+        } else if let Some(stem) = what.strip_suffix('y') {
+            return format!("{n} {stem}ies");
         } else {
             "s"
         };
@@ -197,7 +197,10 @@ mod tests {
             DocKind::Html,
         );
         assert!(stub.noindex);
-        assert_eq!(skip_reason("book/unsafe.html", &stub), Some(SkipReason::NoIndex));
+        assert_eq!(
+            skip_reason("book/unsafe.html", &stub),
+            Some(SkipReason::NoIndex)
+        );
         for page in [
             "<meta content=\"NOINDEX\" name=\"ROBOTS\"><p>x</p>",
             "<meta name=robots content=\"follow, none\"><p>x</p>",
@@ -216,8 +219,14 @@ mod tests {
             assert_eq!(skip_reason("a.html", &doc), None, "{page}");
         }
         // print.html is marked noindex too, and keeps its own reason.
-        let print = extract(b"<meta name=robots content=noindex><p>all</p>", DocKind::Html);
-        assert_eq!(skip_reason("book/print.html", &print), Some(SkipReason::Print));
+        let print = extract(
+            b"<meta name=robots content=noindex><p>all</p>",
+            DocKind::Html,
+        );
+        assert_eq!(
+            skip_reason("book/print.html", &print),
+            Some(SkipReason::Print)
+        );
         assert_eq!(SkipReason::NoIndex.describe(1), "1 page marked noindex");
         assert_eq!(SkipReason::NoIndex.describe(67), "67 pages marked noindex");
         assert_eq!(SkipReason::NoIndex.name(), "noindex");

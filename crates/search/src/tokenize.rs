@@ -26,7 +26,7 @@ pub fn tokenize(text: &str) -> Vec<&str> {
 /// The words of [`tokenize`] as an iterator, without collecting them.
 ///
 /// Runs of ASCII between ASCII whitespace take a fast path that gives the same words as UAX #29
-/// would (see [`AsciiWords`]); everything else goes through `unicode-segmentation`.
+/// would (see `AsciiWords`); everything else goes through `unicode-segmentation`.
 pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
     Pieces { text, pos: 0 }.flat_map(|piece| match piece {
         Piece::Ascii(chunk) => PieceWords::Ascii(AsciiWords { chunk, pos: 0 }),

@@ -154,10 +154,16 @@ impl<'a, T: WasiHost> Cx<'a, T> {
     }
 
     /// The range `[base + off, + len)` of guest memory, checked.
-    fn range(&mut self, base: u32, off: u32, len: u64, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+    fn range(
+        &mut self,
+        base: u32,
+        off: u32,
+        len: u64,
+        what: &str,
+    ) -> wasmtime::Result<std::ops::Range<usize>> {
         let m = self.memory(what)?;
         let start = u64::from(base) + u64::from(off);
-        let end = start.checked_add(len).unwrap_or(u64::MAX);
+        let end = start.saturating_add(len);
         if end > m.data_size(&self.caller) as u64 {
             return Err(self.trap(
                 what,
@@ -167,7 +173,12 @@ impl<'a, T: WasiHost> Cx<'a, T> {
         Ok(start as usize..end as usize)
     }
 
-    fn load<const N: usize>(&mut self, base: u32, off: u32, what: &str) -> wasmtime::Result<[u8; N]> {
+    fn load<const N: usize>(
+        &mut self,
+        base: u32,
+        off: u32,
+        what: &str,
+    ) -> wasmtime::Result<[u8; N]> {
         let r = self.range(base, off, N as u64, what)?;
         let m = self.memory.expect("resolved by range");
         let mut out = [0u8; N];
@@ -209,14 +220,30 @@ impl<'a, T: WasiHost> Cx<'a, T> {
     }
 
     /// Checks a pointer the guest passed for `size` bytes aligned to `align` (a return area).
-    pub fn check_ptr(&mut self, ptr: u32, size: u32, align: u32, what: &str) -> wasmtime::Result<()> {
+    pub fn check_ptr(
+        &mut self,
+        ptr: u32,
+        size: u32,
+        align: u32,
+        what: &str,
+    ) -> wasmtime::Result<()> {
         self.check_list(ptr, 1, size, align, what)
     }
 
     /// Checks a guest list of `len` elements of `size` bytes aligned to `align`.
-    pub fn check_list(&mut self, ptr: u32, len: u32, size: u32, align: u32, what: &str) -> wasmtime::Result<()> {
-        if ptr % align != 0 {
-            return Err(self.trap(what, format_args!("pointer {ptr:#x} is not aligned to {align}")));
+    pub fn check_list(
+        &mut self,
+        ptr: u32,
+        len: u32,
+        size: u32,
+        align: u32,
+        what: &str,
+    ) -> wasmtime::Result<()> {
+        if !ptr.is_multiple_of(align) {
+            return Err(self.trap(
+                what,
+                format_args!("pointer {ptr:#x} is not aligned to {align}"),
+            ));
         }
         self.range(ptr, 0, u64::from(len) * u64::from(size), what)?;
         Ok(())
@@ -247,7 +274,12 @@ impl<'a, T: WasiHost> Cx<'a, T> {
 
     /// A host length as a guest `u32`.
     pub fn len32(&self, len: usize, what: &str) -> wasmtime::Result<u32> {
-        u32::try_from(len).map_err(|_| self.trap(what, format_args!("{len} elements do not fit a 32-bit memory")))
+        u32::try_from(len).map_err(|_| {
+            self.trap(
+                what,
+                format_args!("{len} elements do not fit a 32-bit memory"),
+            )
+        })
     }
 
     /// The `cabi_realloc` to allocate with: the host's (kept typed across calls until its
@@ -265,7 +297,9 @@ impl<'a, T: WasiHost> Cx<'a, T> {
             {
                 let f = f
                     .typed::<(i32, i32, i32, i32), i32>(&self.caller)
-                    .map_err(|e| self.trap(what, format_args!("cabi_realloc has the wrong type: {e}")))?;
+                    .map_err(|e| {
+                        self.trap(what, format_args!("cabi_realloc has the wrong type: {e}"))
+                    })?;
                 self.caller.data_mut().handles().realloc = Some((generation, f.clone()));
                 return Ok(f);
             }
@@ -285,8 +319,11 @@ impl<'a, T: WasiHost> Cx<'a, T> {
     fn realloc(&mut self, align: u32, size: u32, what: &str) -> wasmtime::Result<u32> {
         let f = self.realloc_func(what)?;
         let p = f.call(&mut self.caller, (0, 0, align as i32, size as i32))? as u32;
-        if p % align != 0 {
-            return Err(self.trap(what, format_args!("cabi_realloc returned {p:#x}, not aligned to {align}")));
+        if !p.is_multiple_of(align) {
+            return Err(self.trap(
+                what,
+                format_args!("cabi_realloc returned {p:#x}, not aligned to {align}"),
+            ));
         }
         self.range(p, 0, u64::from(size), what)?;
         Ok(p)
@@ -301,14 +338,29 @@ impl<'a, T: WasiHost> Cx<'a, T> {
     }
 
     /// Allocates `n` elements of `size` bytes aligned to `align`.
-    pub fn alloc_list(&mut self, align: u32, n: u32, size: u32, what: &str) -> wasmtime::Result<u32> {
-        let bytes = u32::try_from(u64::from(n) * u64::from(size))
-            .map_err(|_| self.trap(what, format_args!("{n} elements of {size} bytes do not fit a 32-bit memory")))?;
+    pub fn alloc_list(
+        &mut self,
+        align: u32,
+        n: u32,
+        size: u32,
+        what: &str,
+    ) -> wasmtime::Result<u32> {
+        let bytes = u32::try_from(u64::from(n) * u64::from(size)).map_err(|_| {
+            self.trap(
+                what,
+                format_args!("{n} elements of {size} bytes do not fit a 32-bit memory"),
+            )
+        })?;
         self.realloc(align, bytes, what)
     }
 
     /// Gives the guest a new handle owning `r`.
-    pub fn new_own<R: 'static>(&mut self, r: Resource<R>, tag: &'static str, what: &str) -> wasmtime::Result<u32> {
+    pub fn new_own<R: 'static>(
+        &mut self,
+        r: Resource<R>,
+        tag: &'static str,
+        what: &str,
+    ) -> wasmtime::Result<u32> {
         let rep = r.rep();
         match self.caller.data_mut().handles().insert(rep, tag) {
             Some(h) => Ok(h),
@@ -316,13 +368,21 @@ impl<'a, T: WasiHost> Cx<'a, T> {
                 let max = self.caller.data_mut().handles().max;
                 // Give the resource back to the host rather than leaking it.
                 let _ = WasiView::ctx(self.caller.data_mut()).table.delete(r);
-                Err(self.trap(what, format_args!("the resource table is full ({max} handles)")))
+                Err(self.trap(
+                    what,
+                    format_args!("the resource table is full ({max} handles)"),
+                ))
             }
         }
     }
 
     /// Takes an owned handle from the guest (the handle is gone afterwards).
-    pub fn take_own<R: 'static>(&mut self, handle: u32, tag: &'static str, what: &str) -> wasmtime::Result<Resource<R>> {
+    pub fn take_own<R: 'static>(
+        &mut self,
+        handle: u32,
+        tag: &'static str,
+        what: &str,
+    ) -> wasmtime::Result<Resource<R>> {
         match self.caller.data_mut().handles().remove(handle, tag) {
             Ok(rep) => Ok(Resource::new_own(rep)),
             Err(e) => Err(self.trap(what, e)),
@@ -330,7 +390,12 @@ impl<'a, T: WasiHost> Cx<'a, T> {
     }
 
     /// Borrows a handle for the duration of the call.
-    pub fn borrow<R: 'static>(&mut self, handle: u32, tag: &'static str, what: &str) -> wasmtime::Result<Resource<R>> {
+    pub fn borrow<R: 'static>(
+        &mut self,
+        handle: u32,
+        tag: &'static str,
+        what: &str,
+    ) -> wasmtime::Result<Resource<R>> {
         match self.caller.data_mut().handles().slot(handle, tag) {
             Ok(slot) => Ok(Resource::new_borrow(slot.rep)),
             Err(e) => Err(self.trap(what, e)),
@@ -357,8 +422,15 @@ mod tests {
         assert_eq!(h.slot(0, "x").err().unwrap(), "unknown handle 0");
         assert_eq!(h.slot(99, "x").err().unwrap(), "unknown handle 99");
         assert_eq!(h.remove(a, "wasi:io/poll.pollable").unwrap(), 10);
-        assert!(h.remove(a, "wasi:io/poll.pollable").is_err(), "dropped twice");
+        assert!(
+            h.remove(a, "wasi:io/poll.pollable").is_err(),
+            "dropped twice"
+        );
         assert_eq!(h.len(), 1);
-        assert_eq!(h.insert(13, "wasi:io/poll.pollable"), Some(1), "slot reused");
+        assert_eq!(
+            h.insert(13, "wasi:io/poll.pollable"),
+            Some(1),
+            "slot reused"
+        );
     }
 }

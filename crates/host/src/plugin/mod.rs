@@ -140,7 +140,8 @@ impl PluginHost {
                         Ok(e) => e.values().cloned().collect(),
                         Err(_) => return,
                     };
-                    host.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    host.clock
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(host);
                     for e in &engines {
                         e.increment_epoch();

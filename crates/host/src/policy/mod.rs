@@ -910,6 +910,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The largest policy file read (1 MiB): `/dev/zero` or a huge file given as a policy is an
+/// error, never read until memory runs out.
+pub const MAX_POLICY_FILE: u64 = 1 << 20;
+
+/// Reads a small text file (a policy, a pipeline file) of at most `limit` bytes, as UTF-8.
+///
+/// # Errors
+/// The file's I/O error, or `InvalidData` when it is longer than `limit` or not UTF-8.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes, the limit for this file"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1072,28 +1096,4 @@ mod tests {
             assert_eq!(check(toml), Ok(()), "{toml}");
         }
     }
-}
-
-/// The largest policy file read (1 MiB): `/dev/zero` or a huge file given as a policy is an
-/// error, never read until memory runs out.
-pub const MAX_POLICY_FILE: u64 = 1 << 20;
-
-/// Reads a small text file (a policy, a pipeline file) of at most `limit` bytes, as UTF-8.
-///
-/// # Errors
-/// The file's I/O error, or `InvalidData` when it is longer than `limit` or not UTF-8.
-pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes, the limit for this file"),
-        ));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }

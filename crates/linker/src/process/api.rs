@@ -187,7 +187,7 @@ impl Process {
     /// initialised by its constructors); its code stays in the store.
     ///
     /// Every function pointer sees the new code; cross-library calls do too when the process
-    /// was built with [`ProcessBuilder::hot_swap`].
+    /// was built with [`ProcessBuilder::hot_swap`](crate::ProcessBuilder::hot_swap).
     ///
     /// # Errors
     /// [`LinkError::NoSuchSymbol`] if `name` is not loaded; load errors of the new build.

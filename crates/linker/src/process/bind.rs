@@ -33,10 +33,10 @@ pub(super) fn function_import(
     fty: &FuncType,
 ) -> Result<Binding, LinkError> {
     let host = cx.data().dl.host_symbols;
-    if (host.overrides)(sym) {
-        if let Some(f) = (host.define)(cx.as_context_mut(), sym, fty, Some(id)) {
-            return Ok(Binding::Direct(f));
-        }
+    if (host.overrides)(sym)
+        && let Some(f) = (host.define)(cx.as_context_mut(), sym, fty, Some(id))
+    {
+        return Ok(Binding::Direct(f));
     }
     let def = cx.data().dl.lookup(sym, Some(id));
     let name = cx.data().dl.lib_name(id);
@@ -49,16 +49,16 @@ pub(super) fn function_import(
                 .get(sym)
                 .and_then(|&(_, pos)| definer.info.exports.get(pos as usize))
                 .and_then(|e| e.signature.clone());
-            if let (Some(a), Some(b)) = (&imp_sig, &def_sig) {
-                if a != b {
-                    return Err(LinkError::TypeMismatch {
-                        symbol: sym.to_string(),
-                        library: name,
-                        expected: a.to_string(),
-                        definer: definer.name.clone(),
-                        actual: b.to_string(),
-                    });
-                }
+            if let (Some(a), Some(b)) = (&imp_sig, &def_sig)
+                && a != b
+            {
+                return Err(LinkError::TypeMismatch {
+                    symbol: sym.to_string(),
+                    library: name,
+                    expected: a.to_string(),
+                    definer: definer.name.clone(),
+                    actual: b.to_string(),
+                });
             }
             // With hot swap on, calls between libraries go through the symbol's slot so that
             // `rebind`/`reload` reach every call site.
@@ -300,12 +300,11 @@ pub(super) fn tag(
     sym: &str,
     ty: &ExternType,
 ) -> Result<Tag, LinkError> {
-    if let Some(Def::Tag { lib }) = cx.data().dl.lookup(sym, Some(id)) {
-        if let Some(inst) = cx.data().dl.lib(lib).instance {
-            if let Some(Extern::Tag(t)) = inst.get_export(cx.as_context_mut(), sym) {
-                return Ok(t);
-            }
-        }
+    if let Some(Def::Tag { lib }) = cx.data().dl.lookup(sym, Some(id))
+        && let Some(inst) = cx.data().dl.lib(lib).instance
+        && let Some(Extern::Tag(t)) = inst.get_export(cx.as_context_mut(), sym)
+    {
+        return Ok(t);
     }
     if let Some(t) = cx.data().dl.tags.get(sym) {
         return Ok(*t);

@@ -206,7 +206,7 @@ impl ProcessBuilder {
         self.engine = Some(engine);
         self
     }
-    /// The in-memory cache of compiled modules (see [`cache`]) that loads and `dlopen`s ask
+    /// The in-memory cache of compiled modules (see `cache`) that loads and `dlopen`s ask
     /// before compiling or reading the on-disk cache. Default: [`ModuleCache::global`], shared
     /// by every process of the host process (entries are per engine). `None`: none, so every
     /// load compiles or reads the on-disk cache ([`cache_dir`](Self::cache_dir)).

@@ -282,13 +282,15 @@ pub(super) fn open(
         // Everything is bound at instantiation; report strong symbols nothing defines.
         let l = dl.lib(id);
         for i in l.info.undefined_symbols() {
-            if let Some(s) = i.class.symbol() {
-                if !i.is_weak() && dl.lookup(s, Some(id)).is_none() && !is_host_symbol(s) {
-                    return Err(LinkError::Undefined {
-                        symbol: s.to_string(),
-                        library: l.name.clone(),
-                    });
-                }
+            if let Some(s) = i.class.symbol()
+                && !i.is_weak()
+                && dl.lookup(s, Some(id)).is_none()
+                && !is_host_symbol(s)
+            {
+                return Err(LinkError::Undefined {
+                    symbol: s.to_string(),
+                    library: l.name.clone(),
+                });
             }
         }
     }

@@ -627,8 +627,13 @@ pub(super) fn load_tree_from(
                 l.info
                     .dylink
                     .as_ref()
-                    .map(|d| d.needed_unique().into_iter().map(str::to_string).collect())
-                    .unwrap_or_else(Vec::new),
+                    .map(|d| {
+                        d.needed_unique()
+                            .into_iter()
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
                 l.path.clone(),
                 l.info.runtime_path().to_vec(),
             )

@@ -1,6 +1,6 @@
 //! A linked process: what ld.so builds for a native program.
 //!
-//! One wasmtime [`Store`] holds one linear memory, one function table and one
+//! One wasmtime [`Store`](wasmtime::Store) holds one linear memory, one function table and one
 //! `__stack_pointer`, shared by every module loaded into it: the main program and its shared
 //! libraries (`dylink.0`), loaded at start or later by `dlopen`.
 //!
@@ -25,7 +25,7 @@
 //!    (`__wasm_call_ctors`, or `_initialize`) in dependency order.
 //!
 //! `dlopen`, `dlsym`, `dlclose`, `dlerror` and `dladdr` are supplied to the modules as `env`
-//! imports (see [`libdl`]) and callable from Rust ([`Process::dlopen`], ...).
+//! imports (see `libdl`) and callable from Rust ([`Process::dlopen`], ...).
 
 mod api;
 mod bind;

@@ -338,10 +338,10 @@ impl Linkage {
             None => {
                 let mut searched: Vec<&str> = Vec::new();
                 for id in scope {
-                    if let Some(l) = self.libs[id].as_ref() {
-                        if !searched.contains(&l.name.as_str()) {
-                            searched.push(&l.name);
-                        }
+                    if let Some(l) = self.libs[id].as_ref()
+                        && !searched.contains(&l.name.as_str())
+                    {
+                        searched.push(&l.name);
                     }
                 }
                 tracing::debug!(

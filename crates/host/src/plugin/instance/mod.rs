@@ -547,7 +547,7 @@ pub struct TypedCall<'a, P, R> {
 }
 
 impl<P: WasmParams + Send, R: WasmResults + Send> TypedCall<'_, P, R> {
-    /// Calls it: notes the host's tick clock for the timeout ([`timeout_watch`]: one relaxed
+    /// Calls it: notes the host's tick clock for the timeout (`timeout_watch`: one relaxed
     /// load, no deadline re-armed), re-arms the fuel, resets the limiter's record, and catches
     /// host-function panics (for a module that imports a function: one that imports none
     /// cannot reach one). Nothing is allocated or cloned.
