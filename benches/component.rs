@@ -130,13 +130,16 @@ fn main() {
     let linker: Linker<()> = Linker::new(&engine);
     let mut raw = Store::new(&engine, ());
     raw.set_epoch_deadline(1 << 40);
-    let inst = linker.instantiate(&mut raw, &component).expect("instantiate");
-    let raw_add: TypedFunc<(u32, u32), (u32,)> =
-        inst.get_typed_func(&mut raw, "add").expect("add");
-    let raw_str: TypedFunc<(&str,), (String,)> =
-        inst.get_typed_func(&mut raw, "echo-string").expect("echo-string");
-    let raw_bytes: TypedFunc<(&[u8],), (Vec<u8>,)> =
-        inst.get_typed_func(&mut raw, "echo-bytes").expect("echo-bytes");
+    let inst = linker
+        .instantiate(&mut raw, &component)
+        .expect("instantiate");
+    let raw_add: TypedFunc<(u32, u32), (u32,)> = inst.get_typed_func(&mut raw, "add").expect("add");
+    let raw_str: TypedFunc<(&str,), (String,)> = inst
+        .get_typed_func(&mut raw, "echo-string")
+        .expect("echo-string");
+    let raw_bytes: TypedFunc<(&[u8],), (Vec<u8>,)> = inst
+        .get_typed_func(&mut raw, "echo-bytes")
+        .expect("echo-bytes");
 
     let mut process = ComponentProcess::from_bytes(
         &engine,
@@ -163,11 +166,18 @@ fn main() {
     assert_eq!(raw_str.call(&mut raw, (&text,)).expect("echo").0, text);
     assert_eq!(raw_bytes.call(&mut raw, (&big,)).expect("echo").0, big);
     assert_eq!(
-        process.call_vals("add", &[Val::U32(2), Val::U32(3)]).expect("add"),
+        process
+            .call_vals("add", &[Val::U32(2), Val::U32(3)])
+            .expect("add"),
         vec![Val::U32(5)]
     );
     assert_eq!(
-        process.typed::<(&[u8],), (Vec<u8>,)>("echo-bytes").expect("typed").call((&big,)).expect("echo").0,
+        process
+            .typed::<(&[u8],), (Vec<u8>,)>("echo-bytes")
+            .expect("typed")
+            .call((&big,))
+            .expect("echo")
+            .0,
         big
     );
     assert_eq!(core.call_bytes("echo", &big).expect("core echo"), big);
@@ -178,7 +188,9 @@ fn main() {
             b.iter(|| raw_add.call(&mut raw, black_box((2, 3))).expect("add"))
         });
         {
-            let mut add = process.typed::<(u32, u32), (u32,)>("add").expect("typed add");
+            let mut add = process
+                .typed::<(u32, u32), (u32,)>("add")
+                .expect("typed add");
             g.bench_function("wasmlink_typed", |b| {
                 b.iter(|| add.call(black_box((2, 3))).expect("add"))
             });
@@ -199,20 +211,33 @@ fn main() {
         let mut g = c.benchmark_group("component/string64");
         g.throughput(Throughput::Bytes(64));
         g.bench_function("raw_typed", |b| {
-            b.iter(|| raw_str.call(&mut raw, (black_box(text.as_str()),)).expect("echo"))
+            b.iter(|| {
+                raw_str
+                    .call(&mut raw, (black_box(text.as_str()),))
+                    .expect("echo")
+            })
         });
         {
-            let mut echo = process.typed::<(&str,), (String,)>("echo-string").expect("typed");
+            let mut echo = process
+                .typed::<(&str,), (String,)>("echo-string")
+                .expect("typed");
             g.bench_function("wasmlink_typed", |b| {
                 b.iter(|| echo.call((black_box(text.as_str()),)).expect("echo"))
             });
         }
         let args = [Val::String(text.clone())];
         g.bench_function("wasmlink_vals", |b| {
-            b.iter(|| process.call_vals("echo-string", black_box(&args)).expect("echo"))
+            b.iter(|| {
+                process
+                    .call_vals("echo-string", black_box(&args))
+                    .expect("echo")
+            })
         });
         g.bench_function("core_plugin", |b| {
-            b.iter(|| core.call_bytes("echo", black_box(text.as_bytes())).expect("echo"))
+            b.iter(|| {
+                core.call_bytes("echo", black_box(text.as_bytes()))
+                    .expect("echo")
+            })
         });
         g.finish();
     }
@@ -221,10 +246,16 @@ fn main() {
         g.throughput(Throughput::Bytes(BIG as u64));
         g.sample_size(20);
         g.bench_function("raw_typed", |b| {
-            b.iter(|| raw_bytes.call(&mut raw, (black_box(big.as_slice()),)).expect("echo"))
+            b.iter(|| {
+                raw_bytes
+                    .call(&mut raw, (black_box(big.as_slice()),))
+                    .expect("echo")
+            })
         });
         {
-            let mut echo = process.typed::<(&[u8],), (Vec<u8>,)>("echo-bytes").expect("typed");
+            let mut echo = process
+                .typed::<(&[u8],), (Vec<u8>,)>("echo-bytes")
+                .expect("typed");
             g.bench_function("wasmlink_typed", |b| {
                 b.iter(|| echo.call((black_box(big.as_slice()),)).expect("echo"))
             });
@@ -234,7 +265,9 @@ fn main() {
         // and the call fails with "too much data is being copied": the dynamic path is for
         // small values (and WAVE); big data takes the typed path.
         let args = [Val::List(big.iter().map(|&x| Val::U8(x)).collect())];
-        let e = process.call_vals("echo-bytes", &args).expect_err("16 MiB through Vals");
+        let e = process
+            .call_vals("echo-bytes", &args)
+            .expect_err("16 MiB through Vals");
         assert!(e.to_string().contains("too much data"), "{e}");
         g.bench_function("core_plugin", |b| {
             b.iter(|| core.call_bytes("echo", black_box(&big)).expect("echo"))
@@ -266,7 +299,13 @@ fn print_ratios() {
         let Some(anchor) = mean(&g, "raw_typed") else {
             continue;
         };
-        for id in ["raw_typed", "wasmlink_typed", "wasmlink_vals", "core_plugin", "memcpy2"] {
+        for id in [
+            "raw_typed",
+            "wasmlink_typed",
+            "wasmlink_vals",
+            "core_plugin",
+            "memcpy2",
+        ] {
             if let Some(m) = mean(&g, id) {
                 println!(
                     "{group:<21} {id:<17} {:>9.3} us  {:>6.2}x",

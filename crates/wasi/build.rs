@@ -289,7 +289,10 @@ impl<'a> Gen<'a> {
                         assert!(fl.flags.len() <= 32, "flags wider than 32 bits");
                         let path = self.type_path(id, sync);
                         let b = self.var("bits");
-                        let mut s = format!("{{ let {b} = {} as u32; let mut f = {path}::empty(); ", v(0));
+                        let mut s = format!(
+                            "{{ let {b} = {} as u32; let mut f = {path}::empty(); ",
+                            v(0)
+                        );
                         for (i, flag) in fl.flags.iter().enumerate() {
                             write!(
                                 s,
@@ -366,7 +369,12 @@ impl<'a> Gen<'a> {
             return format!("cx.list_u8({p}, {l}, {what:?})?");
         }
         let (size, align) = (self.size(elem), self.align(elem));
-        let (ptr, len, out, i) = (self.var("ptr"), self.var("len"), self.var("list"), self.var("i"));
+        let (ptr, len, out, i) = (
+            self.var("ptr"),
+            self.var("len"),
+            self.var("list"),
+            self.var("i"),
+        );
         let at = self.var("at");
         let e = self.lift_mem(elem, &at, 0, sync, what);
         format!(
@@ -517,7 +525,15 @@ impl<'a> Gen<'a> {
 
     /// Statements that store the Rust value `val` (an expression, evaluated once) at
     /// `base + off` in guest memory.
-    fn store(&mut self, ty: &Type, val: &str, base: &str, off: u32, sync: bool, what: &str) -> String {
+    fn store(
+        &mut self,
+        ty: &Type,
+        val: &str,
+        base: &str,
+        off: u32,
+        sync: bool,
+        what: &str,
+    ) -> String {
         let st = |w: u32, v: String| format!("cx.store_u{}({base}, {off}, {v}, {what:?})?;", w * 8);
         match self.dealias(ty) {
             Type::Bool => st(1, format!("{val} as u8")),
@@ -584,7 +600,14 @@ impl<'a> Gen<'a> {
                             .collect();
                         let mut s = format!("{{ let {r} = {val}; ");
                         for (f, o) in rec.fields.iter().zip(offs) {
-                            let e = self.store(&f.ty, &format!("{r}.{}", ident(&f.name)), base, off + o, sync, what);
+                            let e = self.store(
+                                &f.ty,
+                                &format!("{r}.{}", ident(&f.name)),
+                                base,
+                                off + o,
+                                sync,
+                                what,
+                            );
                             s += &e;
                         }
                         s + " }"
@@ -633,8 +656,16 @@ impl<'a> Gen<'a> {
                         };
                         let ok = arm(self, &res.ok);
                         let err = arm(self, &res.err);
-                        let okp = if res.ok.is_some() { x.clone() } else { "_".into() };
-                        let errp = if res.err.is_some() { x.clone() } else { "_".into() };
+                        let okp = if res.ok.is_some() {
+                            x.clone()
+                        } else {
+                            "_".into()
+                        };
+                        let errp = if res.err.is_some() {
+                            x.clone()
+                        } else {
+                            "_".into()
+                        };
                         format!(
                             "match {val} {{ Ok({okp}) => {{ cx.store_u8({base}, {off}, 0, {what:?})?; {ok} }} Err({errp}) => {{ cx.store_u8({base}, {off}, 1, {what:?})?; {err} }} }}"
                         )
@@ -648,13 +679,23 @@ impl<'a> Gen<'a> {
                         let x = self.var("x");
                         let mut s = format!("match {val} {{ ");
                         for (i, c) in var.cases.iter().enumerate() {
-                            let tag = format!("cx.store_u{}({base}, {off}, {i} as {ty}, {what:?})?;", w * 8);
+                            let tag = format!(
+                                "cx.store_u{}({base}, {off}, {i} as {ty}, {what:?})?;",
+                                w * 8
+                            );
                             match &c.ty {
                                 Some(t) => {
                                     let e = self.store(t, &x, base, off + payload, sync, what);
-                                    write!(s, "{path}::{}({x}) => {{ {tag} {e} }} ", camel(&c.name)).unwrap();
+                                    write!(
+                                        s,
+                                        "{path}::{}({x}) => {{ {tag} {e} }} ",
+                                        camel(&c.name)
+                                    )
+                                    .unwrap();
                                 }
-                                None => write!(s, "{path}::{} => {{ {tag} }} ", camel(&c.name)).unwrap(),
+                                None => {
+                                    write!(s, "{path}::{} => {{ {tag} }} ", camel(&c.name)).unwrap()
+                                }
                             }
                         }
                         s + "}"
@@ -763,9 +804,15 @@ impl<'a> Gen<'a> {
     }
 
     fn trappable_error(&self, func: &Function) -> Option<TypeId> {
-        let Type::Id(id) = self.dealias(func.result.as_ref()?) else { return None };
-        let TypeDefKind::Result(res) = &self.r.types[id].kind else { return None };
-        let Type::Id(err) = self.dealias(res.err.as_ref()?) else { return None };
+        let Type::Id(id) = self.dealias(func.result.as_ref()?) else {
+            return None;
+        };
+        let TypeDefKind::Result(res) = &self.r.types[id].kind else {
+            return None;
+        };
+        let Type::Id(err) = self.dealias(res.err.as_ref()?) else {
+            return None;
+        };
         TRAPPABLE
             .contains(&self.qualified(err).as_str())
             .then_some(err)
@@ -776,7 +823,10 @@ impl<'a> Gen<'a> {
         let sync = SYNC_INTERFACES.contains(&name.as_str());
         let what_fn = format!("{name}#{}", func.name);
         let sig = self.r.wasm_signature(AbiVariant::GuestImport, func);
-        assert!(!sig.indirect_params, "{what_fn}: more than 16 flat parameters");
+        assert!(
+            !sig.indirect_params,
+            "{what_fn}: more than 16 flat parameters"
+        );
         let params: Vec<W> = sig.params.iter().map(|t| W::of(*t)).collect();
         let results: Vec<W> = sig.results.iter().map(|t| W::of(*t)).collect();
         let mut s = String::new();
@@ -796,13 +846,18 @@ impl<'a> Gen<'a> {
             _ => panic!("{what_fn}: several flat results"),
         };
         writeln!(s, "| -> wasmtime::Result<{ret}> {{").unwrap();
-        writeln!(s, "        let mut cx = crate::rt::Cx::new(caller, {what_fn:?});").unwrap();
+        writeln!(
+            s,
+            "        let mut cx = crate::rt::Cx::new(caller, {what_fn:?});"
+        )
+        .unwrap();
         // Parameters.
         let mut at = 0;
         let mut args = Vec::new();
         for (k, p) in func.params.iter().enumerate() {
             let n = self.flat(&p.ty).len();
-            let vals: Vec<(String, W)> = (at..at + n).map(|i| (format!("p{i}"), params[i])).collect();
+            let vals: Vec<(String, W)> =
+                (at..at + n).map(|i| (format!("p{i}"), params[i])).collect();
             let what = format!("argument {}", p.name);
             let e = self.lift_flat(&p.ty, &vals, sync, &what);
             writeln!(s, "        let a{k} = {e};").unwrap();
@@ -825,7 +880,10 @@ impl<'a> Gen<'a> {
         };
         let (view_ty, view) = self.view(&name);
         let path = self.iface_path(iface, sync);
-        let call = format!("<{view_ty} as {path}::{trait_name}>::{method}(h, {})", args.join(", "));
+        let call = format!(
+            "<{view_ty} as {path}::{trait_name}>::{method}(h, {})",
+            args.join(", ")
+        );
         match self.trappable_error(func) {
             Some(err) => {
                 let ename = self.qualified(err);
@@ -926,7 +984,8 @@ fn main() {
             _ => None,
         })
         .collect();
-    g.out += "/// Defines every generated function in `linker`, under the vendored WIT's version.\n";
+    g.out +=
+        "/// Defines every generated function in `linker`, under the vendored WIT's version.\n";
     g.out += "pub fn add_to_linker<T: crate::WasiHost>(linker: &mut wasmtime::Linker<T>) -> wasmtime::Result<()> {\n";
     for id in &imports {
         let i = &resolve.interfaces[*id];

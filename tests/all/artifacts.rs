@@ -8,7 +8,10 @@ use crate::support::{self, stderr};
 
 fn artifacts(cache: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for engine in std::fs::read_dir(cache.join("artifacts")).into_iter().flatten() {
+    for engine in std::fs::read_dir(cache.join("artifacts"))
+        .into_iter()
+        .flatten()
+    {
         for f in std::fs::read_dir(engine.unwrap().path()).unwrap() {
             let p = f.unwrap().path();
             if p.extension().is_some_and(|e| e == "cwasm") {
@@ -44,12 +47,19 @@ fn artifacts_are_written_once_reused_and_a_damaged_one_is_replaced() {
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().modified().unwrap())
         .collect();
-    assert_eq!(run(), status, "same program, same status from the artifacts");
+    assert_eq!(
+        run(),
+        status,
+        "same program, same status from the artifacts"
+    );
     let again: Vec<_> = first
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().modified().unwrap())
         .collect();
-    assert_eq!(stamp, again, "a second process maps the artifacts, it does not rewrite them");
+    assert_eq!(
+        stamp, again,
+        "a second process maps the artifacts, it does not rewrite them"
+    );
     // A damaged artifact is refused by wasmtime, recompiled and replaced.
     std::fs::write(&first[0], b"not an artifact").unwrap();
     assert_eq!(run(), status);
@@ -58,7 +68,11 @@ fn artifacts_are_written_once_reused_and_a_damaged_one_is_replaced() {
     {
         use std::os::unix::fs::PermissionsExt;
         let dir = first[0].parent().unwrap();
-        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o077, 0, "private");
+        assert_eq!(
+            std::fs::metadata(dir).unwrap().permissions().mode() & 0o077,
+            0,
+            "private"
+        );
     }
 }
 

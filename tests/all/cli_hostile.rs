@@ -480,7 +480,10 @@ fn module_names_on_stdout_are_escaped_to_one_line() {
     let wasm = wat::parse_str(r#"(module (func (export "a\1b]0;x\07b\0aerror: ok")))"#).unwrap();
     std::fs::write(d.path().join("names.wasm"), wasm).unwrap();
     let out = ok(&run(d.path(), &["nm", "names.wasm"], &[]), "nm");
-    assert_eq!(out, "00000000 T function a\\x1b]0;x\\x07b\\nerror: ok () -> ()\n");
+    assert_eq!(
+        out,
+        "00000000 T function a\\x1b]0;x\\x07b\\nerror: ok () -> ()\n"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,7 +68,10 @@ fn nm_json_agrees_with_the_text_lines() {
         assert_eq!(symbols.len(), lines.len(), "{filter:?}");
         assert!(!symbols.is_empty());
         for (s, line) in symbols.iter().zip(&lines) {
-            assert_eq!(keys(s), ["class", "flags", "name", "signature", "type", "value"]);
+            assert_eq!(
+                keys(s),
+                ["class", "flags", "name", "signature", "type", "value"]
+            );
             let value = match s["value"].as_i64() {
                 Some(n) => format!("{n:08x}"),
                 None => " ".repeat(8),
@@ -83,7 +86,10 @@ fn nm_json_agrees_with_the_text_lines() {
             assert!(s["flags"].is_array());
             // A function's core type follows its name, as in the text.
             if let Some(sig) = s["signature"].as_str() {
-                assert!(line[start.len()..].starts_with(&format!(" {sig}")), "{line:?} vs {s}");
+                assert!(
+                    line[start.len()..].starts_with(&format!(" {sig}")),
+                    "{line:?} vs {s}"
+                );
             }
         }
     }

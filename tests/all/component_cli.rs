@@ -7,7 +7,11 @@ use crate::support::{self, stderr, stdout};
 
 fn fixture(dir: &Path, name: &str, wat: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap();
+    std::fs::write(
+        &path,
+        wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+    .unwrap();
     path
 }
 
@@ -56,7 +60,10 @@ fn inspect_prints_the_world_as_wit_and_json() {
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kind"], "component");
-    assert_eq!(v["exports"][1]["functions"][0], "greet: func(name: string) -> string");
+    assert_eq!(
+        v["exports"][1]["functions"][0],
+        "greet: func(name: string) -> string"
+    );
 }
 
 #[test]
@@ -91,15 +98,25 @@ fn bad_calls_are_one_line_with_exit_2_and_limits_stop_with_exit_1() {
     let (code, _, err) = w(d.path(), &["call", "demo.wasm", "greet", "42"]);
     assert_eq!(code, Some(2));
     assert!(
-        err.starts_with("wasmlink: demo.wasm: greet: argument name: expected string: ") && err.lines().count() == 1,
+        err.starts_with("wasmlink: demo.wasm: greet: argument name: expected string: ")
+            && err.lines().count() == 1,
         "{err}"
     );
     let (code, _, err) = w(d.path(), &["call", "demo.wasm", "nope"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("no exported function nope (exported functions: "), "{err}");
-    let (code, _, err) = w(d.path(), &["call", "--timeout", "200ms", "demo.wasm", "spin"]);
+    assert!(
+        err.contains("no exported function nope (exported functions: "),
+        "{err}"
+    );
+    let (code, _, err) = w(
+        d.path(),
+        &["call", "--timeout", "200ms", "demo.wasm", "spin"],
+    );
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("spin: stopped after the 200ms time limit"), "{err}");
+    assert!(
+        err.contains("spin: stopped after the 200ms time limit"),
+        "{err}"
+    );
     let (code, _, err) = w(d.path(), &["call", "--input", "-", "demo.wasm", "greet"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("are for core modules"), "{err}");
@@ -108,7 +125,8 @@ fn bad_calls_are_one_line_with_exit_2_and_limits_stop_with_exit_1() {
 #[test]
 fn run_runs_a_command_and_refuses_what_is_not_one() {
     let d = tempfile::tempdir().unwrap();
-    let src = std::fs::read_to_string(support::fixtures_src().join("wat/comp_command.wat")).unwrap();
+    let src =
+        std::fs::read_to_string(support::fixtures_src().join("wat/comp_command.wat")).unwrap();
     fixture(d.path(), "ok.wasm", &src.replace("STATUS", "0"));
     fixture(d.path(), "fails.wasm", &src.replace("STATUS", "1"));
     demo(d.path());
@@ -116,8 +134,14 @@ fn run_runs_a_command_and_refuses_what_is_not_one() {
     assert_eq!(w(d.path(), &["run", "fails.wasm", "--", "x"]).0, Some(1));
     let (code, _, err) = w(d.path(), &["run", "demo.wasm"]);
     assert_eq!(code, Some(127));
-    assert!(err.contains("not a wasi:cli/command component; use --invoke FUNC"), "{err}");
+    assert!(
+        err.contains("not a wasi:cli/command component; use --invoke FUNC"),
+        "{err}"
+    );
     let (code, _, err) = w(d.path(), &["run", "--preload", "libc.so", "ok.wasm"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--preload is for core modules; this is a component"), "{err}");
+    assert!(
+        err.contains("--preload is for core modules; this is a component"),
+        "{err}"
+    );
 }

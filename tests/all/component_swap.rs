@@ -150,7 +150,10 @@ fn an_incompatible_swap_is_refused_and_the_old_component_keeps_serving() {
         .swap(pre(d.path(), "v3.wasm", &fewer))
         .unwrap_err()
         .to_string();
-    assert!(e.ends_with("function wasmlink:demo/geo@0.1.0#greet: not exported"), "{e}");
+    assert!(
+        e.ends_with("function wasmlink:demo/geo@0.1.0#greet: not exported"),
+        "{e}"
+    );
     assert_eq!(
         pool.checkout()
             .unwrap()

@@ -702,5 +702,9 @@ fn nm_every_library() {
     );
     assert!(nm.contains("         U got-mem  errno\n"));
     assert!(nm.contains("         U got-func __wasilibc_find_relpath_alloc\n"));
-    assert!(nm.contains("         U wasi-0.2 wasi:cli/environment@0.2.0::get-environment (i32) -> ()\n"));
+    assert!(
+        nm.contains(
+            "         U wasi-0.2 wasi:cli/environment@0.2.0::get-environment (i32) -> ()\n"
+        )
+    );
 }

@@ -797,7 +797,12 @@ fn a_directory_source_follows_symbolic_links_and_names_a_dangling_one() {
     run(&docs, &out).unwrap();
     let got: Vec<(String, u64)> = read_jsonl(&out)
         .iter()
-        .map(|r| (r["path"].as_str().unwrap().to_string(), r["size"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -808,7 +813,9 @@ fn a_directory_source_follows_symbolic_links_and_names_a_dangling_one() {
         ]
     );
     std::os::unix::fs::symlink(dir.path().join("gone.txt"), docs.join("dangling.txt")).unwrap();
-    let err = run(&docs, &dir.path().join("again.jsonl")).unwrap_err().to_string();
+    let err = run(&docs, &dir.path().join("again.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("dangling.txt"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }

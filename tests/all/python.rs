@@ -378,7 +378,6 @@ fn startup_bytecode_is_cached_and_read_only_to_user_code() {
     assert_eq!(stdout(&out).trim(), "None", "{}", stderr(&out));
 }
 
-
 /// `WASMLINK_DEBUG=statistics` splits start-up into the loader's phases and the main, on
 /// stderr, as glibc's `LD_DEBUG=statistics`; stdout stays the program's.
 #[test]

@@ -56,7 +56,11 @@ fn every_table_format_is_queried_and_joined() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("| s |") && stdout(&o).contains("| 6 |"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("| s |") && stdout(&o).contains("| 6 |"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -102,7 +106,8 @@ fn a_plugin_function_is_a_sql_function_under_its_policy() {
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("function `double` (module `greeter`, `double`)") && err.contains("no column `x`"),
+        err.contains("function `double` (module `greeter`, `double`)")
+            && err.contains("no column `x`"),
         "{err}"
     );
     // A string function is refused as a SQL function, from the module's manifest.
@@ -119,9 +124,18 @@ fn a_plugin_function_is_a_sql_function_under_its_policy() {
         stderr(&o)
     );
     // A missing function, a malformed spec.
-    let o = wasmlink(&["sql", "--udf", &format!("n={}:nope", s(&greeter)), "SELECT 1"]);
+    let o = wasmlink(&[
+        "sql",
+        "--udf",
+        &format!("n={}:nope", s(&greeter)),
+        "SELECT 1",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("exports no function `nope`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exports no function `nope`"),
+        "{}",
+        stderr(&o)
+    );
     let o = wasmlink(&["sql", "--udf", "double", "SELECT 1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -149,9 +163,20 @@ fn results_are_written_in_every_format_and_read_back() {
         args.push("SELECT x * 10 AS y FROM t");
         let o = wasmlink_in(&args, Some(d), &[]);
         assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
-        let back = if fmt.is_some() { "b=out.data".to_string() } else { format!("b={file}") };
+        let back = if fmt.is_some() {
+            "b=out.data".to_string()
+        } else {
+            format!("b={file}")
+        };
         let o = wasmlink_in(
-            &["sql", "--table", &back, "--format", "csv", "SELECT sum(y) AS s FROM b"],
+            &[
+                "sql",
+                "--table",
+                &back,
+                "--format",
+                "csv",
+                "SELECT sum(y) AS s FROM b",
+            ],
             Some(d),
             &[],
         );
@@ -160,7 +185,11 @@ fn results_are_written_in_every_format_and_read_back() {
     }
     let o = wasmlink_in(&["sql", "-o", "out.xyz", "SELECT 1"], Some(d), &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot tell the format from the extension"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot tell the format from the extension"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -168,12 +197,27 @@ fn search_is_a_table_function_over_an_index() {
     let t = tempfile::tempdir().unwrap();
     let corpus = t.path().join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
-    std::fs::write(corpus.join("borrow.md"), "# Borrowing\n\nA reference borrows a value.\n").unwrap();
-    std::fs::write(corpus.join("traits.md"), "# Traits\n\nA trait defines behaviour.\n").unwrap();
+    std::fs::write(
+        corpus.join("borrow.md"),
+        "# Borrowing\n\nA reference borrows a value.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.join("traits.md"),
+        "# Traits\n\nA trait defines behaviour.\n",
+    )
+    .unwrap();
     let idx = t.path().join("idx");
     let modules = guest_modules();
     let o = wasmlink(&[
-        "index", "--corpus", s(&corpus), "--out", s(&idx), "--modules", s(&modules), "--no-progress",
+        "index",
+        "--corpus",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--modules",
+        s(&modules),
+        "--no-progress",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let q = format!(
@@ -186,10 +230,18 @@ fn search_is_a_table_function_over_an_index() {
     // A missing index, and a bad K, are one line each.
     let o = wasmlink(&["sql", "SELECT * FROM search('/nonexistent/idx', 'x')"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no such index directory"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no such index directory"),
+        "{}",
+        stderr(&o)
+    );
     let o = wasmlink(&["sql", "SELECT * FROM search('idx', 'x', 0)"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("K must be an integer from 1 to 100000"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("K must be an integer from 1 to 100000"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -198,7 +250,11 @@ fn hostile_tables_and_names_are_one_line_errors() {
     let d = t.path();
     std::fs::write(d.join("junk.parquet"), b"PAR1 not really parquet").unwrap();
     std::fs::write(d.join("x.toml"), "a = 1\n").unwrap();
-    std::fs::write(d.join("junk.arrow"), [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+    std::fs::write(
+        d.join("junk.arrow"),
+        [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+    )
+    .unwrap();
     for (spec, want) in [
         ("t=/dev/zero", "not a regular file"),
         ("t=missing.csv", "no such file"),
@@ -221,7 +277,11 @@ fn hostile_tables_and_names_are_one_line_errors() {
     assert!(matches!(o.status.code(), Some(1 | 2)), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     // A SQL error: exit 1, one line.
-    let o = wasmlink_in(&["sql", "--table", "t=x.jsonl", "SELECT nope FROM t"], Some(d), &[]);
+    let o = wasmlink_in(
+        &["sql", "--table", "t=x.jsonl", "SELECT nope FROM t"],
+        Some(d),
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }

@@ -131,7 +131,11 @@ fn raw_main(dir: &Path, name: &str, imports: &str, body: &str, extra: &str) -> P
   (func (export "main") (result i32) {body} (i32.const 0)))"#
     );
     let path = dir.join(name);
-    std::fs::write(&path, wat::parse_str(&wat).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap();
+    std::fs::write(
+        &path,
+        wat::parse_str(&wat).unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+    .unwrap();
     path
 }
 
@@ -233,10 +237,7 @@ fn hostile_calls_of_lowered_imports_trap_naming_function_and_argument() {
 fn every_lowered_import_of_libc_is_provided_with_its_canonical_type() {
     // `ldd -r` lists what stays unresolved; before crates/wasi it listed 108 WASI 0.2 functions.
     let corpus = support::corpus();
-    let o = support::wasmlink(&[
-        "nm",
-        corpus.join("libc.so").to_str().unwrap(),
-    ]);
+    let o = support::wasmlink(&["nm", corpus.join("libc.so").to_str().unwrap()]);
     let wasi: Vec<String> = stdout(&o)
         .lines()
         .filter(|l| l.contains(" wasi-0.2 "))

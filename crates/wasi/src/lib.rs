@@ -27,7 +27,11 @@
 
 pub mod rt;
 
-#[allow(unused_parens, clippy::all, reason = "generated code: parenthesised for precedence, not style")]
+#[allow(
+    unused_parens,
+    clippy::all,
+    reason = "generated code: parenthesised for precedence, not style"
+)]
 mod glue {
     include!(concat!(env!("OUT_DIR"), "/glue.rs"));
 }
@@ -94,7 +98,10 @@ mod tests {
             linker_module("wasi:cli/stdout@0.2.0").as_deref(),
             Some(format!("wasi:cli/stdout@{v}").as_str())
         );
-        assert_eq!(linker_module(&format!("wasi:io/poll@{v}")), Some(format!("wasi:io/poll@{v}")));
+        assert_eq!(
+            linker_module(&format!("wasi:io/poll@{v}")),
+            Some(format!("wasi:io/poll@{v}"))
+        );
         assert_eq!(linker_module("wasi:io/poll@0.2.999"), None);
         assert_eq!(linker_module("wasi:io/poll@0.3.0"), None);
         assert_eq!(linker_module("wasi:io/poll"), None);

@@ -76,8 +76,7 @@ where
     /// # Errors
     /// [`ComponentError::Poisoned`] after an earlier failed call, [`ComponentError::Trap`],
     /// [`ComponentError::Limit`], [`ComponentError::Exit`].
-    pub fn call(&mut self, params: P) -> Result<R, ComponentError>
-    {
+    pub fn call(&mut self, params: P) -> Result<R, ComponentError> {
         let p = &mut *self.process;
         p.check_poisoned()?;
         let func = &self.func;
