@@ -13,7 +13,10 @@
 //! What cannot be run that way fails the load with one line that says why and which flags to
 //! rebuild with ([`REBUILD`]).
 
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{EntityType, ImportSection, Module, RawSection, SectionId};
 use wasmlink_dylink::{AddressWidth, ImportClass, ModuleInfo};
+use wasmparser::{Parser, Payload, TableInit};
 
 /// The flags that make wasm-ld emit a main the linker can always run.
 pub const REBUILD: &str = "rebuild it with -Wl,--import-memory -Wl,--import-table";
@@ -61,125 +64,80 @@ pub(super) fn import_own(bytes: &[u8], info: &ModuleInfo) -> Result<Vec<u8>, Str
         !info.defined_memories.is_empty(),
         !info.defined_tables.is_empty(),
     )
-    .ok_or_else(|| "its sections are malformed".to_string())
-}
-
-fn read_leb(bytes: &[u8], pos: &mut usize) -> Option<u32> {
-    let mut result: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let b = *bytes.get(*pos)?;
-        *pos += 1;
-        result |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return u32::try_from(result).ok();
-        }
-        shift += 7;
-        if shift > 28 {
-            return None;
-        }
-    }
-}
-
-fn write_leb(out: &mut Vec<u8>, mut v: u32) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn write_name(out: &mut Vec<u8>, s: &str) {
-    write_leb(out, s.len() as u32);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Section ids of the type and import sections, and the memory and table sections.
-const TYPE: u8 = 1;
-const IMPORT: u8 = 2;
-const TABLE: u8 = 4;
-const MEMORY: u8 = 5;
-const CUSTOM: u8 = 0;
-
-/// The type of the one item of a memory or table section (its bytes after the count).
-fn single_item(payload: &[u8]) -> Option<&[u8]> {
-    let mut pos = 0;
-    (read_leb(payload, &mut pos)? == 1).then(|| &payload[pos..])
 }
 
 /// Moves the definitions of the memory (`memory`) and of the table (`table`) into the import
-/// section as `env.memory` and `env.__indirect_function_table`, with the same types. `None` if
-/// the module's sections are malformed.
-fn rewrite(bytes: &[u8], memory: bool, table: bool) -> Option<Vec<u8>> {
-    let header = bytes.get(..8)?;
-    let mut sections: Vec<(u8, &[u8])> = Vec::new();
-    let mut pos = 8;
-    while pos < bytes.len() {
-        let id = bytes[pos];
-        pos += 1;
-        let len = read_leb(bytes, &mut pos)? as usize;
-        let payload = bytes.get(pos..pos.checked_add(len)?)?;
-        pos += len;
-        sections.push((id, payload));
-    }
-    let mut entries = Vec::new();
-    let mut added = 0;
-    if table {
-        let (_, p) = sections.iter().find(|(id, _)| *id == TABLE)?;
-        write_name(&mut entries, "env");
-        write_name(&mut entries, "__indirect_function_table");
-        entries.push(0x01);
-        entries.extend_from_slice(single_item(p)?);
-        added += 1;
-    }
-    if memory {
-        let (_, p) = sections.iter().find(|(id, _)| *id == MEMORY)?;
-        write_name(&mut entries, "env");
-        write_name(&mut entries, "memory");
-        entries.push(0x02);
-        entries.extend_from_slice(single_item(p)?);
-        added += 1;
-    }
-    let import_section = |old: Option<&[u8]>| -> Option<Vec<u8>> {
-        let (count, rest) = match old {
-            Some(p) => {
-                let mut at = 0;
-                let n = read_leb(p, &mut at)?;
-                (n, &p[at..])
+/// section as `env.memory` and `env.__indirect_function_table`, with the same types; every other
+/// section is copied as it is. `Err` names what is malformed.
+fn rewrite(bytes: &[u8], memory: bool, table: bool) -> Result<Vec<u8>, String> {
+    let malformed = |e: wasmparser::BinaryReaderError| format!("it is malformed: {e}");
+    let mut rc = RoundtripReencoder;
+    // The defined table and memory, imported in that order after the existing imports.
+    let mut added = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::TableSection(r) if table => {
+                let t = r.into_iter().next().ok_or("its table section is empty")?;
+                let t = t.map_err(malformed)?;
+                if !matches!(t.init, TableInit::RefNull) {
+                    return Err(
+                        "its table has an initializer expression, which an import cannot carry"
+                            .into(),
+                    );
+                }
+                let ty = rc.table_type(t.ty).map_err(|e| format!("its table: {e}"))?;
+                added.push(("__indirect_function_table", EntityType::Table(ty)));
             }
-            None => (0, &[][..]),
-        };
-        let mut payload = Vec::new();
-        write_leb(&mut payload, count.checked_add(added)?);
-        payload.extend_from_slice(rest);
-        payload.extend_from_slice(&entries);
-        Some(payload)
+            Payload::MemorySection(r) if memory => {
+                let m = r.into_iter().next().ok_or("its memory section is empty")?;
+                let ty = rc
+                    .memory_type(m.map_err(malformed)?)
+                    .map_err(|e| format!("its memory: {e}"))?;
+                added.push(("memory", EntityType::Memory(ty)));
+            }
+            _ => {}
+        }
+    }
+    let with_added = |imports: &mut ImportSection| {
+        for (name, ty) in &added {
+            imports.import("env", name, *ty);
+        }
     };
-    let has_imports = sections.iter().any(|(id, _)| *id == IMPORT);
-    let mut out = header.to_vec();
-    let emit = |out: &mut Vec<u8>, id: u8, payload: &[u8]| {
-        out.push(id);
-        write_leb(out, payload.len() as u32);
-        out.extend_from_slice(payload);
-    };
+    let mut out = Module::new();
     let mut imports_written = false;
-    for &(id, payload) in &sections {
-        if !has_imports && !imports_written && id != CUSTOM && id != TYPE {
-            emit(&mut out, IMPORT, &import_section(None)?);
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(malformed)?;
+        let Some((id, range)) = payload.as_section() else {
+            continue;
+        };
+        // Without an import section, the new one goes before the first section after the types.
+        let (custom, types) = (SectionId::Custom as u8, SectionId::Type as u8);
+        if !imports_written && id != custom && id != types && id != SectionId::Import as u8 {
+            let mut imports = ImportSection::new();
+            with_added(&mut imports);
+            out.section(&imports);
             imports_written = true;
         }
-        match id {
-            IMPORT => emit(&mut out, IMPORT, &import_section(Some(payload))?),
-            TABLE if table => {}
-            MEMORY if memory => {}
-            _ => emit(&mut out, id, payload),
+        match payload {
+            Payload::ImportSection(r) => {
+                let mut imports = ImportSection::new();
+                rc.parse_import_section(&mut imports, r)
+                    .map_err(|e| format!("its import section: {e}"))?;
+                with_added(&mut imports);
+                out.section(&imports);
+                imports_written = true;
+            }
+            Payload::TableSection(_) if table => {}
+            Payload::MemorySection(_) if memory => {}
+            _ => {
+                out.section(&RawSection {
+                    id,
+                    data: &bytes[range],
+                });
+            }
         }
     }
-    Some(out)
+    Ok(out.finish())
 }
 
 #[cfg(test)]
@@ -244,5 +202,8 @@ mod tests {
         );
         let (bytes, i) = info(r#"(module (import "env" "memory" (memory 1)) (memory 1))"#);
         assert!(import_own(&bytes, &i).unwrap_err().contains("2 memories"));
+        let (bytes, i) = info(r#"(module (func $f) (table 1 funcref (ref.func $f)))"#);
+        let err = import_own(&bytes, &i).unwrap_err();
+        assert!(err.contains("table has an initializer expression"), "{err}");
     }
 }
