@@ -987,22 +987,6 @@ impl Index {
     }
 }
 
-/// Reads one LEB128 varint of at most 5 bytes (a postcard `u32` or, on wasm32, `usize`) from
-/// `bytes` at `*at`, advancing `*at`; `None` if it is truncated or longer than 32 bits.
-#[inline]
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in 0..5 {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(b & 0x7f) << (7 * shift);
-        if b & 0x80 == 0 {
-            return (value <= u64::from(u32::MAX)).then_some(value);
-        }
-    }
-    None
-}
-
 mod merge;
 pub(crate) mod postings;
 pub use merge::{

@@ -22,7 +22,7 @@ use super::{
     IndexWriter, MANIFEST, Manifest, POSTINGS, POSTINGS_MAGIC, TERMS, TERMS_MAGIC, TEXT,
     TEXT_MAGIC, check_file, file_error, io_error, postcard_decode, postcard_encode, postings,
 };
-use postings::put_varint;
+use postings::{put_varint, read_varint_u64};
 use serde::{Deserialize, Serialize};
 
 /// A segment (an index directory) opened for merging: its documents decoded, its dictionary
@@ -226,20 +226,6 @@ impl Segment {
     }
 }
 
-/// Reads one LEB128 varint of at most 10 bytes (a postcard `u64`).
-fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in 0..10 {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(b & 0x7f) << (7 * shift);
-        if b & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// A cursor over the entries of a segment's `terms.bin` (postcard `Vec<TermEntry>`).
 struct Terms<'a> {
     seg: &'a Segment,
@@ -261,7 +247,8 @@ impl<'a> Terms<'a> {
     fn new(seg: &'a Segment) -> Result<Self, IndexError> {
         let bytes = &seg.terms[TERMS_MAGIC.len()..];
         let mut at = 0;
-        let left = varint(bytes, &mut at).ok_or_else(|| seg.bad_terms("bad length".into()))?;
+        let left =
+            read_varint_u64(bytes, &mut at).ok_or_else(|| seg.bad_terms("bad length".into()))?;
         if left != seg.manifest.terms {
             return Err(seg.bad_terms(format!(
                 "{left} terms, the manifest says {}",
@@ -287,16 +274,16 @@ impl<'a> Terms<'a> {
         self.left -= 1;
         let (seg, at0) = (self.seg, self.at);
         let bad = || seg.bad_terms(format!("bad entry at byte {at0}"));
-        let n = varint(self.bytes, &mut self.at).ok_or_else(bad)? as usize;
+        let n = read_varint_u64(self.bytes, &mut self.at).ok_or_else(bad)? as usize;
         let term = self
             .bytes
             .get(self.at..self.at.wrapping_add(n))
             .ok_or_else(bad)?;
         self.at += n;
         let (Some(df), Some(offset), Some(len)) = (
-            varint(self.bytes, &mut self.at),
-            varint(self.bytes, &mut self.at),
-            varint(self.bytes, &mut self.at),
+            read_varint_u64(self.bytes, &mut self.at),
+            read_varint_u64(self.bytes, &mut self.at),
+            read_varint_u64(self.bytes, &mut self.at),
         ) else {
             return Err(bad());
         };
@@ -354,7 +341,10 @@ impl Segment {
         let mut doc = 0u64;
         let mut rest = 0;
         for i in 0..entry.df {
-            let (Some(delta), Some(tf)) = (varint(bytes, &mut at), varint(bytes, &mut at)) else {
+            let (Some(delta), Some(tf)) = (
+                read_varint_u64(bytes, &mut at),
+                read_varint_u64(bytes, &mut at),
+            ) else {
                 return Err(bad("truncated or bad varint"));
             };
             if (i > 0 && delta == 0) || tf == 0 || tf > u64::from(u32::MAX) {

@@ -26,7 +26,7 @@
 
 use std::path::Path;
 
-use super::{DocId, IndexError, POSTINGS, Posting, file_error, read_varint};
+use super::{DocId, IndexError, POSTINGS, Posting, file_error};
 use crate::query::Bm25;
 
 /// Entries per block.
@@ -45,6 +45,35 @@ pub(crate) fn impact(tf: u32, dl: u32, avgdl: f64) -> f64 {
 fn round_up(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) < x { f.next_up() } else { f }
+}
+
+/// Reads one LEB128 varint of at most 5 bytes (a postcard `u32` or, on wasm32, `usize`) from
+/// `bytes` at `*at`, advancing `*at`; `None` if it is truncated or longer than 32 bits.
+#[inline]
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    read_leb128::<5>(bytes, at).filter(|&v| v <= u64::from(u32::MAX))
+}
+
+/// Reads one LEB128 varint of at most 10 bytes (a postcard `u64`), as [`read_varint`].
+#[inline]
+pub(crate) fn read_varint_u64(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    read_leb128::<10>(bytes, at)
+}
+
+/// The one LEB128 decoder: at most `MAX` bytes (10 at most, 70 bits, of which a `u64` keeps
+/// the low 64), `None` if truncated or longer.
+#[inline]
+fn read_leb128<const MAX: u32>(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in 0..MAX {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f) << (7 * shift);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Appends `v` as a LEB128 varint (as postcard writes integers).
