@@ -85,159 +85,48 @@ impl Index {
         touched: &mut Vec<DocId>,
     ) -> Result<Vec<Hit>, IndexError> {
         let n_docs = self.docs.len() as f64;
-        let body = FieldStats {
-            avgdl: self.total_terms as f64 / n_docs,
-            n_docs,
+        let ranking = Ranking {
+            index: self,
+            params,
+            k,
+            // The lists record their entries' greatest impacts under the default parameters.
+            tight: params == Bm25::default(),
+            // Max-score pruning only for plain OR queries: a filter could remove the documents
+            // the threshold came from.
+            prune: query.excluded.is_empty()
+                && query.title.is_empty()
+                && query.phrases.is_empty()
+                && params.k1 >= 0.0
+                && (0.0..=1.0).contains(&params.b),
+            body: FieldStats {
+                avgdl: self.total_terms as f64 / n_docs,
+                n_docs,
+            },
+            title: FieldStats {
+                avgdl: self.total_title_terms as f64 / n_docs,
+                n_docs,
+            },
         };
-        let title = FieldStats {
-            avgdl: self.total_title_terms as f64 / n_docs,
-            n_docs,
-        };
-        // The lists record their entries' greatest impacts under the default parameters.
-        let tight = params == Bm25::default();
-        let mut clauses: Vec<Clause> = Vec::with_capacity(2 * distinct.len());
-        for &term in distinct {
-            for body_field in [true, false] {
-                let list = if body_field {
-                    self.list(term)?
-                } else {
-                    self.list(&title_key(term))?
-                };
-                let Some(list) = list else { continue };
-                let (stats, weight) = if body_field {
-                    (&body, 1.0)
-                } else {
-                    (&title, TITLE_WEIGHT)
-                };
-                let idf = stats.idf(list.len());
-                let impact = if tight { list.max_impact() } else { 1.0 };
-                clauses.push(Clause {
-                    term,
-                    body: body_field,
-                    idf,
-                    bound: weight * idf * (params.k1 + 1.0) * impact * (1.0 + 1e-9),
-                    list,
-                });
-            }
-        }
-        // Max-score pruning (term at a time): the clauses that can add the most come first;
-        // once what all the clauses left can add is below the k-th best score so far, a
-        // document none of the earlier clauses matched cannot reach the top k, so the
-        // remaining clauses only add to the documents already found (no new candidates);
-        // and of those only to the candidates whose score so far plus what the clauses left
-        // can add reaches the k-th best, looked up block by block in the clauses' lists.
-        // Only for plain OR queries: a filter could remove the documents the threshold
-        // came from. Sums follow this clause order (deterministic: by bound, then term).
-        let prune = query.excluded.is_empty()
-            && query.title.is_empty()
-            && query.phrases.is_empty()
-            && params.k1 >= 0.0
-            && (0.0..=1.0).contains(&params.b);
-        if prune {
-            clauses.sort_by(|x, y| {
-                y.bound
-                    .total_cmp(&x.bound)
-                    .then(x.term.cmp(y.term))
-                    .then(y.body.cmp(&x.body))
-            });
-        }
+        let clauses = ranking.clauses(distinct)?;
         let Scratch {
             scores,
             body: matched,
         } = scratch;
-        let mut rest: f64 = clauses.iter().map(|c| c.bound).sum();
-        let mut kth: Vec<f64> = Vec::new();
-        let mut kth_of = |docs: &[DocId], scores: &[f64]| {
-            kth.clear();
-            kth.extend(docs.iter().map(|&d| scores[d as usize]));
-            let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, |x, y| y.total_cmp(x));
-            t
-        };
-        // Set once pruning closes: the candidates, by document id, and the k-th best so far.
-        let mut candidates: Option<Vec<DocId>> = None;
-        let mut threshold = f64::NEG_INFINITY;
-        let mut postings: Vec<Posting> = Vec::new();
-        let mut body_clause = 0usize;
-        for clause in &clauses {
-            let bit = if clause.body && body_clause < 64 {
-                1u64 << body_clause
-            } else {
-                0
-            };
-            body_clause += usize::from(clause.body);
-            // Closes once k documents score more than what the clauses left can add (a
-            // count first: finding the k-th best is dearer).
-            if prune
-                && candidates.is_none()
-                && touched.len() >= k
-                && clause.list.len() > 64
-                && touched
-                    .iter()
-                    .filter(|&&d| scores[d as usize] > rest)
-                    .count()
-                    >= k
-            {
-                threshold = kth_of(touched, scores);
-                if rest < threshold {
-                    let mut c: Vec<DocId> = touched
-                        .iter()
-                        .copied()
-                        .filter(|&d| scores[d as usize] + rest >= threshold)
-                        .collect();
-                    // Runs of increasing ids, one per clause so far: a merge sort's case.
-                    c.sort();
-                    candidates = Some(c);
-                }
-            }
-            let (stats, weight, lens) = if clause.body {
-                (&body, 1.0, &self.body_lens)
-            } else {
-                (&title, TITLE_WEIGHT, &self.title_lens)
-            };
-            match &candidates {
-                None => {
-                    clause.list.decode_all(&mut postings)?;
-                    for p in &postings {
-                        let slot = &mut scores[p.doc as usize];
-                        if *slot == 0.0 {
-                            touched.push(p.doc);
-                        }
-                        *slot +=
-                            weight * stats.score(params, clause.idf, p.tf, lens[p.doc as usize]);
-                        matched[p.doc as usize] |= bit;
-                    }
-                }
-                Some(c) => {
-                    // A candidate that the block holding it cannot lift to the k-th best is
-                    // out: its block is not decoded for it.
-                    let scale = weight * clause.idf * (params.k1 + 1.0) * (1.0 + 1e-9);
-                    let after = rest - clause.bound;
-                    clause.list.lookup(c, &mut postings, |i, step| {
-                        let d = c[i] as usize;
-                        match step {
-                            Step::Block(impact) => {
-                                let impact = if tight { impact } else { 1.0 };
-                                scores[d] + scale * impact + after >= threshold
-                            }
-                            Step::Found(tf) => {
-                                scores[d] += weight * stats.score(params, clause.idf, tf, lens[d]);
-                                matched[d] |= bit;
-                                true
-                            }
-                        }
-                    })?;
-                }
-            }
-            rest -= clause.bound;
-            if let Some(c) = &mut candidates {
-                if c.len() > k {
-                    threshold = threshold.max(kth_of(c, scores));
-                }
-                c.retain(|&d| scores[d as usize] + rest >= threshold);
-            }
-        }
-        // Filters: documents that fail one get no score (NaN; only matched documents, so
-        // that the accumulators stay clean outside `touched`).
+        let mut postings = Vec::new();
+        ranking.accumulate(&clauses, scores, matched, touched, &mut postings)?;
+        self.filter(query, scores, touched)?;
+        let ranked = self.top(query, k, scores, touched)?;
+        self.hits(ranked, &clauses, matched, &mut postings)
+    }
+
+    /// Documents that fail a filter (`-term`, `title:term`) get no score (NaN; only matched
+    /// documents, so that the accumulators stay clean outside `touched`).
+    fn filter(
+        &self,
+        query: &Query,
+        scores: &mut [f64],
+        touched: &mut [DocId],
+    ) -> Result<(), IndexError> {
         for term in &query.excluded {
             for key in [term.clone(), title_key(term)] {
                 for p in self.postings(&key)? {
@@ -263,6 +152,18 @@ impl Index {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The `k` best scored documents, best first (equal scores by id); with phrases, the best
+    /// `k` of those whose stored text has every phrase.
+    fn top(
+        &self,
+        query: &Query,
+        k: usize,
+        scores: &[f64],
+        touched: &[DocId],
+    ) -> Result<Vec<(DocId, f64)>, IndexError> {
         let mut ranked: Vec<(DocId, f64)> = touched
             .iter()
             .map(|&d| (d, scores[d as usize]))
@@ -275,20 +176,31 @@ impl Index {
                 ranked.truncate(k);
             }
             ranked.sort_unstable_by(order);
-        } else {
-            // Phrases are checked against the stored text, best first, until k pass.
-            ranked.sort_unstable_by(order);
-            let mut kept = Vec::with_capacity(k);
-            for (doc, score) in ranked {
-                if self.has_phrases(doc, &query.phrases)? {
-                    kept.push((doc, score));
-                    if kept.len() == k {
-                        break;
-                    }
+            return Ok(ranked);
+        }
+        // Phrases are checked against the stored text, best first, until k pass.
+        ranked.sort_unstable_by(order);
+        let mut kept = Vec::with_capacity(k);
+        for (doc, score) in ranked {
+            if self.has_phrases(doc, &query.phrases)? {
+                kept.push((doc, score));
+                if kept.len() == k {
+                    break;
                 }
             }
-            ranked = kept;
         }
+        Ok(kept)
+    }
+
+    /// The hits for `ranked`, each with the body terms it matched (from `matched` for the first
+    /// 64 body clauses, looked up in the lists for the others).
+    fn hits(
+        &self,
+        ranked: Vec<(DocId, f64)>,
+        clauses: &[Clause<'_>],
+        matched: &[u64],
+        postings: &mut Vec<Posting>,
+    ) -> Result<Vec<Hit>, IndexError> {
         let body_clauses: Vec<&Clause> = clauses.iter().filter(|c| c.body).collect();
         let mut hits = Vec::with_capacity(ranked.len());
         for (doc, score) in ranked {
@@ -299,7 +211,7 @@ impl Index {
                     matched[doc as usize] & (1 << i) != 0
                 } else {
                     let mut found = false;
-                    c.list.lookup(&[doc], &mut postings, |_, step| {
+                    c.list.lookup(&[doc], postings, |_, step| {
                         found |= matches!(step, Step::Found(_));
                         true
                     })?;
@@ -318,5 +230,179 @@ impl Index {
             });
         }
         Ok(hits)
+    }
+}
+
+/// What one query's scoring needs: the index, the BM25 parameters, `k`, and the fields' stats.
+struct Ranking<'i> {
+    index: &'i Index,
+    params: Bm25,
+    k: usize,
+    /// The lists' recorded impacts bound the scores (default parameters).
+    tight: bool,
+    /// Max-score pruning applies (a plain OR query).
+    prune: bool,
+    body: FieldStats,
+    title: FieldStats,
+}
+
+impl<'i> Ranking<'i> {
+    /// The (term, field) clauses that occur in the index; when pruning, the clauses that can
+    /// add the most first (deterministic: by bound, then term, body before title).
+    fn clauses<'t>(&self, distinct: &[&'t str]) -> Result<Vec<Clause<'t>>, IndexError>
+    where
+        'i: 't,
+    {
+        let mut clauses: Vec<Clause> = Vec::with_capacity(2 * distinct.len());
+        for &term in distinct {
+            for body_field in [true, false] {
+                let list = if body_field {
+                    self.index.list(term)?
+                } else {
+                    self.index.list(&title_key(term))?
+                };
+                let Some(list) = list else { continue };
+                let (stats, weight) = self.field(body_field);
+                let idf = stats.idf(list.len());
+                let impact = if self.tight { list.max_impact() } else { 1.0 };
+                clauses.push(Clause {
+                    term,
+                    body: body_field,
+                    idf,
+                    bound: weight * idf * (self.params.k1 + 1.0) * impact * (1.0 + 1e-9),
+                    list,
+                });
+            }
+        }
+        if self.prune {
+            clauses.sort_by(|x, y| {
+                y.bound
+                    .total_cmp(&x.bound)
+                    .then(x.term.cmp(y.term))
+                    .then(y.body.cmp(&x.body))
+            });
+        }
+        Ok(clauses)
+    }
+
+    /// A field's stats and weight.
+    fn field(&self, body: bool) -> (&FieldStats, f64) {
+        if body {
+            (&self.body, 1.0)
+        } else {
+            (&self.title, TITLE_WEIGHT)
+        }
+    }
+
+    /// Adds each clause's scores into `scores` (recording the documents first matched in
+    /// `touched`, and the first 64 body clauses each matched in `matched`).
+    ///
+    /// Max-score pruning (term at a time): once what all the clauses left can add is below the
+    /// k-th best score so far, a document none of the earlier clauses matched cannot reach the
+    /// top k, so the remaining clauses only add to the documents already found (no new
+    /// candidates); and of those only to the candidates whose score so far plus what the
+    /// clauses left can add reaches the k-th best, looked up block by block in the clauses'
+    /// lists. Sums follow the clause order.
+    fn accumulate(
+        &self,
+        clauses: &[Clause<'_>],
+        scores: &mut [f64],
+        matched: &mut [u64],
+        touched: &mut Vec<DocId>,
+        postings: &mut Vec<Posting>,
+    ) -> Result<(), IndexError> {
+        let (k, params, tight) = (self.k, self.params, self.tight);
+        let mut rest: f64 = clauses.iter().map(|c| c.bound).sum();
+        let mut kth: Vec<f64> = Vec::new();
+        let mut kth_of = |docs: &[DocId], scores: &[f64]| {
+            kth.clear();
+            kth.extend(docs.iter().map(|&d| scores[d as usize]));
+            let (_, &mut t, _) = kth.select_nth_unstable_by(k - 1, |x, y| y.total_cmp(x));
+            t
+        };
+        // Set once pruning closes: the candidates, by document id, and the k-th best so far.
+        let mut candidates: Option<Vec<DocId>> = None;
+        let mut threshold = f64::NEG_INFINITY;
+        let mut body_clause = 0usize;
+        for clause in clauses {
+            let bit = if clause.body && body_clause < 64 {
+                1u64 << body_clause
+            } else {
+                0
+            };
+            body_clause += usize::from(clause.body);
+            // Closes once k documents score more than what the clauses left can add (a
+            // count first: finding the k-th best is dearer).
+            if self.prune
+                && candidates.is_none()
+                && touched.len() >= k
+                && clause.list.len() > 64
+                && touched
+                    .iter()
+                    .filter(|&&d| scores[d as usize] > rest)
+                    .count()
+                    >= k
+            {
+                threshold = kth_of(touched, scores);
+                if rest < threshold {
+                    let mut c: Vec<DocId> = touched
+                        .iter()
+                        .copied()
+                        .filter(|&d| scores[d as usize] + rest >= threshold)
+                        .collect();
+                    // Runs of increasing ids, one per clause so far: a merge sort's case.
+                    c.sort();
+                    candidates = Some(c);
+                }
+            }
+            let (stats, weight) = self.field(clause.body);
+            let lens = if clause.body {
+                &self.index.body_lens
+            } else {
+                &self.index.title_lens
+            };
+            match &candidates {
+                None => {
+                    clause.list.decode_all(postings)?;
+                    for p in postings.iter() {
+                        let slot = &mut scores[p.doc as usize];
+                        if *slot == 0.0 {
+                            touched.push(p.doc);
+                        }
+                        *slot +=
+                            weight * stats.score(params, clause.idf, p.tf, lens[p.doc as usize]);
+                        matched[p.doc as usize] |= bit;
+                    }
+                }
+                Some(c) => {
+                    // A candidate that the block holding it cannot lift to the k-th best is
+                    // out: its block is not decoded for it.
+                    let scale = weight * clause.idf * (params.k1 + 1.0) * (1.0 + 1e-9);
+                    let after = rest - clause.bound;
+                    clause.list.lookup(c, postings, |i, step| {
+                        let d = c[i] as usize;
+                        match step {
+                            Step::Block(impact) => {
+                                let impact = if tight { impact } else { 1.0 };
+                                scores[d] + scale * impact + after >= threshold
+                            }
+                            Step::Found(tf) => {
+                                scores[d] += weight * stats.score(params, clause.idf, tf, lens[d]);
+                                matched[d] |= bit;
+                                true
+                            }
+                        }
+                    })?;
+                }
+            }
+            rest -= clause.bound;
+            if let Some(c) = &mut candidates {
+                if c.len() > k {
+                    threshold = threshold.max(kth_of(c, scores));
+                }
+                c.retain(|&d| scores[d as usize] + rest >= threshold);
+            }
+        }
+        Ok(())
     }
 }
