@@ -269,10 +269,10 @@ pub const STAMP_MIN_SIZE: u64 = 64 << 10;
 pub fn read_stamped(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Option<FileStamp>)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let before = stamp_of(&file.metadata()?);
+    let before = stamp_of_metadata(&file.metadata()?);
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let after = stamp_of(&file.metadata()?);
+    let after = stamp_of_metadata(&file.metadata()?);
     let stamp = match (before, after) {
         (Some(b), Some(a)) if a == b && a.size == bytes.len() as u64 => Some(a),
         _ => None,
@@ -284,13 +284,7 @@ pub fn read_stamped(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Option<
 /// young or the platform has none. A caller that reads only part of a file (the linker skips
 /// code sections) takes it before and after, as [`read_stamped`] does around its read.
 pub fn stamp_file(file: &std::fs::File) -> std::io::Result<Option<FileStamp>> {
-    Ok(stamp_of(&file.metadata()?))
-}
-
-/// The stamp of a file whose metadata `m` was just taken on an open descriptor (see
-/// [`stamp_file`]), for a caller that needs the metadata for something else too.
-pub fn stamp_of_metadata(m: &std::fs::Metadata) -> Option<FileStamp> {
-    stamp_of(m)
+    Ok(stamp_of_metadata(&file.metadata()?))
 }
 
 /// The key recorded for a file with `stamp` in `engine`'s artifact directory, if any: what
@@ -299,8 +293,10 @@ pub fn recorded_key(engine: &Engine, stamp: &FileStamp) -> Option<[u8; 32]> {
     crate::artifacts::stamped_key(engine, stamp)
 }
 
+/// The stamp of a file whose metadata `m` was just taken on an open descriptor (see
+/// [`stamp_file`]), for a caller that needs the metadata for something else too.
 #[cfg(unix)]
-fn stamp_of(m: &std::fs::Metadata) -> Option<FileStamp> {
+pub fn stamp_of_metadata(m: &std::fs::Metadata) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     let now = std::time::SystemTime::now()
@@ -320,8 +316,10 @@ fn stamp_of(m: &std::fs::Metadata) -> Option<FileStamp> {
     (s.mtime_ns < limit && s.ctime_ns < limit).then_some(s)
 }
 
+/// The stamp of a file whose metadata `m` was just taken on an open descriptor (see
+/// [`stamp_file`]), for a caller that needs the metadata for something else too.
 #[cfg(not(unix))]
-fn stamp_of(_: &std::fs::Metadata) -> Option<FileStamp> {
+pub fn stamp_of_metadata(_: &std::fs::Metadata) -> Option<FileStamp> {
     None
 }
 
