@@ -187,6 +187,39 @@ mod tests {
     }
 
     #[test]
+    fn truncated_or_corrupted_mains_are_errors_not_panics() {
+        let (bytes, _) = info(
+            r#"(module
+                 (import "env" "__memory_base" (global i32))
+                 (table 3 7 funcref)
+                 (memory 2 9)
+                 (func (export "f") (result i32) i32.const 7)
+                 (data (global.get 0) "xyz"))"#,
+        );
+        let mut rewritten = 0;
+        let mut check = |b: &[u8]| {
+            // As a load does: the model first, then the rewrite of what the model accepted.
+            if let Ok(i) = ModuleInfo::parse(b)
+                && import_own(b, &i).is_ok()
+            {
+                rewritten += 1;
+            }
+        };
+        for len in 0..bytes.len() {
+            check(&bytes[..len]);
+        }
+        for at in 8..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[at] ^= flip;
+                check(&b);
+            }
+        }
+        // Some corruptions (in names, constants) still leave a module to rewrite.
+        assert!(rewritten > 0);
+    }
+
+    #[test]
     fn what_cannot_be_shared_is_refused_with_the_reason() {
         let (bytes, i) = info(r#"(module (memory 1 1 shared))"#);
         assert!(
