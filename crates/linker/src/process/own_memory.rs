@@ -72,10 +72,18 @@ pub(super) fn import_own(bytes: &[u8], info: &ModuleInfo) -> Result<Vec<u8>, Str
 fn rewrite(bytes: &[u8], memory: bool, table: bool) -> Result<Vec<u8>, String> {
     let malformed = |e: wasmparser::BinaryReaderError| format!("it is malformed: {e}");
     let mut rc = RoundtripReencoder;
-    // The defined table and memory, imported in that order after the existing imports.
+    // One pass over the module: the sections to write, and the defined table and memory (which
+    // come after the imports), imported in that order after the existing imports.
+    let mut sections = Vec::new();
+    let mut imports = None;
     let mut added = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(malformed)? {
+        let payload = payload.map_err(malformed)?;
+        let Some((id, range)) = payload.as_section() else {
+            continue;
+        };
+        match payload {
+            Payload::ImportSection(r) => imports = Some((sections.len(), r)),
             Payload::TableSection(r) if table => {
                 let t = r.into_iter().next().ok_or("its table section is empty")?;
                 let t = t.map_err(malformed)?;
@@ -87,6 +95,7 @@ fn rewrite(bytes: &[u8], memory: bool, table: bool) -> Result<Vec<u8>, String> {
                 }
                 let ty = rc.table_type(t.ty).map_err(|e| format!("its table: {e}"))?;
                 added.push(("__indirect_function_table", EntityType::Table(ty)));
+                continue;
             }
             Payload::MemorySection(r) if memory => {
                 let m = r.into_iter().next().ok_or("its memory section is empty")?;
@@ -94,48 +103,42 @@ fn rewrite(bytes: &[u8], memory: bool, table: bool) -> Result<Vec<u8>, String> {
                     .memory_type(m.map_err(malformed)?)
                     .map_err(|e| format!("its memory: {e}"))?;
                 added.push(("memory", EntityType::Memory(ty)));
+                continue;
             }
             _ => {}
         }
+        sections.push((id, range));
     }
-    let with_added = |imports: &mut ImportSection| {
-        for (name, ty) in &added {
-            imports.import("env", name, *ty);
+    // Without an import section, the new one goes before the first section after the types.
+    let (at, old) = match imports {
+        Some((at, r)) => (at, Some(r)),
+        None => {
+            let skip = [SectionId::Custom as u8, SectionId::Type as u8];
+            let at = sections.iter().position(|(id, _)| !skip.contains(id));
+            (at.unwrap_or(sections.len()), None)
         }
     };
+    let mut import_section = ImportSection::new();
+    if let Some(r) = old {
+        rc.parse_import_section(&mut import_section, r)
+            .map_err(|e| format!("its import section: {e}"))?;
+        sections.remove(at);
+    }
+    for (name, ty) in &added {
+        import_section.import("env", name, *ty);
+    }
+    let raw = |(id, range): (u8, std::ops::Range<usize>)| RawSection {
+        id,
+        data: &bytes[range],
+    };
     let mut out = Module::new();
-    let mut imports_written = false;
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(malformed)?;
-        let Some((id, range)) = payload.as_section() else {
-            continue;
-        };
-        // Without an import section, the new one goes before the first section after the types.
-        let (custom, types) = (SectionId::Custom as u8, SectionId::Type as u8);
-        if !imports_written && id != custom && id != types && id != SectionId::Import as u8 {
-            let mut imports = ImportSection::new();
-            with_added(&mut imports);
-            out.section(&imports);
-            imports_written = true;
-        }
-        match payload {
-            Payload::ImportSection(r) => {
-                let mut imports = ImportSection::new();
-                rc.parse_import_section(&mut imports, r)
-                    .map_err(|e| format!("its import section: {e}"))?;
-                with_added(&mut imports);
-                out.section(&imports);
-                imports_written = true;
-            }
-            Payload::TableSection(_) if table => {}
-            Payload::MemorySection(_) if memory => {}
-            _ => {
-                out.section(&RawSection {
-                    id,
-                    data: &bytes[range],
-                });
-            }
-        }
+    let mut sections = sections.into_iter();
+    for section in sections.by_ref().take(at) {
+        out.section(&raw(section));
+    }
+    out.section(&import_section);
+    for section in sections {
+        out.section(&raw(section));
     }
     Ok(out.finish())
 }
