@@ -262,7 +262,7 @@ impl<'i> Ranking<'i> {
                     self.index.list(&title_key(term))?
                 };
                 let Some(list) = list else { continue };
-                let (stats, weight) = self.field(body_field);
+                let (stats, weight, _) = self.field(body_field);
                 let idf = stats.idf(list.len());
                 let impact = if self.tight { list.max_impact() } else { 1.0 };
                 clauses.push(Clause {
@@ -285,12 +285,12 @@ impl<'i> Ranking<'i> {
         Ok(clauses)
     }
 
-    /// A field's stats and weight.
-    fn field(&self, body: bool) -> (&FieldStats, f64) {
+    /// A field's stats, weight and documents' lengths.
+    fn field(&self, body: bool) -> (&FieldStats, f64, &'i [u32]) {
         if body {
-            (&self.body, 1.0)
+            (&self.body, 1.0, &self.index.body_lens)
         } else {
-            (&self.title, TITLE_WEIGHT)
+            (&self.title, TITLE_WEIGHT, &self.index.title_lens)
         }
     }
 
@@ -355,12 +355,7 @@ impl<'i> Ranking<'i> {
                     candidates = Some(c);
                 }
             }
-            let (stats, weight) = self.field(clause.body);
-            let lens = if clause.body {
-                &self.index.body_lens
-            } else {
-                &self.index.title_lens
-            };
+            let (stats, weight, lens) = self.field(clause.body);
             match &candidates {
                 None => {
                     clause.list.decode_all(postings)?;
